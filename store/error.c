@@ -1,0 +1,55 @@
+#include "store/error.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void lvd_error_clear(lvd_error *err)
+{
+    if (!err)
+        return;
+    err->msg[0] = '\0';
+    err->cls = NULL;
+}
+
+static void error_vformat(lvd_error *err, const char *cls, const char *fmt, va_list ap)
+{
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    err->cls = cls;
+}
+
+int lvd_fail(lvd_error *err, const char *fmt, ...)
+{
+    if (!err)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    error_vformat(err, NULL, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int lvd_fail_class(lvd_error *err, const char *cls, const char *fmt, ...)
+{
+    if (!err)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    error_vformat(err, cls, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int lvd_error_prefix(lvd_error *err, const char *fmt, ...)
+{
+    if (!err)
+        return -1;
+    char prefix[512];
+    char old[sizeof err->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, err->msg, sizeof old);
+    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    return -1;
+}
