@@ -1,0 +1,80 @@
+/* Helpers shared by the store tests: a private temporary folder, raw file writing and
+ * "this open must fail with a message mentioning X" checks. */
+#ifndef LVD_TESTS_STORE_HELPERS_H
+#define LVD_TESTS_STORE_HELPERS_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/tensors.h"
+#include "tests/check.h"
+
+static char helper_dir[256];
+
+/* Creates a fresh temporary folder for this test (removed by remove_temp_dir). */
+static inline const char *make_temp_dir(void)
+{
+    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    snprintf(helper_dir, sizeof helper_dir, "%s/lvd-store-XXXXXX", base);
+    if (!mkdtemp(helper_dir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    return helper_dir;
+}
+
+static inline void remove_temp_dir(void)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", helper_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "warning: could not remove %s\n", helper_dir);
+}
+
+/* helper_dir/name, in a static buffer (valid until the next call). */
+static inline const char *temp_path(const char *name)
+{
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s", helper_dir, name);
+    return path;
+}
+
+static inline void write_bytes(const char *path, const void *buf, size_t len)
+{
+    FILE *fp = fopen(path, "wb");
+    if (!fp || fwrite(buf, 1, len, fp) != len || fclose(fp) != 0) {
+        perror(path);
+        exit(1);
+    }
+}
+
+static inline int file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Opening path must fail, leave *out NULL, and the message must name the file and contain
+ * `expect`. */
+#define EXPECT_OPEN_FAILS(path, expect) expect_open_fails(__FILE__, __LINE__, path, expect)
+
+static inline void expect_open_fails(const char *file, int line, const char *path,
+                                     const char *expect)
+{
+    lvd_tensors *ts = (lvd_tensors *)1;
+    lvd_error err;
+    lvd_error_clear(&err);
+    int rc = lvd_tensors_open(path, &ts, &err);
+    if (rc == 0 || ts != NULL || !strstr(err.msg, path) || !strstr(err.msg, expect)) {
+        fprintf(stderr, "%s:%d: opening %s: expected failure mentioning \"%s\", got rc %d: %s\n",
+                file, line, path, expect, rc, err.msg);
+        check_failures++;
+        if (rc == 0)
+            lvd_tensors_close(ts);
+    }
+}
+
+#endif
