@@ -26,16 +26,16 @@ typedef struct lvd_image {
 } lvd_image;
 
 typedef enum lvd_alpha_mode {
-    LVD_ALPHA_DROP = 0,   /* discard alpha without compositing (PIL convert("RGB")): the embed path */
+    LVD_ALPHA_DROP = 0, /* discard alpha without compositing (PIL convert("RGB")): the embed path */
     LVD_ALPHA_ON_WHITE, /* composite over white: the fetch stage */
 } lvd_alpha_mode;
 
 typedef struct lvd_decode_opts {
-    int64_t max_pixels;      /* 0: no limit; else width*height above it fails "too_many_pixels" */
-    lvd_alpha_mode alpha;    /* what to do with an alpha channel */
-    int apply_orientation;   /* 1: apply EXIF orientation (JPEG), 0: keep stored orientation */
-    int min_side_hint;       /* >0: JPEG may use DCT scaling (1/2, 1/4, 1/8) as long as both sides
-                                stay >= this; 0: decode at full size (bit-exact with PIL) */
+    int64_t max_pixels;    /* 0: no limit; else width*height above it fails "too_many_pixels" */
+    lvd_alpha_mode alpha;  /* what to do with an alpha channel */
+    int apply_orientation; /* 1: apply EXIF orientation (JPEG), 0: keep stored orientation */
+    int min_side_hint;     /* >0: JPEG may use DCT scaling (1/2, 1/4, 1/8) as long as both sides
+                              stay >= this; 0: decode at full size (bit-exact with PIL) */
 } lvd_decode_opts;
 
 typedef struct lvd_image_info {
@@ -74,5 +74,10 @@ void lvd_image_free(lvd_image *img);
  * `crop` x `crop` (torchvision's rounding), ToTensor, Normalize(ImageNet mean, std). Writes
  * 3*crop*crop floats, channel-major, into chw. */
 int lvd_image_preprocess(const lvd_image *img, int resize, int crop, float *chw, lvd_error *err);
+
+/* The uint8 half of lvd_image_preprocess: the same resize and center crop, written as
+ * crop*crop*3 bytes, row-major RGB (HWC), into hwc. Only the cropped pixels are computed. */
+int lvd_image_resize_center_crop(const lvd_image *img, int resize, int crop, uint8_t *hwc,
+                                 lvd_error *err);
 
 #endif
