@@ -1,0 +1,201 @@
+/* index/: vector search and the curation core (LVD-142M, SPEC section 4).
+ *
+ * Vectors are float rows of dimension d, L2-normalized, compared by inner product (= cosine
+ * similarity); every "sim" below is that similarity, larger is closer. Functions that take rows
+ * reject a row whose squared norm is farther than 1e-3 from 1 (lvd_normalize_rows fixes them).
+ *
+ * The search part is a thin wrapper over the FAISS C API (libfaiss_c, built by
+ * scripts/build-faiss-c.sh): an lvd_index owns one FaissIndex; row ids are the order of addition
+ * (0, 1, 2, ...). FAISS failures come back as lvd_error holding faiss_get_last_error()'s text.
+ * FAISS runs its loops with OpenMP threads (OMP_NUM_THREADS bounds them).
+ *
+ * The curation core works on in-memory n x d matrices (row i = id i); reading and writing the
+ * manifest is the stages' job. Results are deterministic for a given input and index: ties are
+ * broken by the lowest row id. */
+#ifndef LVD_INDEX_INDEX_H
+#define LVD_INDEX_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/error.h"
+
+/* ---- Rows ---------------------------------------------------------------------------------- */
+
+/* Scales every row of x (n x d) to unit L2 norm in place; fails on a row that is all zeros or
+ * holds a NaN or infinity. */
+int lvd_normalize_rows(float *x, int64_t n, int d, lvd_error *err);
+
+/* ---- Index choice -------------------------------------------------------------------------- */
+
+/* Rows up to this count get an exact "Flat" index when it fits the budget. */
+#define LVD_INDEX_FLAT_MAX 65536
+
+/* Writes into out (out_size bytes) a FAISS factory string for n rows of dimension d that fits
+ * memory_budget bytes, choosing as autofaiss does:
+ *   - "Flat" (exact) when n <= LVD_INDEX_FLAT_MAX and n * 4d bytes fit;
+ *   - otherwise "IVF<c>,Flat" with c = the power of two nearest 4 * sqrt(n), lowered until every
+ *     list gets at least 39 training rows, when n * (4d + 8) bytes plus the c centroids fit;
+ *   - otherwise "IVF<c>,PQ<m>" with m the largest divisor of d, at most 64, such that
+ *     n * (m + 8) bytes plus the centroids and PQ tables fit.
+ * Fails when n < 1, d < 1, or nothing fits. */
+int lvd_index_choose(int64_t n, int d, size_t memory_budget, char *out, size_t out_size,
+                     lvd_error *err);
+
+/* ---- Index --------------------------------------------------------------------------------- */
+
+typedef struct lvd_index lvd_index;
+
+/* Creates an empty inner-product index of dimension d from a FAISS factory string ("Flat",
+ * "IVF1024,Flat", "IVF4096,PQ32", "OPQ32,IVF1024,PQ32", ...). A string FAISS does not accept
+ * fails with FAISS's own message. */
+int lvd_index_create(lvd_index **out, int d, const char *factory, lvd_error *err);
+
+/* Frees the index (NULL is ignored). */
+void lvd_index_free(lvd_index *index);
+
+int lvd_index_dim(const lvd_index *index);
+int64_t lvd_index_count(const lvd_index *index);
+/* 1 when the index can take rows (Flat always; IVF / PQ after lvd_index_train). */
+int lvd_index_is_trained(const lvd_index *index);
+/* Number of inverted lists, 0 for an index without them (Flat, PQ, HNSW). */
+size_t lvd_index_nlist(const lvd_index *index);
+
+/* Trains on n rows (IVF centroids, PQ codebooks); a no-op for indexes that need none. FAISS wants
+ * at least 39 rows per list or codebook entry and warns below that. */
+int lvd_index_train(lvd_index *index, int64_t n, const float *x, lvd_error *err);
+
+/* Trains on an evenly spaced sample of the n rows of x: at most 40 rows per inverted list (FAISS
+ * warns below 39), or 65,536 rows for an index without lists; all rows when n is smaller. This
+ * bounds IVF training time. A no-op for an index that is already trained. */
+int lvd_index_train_sample(lvd_index *index, const float *x, int64_t n, lvd_error *err);
+
+/* Appends n rows; they get ids lvd_index_count() .. lvd_index_count() + n - 1. */
+int lvd_index_add(lvd_index *index, int64_t n, const float *x, lvd_error *err);
+
+/* Sets how many inverted lists a search visits (1 .. nlist). Fails for an index without lists. */
+int lvd_index_set_nprobe(lvd_index *index, size_t nprobe, lvd_error *err);
+
+/* For each of the nq query rows, the k most similar rows: sims[q * k + j] descending, ids[q * k +
+ * j] their ids; slots beyond the rows found hold id -1 and sim -INFINITY. Queries go to FAISS in
+ * batches of at most `batch` rows (0 means all at once) so callers can bound temporary memory. */
+int lvd_index_search(const lvd_index *index, int64_t nq, const float *q, int k, int64_t batch,
+                     float *sims, int64_t *ids, lvd_error *err);
+
+/* Result of a range search: the hits of query i are ids / sims[lims[i] .. lims[i + 1]), in no
+ * particular order. */
+typedef struct lvd_range_result {
+    int64_t nq;
+    size_t *lims; /* nq + 1 entries */
+    int64_t *ids;
+    float *sims;
+} lvd_range_result;
+
+/* Fills out with, for each query row, every indexed row whose sim is > min_sim (for IVF indexes,
+ * among the lists visited). Not every FAISS index supports it (HNSW does not); those fail. */
+int lvd_index_range_search(const lvd_index *index, int64_t nq, const float *q, float min_sim,
+                           lvd_range_result *out, lvd_error *err);
+
+/* Frees the arrays of a range result and zeroes it (NULL is ignored). */
+void lvd_range_result_free(lvd_range_result *r);
+
+/* Writes the index to path atomically (a temporary file in the same folder, fsynced, then
+ * renamed over path), so a crash leaves either the old file or the new one. */
+int lvd_index_save(const lvd_index *index, const char *path, lvd_error *err);
+
+/* Reads an index written by lvd_index_save (or any FAISS index file with inner-product metric). */
+int lvd_index_load(lvd_index **out, const char *path, lvd_error *err);
+
+/* The underlying FaissIndex (as void * to keep FAISS headers out of this one), for callers that
+ * need a FAISS call this wrapper lacks; it stays owned by the lvd_index. */
+void *lvd_index_faiss(lvd_index *index);
+
+/* ---- k-means ------------------------------------------------------------------------------- */
+
+/* Spherical k-means through FAISS (centroids renormalized each iteration, assignment by inner
+ * product) with a fixed seed: same input and seed give the same centroids. Writes k x d unit rows
+ * into centroids. Needs n >= k; FAISS subsamples to 256 rows per centroid. */
+int lvd_kmeans(const float *x, int64_t n, int d, int k, int niter, int seed, float *centroids,
+               lvd_error *err);
+
+/* For each of the n rows of x, the most similar of the k centroids (exact search): cluster[i]
+ * and sim[i] (sim may be NULL). */
+int lvd_kmeans_assign(const float *centroids, int k, int d, const float *x, int64_t n,
+                      int32_t *cluster, float *sim, lvd_error *err);
+
+/* ---- Near-duplicate components ------------------------------------------------------------- */
+
+/* Union-find over row ids 0 .. n - 1. The root of every set is its smallest id, so the kept row of
+ * a component (the one that survives dedup) is its lowest id, whatever order edges come in. */
+typedef struct lvd_components {
+    int64_t n;
+    int64_t *parent;
+} lvd_components;
+
+/* Extends c to n ids (n >= c->n); new ids start as singletons. A zeroed struct is an empty set. */
+int lvd_components_grow(lvd_components *c, int64_t n, lvd_error *err);
+
+/* Root (smallest id) of i's component; compresses the path. */
+int64_t lvd_components_find(lvd_components *c, int64_t i);
+
+/* Merges the components of a and b. */
+void lvd_components_union(lvd_components *c, int64_t a, int64_t b);
+
+/* Writes the root of every id into root (c->n entries): row i is kept iff root[i] == i. */
+void lvd_components_roots(lvd_components *c, int64_t *root);
+
+void lvd_components_free(lvd_components *c);
+
+typedef struct lvd_dedup_options {
+    int k;           /* neighbours searched per row (paper: 64) */
+    float threshold; /* an edge joins rows whose sim is > threshold (paper: 0.6) */
+    size_t nprobe;   /* lvd_dedup: lists visited when it builds an IVF index (capped at nlist) */
+    int64_t batch;   /* rows per FAISS search call (bounds temporary memory) */
+} lvd_dedup_options;
+
+/* k = 64, threshold = 0.6, nprobe = 16, batch = 16384. */
+void lvd_dedup_options_default(lvd_dedup_options *opt);
+
+/* Searches the index (which holds rows 0 .. lvd_index_count() - 1, nprobe as the caller set it)
+ * for the k neighbours of the count rows x (ids first .. first + count - 1, already in the index)
+ * and unions every pair with sim > threshold into c (grown to the index count). Calling it once
+ * for all rows is the paper's dedup; calling it only for rows added later links them to all rows
+ * before. That incremental result equals one full run whenever every row has fewer than k rows
+ * (itself included) above the threshold, so the k cap cuts no edge, and the index is exact
+ * (Flat); otherwise the two differ only in edges the cap drops. */
+int lvd_dedup_link(const lvd_index *index, const float *x, int64_t first, int64_t count,
+                   const lvd_dedup_options *opt, lvd_components *c, lvd_error *err);
+
+/* Whole dedup of an n x d matrix: builds the index from factory (NULL: lvd_index_choose with
+ * memory_budget), trains it on the rows (or a sample of them, see lvd_index_train_sample), adds
+ * them, links every row and writes root[i] (n entries). */
+int lvd_dedup(const float *x, int64_t n, int d, const char *factory, size_t memory_budget,
+              const lvd_dedup_options *opt, int64_t *root, lvd_error *err);
+
+/* ---- Decontamination ----------------------------------------------------------------------- */
+
+/* Marks removed[i] = 1 for every pool row whose component (root, from dedup, one entry per pool
+ * row of the index) holds a row with sim > threshold to some row of eval (n_eval x d), else 0;
+ * writes the number of removed rows into *n_removed. Uses a range search, so there is no k cap. */
+int lvd_decontaminate(const lvd_index *pool, const int64_t *root, const float *eval, int64_t n_eval,
+                      float threshold, uint8_t *removed, int64_t *n_removed, lvd_error *err);
+
+/* ---- Retrieval ----------------------------------------------------------------------------- */
+
+/* Sample-based retrieval: for each seed row, the per_seed most similar pool rows. hits[i] (one
+ * entry per pool row, overwritten) counts the seeds that retrieved row i: rows with hits > 0 are
+ * retrieved, hits > 1 are collisions. *n_retrieved receives the number of distinct rows. */
+int lvd_retrieve_nearest(const lvd_index *pool, const float *seeds, int64_t n_seeds, int per_seed,
+                         int64_t batch, uint32_t *hits, int64_t *n_retrieved, lvd_error *err);
+
+/* Cluster-based retrieval over a pool clustered into k clusters (pool_cluster / pool_sim from
+ * lvd_kmeans_assign): every cluster holding more than min_seeds seeds (seed_cluster, n_seeds
+ * entries) contributes its per_cluster rows most similar to the centroid (ties: lowest id), or
+ * all its rows if it has fewer. selected[i] (one entry per pool row, overwritten) is 1 for a
+ * chosen row; *n_selected receives their count. */
+int lvd_retrieve_clusters(int k, const int32_t *pool_cluster, const float *pool_sim, int64_t n_pool,
+                          const int32_t *seed_cluster, int64_t n_seeds, int64_t min_seeds,
+                          int64_t per_cluster, uint8_t *selected, int64_t *n_selected,
+                          lvd_error *err);
+
+#endif
