@@ -1,0 +1,119 @@
+/* A ViT with random weights (the DINOv2 from-scratch init), all parameters in one contiguous
+ * buffer in the canonical order of vit_param_descs(). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "embed/vit_model.h"
+
+typedef struct rng {
+    uint64_t state;
+} rng;
+
+static uint64_t splitmix64(rng *r)
+{
+    uint64_t z = (r->state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in (0, 1). */
+static double uniform(rng *r)
+{
+    return ((double)(splitmix64(r) >> 11) + 0.5) / 9007199254740992.0;
+}
+
+static double normal(rng *r)
+{
+    return sqrt(-2.0 * log(uniform(r))) * cos(6.283185307179586 * uniform(r));
+}
+
+/* Normal with std, redrawn outside +-2 std. */
+static float trunc_normal(rng *r, double std)
+{
+    double v;
+    do {
+        v = normal(r);
+    } while (v < -2.0 || v > 2.0);
+    return (float)(v * std);
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s);
+    size_t k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+static void fill(const vit_param_desc *d, float *data, rng *r)
+{
+    int64_t n = vit_desc_numel(d);
+    const char *name = d->name;
+    int ln_weight = ends_with(name, "norm1.weight") || ends_with(name, "norm2.weight") ||
+                    strcmp(name, "norm.weight") == 0;
+    int token = strcmp(name, "cls_token") == 0 || strcmp(name, "register_tokens") == 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (ends_with(name, ".bias") || strcmp(name, "mask_token") == 0) {
+            data[i] = 0.0f;
+        } else if (ln_weight) {
+            data[i] = 1.0f;
+        } else if (ends_with(name, ".gamma")) {
+            data[i] = 1e-5f;
+        } else if (token) {
+            data[i] = (float)(normal(r) * 1e-6);
+        } else {
+            data[i] = trunc_normal(r, 0.02);
+        }
+    }
+}
+
+static int check_arch(const lvd_vit_info *a, lvd_error *err)
+{
+    if (a->dim < 64 || a->dim % 64 != 0 || a->dim > 65536 || a->depth < 1 || a->depth > 1000 ||
+        a->patch < 1 || a->patch > 1024 || a->grid < 1 || a->grid > 1024 || a->n_reg < 0 ||
+        a->n_reg > 1024 || (a->ffn != LVD_VIT_MLP && a->ffn != LVD_VIT_SWIGLU)) {
+        return lvd_fail(err,
+                        "vit: unsupported architecture dim %d depth %d patch %d grid %d "
+                        "registers %d (dim must be a positive multiple of 64)",
+                        a->dim, a->depth, a->patch, a->grid, a->n_reg);
+    }
+    return 0;
+}
+
+int lvd_vit_init_random(const lvd_vit_info *arch, uint64_t seed, lvd_vit **out, lvd_error *err)
+{
+    *out = NULL;
+    if (check_arch(arch, err) != 0) {
+        return -1;
+    }
+    lvd_vit_info a = *arch;
+    a.heads = a.dim / 64;
+    a.ffn_hidden = a.ffn == LVD_VIT_SWIGLU ? (4 * a.dim * 2 / 3 + 7) / 8 * 8 : 4 * a.dim;
+    a.eps = 1e-6f;
+    a.pos_antialias = a.n_reg > 0;
+    lvd_vit *m;
+    if (vit_model_alloc(&a, &m, err) != 0) {
+        return -1;
+    }
+    size_t nd = vit_param_descs(m, NULL);
+    vit_param_desc *d = calloc(nd, sizeof *d);
+    m->owned_params = malloc(sizeof(float) * (size_t)m->info.n_params);
+    if (!d || !m->owned_params) {
+        long long n = (long long)m->info.n_params;
+        free(d);
+        lvd_vit_free(m);
+        return lvd_fail(err, "vit: out of memory for %lld parameters", n);
+    }
+    vit_param_descs(m, d);
+    rng r = {seed};
+    float *next = m->owned_params;
+    for (size_t i = 0; i < nd; i++) {
+        fill(&d[i], next, &r);
+        *d[i].dst = next;
+        next += vit_desc_numel(&d[i]);
+    }
+    free(d);
+    *out = m;
+    return 0;
+}
