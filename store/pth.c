@@ -1,9 +1,321 @@
-/* torch.save archives: not read yet (the restricted unpickler is being written). */
+/* torch.save archives (PyTorch >= 1.6): a zip holding <prefix>/data.pkl (the pickled object,
+ * tensors referring to storages by key), <prefix>/data/<key> (raw storage bytes) and optionally
+ * <prefix>/byteorder ("little" or "big"). */
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zip.h>
+
+#include "store/pickle.h"
 #include "store/tensors_internal.h"
+
+/* Zip-bomb guard: all entries read may expand to at most RATIO x the archive size plus a fixed
+ * allowance. torch.save stores entries uncompressed, so real archives stay far below it. */
+#define RATIO      4
+#define ALLOWANCE  ((uint64_t)16 << 20)
+#define PICKLE_MAX ((uint64_t)256 << 20)
+
+typedef struct archive {
+    zip_t *zip;
+    char *prefix;    /* "<prefix>/" */
+    uint64_t budget; /* uncompressed bytes still allowed */
+    bool big_endian;
+} archive;
+
+typedef struct ref {
+    const pk_named_tensor *named;
+    float *data;
+} ref;
+
+static int zip_problem(zip_t *z, const char *what, const char *name, lvd_error *err)
+{
+    return lvd_fail(err, "%s %s: %s", what, name, zip_strerror(z));
+}
+
+/* Reads entry `name` whole; when expect != UINT64_MAX its size must be exactly that. */
+static int read_entry(archive *a, const char *name, uint64_t expect, uint64_t cap, uint8_t **out,
+                      size_t *out_len, lvd_error *err)
+{
+    *out = NULL;
+    zip_stat_t st;
+    zip_int64_t idx = zip_name_locate(a->zip, name, 0);
+    if (idx < 0)
+        return lvd_fail(err, "archive lacks entry %s", name);
+    if (zip_stat_index(a->zip, (zip_uint64_t)idx, 0, &st) != 0 || !(st.valid & ZIP_STAT_SIZE))
+        return zip_problem(a->zip, "cannot stat", name, err);
+    if (expect != UINT64_MAX && st.size != expect)
+        return lvd_fail(err, "entry %s holds %" PRIu64 " bytes, the pickle says %" PRIu64, name,
+                        (uint64_t)st.size, expect);
+    if (st.size > cap || st.size > a->budget)
+        return lvd_fail(err,
+                        "entry %s declares %" PRIu64 " uncompressed bytes, above the limit for "
+                        "this archive (%" PRIu64 "): refusing a possible zip bomb",
+                        name, (uint64_t)st.size, cap < a->budget ? cap : a->budget);
+    a->budget -= st.size;
+    uint8_t *buf = malloc(st.size ? st.size : 1);
+    if (!buf)
+        return lvd_fail(err, "out of memory for entry %s", name);
+    zip_file_t *f = zip_fopen_index(a->zip, (zip_uint64_t)idx, 0);
+    if (!f) {
+        free(buf);
+        return zip_problem(a->zip, "cannot open entry", name, err);
+    }
+    uint64_t got = 0;
+    zip_int64_t n = 1;
+    while (got < st.size && (n = zip_fread(f, buf + got, st.size - got)) > 0)
+        got += (uint64_t)n;
+    uint8_t extra;
+    bool exact = got == st.size && n >= 0 && zip_fread(f, &extra, 1) == 0;
+    int closed = zip_fclose(f);
+    if (!exact || closed != 0) {
+        free(buf);
+        return lvd_fail(err, "entry %s does not decompress to its declared %" PRIu64 " bytes", name,
+                        (uint64_t)st.size);
+    }
+    *out = buf;
+    *out_len = (size_t)st.size;
+    return 0;
+}
+
+/* The archive's folder: the one holding data.pkl at the top level. */
+static int find_prefix(archive *a, lvd_error *err)
+{
+    zip_int64_t n = zip_get_num_entries(a->zip, 0);
+    for (zip_int64_t i = 0; i < n; i++) {
+        const char *name = zip_get_name(a->zip, (zip_uint64_t)i, 0);
+        const char *slash = name ? strchr(name, '/') : NULL;
+        if (!slash || slash == name || strcmp(slash, "/data.pkl") != 0)
+            continue;
+        size_t len = (size_t)(slash - name) + 1;
+        a->prefix = malloc(len + 1);
+        if (!a->prefix)
+            return lvd_fail(err, "out of memory");
+        memcpy(a->prefix, name, len);
+        a->prefix[len] = '\0';
+        return 0;
+    }
+    return lvd_fail(err, "zip archive holds no <folder>/data.pkl: not a torch.save file");
+}
+
+static char *entry_name(const archive *a, const char *rest)
+{
+    size_t p = strlen(a->prefix), r = strlen(rest);
+    char *s = malloc(p + r + 1);
+    if (s) {
+        memcpy(s, a->prefix, p);
+        memcpy(s + p, rest, r + 1);
+    }
+    return s;
+}
+
+static int read_named(archive *a, const char *rest, uint64_t expect, uint64_t cap, uint8_t **out,
+                      size_t *len, lvd_error *err)
+{
+    char *name = entry_name(a, rest);
+    if (!name)
+        return lvd_fail(err, "out of memory");
+    int rc = read_entry(a, name, expect, cap, out, len, err);
+    free(name);
+    return rc;
+}
+
+static int read_byteorder(archive *a, lvd_error *err)
+{
+    char *name = entry_name(a, "byteorder");
+    if (!name)
+        return lvd_fail(err, "out of memory");
+    bool present = zip_name_locate(a->zip, name, 0) >= 0;
+    free(name);
+    a->big_endian = false;
+    if (!present)
+        return 0; /* older writers: always little-endian */
+    uint8_t *text;
+    size_t len;
+    if (read_named(a, "byteorder", UINT64_MAX, 16, &text, &len, err) != 0)
+        return -1;
+    bool little = len == 6 && memcmp(text, "little", 6) == 0;
+    a->big_endian = len == 3 && memcmp(text, "big", 3) == 0;
+    free(text);
+    return little || a->big_endian ? 0 : lvd_fail(err, "byteorder entry is neither little nor big");
+}
+
+/* Copies the (possibly strided) view into dst, row by row along the last dimension. */
+static void gather(const pk_tensor *t, const uint8_t *storage, bool big_endian, float *dst)
+{
+    lvd_dtype dtype = t->storage->dtype;
+    size_t esize = dtype_size(dtype);
+    if (t->ndim == 0) {
+        dtype_convert(dtype, storage + (size_t)t->offset * esize, 1, 1, big_endian, dst);
+        return;
+    }
+    int inner = t->ndim - 1;
+    int64_t width = t->shape[inner];
+    int64_t rows = t->numel / width;
+    int64_t idx[LVD_MAX_DIMS] = {0};
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t at = t->offset;
+        for (int d = 0; d < inner; d++)
+            at += idx[d] * t->stride[d];
+        dtype_convert(dtype, storage + (size_t)at * esize, t->stride[inner], width, big_endian,
+                      dst + r * width);
+        for (int d = inner - 1; d >= 0 && ++idx[d] == t->shape[d]; d--)
+            idx[d] = 0;
+    }
+}
+
+static bool is_contiguous(const pk_tensor *t)
+{
+    int64_t expect = 1;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        if (t->shape[d] != 1 && t->stride[d] != expect)
+            return false;
+        expect *= t->shape[d];
+    }
+    return true;
+}
+
+static const char *key_of(const ref *r)
+{
+    return r->named->tensor->storage->key;
+}
+
+static int compare_ref_key(const void *a, const void *b)
+{
+    return strcmp(key_of(*(ref *const *)a), key_of(*(ref *const *)b));
+}
+
+/* Reads one storage and fills the tensors group[0..n) that view it. */
+static int load_storage(archive *a, ref **group, size_t n, lvd_error *err)
+{
+    const pk_storage *s = group[0]->named->tensor->storage;
+    for (size_t i = 1; i < n; i++) {
+        const pk_storage *o = group[i]->named->tensor->storage;
+        if (o->dtype != s->dtype || o->numel != s->numel)
+            return lvd_fail(err, "storage %s is described twice with different types", s->key);
+    }
+    uint64_t esize = dtype_size(s->dtype);
+    if ((uint64_t)s->numel > UINT64_MAX / esize)
+        return lvd_fail(err, "storage %s is too large", s->key);
+    char rest[300];
+    snprintf(rest, sizeof rest, "data/%.250s", s->key);
+    uint8_t *bytes;
+    size_t len;
+    if (read_named(a, rest, (uint64_t)s->numel * esize, UINT64_MAX, &bytes, &len, err) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        const pk_tensor *t = group[i]->named->tensor;
+        if (t->numel == 0)
+            continue;
+        bool whole = t->offset == 0 && t->numel == s->numel && is_contiguous(t);
+        if (n == 1 && whole && s->dtype == LVD_F32 && !a->big_endian) {
+            group[i]->data = (float *)(void *)bytes; /* malloc'd: suitably aligned */
+            return 0;
+        }
+        group[i]->data = malloc((size_t)t->numel * sizeof(float));
+        if (!group[i]->data) {
+            free(bytes);
+            return lvd_fail(err, "out of memory for tensor %s", group[i]->named->name);
+        }
+        gather(t, bytes, a->big_endian, group[i]->data);
+    }
+    free(bytes);
+    return 0;
+}
+
+static int load_tensors(archive *a, ref *refs, size_t n, lvd_error *err)
+{
+    ref **order = malloc((n ? n : 1) * sizeof *order);
+    if (!order)
+        return lvd_fail(err, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        order[i] = &refs[i];
+    qsort(order, n, sizeof *order, compare_ref_key);
+    int rc = 0;
+    for (size_t i = 0, j; i < n && rc == 0; i = j) {
+        for (j = i + 1; j < n && strcmp(key_of(order[i]), key_of(order[j])) == 0; j++)
+            ;
+        rc = load_storage(a, order + i, j - i, err);
+    }
+    free(order);
+    return rc;
+}
+
+static int publish(lvd_tensors *ts, ref *refs, size_t n, lvd_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        const pk_tensor *pt = refs[i].named->tensor;
+        float *data = refs[i].data;
+        refs[i].data = NULL; /* owned by ts from here, even on failure */
+        lvd_tensor *t = tensors_add(ts, refs[i].named->name, data);
+        if (!t)
+            return lvd_fail(err, "out of memory");
+        t->dtype = pt->storage->dtype;
+        t->ndim = pt->ndim;
+        memcpy(t->shape, pt->shape, sizeof t->shape);
+        t->numel = pt->numel;
+        t->data = data;
+    }
+    return 0;
+}
+
+static int read_state(lvd_tensors *ts, archive *a, const pickle *p, lvd_error *err)
+{
+    pk_named_tensor *named;
+    size_t n;
+    if (pickle_state_dict(p, &named, &n, err) != 0)
+        return -1;
+    ref *refs = calloc(n ? n : 1, sizeof *refs);
+    int rc = refs ? 0 : lvd_fail(err, "out of memory");
+    for (size_t i = 0; i < n && rc == 0; i++)
+        refs[i].named = &named[i];
+    if (rc == 0)
+        rc = load_tensors(a, refs, n, err);
+    if (rc == 0)
+        rc = publish(ts, refs, n, err);
+    for (size_t i = 0; refs && i < n; i++)
+        free(refs[i].data);
+    free(refs);
+    pickle_free_named(named, n);
+    return rc;
+}
+
+static int read_archive(lvd_tensors *ts, archive *a, lvd_error *err)
+{
+    if (find_prefix(a, err) != 0 || read_byteorder(a, err) != 0)
+        return -1;
+    uint8_t *pkl;
+    size_t len;
+    if (read_named(a, "data.pkl", UINT64_MAX, PICKLE_MAX, &pkl, &len, err) != 0)
+        return -1;
+    pickle *p;
+    int rc = pickle_load(pkl, len, &p, err);
+    free(pkl);
+    if (rc != 0)
+        return -1;
+    rc = read_state(ts, a, p, err);
+    pickle_free(p);
+    return rc;
+}
 
 int pth_read(lvd_tensors *ts, const char *path, lvd_error *err)
 {
-    (void)ts;
-    (void)path;
-    return lvd_fail(err, "torch.save (.pth) files are not supported yet");
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return lvd_fail(err, "cannot stat");
+    int code = 0;
+    archive a = {.budget = RATIO * (uint64_t)st.st_size + ALLOWANCE};
+    a.zip = zip_open(path, ZIP_RDONLY | ZIP_CHECKCONS, &code);
+    if (!a.zip) {
+        zip_error_t ze;
+        zip_error_init_with_code(&ze, code);
+        lvd_fail(err, "not a readable zip archive: %s", zip_error_strerror(&ze));
+        zip_error_fini(&ze);
+        return -1;
+    }
+    int rc = read_archive(ts, &a, err);
+    zip_discard(a.zip);
+    free(a.prefix);
+    return rc;
 }
