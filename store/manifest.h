@@ -1,0 +1,89 @@
+/* The manifest: one SQLite database that records every input item of every stage and every run.
+ *
+ * Opening applies the versioned migrations (PRAGMA user_version) in one transaction each, and
+ * sets WAL journaling, a busy timeout and foreign keys. Later stages add their tables by
+ * appending a migration to the list in store/manifest_schema.c; a migration is never edited once
+ * released. The stable views (v_images, v_runs, v_status) are documented in store/MANIFEST.md.
+ *
+ * Item statuses: 'pending' (registered, not finished), 'ok', 'duplicate' (same stored bytes as
+ * an earlier ok item, see images.duplicate_of) and 'failed'; error_class is 'ok', 'duplicate' or
+ * the failure class. A manifest handle is not thread safe: use it from one thread. */
+#ifndef LVD_STORE_MANIFEST_H
+#define LVD_STORE_MANIFEST_H
+
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+#include <sqlite3.h>
+
+#include "store/error.h"
+
+typedef struct lvd_manifest lvd_manifest;
+
+typedef enum lvd_source_role {
+    LVD_ROLE_POOL = 0, /* uncurated pool */
+    LVD_ROLE_SEED,     /* curated seed set */
+    LVD_ROLE_EVAL,     /* evaluation set (decontamination target) */
+} lvd_source_role;
+
+/* The schema version a freshly opened manifest has (the number of migrations). */
+int lvd_manifest_schema_version(void);
+
+/* The SQL of migration `version` (1 .. lvd_manifest_schema_version()), which moves a manifest
+ * from version-1 to version; NULL outside that range. Defined in store/manifest_schema.c. */
+const char *lvd_manifest_migration(int version);
+
+/* Opens (creating if needed) the manifest at path and migrates it to the latest version. Fails
+ * when the file is not a database or was written by a newer lvd (user_version too high). */
+int lvd_manifest_open(const char *path, lvd_manifest **out, lvd_error *err);
+
+/* Closes the handle (NULL allowed). An open batch is rolled back. */
+void lvd_manifest_close(lvd_manifest *m);
+
+/* The underlying connection, for stage-specific statements. Owned by m. */
+sqlite3 *lvd_manifest_db(lvd_manifest *m);
+
+/* Starts a write batch (BEGIN IMMEDIATE, so the write lock is taken up front). Batches do not
+ * nest. */
+int lvd_manifest_begin(lvd_manifest *m, lvd_error *err);
+
+/* Commits the open batch. */
+int lvd_manifest_commit(lvd_manifest *m, lvd_error *err);
+
+/* Rolls back the open batch, if any (safe to call when none is open). */
+void lvd_manifest_rollback(lvd_manifest *m);
+
+/* Runs one or more SQL statements that return no rows. */
+int lvd_manifest_exec(lvd_manifest *m, const char *sql, lvd_error *err);
+
+/* Prepares sql on the manifest connection; on failure fills err with SQLite's message. */
+int lvd_manifest_prepare(lvd_manifest *m, const char *sql, sqlite3_stmt **stmt, lvd_error *err);
+
+/* Fills err with "<what>: <sqlite message>" for the last failure on m; returns -1. */
+int lvd_manifest_fail(lvd_manifest *m, lvd_error *err, const char *what);
+
+/* "pool", "seed" or "eval". */
+const char *lvd_role_name(lvd_source_role role);
+
+/* Parses a role name; -1 (err filled) when it is none of the three. */
+int lvd_role_parse(const char *name, lvd_source_role *role, lvd_error *err);
+
+/* Finds the source called name, creating it with role when absent, and writes its id. Fails when
+ * the source exists with another role. */
+int lvd_manifest_source(lvd_manifest *m, const char *name, lvd_source_role role, int64_t *id,
+                        lvd_error *err);
+
+/* Records the start of a run of stage (e.g. "fetch") with params (serialized as JSON; NULL gives
+ * {}); writes the run id. */
+int lvd_manifest_run_start(lvd_manifest *m, const char *stage, const cJSON *params, int64_t *run_id,
+                           lvd_error *err);
+
+/* Records the end of a run: status ("ok", "failed", ...) and counts (JSON; NULL gives {}). */
+int lvd_manifest_run_finish(lvd_manifest *m, int64_t run_id, const char *status,
+                            const cJSON *counts, lvd_error *err);
+
+/* Marks runs of stage still 'running' as 'interrupted' (their process died: callers hold the
+ * stage's lock when they call this). Writes how many were marked when n is not NULL. */
+int lvd_manifest_runs_interrupted(lvd_manifest *m, const char *stage, int *n, lvd_error *err);
+
+#endif
