@@ -148,8 +148,8 @@ static uint8_t *load_mask(const lvd_tensors *in, const char *name, int64_t B, in
 {
     const lvd_tensor *t = lvd_tensors_find(in, name);
     if (!t || t->ndim != 2 || t->shape[0] != B || t->shape[1] != N) {
-        fprintf(stderr, "lvd-vit: mask %s must exist with shape (%lld, %lld)\n", name,
-                (long long)B, (long long)N);
+        fprintf(stderr, "lvd-vit: mask %s must exist with shape (%lld, %lld)\n", name, (long long)B,
+                (long long)N);
         return NULL;
     }
     uint8_t *m = malloc((size_t)(B * N));
@@ -183,11 +183,10 @@ static int run_input(lvd_vit *m, const lvd_tensors *in, const lvd_tensor *x, con
     req.inter_cls = out_buffer(o, (size_t)(n_inter * B * D));
     req.inter_patch = out_buffer(o, (size_t)(n_inter * B * N * D));
     uint8_t *mask = opt->mask ? load_mask(in, opt->mask, B, N) : NULL;
-    if (!req.cls || !req.patch || !req.prenorm || !req.reg || !req.inter_cls ||
-        !req.inter_patch || (opt->mask && !mask)) {
+    if (!req.cls || !req.patch || !req.prenorm || !req.reg || !req.inter_cls || !req.inter_patch ||
+        (opt->mask && !mask)) {
         free(mask);
-        fprintf(stderr, "lvd-vit: %s: out of memory or bad mask for input %s\n", opt->in,
-                x->name);
+        fprintf(stderr, "lvd-vit: %s: out of memory or bad mask for input %s\n", opt->in, x->name);
         return -1;
     }
     lvd_error err = {0};

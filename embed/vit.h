@@ -15,10 +15,10 @@
  * Forward (per image, B images at once): patch embedding; optional iBOT mask replacing masked
  * patch embeddings by `mask_token` before positions; cls; positional embedding resized to the
  * patch grid when it differs from the stored one or the input is not square (no registers: bicubic
- * a = -0.75 with scale factor (out + 0.1) / in; registers: antialiased bicubic a = -0.5 to the exact
- * size; each resized table is cached per grid); registers after cls without positions; pre-norm
- * blocks with LayerScale, exact erf GELU or fused SwiGLU; final LayerNorm.
- * Token order: [cls, reg x R, patches row-major], T = 1 + R + (H/P) * (W/P).
+ * a = -0.75 with scale factor (out + 0.1) / in; registers: antialiased bicubic a = -0.5 to the
+ * exact size; each resized table is cached per grid); registers after cls without positions;
+ * pre-norm blocks with LayerScale, exact erf GELU or fused SwiGLU; final LayerNorm. Token order:
+ * [cls, reg x R, patches row-major], T = 1 + R + (H/P) * (W/P).
  *
  * Threads: a model runs one forward at a time (it owns its scratch buffers and positional cache);
  * inside, work is split over OpenMP threads and OpenBLAS runs single-threaded in each. */
@@ -99,8 +99,8 @@ int lvd_vit_forward(lvd_vit *m, const float *x, int B, int H, int W, const uint8
 int lvd_vit_feature_dim(const lvd_vit *m, lvd_vit_pool pool);
 
 /* Image features for a batch: out is (B, lvd_vit_feature_dim(m, pool)), not L2-normalized. */
-int lvd_vit_features(lvd_vit *m, const float *x, int B, int H, int W, lvd_vit_pool pool,
-                     float *out, lvd_error *err);
+int lvd_vit_features(lvd_vit *m, const float *x, int B, int H, int W, lvd_vit_pool pool, float *out,
+                     lvd_error *err);
 
 /* Releases the model (and the file it opened, if any). NULL is ok. */
 void lvd_vit_free(lvd_vit *m);

@@ -129,8 +129,8 @@ static int check_sizes(const lvd_vit *m, int B, int H, int W, const lvd_vit_outp
 {
     int P = m->info.patch;
     if (B < 1 || H < P || W < P || H % P != 0 || W % P != 0) {
-        return lvd_fail(err, "vit: input %dx%dx%d: sides must be positive multiples of %d", B, H,
-                        W, P);
+        return lvd_fail(err, "vit: input %dx%dx%d: sides must be positive multiples of %d", B, H, W,
+                        P);
     }
     if ((int64_t)B * (H / P) * (W / P) > (1 << 24)) {
         return lvd_fail(err, "vit: input %dx%dx%d has too many patches", B, H, W);
@@ -158,8 +158,7 @@ static void run_blocks(lvd_vit *m, int B, int T, int N, const lvd_vit_outputs *o
                 copy_tokens(out->inter_cls + (size_t)j * B * D, m->acts.ln, B, T, 0, 1, D);
             }
             if (out->inter_patch) {
-                copy_tokens(out->inter_patch + (size_t)j * B * N * D, m->acts.ln, B, T, t0, N,
-                            D);
+                copy_tokens(out->inter_patch + (size_t)j * B * N * D, m->acts.ln, B, T, t0, N, D);
             }
         }
     }
@@ -230,8 +229,8 @@ int lvd_vit_feature_dim(const lvd_vit *m, lvd_vit_pool pool)
     return pool == LVD_VIT_POOL_CLS_MEANPATCH ? 2 * m->info.dim : m->info.dim;
 }
 
-int lvd_vit_features(lvd_vit *m, const float *x, int B, int H, int W, lvd_vit_pool pool,
-                     float *out, lvd_error *err)
+int lvd_vit_features(lvd_vit *m, const float *x, int B, int H, int W, lvd_vit_pool pool, float *out,
+                     lvd_error *err)
 {
     int T;
     if (forward(m, x, B, H, W, NULL, NULL, &T, err) != 0) {

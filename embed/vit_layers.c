@@ -87,8 +87,8 @@ static void softmax_rows(float *s, int n)
     }
 }
 
-void vit_attention_forward(float *out, float *att, const float *qkv, int B, int T, int D,
-                           int heads, int threads)
+void vit_attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int heads,
+                           int threads)
 {
     int hd = D / heads;
     int ld = 3 * D;
@@ -101,8 +101,8 @@ void vit_attention_forward(float *out, float *att, const float *qkv, int B, int 
         const float *q = qkv + (size_t)b * T * ld + (size_t)h * hd;
         const float *k = q + D;
         const float *v = q + 2 * D;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, ld, k, ld, 0.0f,
-                    s, T);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, ld, k, ld, 0.0f, s,
+                    T);
         softmax_rows(s, T);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, s, T, v, ld, 0.0f,
                     out + (size_t)b * T * D + (size_t)h * hd, D);
@@ -132,8 +132,7 @@ void vit_swiglu_forward(float *out, const float *inp, int BT, int hidden, int th
     }
 }
 
-void vit_residual_forward(float *x, const float *branch, const float *ls, int N, int C,
-                          int threads)
+void vit_residual_forward(float *x, const float *branch, const float *ls, int N, int C, int threads)
 {
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int i = 0; i < N; i++) {

@@ -154,8 +154,7 @@ static int match(const entry *e, size_t n, const vit_param_desc *d, size_t nd, b
         if (find_desc(d, nd, e[i].name, &k) != 0) {
             char got[96];
             return lvd_fail(err, "unexpected tensor %s %s (not part of this architecture)",
-                            e[i].t->name,
-                            shape_str(e[i].t->ndim, e[i].t->shape, got, sizeof got));
+                            e[i].t->name, shape_str(e[i].t->ndim, e[i].t->shape, got, sizeof got));
         }
         int64_t want[4];
         memcpy(want, d[k].shape, sizeof want);

@@ -41,18 +41,18 @@ typedef struct lvd_vit_params {
  * keeps no per-block copy; a backward pass would allocate depth sets of the per-block buffers).
  * Every buffer is row-major with one row per token, images one after the other. */
 typedef struct lvd_vit_acts {
-    size_t cap_rows;  /* token rows (B * T) the buffers hold; grown on demand */
-    size_t cap_att;   /* floats att holds */
-    float *cols;      /* (B, N, 3 * P * P) im2col patches */
-    float *x;         /* (B, T, D) residual stream */
-    float *ln;        /* (B, T, D) LayerNorm output feeding the next linear */
-    float *qkv;       /* (B, T, 3D) */
-    float *atty;      /* (B, T, D) attention output before the projection */
-    float *branch;    /* (B, T, D) projection or FFN output before LayerScale; first holds the
-                       * (B, N, D) patch embeddings */
-    float *fch;       /* (B, T, F1) fc1 / w12 output */
-    float *fch_act;   /* (B, T, hidden) GELU / SwiGLU output */
-    float *att;       /* (threads, T, T) attention probabilities of one head per thread */
+    size_t cap_rows; /* token rows (B * T) the buffers hold; grown on demand */
+    size_t cap_att;  /* floats att holds */
+    float *cols;     /* (B, N, 3 * P * P) im2col patches */
+    float *x;        /* (B, T, D) residual stream */
+    float *ln;       /* (B, T, D) LayerNorm output feeding the next linear */
+    float *qkv;      /* (B, T, 3D) */
+    float *atty;     /* (B, T, D) attention output before the projection */
+    float *branch;   /* (B, T, D) projection or FFN output before LayerScale; first holds the
+                      * (B, N, D) patch embeddings */
+    float *fch;      /* (B, T, F1) fc1 / w12 output */
+    float *fch_act;  /* (B, T, hidden) GELU / SwiGLU output */
+    float *att;      /* (threads, T, T) attention probabilities of one head per thread */
 } lvd_vit_acts;
 
 typedef struct vit_pos_entry {
@@ -114,8 +114,8 @@ void vit_layernorm_forward(float *out, float *mean, float *rstd, const float *in
 
 /* Multi-head self-attention of B images: qkv (B, T, 3D) -> out (B, T, D); att is scratch of
  * (threads, T, T) floats. */
-void vit_attention_forward(float *out, float *att, const float *qkv, int B, int T, int D,
-                           int heads, int threads);
+void vit_attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int heads,
+                           int threads);
 
 /* out (N) = exact GELU of inp (N); out may equal inp. */
 void vit_gelu_forward(float *out, const float *inp, size_t n, int threads);
