@@ -91,8 +91,6 @@ static int decode_body(png_job *job, const lvd_decode_opts *opts, lvd_image *out
     png_read_info(job->png, job->info);
     size_t w = png_get_image_width(job->png, job->info);
     size_t h = png_get_image_height(job->png, job->info);
-    if (lvd_image_check_size("png", (int64_t)w, (int64_t)h, opts->max_pixels, err))
-        return -1;
     request_rgb8(job->png, job->info);
     size_t channels = png_get_channels(job->png, job->info);
     if ((channels != 3 && channels != 4) || png_get_rowbytes(job->png, job->info) != w * channels)
@@ -118,6 +116,11 @@ static int decode_body(png_job *job, const lvd_decode_opts *opts, lvd_image *out
 int lvd_png_decode(const uint8_t *buf, size_t len, const lvd_decode_opts *opts, lvd_image *out,
                    lvd_error *err)
 {
+    /* The limit is checked on the IHDR alone, before libpng reads any further chunk. */
+    lvd_image_info info;
+    if (lvd_png_probe(buf, len, &info, err) ||
+        lvd_image_check_size("png", info.width, info.height, opts->max_pixels, err))
+        return -1;
     png_job *job = calloc(1, sizeof *job);
     if (!job)
         return lvd_fail(err, "png: out of memory");
