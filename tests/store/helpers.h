@@ -3,6 +3,8 @@
 #ifndef LVD_TESTS_STORE_HELPERS_H
 #define LVD_TESTS_STORE_HELPERS_H
 
+#include <dirent.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +77,40 @@ static inline void expect_open_fails(const char *file, int line, const char *pat
         if (rc == 0)
             lvd_tensors_close(ts);
     }
+}
+
+/* True when ptr lies in a mapping of a file whose path ends with `suffix` (/proc/self/maps). */
+static inline int mapped_from(const void *ptr, const char *suffix)
+{
+    FILE *fp = fopen("/proc/self/maps", "r");
+    if (!fp)
+        return 0;
+    char line[1024];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, fp)) {
+        unsigned long lo, hi;
+        char *path = strchr(line, '/');
+        if (sscanf(line, "%lx-%lx", &lo, &hi) != 2 || !path)
+            continue;
+        path[strcspn(path, "\n")] = '\0';
+        size_t n = strlen(path), m = strlen(suffix);
+        found = (uintptr_t)ptr >= lo && (uintptr_t)ptr < hi && n >= m &&
+                strcmp(path + n - m, suffix) == 0;
+    }
+    fclose(fp);
+    return found;
+}
+
+/* Files in the temporary folder whose name holds ".tmp." (the writers' temporary files). */
+static inline int count_temp_files(void)
+{
+    DIR *d = opendir(helper_dir);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));)
+        n += strstr(e->d_name, ".tmp.") != NULL;
+    if (d)
+        closedir(d);
+    return n;
 }
 
 #endif

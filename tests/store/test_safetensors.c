@@ -1,6 +1,5 @@
 /* safetensors: writer/reader round trip, in-place mapping of F32, dtype conversion, the reference
  * files, and malformed files that must be refused with a clear message. */
-#include <dirent.h>
 #include <math.h>
 #include <stdint.h>
 
@@ -25,39 +24,6 @@ static void write_st(const char *path, uint64_t declared, const char *header, co
 static void write_st_plain(const char *path, const char *header, const void *data, size_t len)
 {
     write_st(path, strlen(header), header, data, len);
-}
-
-/* True when ptr lies in a mapping of a file whose path ends with `suffix` (/proc/self/maps). */
-static int mapped_from(const void *ptr, const char *suffix)
-{
-    FILE *fp = fopen("/proc/self/maps", "r");
-    if (!fp)
-        return 0;
-    char line[1024];
-    int found = 0;
-    while (!found && fgets(line, sizeof line, fp)) {
-        unsigned long lo, hi;
-        char *path = strchr(line, '/');
-        if (sscanf(line, "%lx-%lx", &lo, &hi) != 2 || !path)
-            continue;
-        path[strcspn(path, "\n")] = '\0';
-        size_t n = strlen(path), m = strlen(suffix);
-        found = (uintptr_t)ptr >= lo && (uintptr_t)ptr < hi && n >= m &&
-                strcmp(path + n - m, suffix) == 0;
-    }
-    fclose(fp);
-    return found;
-}
-
-static int count_temp_files(void)
-{
-    DIR *d = opendir(helper_dir);
-    int n = 0;
-    for (struct dirent *e; d && (e = readdir(d));)
-        n += strstr(e->d_name, ".tmp.") != NULL;
-    if (d)
-        closedir(d);
-    return n;
 }
 
 static void test_round_trip(void)
