@@ -214,10 +214,10 @@ static int read_page(fetch_loop *l)
 
 static int record(fetch_loop *l, fetch_job *job)
 {
-    int cls = job->failed ? lvd_fetch_class_index(job->err.cls) : 0;
-    if (job->failed && cls < 0)
-        cls = lvd_fetch_class_index("decode");
     int rc = fetch_sink_record(l->sink, job, l->err);
+    int cls = job->failed ? lvd_fetch_class_index(job->err.cls) : job->duplicate_of ? 1 : 0;
+    if (cls < 0)
+        cls = lvd_fetch_class_index("decode");
     l->in_flight--;
     fetch_job_free(job);
     if (rc == 0)

@@ -20,6 +20,7 @@ typedef struct fetch_job {
     int failed;
     lvd_error err;      /* the failure, with its class */
     lvd_stored stored;  /* the accepted bytes when not failed */
+    int64_t duplicate_of; /* set by the sink: the item whose stored bytes are the same */
     struct fetch_job *next;
 } fetch_job;
 

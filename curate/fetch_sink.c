@@ -366,6 +366,7 @@ int fetch_sink_record(fetch_sink *s, fetch_job *job, lvd_error *err)
     } else {
         if (find_stored(s, mb.sha, &mb.first, err) != 0)
             return -1;
+        job->duplicate_of = mb.first;
         if (mb.first) {
             if (ensure_batch(s, err) != 0)
                 return -1;
@@ -374,6 +375,7 @@ int fetch_sink_record(fetch_sink *s, fetch_job *job, lvd_error *err)
         if (store(s, job, &mb, err) != 0)
             return -1;
     }
+    job->duplicate_of = mb.first;
     if (grow(s, err) != 0)
         return -1;
     s->members[s->n_members] = mb;

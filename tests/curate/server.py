@@ -12,7 +12,7 @@ Listens on 127.0.0.1 on an ephemeral port and prints "PORT <n>" once ready. Rout
   /truncated.jpg         the first half of a JPEG photo
   /html                  an HTML page served as image/jpeg
   /bomb.png              a PNG whose header claims 100000x100000 pixels
-  /small.png, /wide.png  valid 10x10 and 400x40 PNGs
+  /small.png, /medium.png, /wide.png   valid 10x10, 300x200 and 400x40 PNGs
 """
 import glob
 import os
@@ -59,7 +59,10 @@ class Handler(BaseHTTPRequestHandler):
         for k, v in headers:
             self.send_header(k, v)
         self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the fetcher gave up (byte cap): expected
 
     def photo(self, name):
         path = PHOTOS.get(name)
@@ -111,6 +114,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(200, png(100000, 100000), "image/png")
         if head == "small.png":
             return self.send(200, solid_png(10, 10), "image/png")
+        if head == "medium.png":
+            return self.send(200, solid_png(300, 200), "image/png")
         if head == "wide.png":
             return self.send(200, solid_png(400, 40), "image/png")
         return self.send(404, b"unknown route", "text/plain")
