@@ -1,0 +1,162 @@
+/* lvd-bench-vit: ViT forward throughput against the machine's sgemm rate.
+ *
+ * ViT-S/14 (dim 384, 12 blocks, 6 heads, MLP 1536) with random weights at 224x224: images/s at
+ * batch 1 and 8 with 1 and 2 threads, the achieved GFLOP/s (counting the multiply-adds of every
+ * matrix product) as a fraction of OpenBLAS sgemm on the model's largest product shape
+ * ((257 * B) x 384 @ 384 x 1536) with the same threads, and the peak RSS. The sgemm rate is
+ * measured two ways: one call threaded by OpenBLAS, and row blocks on OpenMP threads each
+ * calling single-threaded OpenBLAS (what the model does). */
+#include <cblas.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "embed/vit.h"
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double peak_rss_mb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+/* Multiply-add FLOPs (2 per MAC) of one image of gh x gw patches. */
+static double flops_per_image(const lvd_vit_info *a, int gh, int gw)
+{
+    double D = a->dim, N = (double)gh * gw, T = 1 + a->n_reg + N;
+    double hid = a->ffn_hidden, f1 = a->ffn == LVD_VIT_SWIGLU ? 2 * hid : hid;
+    double patch = 2.0 * N * (3.0 * a->patch * a->patch) * D;
+    double block = 2.0 * T * D * 3 * D /* qkv */ + 2.0 * 2.0 * T * T * D /* QK^T and AV */ +
+                   2.0 * T * D * D /* proj */ + 2.0 * T * D * f1 + 2.0 * T * hid * D;
+    return patch + a->depth * block;
+}
+
+typedef enum sgemm_mode { SGEMM_OPENBLAS_THREADS, SGEMM_OPENMP_ROWS } sgemm_mode;
+
+/* GFLOP/s of C (M, N) = A (M, K) @ B (N, K)^T with threads, best of a few timed runs. */
+static double sgemm_rate(int M, int N, int K, int threads, sgemm_mode mode)
+{
+    float *a = malloc(sizeof(float) * (size_t)M * K);
+    float *b = malloc(sizeof(float) * (size_t)N * K);
+    float *c = malloc(sizeof(float) * (size_t)M * N);
+    for (size_t i = 0; i < (size_t)M * K; i++) {
+        a[i] = (float)(i % 13) * 0.01f;
+    }
+    for (size_t i = 0; i < (size_t)N * K; i++) {
+        b[i] = (float)(i % 7) * 0.01f;
+    }
+    openblas_set_num_threads(mode == SGEMM_OPENBLAS_THREADS ? threads : 1);
+    double best = 0.0;
+    for (int rep = 0; rep < 6; rep++) {
+        double t0 = now();
+        if (mode == SGEMM_OPENBLAS_THREADS) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f,
+                        c, N);
+        } else {
+#pragma omp parallel num_threads(threads)
+            {
+                int nt = omp_get_num_threads(), t = omp_get_thread_num();
+                int lo = M * t / nt, hi = M * (t + 1) / nt;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, N, K, 1.0f,
+                            a + (size_t)lo * K, K, b, K, 0.0f, c + (size_t)lo * N, N);
+            }
+        }
+        double dt = now() - t0;
+        double rate = 2.0 * M * N * K / dt / 1e9;
+        best = rep > 0 && rate > best ? rate : best; /* the first run warms up */
+    }
+    openblas_set_num_threads(1);
+    free(a);
+    free(b);
+    free(c);
+    return best;
+}
+
+/* Images per second of the forward at batch B, best of timed batches after a warm-up. */
+static double images_per_s(lvd_vit *m, int B, int threads, int iters)
+{
+    size_t n = (size_t)B * 3 * 224 * 224;
+    float *x = malloc(sizeof(float) * n);
+    float *feat = malloc(sizeof(float) * (size_t)B * 2 * lvd_vit_get_info(m)->dim);
+    for (size_t i = 0; i < n; i++) {
+        x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+    }
+    lvd_vit_set_threads(m, threads);
+    lvd_error err = {0};
+    double best = 1e30;
+    for (int it = 0; it <= iters; it++) {
+        double t0 = now();
+        if (lvd_vit_features(m, x, B, 224, 224, LVD_VIT_POOL_CLS, feat, &err) != 0) {
+            fprintf(stderr, "lvd-bench-vit: %s\n", err.msg);
+            exit(1);
+        }
+        double dt = now() - t0;
+        best = it > 0 && dt < best ? dt : best;
+    }
+    free(x);
+    free(feat);
+    return B / best;
+}
+
+int main(int argc, char **argv)
+{
+    int iters = 3;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0) {
+            printf("usage: lvd-bench-vit [--iters N]\n"
+                   "ViT-S/14 forward at 224x224 (random weights): images/s at batch 1 and 8\n"
+                   "with 1 and 2 threads, GFLOP/s as a fraction of the sgemm rate on the\n"
+                   "largest product shape, and peak RSS. Best of N timed batches (default 3).\n");
+            return 0;
+        }
+        if (strcmp(argv[i], "--iters") == 0 && i + 1 < argc) {
+            iters = atoi(argv[++i]);
+        } else {
+            fprintf(stderr, "lvd-bench-vit: unexpected argument %s (see --help)\n", argv[i]);
+            return 2;
+        }
+    }
+    if (iters < 1) {
+        fprintf(stderr, "lvd-bench-vit: --iters must be at least 1\n");
+        return 2;
+    }
+    lvd_vit_info arch = {.dim = 384, .depth = 12, .patch = 14, .grid = 37, .ffn = LVD_VIT_MLP};
+    lvd_vit *m;
+    lvd_error err = {0};
+    if (lvd_vit_init_random(&arch, 1, &m, &err) != 0) {
+        fprintf(stderr, "lvd-bench-vit: %s\n", err.msg);
+        return 1;
+    }
+    const lvd_vit_info *a = lvd_vit_get_info(m);
+    double gflop = flops_per_image(a, 16, 16) / 1e9;
+    double weights_mb = (double)a->n_params * 4.0 / 1048576.0;
+    printf("ViT-S/14 depth %d at 224x224: %.2f GFLOP per image, %.1f M parameters (%.0f MB)\n",
+           a->depth, gflop, (double)a->n_params / 1e6, weights_mb);
+    printf("%-6s %-8s %12s %12s %14s %14s %10s %10s\n", "batch", "threads", "images/s",
+           "GFLOP/s", "sgemm-blas", "sgemm-omp", "fraction", "rss-MB");
+    static const int configs[][2] = {{1, 1}, {1, 2}, {8, 1}, {8, 2}};
+    for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
+        int B = configs[i][0], th = configs[i][1];
+        int M = (1 + 256) * B;
+        double blas = sgemm_rate(M, 4 * a->dim, a->dim, th, SGEMM_OPENBLAS_THREADS);
+        double omp = sgemm_rate(M, 4 * a->dim, a->dim, th, SGEMM_OPENMP_ROWS);
+        double ips = images_per_s(m, B, th, iters);
+        double ref = blas > omp ? blas : omp;
+        printf("%-6d %-8d %12.2f %12.1f %14.1f %14.1f %9.1f%% %10.0f\n", B, th, ips, ips * gflop,
+               blas, omp, 100.0 * ips * gflop / ref, peak_rss_mb());
+    }
+    printf("peak RSS %.0f MB = weights %.0f MB + %.0f MB\n", peak_rss_mb(), weights_mb,
+           peak_rss_mb() - weights_mb);
+    lvd_vit_free(m);
+    return 0;
+}
