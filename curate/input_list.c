@@ -31,7 +31,7 @@ typedef struct list_reader {
 static int ends_with(const char *s, size_t n, const char *suffix)
 {
     size_t k = strlen(suffix);
-    return n >= k && strcasecmp(s + n - k, suffix) == 0;
+    return n >= k && strncasecmp(s + n - k, suffix, k) == 0;
 }
 
 static list_format format_of(const char *path)
