@@ -16,8 +16,8 @@
 #define PAGE_ROWS 256
 
 const char *const lvd_fetch_classes[LVD_FETCH_N_CLASSES] = {
-    "ok",       "duplicate", "dns",       "connect",  "timeout",    "http_4xx",       "http_5xx",
-    "too_large", "not_image", "decode",   "too_small", "bad_aspect", "too_many_pixels",
+    "ok",        "duplicate", "dns",    "connect",   "timeout",    "http_4xx",        "http_5xx",
+    "too_large", "not_image", "decode", "too_small", "bad_aspect", "too_many_pixels",
 };
 
 int lvd_fetch_class_index(const char *cls)
@@ -157,11 +157,11 @@ typedef struct fetch_loop {
     lvd_manifest *m;
     int64_t source_id;
     sqlite3_stmt *page;
-    int64_t cursor;     /* the last item id read from the manifest */
-    fetch_job *queue;   /* items read but not dispatched yet */
+    int64_t cursor;   /* the last item id read from the manifest */
+    fetch_job *queue; /* items read but not dispatched yet */
     fetch_job *queue_tail;
-    int exhausted;      /* no more items in the manifest */
-    int in_flight;      /* dispatched, not yet recorded */
+    int exhausted; /* no more items in the manifest */
+    int in_flight; /* dispatched, not yet recorded */
     int max_in_flight;
     lvd_net *net;
     fetch_pool *pool;
@@ -169,7 +169,7 @@ typedef struct fetch_loop {
     fetch_job *net_done; /* finished downloads waiting for a worker (from the net callback) */
     int64_t counts[LVD_FETCH_N_CLASSES];
     lvd_error *err;
-    int failed;          /* a stage-level failure happened in a callback */
+    int failed; /* a stage-level failure happened in a callback */
 } fetch_loop;
 
 static const char *sql_page =
@@ -372,8 +372,8 @@ static int run_stage(const lvd_fetch_opts *o, lvd_manifest *m, const char *out_d
     if (threads < 1)
         threads = 1;
     l.max_in_flight = o->parallel + 2 * threads;
-    fetch_report rep = {.log = o->log, .tty = o->progress, .interval_s = o->log_interval_s,
-                        .counts = l.counts};
+    fetch_report rep = {
+        .log = o->log, .tty = o->progress, .interval_s = o->log_interval_s, .counts = l.counts};
     rc = fetch_register(m, source_id, o->inputs, o->n_inputs, &sum->inputs, &sum->new_items, err);
     if (rc == 0)
         rc = count_todo(m, source_id, o->retry_failed, &sum->todo, err);

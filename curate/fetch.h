@@ -45,11 +45,11 @@ typedef struct lvd_fetch_opts {
 
 typedef struct lvd_fetch_summary {
     int64_t run_id;
-    int64_t inputs;    /* items read from the inputs (repeats included) */
-    int64_t new_items; /* items the inputs added to the source */
-    int64_t todo;      /* items this run had to process */
+    int64_t inputs;                      /* items read from the inputs (repeats included) */
+    int64_t new_items;                   /* items the inputs added to the source */
+    int64_t todo;                        /* items this run had to process */
     int64_t counts[LVD_FETCH_N_CLASSES]; /* this run's outcomes by class */
-    int64_t shards;    /* shards completed by this run */
+    int64_t shards;                      /* shards completed by this run */
     double seconds;
 } lvd_fetch_summary;
 

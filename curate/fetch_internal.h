@@ -13,13 +13,13 @@
 typedef struct fetch_job {
     int64_t id;
     char *url, *key, *label, *caption;
-    int local;          /* 1: read url (file://) in the worker */
-    uint8_t *body;      /* downloaded bytes (http items), owned by the job */
+    int local;     /* 1: read url (file://) in the worker */
+    uint8_t *body; /* downloaded bytes (http items), owned by the job */
     size_t len;
     int attempts;
     int failed;
-    lvd_error err;      /* the failure, with its class */
-    lvd_stored stored;  /* the accepted bytes when not failed */
+    lvd_error err;        /* the failure, with its class */
+    lvd_stored stored;    /* the accepted bytes when not failed */
     int64_t duplicate_of; /* set by the sink: the item whose stored bytes are the same */
     struct fetch_job *next;
 } fetch_job;

@@ -1,7 +1,6 @@
 #include "curate/fetch_internal.h"
 
 #include <time.h>
-#include <unistd.h>
 
 double fetch_now(void)
 {
@@ -40,7 +39,8 @@ void fetch_report_tick(fetch_report *r, int force)
     r->last = now;
     int64_t done = done_count(r->counts);
     double rate = now > r->start ? done / (now - r->start) : 0;
-    fprintf(r->log, r->tty ? "\r\033[Kfetch: %lld/%lld %.1f img/s " : "fetch: %lld/%lld %.1f img/s ",
+    fprintf(r->log,
+            r->tty ? "\r\033[Kfetch: %lld/%lld %.1f img/s " : "fetch: %lld/%lld %.1f img/s ",
             (long long)done, (long long)r->todo, rate);
     print_counts(r->log, r->counts);
     if (!r->tty)

@@ -317,8 +317,7 @@ static int store(fetch_sink *s, fetch_job *job, member *mb, lvd_error *err)
 {
     uint64_t need = job->stored.len + 2048;
     if (s->shard && lvd_shard_members(s->shard) > 0 &&
-        lvd_shard_bytes(s->shard) + need > (uint64_t)s->shard_size &&
-        complete_shard(s, err) != 0)
+        lvd_shard_bytes(s->shard) + need > (uint64_t)s->shard_size && complete_shard(s, err) != 0)
         return -1;
     if (!s->shard && open_shard(s, err) != 0)
         return -1;

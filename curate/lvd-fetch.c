@@ -31,7 +31,8 @@ static void usage(FILE *f)
         "  --timeout S           total timeout per attempt in seconds (default 60)\n"
         "  --low-speed BYTES     abort transfers slower than BYTES/s ... (default 1024)\n"
         "  --low-speed-time S    ... for S seconds (default 20; 0 disables)\n"
-        "  --retries N           retries of transient failures: timeouts, resets, 429, 5xx (default 3)\n"
+        "  --retries N           retries of transient failures: timeouts, resets, 429, 5xx "
+        "(default 3)\n"
         "  --retry-backoff S     first retry delay in seconds, doubled each time (default 1)\n"
         "  --max-redirects N     redirects followed (default 5)\n"
         "  --max-bytes SIZE      byte cap per image, K/M/G suffixes allowed (default 32M)\n"
@@ -110,11 +111,32 @@ static int parse_ms(const char *opt, const char *s, long *out)
 }
 
 enum {
-    OPT_DB = 256, OPT_SOURCE, OPT_ROLE, OPT_OUT, OPT_PARALLEL, OPT_THREADS, OPT_CONNECT,
-    OPT_TIMEOUT, OPT_LOW_SPEED, OPT_LOW_SPEED_TIME, OPT_RETRIES, OPT_BACKOFF, OPT_REDIRECTS,
-    OPT_MAX_BYTES, OPT_UA, OPT_MAX_PIXELS, OPT_MIN_SIDE, OPT_MAX_ASPECT, OPT_MAX_SIDE,
-    OPT_QUALITY, OPT_SHARD_SIZE, OPT_RETRY_FAILED, OPT_PROGRESS, OPT_NO_PROGRESS,
-    OPT_LOG_INTERVAL, OPT_HELP,
+    OPT_DB = 256,
+    OPT_SOURCE,
+    OPT_ROLE,
+    OPT_OUT,
+    OPT_PARALLEL,
+    OPT_THREADS,
+    OPT_CONNECT,
+    OPT_TIMEOUT,
+    OPT_LOW_SPEED,
+    OPT_LOW_SPEED_TIME,
+    OPT_RETRIES,
+    OPT_BACKOFF,
+    OPT_REDIRECTS,
+    OPT_MAX_BYTES,
+    OPT_UA,
+    OPT_MAX_PIXELS,
+    OPT_MIN_SIDE,
+    OPT_MAX_ASPECT,
+    OPT_MAX_SIDE,
+    OPT_QUALITY,
+    OPT_SHARD_SIZE,
+    OPT_RETRY_FAILED,
+    OPT_PROGRESS,
+    OPT_NO_PROGRESS,
+    OPT_LOG_INTERVAL,
+    OPT_HELP,
 };
 
 static const struct option long_opts[] = {
@@ -154,19 +176,29 @@ static int apply(int c, const char *arg, lvd_fetch_opts *o)
     long low_speed_ms = 0;
     int rc = 0;
     switch (c) {
-    case OPT_DB: o->db = arg; break;
-    case OPT_SOURCE: o->source = arg; break;
+    case OPT_DB:
+        o->db = arg;
+        break;
+    case OPT_SOURCE:
+        o->source = arg;
+        break;
     case OPT_ROLE:
         if (lvd_role_parse(arg, &o->role, &err) != 0) {
             fprintf(stderr, "lvd-fetch: --role: %s\n", err.msg);
             return -1;
         }
         break;
-    case OPT_OUT: o->out_dir = arg; break;
-    case OPT_PARALLEL: return parse_int("--parallel", arg, 1, &o->parallel);
-    case OPT_THREADS: return parse_int("--threads", arg, 0, &o->threads);
-    case OPT_CONNECT: return parse_ms("--connect-timeout", arg, &o->net.connect_timeout_ms);
-    case OPT_TIMEOUT: return parse_ms("--timeout", arg, &o->net.timeout_ms);
+    case OPT_OUT:
+        o->out_dir = arg;
+        break;
+    case OPT_PARALLEL:
+        return parse_int("--parallel", arg, 1, &o->parallel);
+    case OPT_THREADS:
+        return parse_int("--threads", arg, 0, &o->threads);
+    case OPT_CONNECT:
+        return parse_ms("--connect-timeout", arg, &o->net.connect_timeout_ms);
+    case OPT_TIMEOUT:
+        return parse_ms("--timeout", arg, &o->net.timeout_ms);
     case OPT_LOW_SPEED: {
         int64_t v;
         rc = parse_int64("--low-speed", arg, 0, &v);
@@ -177,15 +209,25 @@ static int apply(int c, const char *arg, lvd_fetch_opts *o)
         rc = parse_ms("--low-speed-time", arg, &low_speed_ms);
         o->net.low_speed_s = (low_speed_ms + 999) / 1000;
         return rc;
-    case OPT_RETRIES: return parse_int("--retries", arg, 0, &o->net.retries);
-    case OPT_BACKOFF: return parse_ms("--retry-backoff", arg, &o->net.backoff_ms);
-    case OPT_REDIRECTS: return parse_int("--max-redirects", arg, 0, &o->net.max_redirects);
-    case OPT_MAX_BYTES: return parse_int64("--max-bytes", arg, 1, &o->net.max_bytes);
-    case OPT_UA: o->net.user_agent = arg; break;
-    case OPT_MAX_PIXELS: return parse_int64("--max-pixels", arg, 0, &o->validate.max_pixels);
-    case OPT_MIN_SIDE: return parse_int("--min-side", arg, 0, &o->validate.min_side);
-    case OPT_MAX_ASPECT: return parse_double("--max-aspect", arg, &o->validate.max_aspect);
-    case OPT_MAX_SIDE: return parse_int("--max-side", arg, 0, &o->validate.max_side);
+    case OPT_RETRIES:
+        return parse_int("--retries", arg, 0, &o->net.retries);
+    case OPT_BACKOFF:
+        return parse_ms("--retry-backoff", arg, &o->net.backoff_ms);
+    case OPT_REDIRECTS:
+        return parse_int("--max-redirects", arg, 0, &o->net.max_redirects);
+    case OPT_MAX_BYTES:
+        return parse_int64("--max-bytes", arg, 1, &o->net.max_bytes);
+    case OPT_UA:
+        o->net.user_agent = arg;
+        break;
+    case OPT_MAX_PIXELS:
+        return parse_int64("--max-pixels", arg, 0, &o->validate.max_pixels);
+    case OPT_MIN_SIDE:
+        return parse_int("--min-side", arg, 0, &o->validate.min_side);
+    case OPT_MAX_ASPECT:
+        return parse_double("--max-aspect", arg, &o->validate.max_aspect);
+    case OPT_MAX_SIDE:
+        return parse_int("--max-side", arg, 0, &o->validate.max_side);
     case OPT_QUALITY:
         rc = parse_int("--quality", arg, 1, &o->validate.quality);
         if (rc == 0 && o->validate.quality > 100) {
@@ -193,11 +235,19 @@ static int apply(int c, const char *arg, lvd_fetch_opts *o)
             return -1;
         }
         return rc;
-    case OPT_SHARD_SIZE: return parse_int64("--shard-size", arg, 4096, &o->shard_size);
-    case OPT_RETRY_FAILED: o->retry_failed = 1; break;
-    case OPT_PROGRESS: o->progress = 1; break;
-    case OPT_NO_PROGRESS: o->progress = 0; break;
-    case OPT_LOG_INTERVAL: return parse_double("--log-interval", arg, &o->log_interval_s);
+    case OPT_SHARD_SIZE:
+        return parse_int64("--shard-size", arg, 4096, &o->shard_size);
+    case OPT_RETRY_FAILED:
+        o->retry_failed = 1;
+        break;
+    case OPT_PROGRESS:
+        o->progress = 1;
+        break;
+    case OPT_NO_PROGRESS:
+        o->progress = 0;
+        break;
+    case OPT_LOG_INTERVAL:
+        return parse_double("--log-interval", arg, &o->log_interval_s);
     default:
         fprintf(stderr, "lvd-fetch: unknown option (see --help)\n");
         return -1;
@@ -220,7 +270,8 @@ int main(int argc, char **argv)
             return 2;
     }
     if (!o.db || !o.source || optind >= argc) {
-        fprintf(stderr, "lvd-fetch: --db, --source and at least one INPUT are required (see --help)\n");
+        fprintf(stderr,
+                "lvd-fetch: --db, --source and at least one INPUT are required (see --help)\n");
         return 2;
     }
     o.inputs = (const char *const *)(argv + optind);

@@ -31,8 +31,8 @@ static int check_size(const lvd_image_info *info, const lvd_validate_opts *o, lv
 {
     int64_t pixels = (int64_t)info->width * info->height;
     if (o->max_pixels > 0 && pixels > o->max_pixels)
-        return lvd_fail_class(err, "too_many_pixels", "%dx%d is more than %lld pixels",
-                              info->width, info->height, (long long)o->max_pixels);
+        return lvd_fail_class(err, "too_many_pixels", "%dx%d is more than %lld pixels", info->width,
+                              info->height, (long long)o->max_pixels);
     int lo = info->width < info->height ? info->width : info->height;
     int hi = info->width < info->height ? info->height : info->width;
     if (lo < 1 || lo < o->min_side)
@@ -54,7 +54,8 @@ static int shrink(const lvd_image *img, const lvd_image_info *info, const lvd_va
     int short_side = (int)lround((double)lo * o->max_side / hi);
     if (short_side < 1)
         short_side = 1;
-    int wide = img->width > img->height || (img->width == img->height && info->width >= info->height);
+    int wide =
+        img->width > img->height || (img->width == img->height && info->width >= info->height);
     int w = wide ? o->max_side : short_side;
     int h = wide ? short_side : o->max_side;
     lvd_image small = {0};
@@ -81,8 +82,8 @@ int lvd_validate(uint8_t *body, size_t len, const lvd_validate_opts *opts, lvd_s
         return fail_decode(err);
     if (check_size(&info, opts, err) != 0)
         return -1;
-    int resize = opts->max_side > 0 &&
-                 (info.width > opts->max_side || info.height > opts->max_side);
+    int resize =
+        opts->max_side > 0 && (info.width > opts->max_side || info.height > opts->max_side);
     lvd_decode_opts dopts = {
         .max_pixels = opts->max_pixels,
         .alpha = LVD_ALPHA_ON_WHITE,

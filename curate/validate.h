@@ -25,8 +25,8 @@ typedef struct lvd_stored {
     uint8_t *data; /* the bytes to store: malloc'd, owned by this struct */
     size_t len;
     lvd_image_format format;
-    int width, height;    /* of the stored image, orientation applied */
-    uint8_t sha256[32];   /* of data */
+    int width, height;  /* of the stored image, orientation applied */
+    uint8_t sha256[32]; /* of data */
     char sha256_hex[65];
 } lvd_stored;
 

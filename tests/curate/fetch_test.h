@@ -96,8 +96,10 @@ typedef struct test_server {
     FILE *to_server; /* closing it stops the server */
 } test_server;
 
-/* Starts the Python HTTP server script and reads its port. */
-static inline void test_server_start(test_server *s, const char *python, const char *script)
+/* Starts the Python HTTP server script (serving root under /data/ when root is not NULL) and
+ * reads its port. */
+static inline void test_server_start(test_server *s, const char *python, const char *script,
+                                     const char *root)
 {
     int out[2], in[2];
     if (pipe(out) != 0 || pipe(in) != 0) {
@@ -110,7 +112,10 @@ static inline void test_server_start(test_server *s, const char *python, const c
         dup2(out[1], 1);
         close(in[1]);
         close(out[0]);
-        execl(python, python, script, (char *)NULL);
+        if (root)
+            execl(python, python, script, "--root", root, (char *)NULL);
+        else
+            execl(python, python, script, (char *)NULL);
         perror(python);
         _exit(127);
     }

@@ -13,6 +13,7 @@ Listens on 127.0.0.1 on an ephemeral port and prints "PORT <n>" once ready. Rout
   /html                  an HTML page served as image/jpeg
   /bomb.png              a PNG whose header claims 100000x100000 pixels
   /small.png, /medium.png, /wide.png   valid 10x10, 300x200 and 400x40 PNGs
+  /data/<path>           a file below the folder given with --root DIR (the benchmark)
 """
 import glob
 import os
@@ -25,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MATE = "/usr/share/backgrounds/mate"
 PHOTOS = {os.path.basename(p): p for p in glob.glob(os.path.join(MATE, "*", "*"))}
+ROOT = None
 seen = set()
 seen_lock = threading.Lock()
 
@@ -78,6 +80,12 @@ class Handler(BaseHTTPRequestHandler):
         head = parts[0]
         if head in ("img", "copy") and len(parts) == 2:
             return self.photo(parts[1])
+        if head == "data" and ROOT:
+            path = os.path.realpath(os.path.join(ROOT, *parts[1:]))
+            if not path.startswith(ROOT + os.sep) or not os.path.isfile(path):
+                return self.send(404, b"no such file", "text/plain")
+            with open(path, "rb") as f:
+                return self.send(200, f.read(), "image/jpeg")
         if head == "404":
             return self.send(404, b"not found", "text/plain")
         if head == "500":
@@ -122,6 +130,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
+    global ROOT
+    if len(sys.argv) == 3 and sys.argv[1] == "--root":
+        ROOT = os.path.realpath(sys.argv[2])
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     print("PORT %d" % server.server_address[1], flush=True)

@@ -9,8 +9,8 @@
 #include "tests/curate/fetch_test.h"
 
 #define N_IMAGES 400
-#define CROP_W 120
-#define CROP_H 90
+#define CROP_W   120
+#define CROP_H   90
 
 static uint8_t *read_all(const char *path, size_t *len)
 {
@@ -85,9 +85,10 @@ static pid_t start_fetch(const char *exe, const char *dir, const char *name, con
     snprintf(db, sizeof db, "%s/%s.db", dir, name);
     snprintf(out, sizeof out, "%s/%s_shards", dir, name);
     snprintf(log, sizeof log, "%s/%s.log", dir, name);
-    char *argv[] = {(char *)exe, "--db", db, "--source", "local", "--out", out, "--threads", "1",
-                    "--shard-size", "64K", "--max-side", "100", "--no-progress", (char *)data,
-                    NULL};
+    char *argv[] = {(char *)exe, "--db",          db,           "--source",
+                    "local",     "--out",         out,          "--threads",
+                    "1",         "--shard-size",  "64K",        "--max-side",
+                    "100",       "--no-progress", (char *)data, NULL};
     return test_spawn(argv, log);
 }
 
@@ -158,8 +159,7 @@ int main(int argc, char **argv)
     CHECK(test_sql_int(a, "SELECT n FROM v_status WHERE error_class = 'duplicate'") == 1);
     CHECK(test_sql_int(a, "SELECT n FROM v_status WHERE error_class = 'decode'") == 1);
     CHECK(test_sql_int(a, "SELECT n FROM v_status WHERE error_class = 'not_image'") == 1);
-    CHECK(test_sql_int(a, "SELECT COUNT(*) FROM v_images WHERE label = 'class3'") ==
-          N_IMAGES / 5);
+    CHECK(test_sql_int(a, "SELECT COUNT(*) FROM v_images WHERE label = 'class3'") == N_IMAGES / 5);
     CHECK(test_sql_int(b, "SELECT COUNT(*) FROM v_runs WHERE status = 'interrupted'") ==
           interrupted);
     CHECK(test_sql_int(b, "SELECT COUNT(*) FROM shards WHERE status != 'complete'") == 0);

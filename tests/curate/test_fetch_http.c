@@ -67,11 +67,10 @@ static int run(const char *exe, const char *dir, const char *list, const char *e
     snprintf(out, sizeof out, "%s/shards", dir);
     snprintf(log, sizeof log, "%s/log.txt", dir);
     return test_fetch(exe, log, "--db", db, "--source", "web", "--out", out, "--parallel", "8",
-                      "--threads", "2", "--connect-timeout", "2", "--timeout", "1.5",
-                      "--retries", "2", "--retry-backoff", "0.05", "--max-redirects", "3",
-                      "--max-bytes", "4M", "--max-side", "512", "--min-side", "32",
-                      "--max-aspect", "4", "--shard-size", "256K", "--no-progress", list, extra,
-                      (char *)NULL);
+                      "--threads", "2", "--connect-timeout", "2", "--timeout", "1.5", "--retries",
+                      "2", "--retry-backoff", "0.05", "--max-redirects", "3", "--max-bytes", "4M",
+                      "--max-side", "512", "--min-side", "32", "--max-aspect", "4", "--shard-size",
+                      "256K", "--no-progress", list, extra, (char *)NULL);
 }
 
 static void check_cases(sqlite3 *db, int port, int closed)
@@ -79,8 +78,10 @@ static void check_cases(sqlite3 *db, int port, int closed)
     for (int i = 0; i < N_CASES; i++) {
         char url[256];
         case_url(&cases[i], port, closed, url, sizeof url);
-        char *got = test_sql_text(db, "SELECT status || '/' || error_class FROM v_images"
-                                      " WHERE url = %Q", url);
+        char *got = test_sql_text(db,
+                                  "SELECT status || '/' || error_class FROM v_images"
+                                  " WHERE url = %Q",
+                                  url);
         char want[64];
         snprintf(want, sizeof want, "%s/%s", cases[i].status, cases[i].error_class);
         CHECK_MSG(strcmp(got, want) == 0, "%s: got %s, want %s", url, got, want);
@@ -103,8 +104,8 @@ static void check_member(sqlite3 *db, const char *url)
     CHECK_MSG(strcmp(got, sha) == 0, "%s: stored bytes hash to %s, manifest says %s", url, got,
               sha);
     char json[4096] = "";
-    snprintf(cmd, sizeof cmd, "tar -xOf '%s' '%.*sjson'", shard, (int)(strchr(member, '.') - member + 1),
-             member);
+    snprintf(cmd, sizeof cmd, "tar -xOf '%s' '%.*sjson'", shard,
+             (int)(strchr(member, '.') - member + 1), member);
     p = popen(cmd, "r");
     size_t n = p ? fread(json, 1, sizeof json - 1, p) : 0;
     json[n] = '\0';
@@ -128,7 +129,7 @@ int main(int argc, char **argv)
         return 77;
     }
     test_server server;
-    test_server_start(&server, argv[1], argv[2]);
+    test_server_start(&server, argv[1], argv[2], NULL);
     int closed = closed_port();
     char *dir = test_tmpdir();
     char list[600], url[256];
@@ -211,6 +212,7 @@ int main(int argc, char **argv)
         test_rmtree(dir);
     else
         fprintf(stderr, "kept %s for inspection\n", dir);
+    free(dir);
     test_server_stop(&server);
     return check_finish();
 }

@@ -18,9 +18,8 @@ static int collect(void *ctx, const lvd_input_item *it, lvd_error *err)
     (void)err;
     collected *c = ctx;
     size_t len = strlen(c->text);
-    snprintf(c->text + len, sizeof c->text - len, "%s|%s|%s|%s\n", it->url,
-             it->key ? it->key : "-", it->label ? it->label : "-",
-             it->caption ? it->caption : "-");
+    snprintf(c->text + len, sizeof c->text - len, "%s|%s|%s|%s\n", it->url, it->key ? it->key : "-",
+             it->label ? it->label : "-", it->caption ? it->caption : "-");
     c->n++;
     return 0;
 }
@@ -38,8 +37,7 @@ static void check_list(const char *path, const char *expected)
     lvd_error err;
     int rc = lvd_inputs_read(path, collect, &c, &err);
     CHECK_MSG(rc == 0, "%s: %s", path, err.msg);
-    CHECK_MSG(strcmp(c.text, expected) == 0, "%s gave:\n%s\nexpected:\n%s", path, c.text,
-              expected);
+    CHECK_MSG(strcmp(c.text, expected) == 0, "%s gave:\n%s\nexpected:\n%s", path, c.text, expected);
 }
 
 static void check_bad_list(const char *path, const char *message)
@@ -115,8 +113,8 @@ int main(void)
     mkdir(path, 0755);
     snprintf(path, sizeof path, "%s/tree/.hidden", dir);
     mkdir(path, 0755);
-    const char *files[] = {"root.jpg", "dog/b.jpg", "dog/a.jpg", "cat/c.png", ".hidden/h.jpg",
-                           "cat/.h.jpg"};
+    const char *files[] = {"root.jpg",  "dog/b.jpg",     "dog/a.jpg",
+                           "cat/c.png", ".hidden/h.jpg", "cat/.h.jpg"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/tree/%s", dir, files[i]);
         write_text(path, "x");
@@ -125,8 +123,8 @@ int main(void)
     char file[PATH_MAX + 256];
     CHECK(realpath(tree, real) != NULL);
     expected[0] = '\0';
-    const char *order[][2] = {{"cat/c.png", "cat"}, {"dog/a.jpg", "dog"}, {"dog/b.jpg", "dog"},
-                              {"root.jpg", "-"}};
+    const char *order[][2] = {
+        {"cat/c.png", "cat"}, {"dog/a.jpg", "dog"}, {"dog/b.jpg", "dog"}, {"root.jpg", "-"}};
     for (int i = 0; i < 4; i++) {
         snprintf(file, sizeof file, "%s/%s", real, order[i][0]);
         CHECK(lvd_file_url(file, url, sizeof url, &err) == 0);

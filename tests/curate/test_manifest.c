@@ -83,13 +83,14 @@ static void check_fresh(const char *path)
     lvd_manifest_rollback(m);
     CHECK(query_int(m, "SELECT COUNT(*) FROM images") == 0);
     CHECK(lvd_manifest_begin(m, &err) == 0);
-    CHECK(lvd_manifest_exec(m, "INSERT INTO images(source_id, url, status, error_class)"
-                               " VALUES (1, 'u1', 'failed', 'decode'), (1, 'u2', 'failed', 'decode'),"
-                               " (2, 'u1', 'pending', NULL)",
+    CHECK(lvd_manifest_exec(m,
+                            "INSERT INTO images(source_id, url, status, error_class)"
+                            " VALUES (1, 'u1', 'failed', 'decode'), (1, 'u2', 'failed', 'decode'),"
+                            " (2, 'u1', 'pending', NULL)",
                             &err) == 0);
     CHECK(lvd_manifest_commit(m, &err) == 0);
-    CHECK(query_int(m, "SELECT n FROM v_status WHERE source = 'web' AND error_class = 'decode'")
-          == 2);
+    CHECK(query_int(m, "SELECT n FROM v_status WHERE source = 'web' AND error_class = 'decode'") ==
+          2);
     char *role = query_text(m, "SELECT role FROM v_images WHERE source = 'in1k'");
     CHECK(strcmp(role, "seed") == 0);
     free(role);
