@@ -95,14 +95,10 @@ int tensors_add_metadata(lvd_tensors *ts, const char *key, const char *value)
     return 0;
 }
 
-/* qsort has no context argument: the entries being sorted are published here for the
- * duration of one tensors_finish call (readers run on one thread per collection, but several
- * collections may be opened concurrently, hence thread-local). */
-static _Thread_local const entry *sort_items;
-
-static int compare_index(const void *a, const void *b)
+static int compare_index(const void *a, const void *b, void *items)
 {
-    return strcmp(sort_items[*(const size_t *)a].name, sort_items[*(const size_t *)b].name);
+    const entry *e = items;
+    return strcmp(e[*(const size_t *)a].name, e[*(const size_t *)b].name);
 }
 
 int tensors_finish(lvd_tensors *ts, lvd_error *err)
@@ -116,9 +112,7 @@ int tensors_finish(lvd_tensors *ts, lvd_error *err)
         return lvd_fail(err, "out of memory indexing %zu tensors", ts->n);
     for (size_t i = 0; i < ts->n; i++)
         ts->by_name[i] = i;
-    sort_items = ts->items;
-    qsort(ts->by_name, ts->n, sizeof *ts->by_name, compare_index);
-    sort_items = NULL;
+    qsort_r(ts->by_name, ts->n, sizeof *ts->by_name, compare_index, ts->items);
     for (size_t i = 1; i < ts->n; i++) {
         const char *name = ts->items[ts->by_name[i]].name;
         if (strcmp(ts->items[ts->by_name[i - 1]].name, name) == 0)
@@ -217,6 +211,11 @@ static int open_mapped(lvd_tensors *ts, const char *path, lvd_error *err)
     static const char npy_magic[6] = "\x93NUMPY";
     if (len >= sizeof npy_magic && memcmp(map, npy_magic, sizeof npy_magic) == 0)
         return npy_parse(ts, map, len, err);
+    /* Pre-1.6 torch.save wrote a bare pickle starting with PROTO 2, LONG1 of a magic number.
+     * (As a safetensors header length these bytes would exceed the 100 MB limit.) */
+    if (len >= 4 && memcmp(map, "\x80\x02\x8a\x0a", 4) == 0)
+        return lvd_fail(err, "legacy (pre-zip) torch.save format is not supported: re-save it "
+                             "with torch >= 1.6 or convert it to safetensors");
     return safetensors_parse(ts, map, len, err);
 }
 

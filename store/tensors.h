@@ -3,7 +3,18 @@
  *
  * Every tensor is exposed to callers as float32, whatever the stored dtype: F32 data of a
  * safetensors file is used in place from the memory-mapped file (no copy); F16, BF16, F64, U8,
- * BOOL, I8, I32 and I64 are converted once at open into buffers owned by the collection. */
+ * BOOL, I8, I32 and I64 are converted once at open into buffers owned by the collection.
+ *
+ * torch.save files: the zip format of torch >= 1.6 (the legacy bare-pickle format is refused).
+ * The pickle is read by a restricted unpickler that executes nothing and accepts only the
+ * globals a state dict needs (store/pickle.h); any other global is refused by name. The state
+ * dict is the saved dict itself when it holds tensors, else its "model", "state_dict" or
+ * "teacher" entry (training checkpoints); nested dicts are flattened with '.' ("a.b.weight"),
+ * non-tensor entries are skipped. Strided views and storage offsets are made contiguous. Entry
+ * sizes are checked against the archive size (zip bombs are refused before decompressing).
+ *
+ * An opened collection is read-only: it may be shared by threads. Tensors with numel 0 have
+ * data NULL. .npy writing lives in store/npy.h. */
 #ifndef LVD_STORE_TENSORS_H
 #define LVD_STORE_TENSORS_H
 
@@ -45,7 +56,8 @@ int lvd_tensors_open(const char *path, lvd_tensors **out, lvd_error *err);
 /* Releases the collection; every lvd_tensor pointer taken from it becomes invalid. NULL is ok. */
 void lvd_tensors_close(lvd_tensors *ts);
 
-/* Number of tensors, and the i-th in file order (0 <= i < count). */
+/* Number of tensors, and the i-th in file order (0 <= i < count; NULL beyond): the order of the
+ * safetensors header, or the state dict's insertion order for torch.save files. */
 size_t lvd_tensors_count(const lvd_tensors *ts);
 const lvd_tensor *lvd_tensors_at(const lvd_tensors *ts, size_t i);
 

@@ -145,6 +145,37 @@ static void test_big_endian(void)
     lvd_tensors_close(ts);
 }
 
+/* DINOv2's teacher_checkpoint.pth: {"teacher": {...}, "iteration": n}. */
+static void test_teacher_key(void)
+{
+    pb p;
+    pb_begin(&p);
+    pb_op(&p, '}');
+    pb_op(&p, '(');
+    pb_str(&p, "iteration");
+    pb_int(&p, 12500);
+    pb_str(&p, "teacher");
+    pb_op(&p, '}');
+    pb_str(&p, "backbone.cls_token");
+    pb_tensor(&p, "FloatStorage", "0", 6, 1, 1, (int64_t[]){2}, (int64_t[]){2});
+    pb_op(&p, 's');
+    pb_op(&p, 'u');
+    pb_op(&p, '.');
+    zip_item items[] = {
+        {"t/data.pkl", p.buf, p.len, 0},
+        {"t/data/0", storage0, sizeof storage0, 0},
+    };
+    const char *path = temp_path("teacher.pth");
+    CHECK(write_zip(path, items, 2) == 0);
+    lvd_tensors *ts = NULL;
+    lvd_error err;
+    CHECK_MSG(lvd_tensors_open(path, &ts, &err) == 0, "%s", err.msg);
+    const float *v = ts ? values(ts, "backbone.cls_token", 2) : NULL;
+    CHECK(v && v[0] == 1 && v[1] == 3); /* offset 1, stride 2 */
+    CHECK(ts && lvd_tensors_count(ts) == 1);
+    lvd_tensors_close(ts);
+}
+
 /* Writes an archive whose data.pkl is p (and storage "0" of 6 floats) and expects failure. */
 static void expect_pickle_refused(const char *name, const pb *p, const char *expect)
 {
@@ -295,6 +326,10 @@ static void test_bad_archives(void)
     path = temp_path("cut.pth");
     write_bytes(path, buf, len / 2);
     EXPECT_OPEN_FAILS(path, "not a readable zip archive");
+
+    path = temp_path("legacy.pth");
+    write_bytes(path, "\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.", 15);
+    EXPECT_OPEN_FAILS(path, "legacy (pre-zip) torch.save format");
 }
 
 /* The reference checkpoint gives the same 35 tensors as its safetensors twin. */
@@ -336,6 +371,7 @@ int main(void)
     make_temp_dir();
     test_synthetic();
     test_big_endian();
+    test_teacher_key();
     test_hostile_pickles();
     test_zip_bomb();
     test_bad_archives();
