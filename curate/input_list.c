@@ -206,6 +206,8 @@ static int read_header(list_reader *r, list_format fmt, lvd_error *err)
     int got = append_line(r, err);
     if (got <= 0)
         return got < 0 ? -1 : lvd_fail(err, "%s: empty list (a header line is expected)", r->path);
+    if (strncmp(r->buf, "\xef\xbb\xbf", 3) == 0) /* spreadsheets often start with a BOM */
+        memmove(r->buf, r->buf + 3, (r->len -= 3) + 1);
     int n = split_record(r, fmt, fields, err);
     if (n < 0)
         return -1;

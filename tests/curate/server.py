@@ -5,6 +5,8 @@ Listens on 127.0.0.1 on an ephemeral port and prints "PORT <n>" once ready. Rout
   /img/<name>            a photo from /usr/share/backgrounds/mate (any subfolder)
   /copy/<name>           the same bytes under another URL (exact duplicate)
   /404, /500             those statuses, always
+  /reset                 resets the connection without answering, always
+  /resetonce/<name>      resets the first request of each path, then the photo
   /flaky429/<name>       429 on the first request of each path, then the photo
   /redirect/<n>/<name>   n redirects, then the photo
   /loop                  redirects to itself forever
@@ -17,6 +19,7 @@ Listens on 127.0.0.1 on an ephemeral port and prints "PORT <n>" once ready. Rout
 """
 import glob
 import os
+import socket
 import struct
 import sys
 import threading
@@ -66,6 +69,12 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the fetcher gave up (byte cap): expected
 
+    def first_time(self):
+        with seen_lock:
+            first = self.path not in seen
+            seen.add(self.path)
+        return first
+
     def photo(self, name):
         path = PHOTOS.get(name)
         if not path:
@@ -86,15 +95,19 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send(404, b"no such file", "text/plain")
             with open(path, "rb") as f:
                 return self.send(200, f.read(), "image/jpeg")
+        if head == "reset" or (head == "resetonce" and len(parts) == 2 and self.first_time()):
+            self.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.request.close()
+            self.close_connection = True
+            return None
+        if head == "resetonce":
+            return self.photo(parts[1])
         if head == "404":
             return self.send(404, b"not found", "text/plain")
         if head == "500":
             return self.send(500, b"server error", "text/plain")
         if head == "flaky429" and len(parts) == 2:
-            with seen_lock:
-                first = self.path not in seen
-                seen.add(self.path)
-            if first:
+            if self.first_time():
                 return self.send(429, b"slow down", "text/plain", [("Retry-After", "0")])
             return self.photo(parts[1])
         if head == "redirect" and len(parts) == 3:

@@ -34,6 +34,8 @@ static const expect cases[] = {
     {"/medium.png", "ok", "ok"},
     {"/404", "failed", "http_4xx"},
     {"/500", "failed", "http_5xx"},
+    {"/reset", "failed", "connect"},
+    {"/resetonce/Blinds.jpg", "ok", "ok"},
     {"/flaky429/LadyBird.jpg", "ok", "ok"},
     {"/redirect/2/Aqua.jpg", "ok", "ok"},
     {"/loop", "failed", "http_4xx"},
@@ -154,6 +156,8 @@ int main(int argc, char **argv)
     CHECK(test_sql_int(db, "SELECT attempts FROM images WHERE url LIKE '%%/500'") == 3);
     CHECK(test_sql_int(db, "SELECT attempts FROM images WHERE url LIKE '%%/flaky429/%%'") == 2);
     CHECK(test_sql_int(db, "SELECT attempts FROM images WHERE url LIKE '%%/404'") == 1);
+    CHECK(test_sql_int(db, "SELECT attempts FROM images WHERE url LIKE '%%/reset'") == 3);
+    CHECK(test_sql_int(db, "SELECT attempts FROM images WHERE url LIKE '%%/resetonce/%%'") == 2);
     /* Two copies of the same photo: one stored, the other a duplicate pointing at it. */
     CHECK(test_sql_int(db, "SELECT COUNT(*) FROM v_images d JOIN v_images o ON o.id ="
                            " d.duplicate_of WHERE d.url LIKE '%%/Garden.jpg' AND o.url LIKE"
@@ -170,7 +174,7 @@ int main(int argc, char **argv)
     CHECK(test_sql_int(db, "SELECT COUNT(*) FROM v_images WHERE url LIKE '%%/medium.png'"
                            " AND format = 'png' AND width = 300 AND height = 200") == 1);
     CHECK(test_sql_int(db, "SELECT COUNT(*) FROM v_runs WHERE stage = 'fetch' AND status = 'ok'"
-                           " AND json_extract(counts, '$.ok') = 6 AND"
+                           " AND json_extract(counts, '$.ok') = 7 AND"
                            " json_extract(counts, '$.duplicate') = 1") == 1);
     CHECK(test_check_shards(db) >= 1);
     char *stored = test_sql_text(db, "SELECT url FROM v_images WHERE url LIKE '%%/Garden.jpg'"

@@ -70,7 +70,7 @@ int main(void)
                      "http://a/3.jpg|-|-|-\n");
 
     snprintf(path, sizeof path, "%s/list.tsv", dir);
-    write_text(path, "url\tlabel\nhttp://a/1.jpg\tcat\nhttp://a/2.jpg\n");
+    write_text(path, "\xef\xbb\xbfurl\tlabel\nhttp://a/1.jpg\tcat\nhttp://a/2.jpg\n");
     check_list(path, "http://a/1.jpg|-|cat|-\nhttp://a/2.jpg|-|-|-\n");
 
     snprintf(path, sizeof path, "%s/list.jsonl.gz", dir);
