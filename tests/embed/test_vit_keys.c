@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "embed/vit_model.h"
 #include "tests/embed/vit_check.h"
 
 typedef struct variant {
@@ -101,6 +102,32 @@ static void check_fails(const char *label, const char *path, const char *const *
     }
 }
 
+/* F32 weights are used in place from the mapped file; only transformers q/k/v are copied. */
+static void check_in_place(lvd_tensors *w, lvd_tensors *hf)
+{
+    lvd_error err = {0};
+    lvd_vit *m, *mh;
+    int rc = lvd_vit_load_tensors(w, &m, &err);
+    rc |= lvd_vit_load_tensors(hf, &mh, &err);
+    CHECK_MSG(rc == 0, "%s", err.msg);
+    if (rc != 0) {
+        return;
+    }
+    CHECK(m->p.patch_w == lvd_tensors_find(w, "patch_embed.proj.weight")->data);
+    CHECK(m->p.blocks[1].qkv_w == lvd_tensors_find(w, "blocks.1.attn.qkv.weight")->data);
+    CHECK(m->p.blocks[1].fc2_w == lvd_tensors_find(w, "blocks.1.mlp.fc2.weight")->data);
+    CHECK(m->p.pos_embed == lvd_tensors_find(w, "pos_embed")->data);
+    CHECK(mh->p.blocks[0].proj_w ==
+          lvd_tensors_find(hf, "encoder.layer.0.attention.output.dense.weight")->data);
+    const lvd_tensor *q = lvd_tensors_find(hf, "encoder.layer.0.attention.attention.query.weight");
+    const lvd_tensor *v = lvd_tensors_find(hf, "encoder.layer.0.attention.attention.value.weight");
+    CHECK(memcmp(mh->p.blocks[0].qkv_w, q->data, sizeof(float) * (size_t)q->numel) == 0);
+    CHECK(memcmp(mh->p.blocks[0].qkv_w + 2 * q->numel, v->data, sizeof(float) * (size_t)v->numel) ==
+          0);
+    lvd_vit_free(m);
+    lvd_vit_free(mh);
+}
+
 static void check_bad_inputs(const char *dir)
 {
     char path[1024];
@@ -150,6 +177,7 @@ int main(void)
         return check_finish();
     }
 
+    check_in_place(w, hf);
     variant chunked = {.chunk = 1};
     check_loads("chunked keys blocks.C.I.*", write_variant(w, &chunked, "chunked.st", out, 1024),
                 ref);
