@@ -315,21 +315,24 @@ static char *member_json(const fetch_job *job)
 
 static int store(fetch_sink *s, fetch_job *job, member *mb, lvd_error *err)
 {
-    uint64_t need = job->stored.len + 2048;
-    if (s->shard && lvd_shard_members(s->shard) > 0 &&
-        lvd_shard_bytes(s->shard) + need > (uint64_t)s->shard_size && complete_shard(s, err) != 0)
-        return -1;
-    if (!s->shard && open_shard(s, err) != 0)
-        return -1;
-    char name[48];
     char *json = member_json(job);
     if (!json)
         return lvd_fail(err, "out of memory");
+    size_t json_len = strlen(json);
+    uint64_t need = lvd_shard_member_bytes(job->stored.len) + lvd_shard_member_bytes(json_len);
+    int rc = 0;
+    if (s->shard && lvd_shard_members(s->shard) > 0 &&
+        lvd_shard_bytes(s->shard) + need > (uint64_t)s->shard_size)
+        rc = complete_shard(s, err);
+    if (rc == 0 && !s->shard)
+        rc = open_shard(s, err);
+    char name[48];
     member_name(job->id, mb->format, name, sizeof name);
-    int rc = lvd_shard_add(s->shard, name, job->stored.data, job->stored.len, err);
+    if (rc == 0)
+        rc = lvd_shard_add(s->shard, name, job->stored.data, job->stored.len, err);
     member_name(job->id, "json", name, sizeof name);
     if (rc == 0)
-        rc = lvd_shard_add(s->shard, name, json, strlen(json), err);
+        rc = lvd_shard_add(s->shard, name, json, json_len, err);
     free(json);
     return rc;
 }

@@ -75,7 +75,9 @@ int lvd_shard_open(const char *path, lvd_shard_writer **out, lvd_error *err)
         lvd_shard_abort(w);
         return lvd_fail(err, "%s: out of memory", path);
     }
+    /* No padding of the last block: the file size is then exactly lvd_shard_bytes. */
     if (archive_write_set_format_pax_restricted(w->ar) != ARCHIVE_OK ||
+        archive_write_set_bytes_in_last_block(w->ar, 1) != ARCHIVE_OK ||
         archive_write_open_fd(w->ar, w->fd) != ARCHIVE_OK)
         return fail_archive(w, err, "cannot start the archive");
     *out = w;
@@ -104,14 +106,19 @@ int lvd_shard_add(lvd_shard_writer *w, const char *name, const void *data, size_
         lvd_fail(err, "%s: writing %s: %s", w->tmp, name, archive_error_string(w->ar));
         return -1;
     }
-    w->bytes += TAR_BLOCK + (len + TAR_BLOCK - 1) / TAR_BLOCK * TAR_BLOCK;
+    w->bytes += lvd_shard_member_bytes(len);
     w->members++;
     return 0;
 }
 
+uint64_t lvd_shard_member_bytes(size_t len)
+{
+    return TAR_BLOCK + ((uint64_t)len + TAR_BLOCK - 1) / TAR_BLOCK * TAR_BLOCK;
+}
+
 uint64_t lvd_shard_bytes(const lvd_shard_writer *w)
 {
-    return w->bytes;
+    return w->bytes + 2 * TAR_BLOCK;
 }
 
 int lvd_shard_members(const lvd_shard_writer *w)

@@ -18,8 +18,11 @@ int lvd_shard_open(const char *path, lvd_shard_writer **out, lvd_error *err);
 int lvd_shard_add(lvd_shard_writer *w, const char *name, const void *data, size_t len,
                   lvd_error *err);
 
-/* Bytes the archive holds so far (headers and padding included, end-of-archive excluded). */
+/* The size the file would have if finished now (headers, padding and end-of-archive marker). */
 uint64_t lvd_shard_bytes(const lvd_shard_writer *w);
+
+/* What adding a member of len bytes adds to lvd_shard_bytes (names up to 100 bytes). */
+uint64_t lvd_shard_member_bytes(size_t len);
 
 /* Number of members added so far. */
 int lvd_shard_members(const lvd_shard_writer *w);

@@ -172,6 +172,17 @@ int main(int argc, char **argv)
     CHECK(test_count_files(path, ".tmp") == 0);
     CHECK(test_count_files(path, ".tar") == shards_b);
     CHECK(test_sql_int(b, "SELECT SUM(members) FROM shards") == N_IMAGES);
+    /* Shards respect --shard-size 64K, and their recorded size is their file size. */
+    CHECK(test_sql_int(b, "SELECT MAX(bytes) FROM shards") <= 65536);
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(b, "SELECT path, bytes FROM shards", -1, &st, NULL);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        struct stat sb;
+        const char *shard = (const char *)sqlite3_column_text(st, 0);
+        CHECK_MSG(stat(shard, &sb) == 0 && sb.st_size == sqlite3_column_int64(st, 1),
+                  "%s: size differs from the manifest", shard);
+    }
+    sqlite3_finalize(st);
 
     free(rows_a);
     free(rows_b);
