@@ -66,6 +66,41 @@ static const char *const migrations[] = {
     "  SELECT s.name AS source, i.status, i.error_class, COUNT(*) AS n"
     "  FROM images i JOIN sources s ON s.id = i.source_id"
     "  GROUP BY s.name, i.status, i.error_class;",
+
+    /* 2: models and embeddings (the embed stage). An embedding is one row of a float32 .npy
+     * file; a model's rows all have `dim` values, made with one feature mode. */
+    "CREATE TABLE models ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  path TEXT,"
+    "  sha256 TEXT,"
+    "  arch TEXT NOT NULL,"
+    "  dim INTEGER NOT NULL,"
+    "  params INTEGER,"
+    "  features TEXT NOT NULL DEFAULT 'cls' CHECK (features IN ('cls', 'cls+patchmean', 'external')),"
+    "  config TEXT NOT NULL DEFAULT '{}',"
+    "  created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));"
+    "CREATE TABLE embedding_files ("
+    "  id INTEGER PRIMARY KEY,"
+    "  model_id INTEGER NOT NULL REFERENCES models(id),"
+    "  path TEXT NOT NULL UNIQUE,"
+    "  rows INTEGER NOT NULL,"
+    "  cols INTEGER NOT NULL,"
+    "  normalized INTEGER NOT NULL DEFAULT 1,"
+    "  run_id INTEGER REFERENCES runs(id));"
+    "CREATE TABLE embeddings ("
+    "  image_id INTEGER NOT NULL REFERENCES images(id),"
+    "  model_id INTEGER NOT NULL REFERENCES models(id),"
+    "  file_id INTEGER NOT NULL REFERENCES embedding_files(id),"
+    "  row INTEGER NOT NULL,"
+    "  PRIMARY KEY (model_id, image_id)) WITHOUT ROWID;"
+    "CREATE INDEX embeddings_by_file ON embeddings(file_id, row);"
+    "CREATE VIEW v_models AS"
+    "  SELECT name, path, sha256, arch, dim, params FROM models;"
+    "CREATE VIEW v_embeddings AS"
+    "  SELECT e.image_id, m.name AS model, f.path AS file, e.row"
+    "  FROM embeddings e JOIN models m ON m.id = e.model_id"
+    "  JOIN embedding_files f ON f.id = e.file_id;",
 };
 
 int lvd_manifest_schema_version(void)
