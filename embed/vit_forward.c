@@ -108,20 +108,89 @@ static void block_forward(const lvd_vit *m, const lvd_vit_block *bl, lvd_vit_act
     vit_residual_forward(a->x, a->branch, bl->ls2, BT, D, threads);
 }
 
-/* dst (B, count, D) = tokens [t0, t0 + count) of each image of src (B, T, D). */
-static void copy_tokens(float *dst, const float *src, int B, int T, int t0, int count, int D)
+/* One forward call: inputs, sizes and requested outputs. */
+typedef struct fwd {
+    const float *x;             /* (B, 3, H, W) */
+    const uint8_t *mask;        /* (B, N) or NULL */
+    const float *pos;           /* (1 + N, D) positional table for the grid */
+    const lvd_vit_outputs *out; /* or NULL */
+    int B, H, W, N, T;
+} fwd;
+
+/* Tokens [t0, t0 + count) of the nb images of src (nb, T, D) into dst (B, count, D) from image
+ * b0 on. */
+static void copy_tokens(float *dst, const float *src, int b0, int nb, int T, int t0, int count,
+                        int D)
 {
-    for (int b = 0; b < B; b++) {
-        memcpy(dst + (size_t)b * count * D, src + ((size_t)b * T + t0) * D,
+    for (int b = 0; b < nb; b++) {
+        memcpy(dst + (size_t)(b0 + b) * count * D, src + ((size_t)b * T + t0) * D,
                sizeof(float) * (size_t)count * D);
     }
 }
 
-/* Final LayerNorm of every token of the residual stream into acts.ln. */
-static void final_norm(const lvd_vit *m, int BT, int threads)
+/* Final LayerNorm of rows tokens of the residual stream v->x into v->ln. */
+static void final_norm(const lvd_vit *m, lvd_vit_acts *v, int rows, int threads)
 {
-    vit_layernorm_forward(m->acts.ln, NULL, NULL, m->acts.x, m->p.norm_w, m->p.norm_b, BT,
-                          m->info.dim, m->info.eps, threads);
+    vit_layernorm_forward(v->ln, NULL, NULL, v->x, m->p.norm_w, m->p.norm_b, rows, m->info.dim,
+                          m->info.eps, threads);
+}
+
+/* The activation buffers from image b0 on (the model's buffers, offset), with att as the
+ * attention scratch. */
+static lvd_vit_acts acts_view(const lvd_vit *m, const fwd *f, int b0, float *att)
+{
+    const lvd_vit_info *in = &m->info;
+    const lvd_vit_acts *a = &m->acts;
+    size_t r = (size_t)b0 * f->T;
+    size_t D = (size_t)in->dim;
+    size_t hid = (size_t)in->ffn_hidden;
+    size_t f1 = in->ffn == LVD_VIT_SWIGLU ? 2 * hid : hid;
+    lvd_vit_acts v = *a;
+    v.cols = a->cols + (size_t)b0 * f->N * 3 * in->patch * in->patch;
+    v.x = a->x + r * D;
+    v.ln = a->ln + r * D;
+    v.qkv = a->qkv + r * 3 * D;
+    v.atty = a->atty + r * D;
+    v.branch = a->branch + r * D;
+    v.fch = a->fch + r * f1;
+    v.fch_act = a->fch_act + r * hid;
+    v.att = att;
+    return v;
+}
+
+/* Runs images [b0, b0 + nb) through the model on `threads` threads, writing the intermediate
+ * and pre-norm outputs; the final-normed tokens land in the model's ln buffer. att is
+ * attention scratch for `threads` threads. */
+static void forward_images(const lvd_vit *m, const fwd *f, int b0, int nb, int threads, float *att)
+{
+    const lvd_vit_info *in = &m->info;
+    const lvd_vit_outputs *out = f->out;
+    int D = in->dim, T = f->T, N = f->N, t0 = 1 + in->n_reg;
+    lvd_vit_acts v = acts_view(m, f, b0, att);
+    const float *x = f->x + (size_t)b0 * 3 * f->H * f->W;
+    vit_patch_embed_forward(v.branch, v.cols, x, nb, f->H, f->W, in->patch, m->p.patch_w,
+                            m->p.patch_b, D, threads);
+    embed_tokens(m, f->pos, v.branch, f->mask ? f->mask + (size_t)b0 * N : NULL, nb, N, threads,
+                 v.x);
+    int n_inter = out ? out->n_inter : 0;
+    for (int l = 0; l < in->depth; l++) {
+        block_forward(m, &m->p.blocks[l], &v, nb, T, threads);
+        int j = l - (in->depth - n_inter);
+        if (j < 0 || (!out->inter_cls && !out->inter_patch)) {
+            continue;
+        }
+        final_norm(m, &v, nb * T, threads);
+        if (out->inter_cls) {
+            copy_tokens(out->inter_cls + (size_t)j * f->B * D, v.ln, b0, nb, T, 0, 1, D);
+        }
+        if (out->inter_patch) {
+            copy_tokens(out->inter_patch + (size_t)j * f->B * N * D, v.ln, b0, nb, T, t0, N, D);
+        }
+    }
+    if (out && out->prenorm) {
+        copy_tokens(out->prenorm, v.x, b0, nb, T, 0, T, D);
+    }
+    final_norm(m, &v, nb * T, threads);
 }
 
 static int check_sizes(const lvd_vit *m, int B, int H, int W, const lvd_vit_outputs *out,
@@ -142,44 +211,18 @@ static int check_sizes(const lvd_vit *m, int B, int H, int W, const lvd_vit_outp
     return 0;
 }
 
-/* The forward pass; leaves the final-normed tokens (B, T, D) in m->acts.ln. */
-static void run_blocks(lvd_vit *m, int B, int T, int N, const lvd_vit_outputs *out, int threads)
-{
-    const lvd_vit_info *in = &m->info;
-    int D = in->dim;
-    int t0 = 1 + in->n_reg;
-    int n_inter = out ? out->n_inter : 0;
-    for (int l = 0; l < in->depth; l++) {
-        block_forward(m, &m->p.blocks[l], &m->acts, B, T, threads);
-        int j = l - (in->depth - n_inter);
-        if (j >= 0 && (out->inter_cls || out->inter_patch)) {
-            final_norm(m, B * T, threads);
-            if (out->inter_cls) {
-                copy_tokens(out->inter_cls + (size_t)j * B * D, m->acts.ln, B, T, 0, 1, D);
-            }
-            if (out->inter_patch) {
-                copy_tokens(out->inter_patch + (size_t)j * B * N * D, m->acts.ln, B, T, t0, N, D);
-            }
-        }
-    }
-    if (out && out->prenorm) {
-        memcpy(out->prenorm, m->acts.x, sizeof(float) * (size_t)B * T * D);
-    }
-    final_norm(m, B * T, threads);
-}
-
 static void write_outputs(const lvd_vit *m, int B, int T, int N, const lvd_vit_outputs *out)
 {
     int D = m->info.dim;
     int R = m->info.n_reg;
     if (out->cls) {
-        copy_tokens(out->cls, m->acts.ln, B, T, 0, 1, D);
+        copy_tokens(out->cls, m->acts.ln, 0, B, T, 0, 1, D);
     }
     if (out->reg && R > 0) {
-        copy_tokens(out->reg, m->acts.ln, B, T, 1, R, D);
+        copy_tokens(out->reg, m->acts.ln, 0, B, T, 1, R, D);
     }
     if (out->patch) {
-        copy_tokens(out->patch, m->acts.ln, B, T, 1 + R, N, D);
+        copy_tokens(out->patch, m->acts.ln, 0, B, T, 1 + R, N, D);
     }
 }
 
@@ -191,25 +234,35 @@ static int forward(lvd_vit *m, const float *x, int B, int H, int W, const uint8_
         return -1;
     }
     const lvd_vit_info *in = &m->info;
+    fwd f = {.x = x, .mask = mask, .out = out, .B = B, .H = H, .W = W};
     int gh = H / in->patch;
     int gw = W / in->patch;
-    int N = gh * gw;
-    int T = 1 + in->n_reg + N;
+    f.N = gh * gw;
+    f.T = 1 + in->n_reg + f.N;
     int threads = m->threads > 0 ? m->threads : omp_get_max_threads();
-    const float *pos = vit_pos_embed(m, gh, gw, err);
-    if (!pos || acts_ensure(m, (size_t)B * T, (size_t)T, threads, err) != 0) {
+    f.pos = vit_pos_embed(m, gh, gw, err);
+    if (!f.pos || acts_ensure(m, (size_t)B * f.T, (size_t)f.T, threads, err) != 0) {
         return -1;
     }
     /* Threads come from OpenMP; each OpenBLAS call runs on the calling thread. */
     int blas_threads = openblas_get_num_threads();
     openblas_set_num_threads(1);
-    lvd_vit_acts *a = &m->acts;
-    vit_patch_embed_forward(a->branch, a->cols, x, B, H, W, in->patch, m->p.patch_w, m->p.patch_b,
-                            in->dim, threads);
-    embed_tokens(m, pos, a->branch, mask, B, N, threads, a->x);
-    run_blocks(m, B, T, N, out, threads);
+    if (threads > 1 && (B % threads == 0 || B >= 4 * threads)) {
+        /* Whole images per thread: no synchronization inside the forward. */
+#pragma omp parallel num_threads(threads)
+        {
+            int nt = omp_get_num_threads(), t = omp_get_thread_num();
+            int b0 = B * t / nt, b1 = B * (t + 1) / nt;
+            if (b1 > b0) {
+                forward_images(m, &f, b0, b1 - b0, 1, m->acts.att + (size_t)t * f.T * f.T);
+            }
+        }
+    } else {
+        /* Few images: rows, heads and elements of each layer split over the threads. */
+        forward_images(m, &f, 0, B, threads, m->acts.att);
+    }
     openblas_set_num_threads(blas_threads);
-    *T_out = T;
+    *T_out = f.T;
     return 0;
 }
 
