@@ -228,11 +228,21 @@ static int classify(transfer *t, CURLcode rc, long status, lvd_error *err)
     return status == 429;
 }
 
-static void schedule_retry(lvd_net *n, transfer *t)
+/* The longest wait before a retry, whatever the backoff or the server's Retry-After say. */
+#define MAX_RETRY_DELAY_MS 60000
+
+/* Queues t for another attempt after the backoff, or after the server's Retry-After (seconds)
+ * when that is longer. */
+static void schedule_retry(lvd_net *n, transfer *t, curl_off_t retry_after)
 {
     long delay = n->opts.backoff_ms;
-    for (int i = 1; i < t->attempts && delay < 60000; i++)
+    for (int i = 1; i < t->attempts && delay < MAX_RETRY_DELAY_MS; i++)
         delay *= 2;
+    if (retry_after > delay / 1000)
+        delay =
+            retry_after < MAX_RETRY_DELAY_MS / 1000 ? (long)retry_after * 1000 : MAX_RETRY_DELAY_MS;
+    if (delay > MAX_RETRY_DELAY_MS)
+        delay = MAX_RETRY_DELAY_MS;
     t->due_ms = now_ms() + delay;
     t->len = 0;
     t->over_cap = 0;
@@ -262,6 +272,8 @@ static void finish(lvd_net *n, CURLMsg *msg, lvd_net_done_fn done, void *ctx)
     long status = 0;
     curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
     curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
+    curl_off_t retry_after = 0;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_RETRY_AFTER, &retry_after);
     CURLcode rc = msg->data.result;
     curl_multi_remove_handle(n->multi, msg->easy_handle);
     unlink_running(n, t);
@@ -269,7 +281,7 @@ static void finish(lvd_net *n, CURLMsg *msg, lvd_net_done_fn done, void *ctx)
     lvd_error_clear(&res.err);
     int transient = classify(t, rc, status, &res.err);
     if (res.err.cls && transient && t->attempts <= n->opts.retries) {
-        schedule_retry(n, t);
+        schedule_retry(n, t, retry_after);
         return;
     }
     deliver(t, &res, done, ctx);
