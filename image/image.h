@@ -2,8 +2,18 @@
  * preprocessing (embed/). Decoding sniffs the format from the bytes, never from a file name.
  *
  * Failure classes set in lvd_error.cls: "not_image" (no known signature), "decode" (corrupt or
- * truncated data, including data the decoder would only warn about), "too_many_pixels" (header
- * dimensions above the limit: rejected before any pixel is decoded). */
+ * truncated data, including data the decoder would only warn about; also unsupported variants:
+ * animated WebP, 12-bit or lossless JPEG, JPEGs of more than 500 scans), "too_many_pixels" (header
+ * dimensions above the limit: rejected before any pixel is decoded). Out-of-memory failures carry
+ * no class.
+ *
+ * PIL parity (Image.open(...).convert("RGB")): JPEG at full size is bit-exact (libjpeg-turbo
+ * defaults; grayscale replicated; every 4-component JPEG read as Adobe-inverted CMYK and converted
+ * with PIL's formula), and so is resizing (checked against the reference tensors). PNG follows
+ * PIL's rules (palette, 1/2/4-bit gray scaled by 255/max, 16-bit RGB(A) and gray+alpha keep the
+ * high byte, alpha dropped) except 16-bit grayscale, where PIL clips the value at 255 (a nearly
+ * white image) and we keep the high byte. WebP uses libwebp's default decoding, as PIL does.
+ * All functions are thread-safe (no global state). */
 #ifndef LVD_IMAGE_IMAGE_H
 #define LVD_IMAGE_IMAGE_H
 
@@ -54,7 +64,8 @@ int lvd_image_probe(const uint8_t *buf, size_t len, lvd_image_info *info, lvd_er
 
 /* Decodes buf into out->rgb (malloc'd; free with lvd_image_free). opts may be NULL (defaults:
  * no pixel limit, alpha dropped, orientation kept, full size). Grayscale, CMYK, palette, 16-bit and
- * progressive inputs all give RGB. */
+ * progressive inputs all give RGB. The pixel limit applies to the stored size, before DCT scaling.
+ * A JPEG must be complete up to its EOI marker. On failure *out is zeroed. */
 int lvd_image_decode(const uint8_t *buf, size_t len, const lvd_decode_opts *opts, lvd_image *out,
                      lvd_error *err);
 

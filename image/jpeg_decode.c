@@ -1,18 +1,34 @@
 /* JPEG decoding with libjpeg-turbo. At full size the settings are libjpeg's defaults (islow IDCT,
  * fancy upsampling), the ones PIL uses, so the RGB is bit-exact with PIL's. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "image/internal.h"
 #include "image/jpeg_err.h"
 
+/* A crafted progressive file with thousands of tiny scans costs minutes of CPU; real encoders
+ * write about ten, so far fewer than this limit. */
+enum { MAX_SCANS = 500 };
+
 typedef struct jpeg_job {
     struct jpeg_decompress_struct cinfo;
     lvd_jpeg_err je;
+    struct jpeg_progress_mgr progress;
     uint8_t *pixels;
     uint8_t *row;    /* one CMYK scanline */
     int orientation; /* EXIF orientation, 1 unless asked for and present */
 } jpeg_job;
+
+static void limit_scans(j_common_ptr common)
+{
+    j_decompress_ptr c = (j_decompress_ptr)common;
+    if (c->input_scan_number <= MAX_SCANS)
+        return;
+    lvd_jpeg_err *je = (lvd_jpeg_err *)common->err;
+    snprintf(je->msg, sizeof je->msg, "more than %d scans", MAX_SCANS);
+    longjmp(je->jmp, 1);
+}
 
 /* Heap-allocated so that its fields stay well defined after longjmp. */
 static jpeg_job *job_new(void)
@@ -21,6 +37,7 @@ static jpeg_job *job_new(void)
     if (!job)
         return NULL;
     job->cinfo.err = lvd_jpeg_err_init(&job->je);
+    job->progress.progress_monitor = limit_scans;
     job->orientation = 1;
     return job;
 }
@@ -37,6 +54,7 @@ static void job_free(jpeg_job *job)
 static void job_start(jpeg_job *job, const uint8_t *buf, size_t len, int save_app1)
 {
     jpeg_create_decompress(&job->cinfo);
+    job->cinfo.progress = &job->progress;
     jpeg_mem_src(&job->cinfo, buf, (unsigned long)len);
     if (save_app1)
         jpeg_save_markers(&job->cinfo, JPEG_APP0 + 1, 0xffff);

@@ -5,12 +5,29 @@
 
 #include "image/internal.h"
 
+static const char *status_name(VP8StatusCode st)
+{
+    switch (st) {
+    case VP8_STATUS_OUT_OF_MEMORY:
+        return "out of memory";
+    case VP8_STATUS_INVALID_PARAM:
+        return "invalid parameter";
+    case VP8_STATUS_BITSTREAM_ERROR:
+        return "corrupt bitstream";
+    case VP8_STATUS_UNSUPPORTED_FEATURE:
+        return "unsupported feature";
+    case VP8_STATUS_NOT_ENOUGH_DATA:
+        return "truncated data";
+    default:
+        return "unknown error";
+    }
+}
+
 static int read_features(const uint8_t *buf, size_t len, WebPBitstreamFeatures *f, lvd_error *err)
 {
     VP8StatusCode st = WebPGetFeatures(buf, len, f);
     if (st != VP8_STATUS_OK)
-        return lvd_fail_class(err, "decode", "webp: unreadable header (libwebp status %d)",
-                              (int)st);
+        return lvd_fail_class(err, "decode", "webp: unreadable header (%s)", status_name(st));
     return 0;
 }
 

@@ -38,6 +38,10 @@ test_buf test_write_jpeg(const uint8_t *px, int w, int h, const test_jpeg_opts *
     jpeg_set_quality(&c, o->quality, TRUE);
     if (o->progressive)
         jpeg_simple_progression(&c);
+    if (o->scans) {
+        c.scan_info = o->scans;
+        c.num_scans = o->n_scans;
+    }
     jpeg_start_compress(&c, TRUE);
     if (o->app1)
         jpeg_write_marker(&c, JPEG_APP0 + 1, o->app1, (unsigned)o->app1_len);

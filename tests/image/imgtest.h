@@ -23,6 +23,8 @@ typedef struct test_jpeg_opts {
     J_COLOR_SPACE file_space; /* as stored: JCS_YCbCr, JCS_GRAYSCALE, JCS_CMYK or JCS_YCCK */
     int quality;
     int progressive;
+    const jpeg_scan_info *scans; /* optional progressive scan script (n_scans entries) */
+    int n_scans;
     const uint8_t *app1; /* optional APP1 payload (an Exif block) */
     size_t app1_len;
 } test_jpeg_opts;

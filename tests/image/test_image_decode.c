@@ -24,9 +24,9 @@ static int decode(const test_buf *b, const lvd_decode_opts *o, lvd_image *img, l
     return lvd_image_decode(b->data, b->len, o, img, err);
 }
 
-/* Decoding fails with class cls. */
-static void expect_fail(const char *what, const uint8_t *buf, size_t len, const lvd_decode_opts *o,
-                        const char *cls)
+/* Decoding fails with class cls; returns the error for further checks. */
+static lvd_error expect_fail(const char *what, const uint8_t *buf, size_t len,
+                             const lvd_decode_opts *o, const char *cls)
 {
     lvd_image img;
     lvd_error err = {0};
@@ -37,6 +37,8 @@ static void expect_fail(const char *what, const uint8_t *buf, size_t len, const 
     CHECK_MSG(img.rgb == NULL, "%s: pixels left after failure", what);
     if (rc == 0)
         lvd_image_free(&img);
+    printf("%s: %s\n", what, err.msg);
+    return err;
 }
 
 static void test_sniff_and_garbage(void)
@@ -83,6 +85,10 @@ static void test_jpeg_rgb_probe_truncated(void)
     CHECK(img.rgb == NULL && img.width == 0);
 
     expect_fail("truncated jpeg", b.data, b.len * 6 / 10, NULL, "decode");
+    /* Only the EOI marker missing: libjpeg reads past the end of the data to fill its bit buffer,
+     * so this too counts as truncated (as in PIL, which reports the file truncated). */
+    CHECK(b.data[b.len - 2] == 0xff && b.data[b.len - 1] == 0xd9);
+    expect_fail("jpeg without EOI", b.data, b.len - 2, NULL, "decode");
     /* An EOI marker in the middle of the entropy-coded data. */
     uint8_t *cut = malloc(b.len);
     memcpy(cut, b.data, b.len);
@@ -133,6 +139,32 @@ static void test_jpeg_gray_progressive(void)
     free(bp.data);
     free(gray);
     free(px);
+}
+
+/* A valid grayscale progressive file with 1 + 63 * 10 scans (each AC band sent at Al = 9, then
+ * refined bit by bit) is rejected for its scan count; the usual ~10 scans decode. */
+static void test_jpeg_scan_limit(void)
+{
+    enum { BANDS = 63, AL = 9, N = 1 + BANDS * (AL + 1) };
+    static jpeg_scan_info scans[N];
+    int n = 0;
+    scans[n++] = (jpeg_scan_info){.comps_in_scan = 1, .Ss = 0, .Se = 0, .Ah = 0, .Al = 0};
+    for (int band = 1; band <= BANDS; band++)
+        for (int al = AL; al >= 0; al--)
+            scans[n++] = (jpeg_scan_info){
+                .comps_in_scan = 1, .Ss = band, .Se = band, .Ah = al == AL ? 0 : al + 1, .Al = al};
+    int w = 16, h = 16;
+    uint8_t *gray = test_pattern(w, h, 1);
+    test_jpeg_opts o = {.in_space = JCS_GRAYSCALE,
+                        .file_space = JCS_GRAYSCALE,
+                        .quality = 90,
+                        .scans = scans,
+                        .n_scans = n};
+    test_buf b = test_write_jpeg(gray, w, h, &o);
+    lvd_error err = expect_fail("jpeg with 631 scans", b.data, b.len, NULL, "decode");
+    CHECK_MSG(strstr(err.msg, "scans") != NULL, "631 scans: failed for another reason");
+    free(b.data);
+    free(gray);
 }
 
 /* Uniform CMYK blocks (q 100, so the stored values survive): PIL reads them as Adobe-inverted
@@ -482,6 +514,7 @@ int main(int argc, char **argv)
     test_sniff_and_garbage();
     test_jpeg_rgb_probe_truncated();
     test_jpeg_gray_progressive();
+    test_jpeg_scan_limit();
     test_jpeg_cmyk();
     test_jpeg_dct_scaling();
     test_jpeg_orientation();
