@@ -169,7 +169,6 @@ typedef struct fetch_loop {
     fetch_job *net_done; /* finished downloads waiting for a worker (from the net callback) */
     int64_t counts[LVD_FETCH_N_CLASSES];
     lvd_error *err;
-    int failed; /* a stage-level failure happened in a callback */
 } fetch_loop;
 
 static const char *sql_page =
@@ -297,10 +296,7 @@ static int drain(fetch_loop *l)
     for (fetch_job *job = fetch_pool_take(l->pool); job;) {
         fetch_job *next = job->next;
         if (record(l, job) != 0) {
-            for (job = next; job; job = next) {
-                next = job->next;
-                fetch_job_free(job);
-            }
+            fetch_job_free_list(next);
             return -1;
         }
         job = next;
@@ -324,15 +320,6 @@ static int main_loop(fetch_loop *l, fetch_report *rep)
             fetch_sink_tick(l->sink, l->err) != 0)
             return -1;
         fetch_report_tick(rep, 0);
-    }
-}
-
-static void free_queue(fetch_job *job)
-{
-    while (job) {
-        fetch_job *next = job->next;
-        fetch_job_free(job);
-        job = next;
     }
 }
 
@@ -394,8 +381,8 @@ static int run_stage(const lvd_fetch_opts *o, lvd_manifest *m, const char *out_d
     fetch_pool_stop(l.pool);
     sum->shards = l.sink ? fetch_sink_shards(l.sink) : 0;
     fetch_sink_close(l.sink);
-    free_queue(l.queue);
-    free_queue(l.net_done);
+    fetch_job_free_list(l.queue);
+    fetch_job_free_list(l.net_done);
     lvd_net_destroy(l.net);
     sqlite3_finalize(l.page);
     memcpy(sum->counts, l.counts, sizeof sum->counts);

@@ -28,6 +28,8 @@ typedef struct fetch_job {
 fetch_job *fetch_job_new(int64_t id, const char *url, const char *key, const char *label,
                          const char *caption);
 void fetch_job_free(fetch_job *job);
+/* Frees a list of jobs linked through next (NULL allowed). */
+void fetch_job_free_list(fetch_job *job);
 
 /* Marks job failed with class cls. */
 void fetch_job_fail(fetch_job *job, const char *cls, const char *fmt, ...)

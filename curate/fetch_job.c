@@ -57,3 +57,12 @@ void fetch_job_fail(fetch_job *job, const char *cls, const char *fmt, ...)
     job->err.cls = cls;
     job->failed = 1;
 }
+
+void fetch_job_free_list(fetch_job *job)
+{
+    while (job) {
+        fetch_job *next = job->next;
+        fetch_job_free(job);
+        job = next;
+    }
+}

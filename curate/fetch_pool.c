@@ -91,15 +91,6 @@ fetch_job *fetch_pool_take(fetch_pool *p)
     return jobs;
 }
 
-static void free_jobs(fetch_job *job)
-{
-    while (job) {
-        fetch_job *next = job->next;
-        fetch_job_free(job);
-        job = next;
-    }
-}
-
 void fetch_pool_stop(fetch_pool *p)
 {
     if (!p)
@@ -110,8 +101,8 @@ void fetch_pool_stop(fetch_pool *p)
     pthread_mutex_unlock(&p->lock);
     for (int i = 0; i < p->n_threads; i++)
         pthread_join(p->threads[i], NULL);
-    free_jobs(p->todo);
-    free_jobs(p->done);
+    fetch_job_free_list(p->todo);
+    fetch_job_free_list(p->done);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->work);
     free(p->threads);
