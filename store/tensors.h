@@ -10,8 +10,11 @@
  * globals a state dict needs (store/pickle.h); any other global is refused by name. The state
  * dict is the saved dict itself when it holds tensors, else its "model", "state_dict" or
  * "teacher" entry (training checkpoints); nested dicts are flattened with '.' ("a.b.weight"),
- * non-tensor entries are skipped. Strided views and storage offsets are made contiguous. Entry
- * sizes are checked against the archive size (zip bombs are refused before decompressing).
+ * non-tensor entries are skipped. A whole F32 storage viewed by one contiguous tensor is used in
+ * place from the memory-mapped archive (torch.save stores entries uncompressed and aligned; the
+ * zip CRC of such entries is not verified, as safetensors has none either); other views are
+ * made contiguous float32 copies. Compressed entries are refused when their declared size
+ * exceeds a limit relative to the archive size (zip bombs) or they do not inflate to it.
  *
  * An opened collection is read-only: it may be shared by threads. Tensors with numel 0 have
  * data NULL. .npy writing lives in store/npy.h. */

@@ -349,6 +349,9 @@ static void test_reference(void)
         return;
     }
     CHECK(lvd_tensors_count(pth) == 35 && lvd_tensors_count(st) == 35);
+    /* torch.save stores storages uncompressed and 64-byte aligned: used from the mapping. */
+    const lvd_tensor *pos = lvd_tensors_find(pth, "pos_embed");
+    CHECK(pos && mapped_from(pos->data, "/vits14_d2.weights.pth"));
     for (size_t i = 0; i < lvd_tensors_count(st); i++) {
         const lvd_tensor *a = lvd_tensors_at(st, i);
         const lvd_tensor *b = lvd_tensors_find(pth, a->name);
