@@ -4,6 +4,7 @@
 Listens on 127.0.0.1 on an ephemeral port and prints "PORT <n>" once ready. Routes:
   /img/<name>            a photo from /usr/share/backgrounds/mate (any subfolder)
   /copy/<name>           the same bytes under another URL (exact duplicate)
+  /ua/<name>              the photo for User-Agent "lvd-test/1", else 403
   /404, /500             those statuses, always
   /reset                 resets the connection without answering, always
   /resetonce/<name>      resets the first request of each path, then the photo
@@ -101,6 +102,10 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return None
         if head == "resetonce":
+            return self.photo(parts[1])
+        if head == "ua" and len(parts) == 2:
+            if self.headers.get("User-Agent") != "lvd-test/1":
+                return self.send(403, b"unknown agent", "text/plain")
             return self.photo(parts[1])
         if head == "404":
             return self.send(404, b"not found", "text/plain")

@@ -36,6 +36,7 @@ static const expect cases[] = {
     {"/500", "failed", "http_5xx"},
     {"/reset", "failed", "connect"},
     {"/resetonce/Blinds.jpg", "ok", "ok"},
+    {"/ua/Wood.jpg", "ok", "ok"},
     {"/flaky429/LadyBird.jpg", "ok", "ok"},
     {"/redirect/2/Aqua.jpg", "ok", "ok"},
     {"/loop", "failed", "http_4xx"},
@@ -72,7 +73,8 @@ static int run(const char *exe, const char *dir, const char *list, const char *e
                       "--threads", "2", "--connect-timeout", "2", "--timeout", "1.5", "--retries",
                       "2", "--retry-backoff", "0.05", "--max-redirects", "3", "--max-bytes", "4M",
                       "--max-side", "512", "--min-side", "32", "--max-aspect", "4", "--shard-size",
-                      "256K", "--no-progress", list, extra, (char *)NULL);
+                      "256K", "--user-agent", "lvd-test/1", "--no-progress", list, extra,
+                      (char *)NULL);
 }
 
 static void check_cases(sqlite3 *db, int port, int closed)
@@ -156,6 +158,7 @@ int main(int argc, char **argv)
     CHECK(test_sql_int(db, "SELECT attempts FROM images WHERE url LIKE '%%/500'") == 3);
     CHECK(test_sql_int(db, "SELECT attempts FROM images WHERE url LIKE '%%/flaky429/%%'") == 2);
     CHECK(test_sql_int(db, "SELECT attempts FROM images WHERE url LIKE '%%/404'") == 1);
+    CHECK(test_sql_int(db, "SELECT attempts FROM images WHERE url LIKE '%%/stall'") == 3);
     CHECK(test_sql_int(db, "SELECT attempts FROM images WHERE url LIKE '%%/reset'") == 3);
     CHECK(test_sql_int(db, "SELECT attempts FROM images WHERE url LIKE '%%/resetonce/%%'") == 2);
     /* Two copies of the same photo: one stored, the other a duplicate pointing at it. */
@@ -174,7 +177,7 @@ int main(int argc, char **argv)
     CHECK(test_sql_int(db, "SELECT COUNT(*) FROM v_images WHERE url LIKE '%%/medium.png'"
                            " AND format = 'png' AND width = 300 AND height = 200") == 1);
     CHECK(test_sql_int(db, "SELECT COUNT(*) FROM v_runs WHERE stage = 'fetch' AND status = 'ok'"
-                           " AND json_extract(counts, '$.ok') = 7 AND"
+                           " AND json_extract(counts, '$.ok') = 8 AND"
                            " json_extract(counts, '$.duplicate') = 1") == 1);
     CHECK(test_check_shards(db) >= 1);
     char *stored = test_sql_text(db, "SELECT url FROM v_images WHERE url LIKE '%%/Garden.jpg'"
