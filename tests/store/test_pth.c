@@ -306,6 +306,39 @@ static void test_zip_bomb(void)
     EXPECT_OPEN_FAILS(path, "zip bomb");
 }
 
+/* An entry that inflates to fewer bytes than its headers declare is refused. */
+static void test_short_entry(void)
+{
+    static const uint8_t zeros[64] = {0};
+    pb p;
+    pb_begin(&p);
+    pb_op(&p, '}');
+    pb_str(&p, "t");
+    pb_tensor(&p, "FloatStorage", "0", 32, 0, 1, (int64_t[]){32}, (int64_t[]){1});
+    pb_op(&p, 's');
+    pb_op(&p, '.');
+    zip_item items[] = {
+        {"s/data/0", zeros, sizeof zeros, 1},
+        {"s/data.pkl", p.buf, p.len, 0},
+    };
+    const char *path = temp_path("short.pth");
+    CHECK(write_zip(path, items, 2) == 0);
+    uint8_t buf[4096];
+    FILE *fp = fopen(path, "rb");
+    size_t len = fp ? fread(buf, 1, sizeof buf, fp) : 0;
+    if (fp)
+        fclose(fp);
+    /* Declare 128 uncompressed bytes in the local header (offset 0) and the central record. */
+    CHECK(len > 30 && memcmp(buf, "PK\x03\x04", 4) == 0 && buf[22] == 64);
+    buf[22] = 128;
+    uint8_t *central = memmem(buf, len, "PK\x01\x02", 4);
+    CHECK(central && central[24] == 64);
+    if (central)
+        central[24] = 128;
+    write_bytes(path, buf, len);
+    EXPECT_OPEN_FAILS(path, "does not decompress to its declared 128 bytes");
+}
+
 static void test_bad_archives(void)
 {
     const char *path = temp_path("nopkl.pth");
@@ -377,6 +410,7 @@ int main(void)
     test_teacher_key();
     test_hostile_pickles();
     test_zip_bomb();
+    test_short_entry();
     test_bad_archives();
     remove_temp_dir();
     test_reference();
