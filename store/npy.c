@@ -164,9 +164,7 @@ int npy_parse(lvd_tensors *ts, const uint8_t *buf, size_t len, lvd_error *err)
         return lvd_fail(err, "unsupported .npy version %d.%d", major, buf[7]);
     if (len < at)
         return lvd_fail(err, "truncated .npy header");
-    uint64_t header_len = major == 1 ? (uint64_t)buf[8] | (uint64_t)buf[9] << 8
-                                     : (uint64_t)buf[8] | (uint64_t)buf[9] << 8 |
-                                           (uint64_t)buf[10] << 16 | (uint64_t)buf[11] << 24;
+    uint64_t header_len = load_uint(buf + 8, major == 1 ? 2 : 4, false);
     if (header_len > len - at)
         return lvd_fail(err, ".npy header length %" PRIu64 " exceeds the file (%zu bytes)",
                         header_len, len);

@@ -111,21 +111,13 @@ static const uint8_t *take(unpickler *u, size_t n)
     return p;
 }
 
-static uint64_t le_uint(const uint8_t *p, size_t n)
-{
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
 /* An unsigned little-endian argument of n bytes. */
 static int take_uint(unpickler *u, size_t n, uint64_t *v)
 {
     const uint8_t *p = take(u, n);
     if (!p)
         return -1;
-    *v = le_uint(p, n);
+    *v = load_uint(p, n, false);
     return 0;
 }
 
@@ -148,7 +140,7 @@ static int load_long1(unpickler *u)
     const uint8_t *p = take(u, (size_t)n);
     if (!p)
         return -1;
-    uint64_t v = le_uint(p, (size_t)n);
+    uint64_t v = load_uint(p, (size_t)n, false);
     if (n > 0 && n < 8 && (p[n - 1] & 0x80))
         v |= ~(uint64_t)0 << (8 * n); /* sign-extend */
     return push_int(u, (int64_t)v);
@@ -159,9 +151,7 @@ static int load_float(unpickler *u)
     const uint8_t *p = take(u, 8);
     if (!p)
         return -1;
-    uint64_t bits = 0;
-    for (int i = 0; i < 8; i++)
-        bits = bits << 8 | p[i]; /* BINFLOAT is big-endian */
+    uint64_t bits = load_uint(p, 8, true); /* BINFLOAT is big-endian */
     pk_obj *o = new_obj(u, PK_FLOAT);
     if (o)
         memcpy(&o->u.f, &bits, sizeof bits);

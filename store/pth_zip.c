@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/tensors_internal.h"
+
 #define SIG_LOCAL     0x04034b50u
 #define SIG_CENTRAL   0x02014b50u
 #define SIG_EOCD      0x06054b50u
@@ -17,12 +19,10 @@
 #define LOCAL_SIZE    30
 #define MAX_COMMENT   0xffff
 
+/* Zip integers are little-endian. */
 static uint64_t rd(const uint8_t *p, size_t n)
 {
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
+    return load_uint(p, n, false);
 }
 
 /* True when [at, at + n) lies inside [0, len). */

@@ -207,9 +207,7 @@ int safetensors_parse(lvd_tensors *ts, const uint8_t *buf, size_t len, lvd_error
 {
     if (len < 8)
         return lvd_fail(err, "too short for a safetensors file (%zu bytes)", len);
-    uint64_t header_len = 0;
-    for (int i = 0; i < 8; i++)
-        header_len |= (uint64_t)buf[i] << (8 * i);
+    uint64_t header_len = load_uint(buf, 8, false);
     if (header_len > len - 8)
         return lvd_fail(err, "header length %" PRIu64 " exceeds the file (%zu bytes)", header_len,
                         len);

@@ -53,15 +53,6 @@ int shape_numel(const int64_t *shape, int ndim, int64_t *numel)
     return 0;
 }
 
-/* Reads an unsigned integer of `size` bytes in the given byte order. */
-static uint64_t load_uint(const uint8_t *p, size_t size, bool big_endian)
-{
-    uint64_t v = 0;
-    for (size_t i = 0; i < size; i++)
-        v |= (uint64_t)p[big_endian ? size - 1 - i : i] << (8 * i);
-    return v;
-}
-
 static float bits_to_f32(uint32_t bits)
 {
     float f;

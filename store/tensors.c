@@ -18,7 +18,6 @@ typedef struct entry {
 } entry;
 
 struct lvd_tensors {
-    char *source;
     void *map;
     size_t map_len;
     entry *items;
@@ -28,28 +27,15 @@ struct lvd_tensors {
     size_t n_meta;
 };
 
-lvd_tensors *tensors_new(const char *source)
+lvd_tensors *tensors_new(void)
 {
-    lvd_tensors *ts = calloc(1, sizeof *ts);
-    if (!ts)
-        return NULL;
-    ts->source = strdup(source);
-    if (!ts->source) {
-        free(ts);
-        return NULL;
-    }
-    return ts;
+    return calloc(1, sizeof(lvd_tensors));
 }
 
 void tensors_attach_map(lvd_tensors *ts, void *map, size_t len)
 {
     ts->map = map;
     ts->map_len = len;
-}
-
-const char *tensors_source(const lvd_tensors *ts)
-{
-    return ts->source;
 }
 
 lvd_tensor *tensors_add(lvd_tensors *ts, const char *name, float *owned)
@@ -136,7 +122,6 @@ void lvd_tensors_close(lvd_tensors *ts)
     free(ts->meta);
     free(ts->items);
     free(ts->by_name);
-    free(ts->source);
     free(ts);
 }
 
@@ -234,7 +219,7 @@ static int is_zip(const char *path)
 int lvd_tensors_open(const char *path, lvd_tensors **out, lvd_error *err)
 {
     *out = NULL;
-    lvd_tensors *ts = tensors_new(path);
+    lvd_tensors *ts = tensors_new();
     if (!ts)
         return lvd_fail(err, "%s: out of memory", path);
     int rc = is_zip(path) ? pth_read(ts, path, err) : open_mapped(ts, path, err);

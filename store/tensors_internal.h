@@ -10,15 +10,11 @@
 
 #include "store/tensors.h"
 
-/* Creates an empty collection; `source` (copied) names the file in error messages. NULL when
- * out of memory. */
-lvd_tensors *tensors_new(const char *source);
+/* Creates an empty collection; NULL when out of memory. */
+lvd_tensors *tensors_new(void);
 
 /* Attaches a read-only mapping that the collection unmaps when closed. */
 void tensors_attach_map(lvd_tensors *ts, void *map, size_t len);
-
-/* The name given to tensors_new. */
-const char *tensors_source(const lvd_tensors *ts);
 
 /* Appends a tensor named `name` (copied) and returns it so the caller can fill dtype, shape,
  * numel and data (the pointer is valid until the next tensors_add); `owned` (may be NULL) is a
@@ -30,6 +26,16 @@ int tensors_add_metadata(lvd_tensors *ts, const char *key, const char *value);
 
 /* Builds the name index; fails when two tensors share a name. Called once after the last add. */
 int tensors_finish(lvd_tensors *ts, lvd_error *err);
+
+/* An unsigned integer of n (<= 8) bytes in the given byte order: every format here stores its
+ * lengths and numbers as bytes, whatever the host's alignment rules. */
+static inline uint64_t load_uint(const uint8_t *p, size_t n, bool big_endian)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++)
+        v |= (uint64_t)p[big_endian ? n - 1 - i : i] << (8 * i);
+    return v;
+}
 
 /* Bytes per element of a stored dtype. */
 size_t dtype_size(lvd_dtype dtype);

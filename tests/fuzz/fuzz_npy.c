@@ -8,7 +8,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    lvd_tensors *ts = tensors_new("fuzz");
+    lvd_tensors *ts = tensors_new();
     lvd_error err;
     if (ts && npy_parse(ts, data, size, &err) == 0) {
         const lvd_tensor *t = lvd_tensors_at(ts, 0);
