@@ -90,8 +90,9 @@ void lvd_vit_set_threads(lvd_vit *m, int threads);
 
 /* Runs the model on x (B, 3, H, W) float32, already normalized; H and W must be positive
  * multiples of the patch size. mask is NULL or (B, N) bytes, nonzero = patch replaced by
- * mask_token (iBOT). Fills the requested outputs. Fails (with a message) on bad sizes or when
- * memory runs out; the model stays usable. */
+ * mask_token (iBOT). Fills the outputs requested in out (NULL: none). Fails (with a message) on
+ * bad sizes or when memory runs out; the model stays usable. Scratch memory grows to the
+ * largest batch seen and is kept until lvd_vit_free. */
 int lvd_vit_forward(lvd_vit *m, const float *x, int B, int H, int W, const uint8_t *mask,
                     const lvd_vit_outputs *out, lvd_error *err);
 

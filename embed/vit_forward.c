@@ -273,7 +273,9 @@ int lvd_vit_forward(lvd_vit *m, const float *x, int B, int H, int W, const uint8
     if (forward(m, x, B, H, W, mask, out, &T, err) != 0) {
         return -1;
     }
-    write_outputs(m, B, T, T - 1 - m->info.n_reg, out);
+    if (out) {
+        write_outputs(m, B, T, T - 1 - m->info.n_reg, out);
+    }
     return 0;
 }
 

@@ -103,7 +103,7 @@ int vit_block_index(const char *canonical)
         return -1;
     }
     rest += 7;
-    if (parse_index(&rest, &v) != 0 || v > 100000) {
+    if (parse_index(&rest, &v) != 0 || v > 4096) {
         return -1;
     }
     return (int)v;

@@ -11,7 +11,7 @@
  * are copied unchanged. */
 void vit_canonical_name(const char *key, char *out, size_t cap, int *part);
 
-/* The block index I of an official name `blocks.I.*`, or -1. */
+/* The block index I (at most 4096) of an official name `blocks.I.*`, or -1. */
 int vit_block_index(const char *canonical);
 
 #endif
