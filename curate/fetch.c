@@ -169,6 +169,7 @@ typedef struct fetch_loop {
     fetch_job *net_done; /* finished downloads waiting for a worker (from the net callback) */
     int64_t counts[LVD_FETCH_N_CLASSES];
     lvd_error *err;
+    int stopping; /* a stop was requested: finish what is in hand */
 } fetch_loop;
 
 static const char *sql_page =
@@ -309,12 +310,27 @@ static void wake(void *ctx)
     lvd_net_wakeup(ctx);
 }
 
+static void free_job(void *job)
+{
+    fetch_job_free(job);
+}
+
+/* Honours a stop request: no new items, downloads cancelled (they stay pending). */
+static void stop(fetch_loop *l)
+{
+    l->stopping = 1;
+    l->in_flight -= lvd_net_pending(l->net);
+    lvd_net_cancel(l->net, free_job);
+}
+
 static int main_loop(fetch_loop *l, fetch_report *rep)
 {
     for (;;) {
-        if (dispatch(l) != 0)
+        if (!l->stopping && l->o->stop && *l->o->stop)
+            stop(l);
+        if (!l->stopping && dispatch(l) != 0)
             return -1;
-        if (l->in_flight == 0 && !l->queue && l->exhausted)
+        if (l->in_flight == 0 && (l->stopping || (!l->queue && l->exhausted)))
             return 0;
         if (lvd_net_poll(l->net, 250, on_download, l, l->err) != 0 || drain(l) != 0 ||
             fetch_sink_tick(l->sink, l->err) != 0)
@@ -383,14 +399,15 @@ static int run_stage(const lvd_fetch_opts *o, lvd_manifest *m, const char *out_d
     fetch_sink_close(l.sink);
     fetch_job_free_list(l.queue);
     fetch_job_free_list(l.net_done);
-    lvd_net_destroy(l.net);
+    lvd_net_destroy(l.net, free_job);
     sqlite3_finalize(l.page);
     memcpy(sum->counts, l.counts, sizeof sum->counts);
     sum->seconds = fetch_now() - start;
     cJSON *counts = counts_json(sum);
     lvd_error ignored; /* the stage's own failure is the one worth reporting */
-    if (lvd_manifest_run_finish(m, sum->run_id, rc == 0 ? "ok" : "failed", counts,
-                                rc == 0 ? err : &ignored) != 0)
+    sum->interrupted = l.stopping;
+    const char *status = rc != 0 ? "failed" : l.stopping ? "interrupted" : "ok";
+    if (lvd_manifest_run_finish(m, sum->run_id, status, counts, rc == 0 ? err : &ignored) != 0)
         rc = -1;
     cJSON_Delete(counts);
     if (rc == 0)

@@ -10,6 +10,7 @@
 #ifndef LVD_CURATE_FETCH_H
 #define LVD_CURATE_FETCH_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -41,6 +42,10 @@ typedef struct lvd_fetch_opts {
     int progress;       /* 1: a progress line redrawn in place; 0: periodic log lines */
     double log_interval_s;
     FILE *log; /* where progress and the summary go */
+    /* When *stop becomes non-zero (a signal handler sets it), the run takes no new item, cancels
+     * its downloads (those items stay pending), records what its workers finish, completes the
+     * open shard and returns with interrupted set. NULL: never. */
+    volatile sig_atomic_t *stop;
 } lvd_fetch_opts;
 
 typedef struct lvd_fetch_summary {
@@ -51,6 +56,7 @@ typedef struct lvd_fetch_summary {
     int64_t counts[LVD_FETCH_N_CLASSES]; /* this run's outcomes by class */
     int64_t shards;                      /* shards completed by this run */
     double seconds;
+    int interrupted; /* stopped early through opts.stop; a rerun continues */
 } lvd_fetch_summary;
 
 /* Fills o with the defaults documented in lvd-fetch --help (db, source and inputs unset). */

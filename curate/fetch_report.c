@@ -61,5 +61,8 @@ void fetch_report_summary(fetch_report *r, const lvd_fetch_summary *sum)
             (long long)sum->shards);
     print_counts(r->log, sum->counts);
     fputc('\n', r->log);
+    if (sum->interrupted)
+        fputs("fetch: interrupted; the items not done are still pending: rerun to continue\n",
+              r->log);
     fflush(r->log);
 }

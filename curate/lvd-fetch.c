@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +51,8 @@ static void usage(FILE *f)
         "  --log-interval S      seconds between log lines (default 10)\n"
         "  --help                this text\n"
         "\n"
-        "Exit status 0 when every item reached a terminal status, failed items included.\n",
+        "Exit status 0 when every item reached a terminal status, failed items included; 130\n"
+        "after a clean stop on the first SIGINT or SIGTERM (a second one kills at once).\n",
         f);
 }
 
@@ -255,6 +257,27 @@ static int apply(int c, const char *arg, lvd_fetch_opts *o)
     return 0;
 }
 
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+/* The first SIGINT or SIGTERM asks for a clean stop (the open shard is completed); a second one
+ * kills at once, which is safe too (see curate/fetch.h). */
+static void catch_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
 int main(int argc, char **argv)
 {
     lvd_fetch_opts o;
@@ -276,6 +299,8 @@ int main(int argc, char **argv)
     }
     o.inputs = (const char *const *)(argv + optind);
     o.n_inputs = argc - optind;
+    o.stop = &stop_requested;
+    catch_signals();
     lvd_fetch_summary sum;
     lvd_error err;
     lvd_error_clear(&err);
@@ -283,5 +308,5 @@ int main(int argc, char **argv)
         fprintf(stderr, "lvd-fetch: %s\n", err.msg);
         return 1;
     }
-    return 0;
+    return sum.interrupted ? 130 : 0;
 }

@@ -82,23 +82,32 @@ int lvd_net_create(const lvd_net_opts *opts, lvd_net **out, lvd_error *err)
     return 0;
 }
 
-static void free_list(transfer *t)
+static void free_list(transfer *t, void (*free_tag)(void *))
 {
     while (t) {
         transfer *next = t->next;
+        if (free_tag)
+            free_tag(t->tag);
         transfer_free(t);
         t = next;
     }
 }
 
-void lvd_net_destroy(lvd_net *n)
+void lvd_net_cancel(lvd_net *n, void (*free_tag)(void *tag))
+{
+    for (transfer *t = n->running; t; t = t->next)
+        curl_multi_remove_handle(n->multi, t->easy);
+    free_list(n->running, free_tag);
+    free_list(n->waiting, free_tag);
+    n->running = n->waiting = NULL;
+    n->n_running = n->n_waiting = 0;
+}
+
+void lvd_net_destroy(lvd_net *n, void (*free_tag)(void *tag))
 {
     if (!n)
         return;
-    for (transfer *t = n->running; t; t = t->next)
-        curl_multi_remove_handle(n->multi, t->easy);
-    free_list(n->running);
-    free_list(n->waiting);
+    lvd_net_cancel(n, free_tag);
     curl_multi_cleanup(n->multi);
     free(n);
 }

@@ -40,8 +40,13 @@ typedef void (*lvd_net_done_fn)(void *ctx, lvd_net_result *res);
 
 int lvd_net_create(const lvd_net_opts *opts, lvd_net **out, lvd_error *err);
 
-/* Cancels what is still running and frees n (NULL allowed). */
-void lvd_net_destroy(lvd_net *n);
+/* Cancels every transfer (running or waiting for a retry), passing each tag to free_tag (when
+ * not NULL); n stays usable. */
+void lvd_net_cancel(lvd_net *n, void (*free_tag)(void *tag));
+
+/* Cancels what is still running, passes the tag of each cancelled transfer to free_tag (when not
+ * NULL) and frees n (NULL allowed). */
+void lvd_net_destroy(lvd_net *n, void (*free_tag)(void *tag));
 
 /* Starts downloading url (http or https); tag comes back in the result. */
 int lvd_net_add(lvd_net *n, const char *url, void *tag, lvd_error *err);

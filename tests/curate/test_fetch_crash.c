@@ -100,8 +100,8 @@ static void sleep_ms(int ms)
 }
 
 /* Starts a fetch, waits until `tars` complete shards and a temporary one exist (or it ends),
- * kills it with SIGKILL. Returns 1 when it was killed mid-run. */
-static int run_and_kill(const char *exe, const char *dir, const char *data, int tars)
+ * sends it sig. Returns its exit status (128 + SIGKILL when killed). */
+static int run_and_signal(const char *exe, const char *dir, const char *data, int tars, int sig)
 {
     char out[600];
     snprintf(out, sizeof out, "%s/b_shards", dir);
@@ -109,12 +109,13 @@ static int run_and_kill(const char *exe, const char *dir, const char *data, int 
     for (int waited = 0; waited < 60000; waited += 2) {
         if (test_count_files(out, ".tar") >= tars && test_count_files(out, ".tmp") > 0)
             break;
-        if (waitpid(pid, NULL, WNOHANG) == pid)
-            return 0;
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         sleep_ms(2);
     }
-    kill(pid, SIGKILL);
-    return test_wait(pid) == 128 + SIGKILL;
+    kill(pid, sig);
+    return test_wait(pid);
 }
 
 static const char *dump_sql = "SELECT url, label, status, error_class, sha256, width, height,"
@@ -140,11 +141,17 @@ int main(int argc, char **argv)
     CHECK(test_wait(start_fetch(argv[1], dir, "a", data)) == 0);
 
     int interrupted = 0;
-    interrupted += run_and_kill(argv[1], dir, data, 0);
-    interrupted += run_and_kill(argv[1], dir, data, 3);
-    interrupted += run_and_kill(argv[1], dir, data, 6);
+    for (int tars = 0; tars <= 6; tars += 3)
+        interrupted += run_and_signal(argv[1], dir, data, tars, SIGKILL) == 128 + SIGKILL;
     printf("%d of 3 runs killed mid-way\n", interrupted);
     CHECK_MSG(interrupted > 0, "no run was killed mid-way: the test exercised nothing");
+    /* SIGTERM: a clean stop (exit 130) completes the open shard and leaves no temporary file. */
+    int rc = run_and_signal(argv[1], dir, data, 9, SIGTERM);
+    printf("exit status %d after SIGTERM (0: it had finished)\n", rc);
+    CHECK_MSG(rc == 130 || rc == 0, "exit status %d after SIGTERM", rc);
+    snprintf(path, sizeof path, "%s/b_shards", dir);
+    CHECK(test_count_files(path, ".tmp") == 0);
+    interrupted += rc == 130;
     CHECK(test_wait(start_fetch(argv[1], dir, "b", data)) == 0);
 
     snprintf(path, sizeof path, "%s/a.db", dir);
