@@ -48,8 +48,7 @@ static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
 }
 
 /* Inserts rec (its id is filled in) with config JSON. */
-static int insert_model(lvd_manifest *m, lvd_model_record *rec, const char *config,
-                        lvd_error *err)
+static int insert_model(lvd_manifest *m, lvd_model_record *rec, const char *config, lvd_error *err)
 {
     int found;
     lvd_model_record old;
@@ -94,7 +93,8 @@ int lvd_model_add_weights(lvd_manifest *m, const char *name, const char *weights
     if (start_record(name, features, out, err) != 0)
         return -1;
     if (features == LVD_FEATURES_EXTERNAL)
-        return lvd_fail(err, "model '%s': a weights file gives cls or cls+patchmean features", name);
+        return lvd_fail(err, "model '%s': a weights file gives cls or cls+patchmean features",
+                        name);
     if (!realpath(weights, out->path))
         return lvd_fail(err, "%s: %s", weights, strerror(errno));
     if (lvd_file_sha256(out->path, out->sha256, err) != 0)

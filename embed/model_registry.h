@@ -12,7 +12,8 @@
  *   'external', dim taken from the imported file.
  *
  * `dim` is the number of values of each embedding row: the model width for 'cls' features, twice
- * it for 'cls+patchmean'. Model names are 1-64 characters of [A-Za-z0-9._-] (they name a folder). */
+ * it for 'cls+patchmean'. Model names are 1-64 characters of [A-Za-z0-9._-] (they name a folder).
+ */
 #ifndef LVD_EMBED_MODEL_REGISTRY_H
 #define LVD_EMBED_MODEL_REGISTRY_H
 

@@ -32,19 +32,19 @@
 #include "store/error.h"
 
 typedef struct lvd_embed_opts {
-    const char *db;       /* manifest */
-    const char *model;    /* registered model name */
-    const char *source;   /* only this source's images; NULL: all sources */
-    const char *out_dir;  /* NULL: "embeddings" beside the manifest */
-    int batch;            /* images per forward pass (>= 1) */
-    int threads;          /* ViT threads; <= 0: OpenMP's default */
-    int features;         /* -1: the model's registered mode; else an lvd_model_features */
-    int64_t limit;        /* at most this many images this run; 0: no limit */
-    int resize, crop;     /* eval transform sizes (crop a multiple of the patch) */
-    int normalize;        /* 1: L2-normalize rows */
-    int progress;         /* 1: progress line (terminal), 0: periodic log lines */
-    double log_interval_s;/* seconds between log lines */
-    FILE *log;            /* progress and summary; NULL: silent */
+    const char *db;        /* manifest */
+    const char *model;     /* registered model name */
+    const char *source;    /* only this source's images; NULL: all sources */
+    const char *out_dir;   /* NULL: "embeddings" beside the manifest */
+    int batch;             /* images per forward pass (>= 1) */
+    int threads;           /* ViT threads; <= 0: OpenMP's default */
+    int features;          /* -1: the model's registered mode; else an lvd_model_features */
+    int64_t limit;         /* at most this many images this run; 0: no limit */
+    int resize, crop;      /* eval transform sizes (crop a multiple of the patch) */
+    int normalize;         /* 1: L2-normalize rows */
+    int progress;          /* 1: progress line (terminal), 0: periodic log lines */
+    double log_interval_s; /* seconds between log lines */
+    FILE *log;             /* progress and summary; NULL: silent */
 } lvd_embed_opts;
 
 typedef struct lvd_embed_summary {

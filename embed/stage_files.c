@@ -167,8 +167,7 @@ static int insert_file(lvd_manifest *m, int64_t model_id, int64_t run_id, const 
 }
 
 int stage_record_file(lvd_manifest *m, int64_t model_id, int64_t run_id, const char *path,
-                      int64_t rows, int cols, int normalized, const int64_t *ids,
-                      lvd_error *err)
+                      int64_t rows, int cols, int normalized, const int64_t *ids, lvd_error *err)
 {
     int64_t file_id;
     if (insert_file(m, model_id, run_id, path, rows, cols, normalized, &file_id, err) != 0)

@@ -32,10 +32,10 @@ void stage_job_free(stage_job *job);
 /* Up to `cap` preprocessed images of one job, and the images of it that failed. */
 typedef struct stage_batch {
     const stage_job *job;
-    int n;          /* images in x */
-    int64_t *ids;   /* (cap) their image ids */
-    float *x;       /* (cap, 3, crop, crop) */
-    int n_failed;   /* images that could not be used */
+    int n;        /* images in x */
+    int64_t *ids; /* (cap) their image ids */
+    float *x;     /* (cap, 3, crop, crop) */
+    int n_failed; /* images that could not be used */
     int64_t *failed_ids;
     char (*failed_msg)[STAGE_MSG];
     int last; /* 1: the job's final batch (possibly empty) */
@@ -129,7 +129,6 @@ int stage_recover(lvd_manifest *m, const char *dir, lvd_error *err);
 /* Inside the caller's transaction: records the file (rows x cols) and row i of it for ids[i];
  * writes the new file id. */
 int stage_record_file(lvd_manifest *m, int64_t model_id, int64_t run_id, const char *path,
-                      int64_t rows, int cols, int normalized, const int64_t *ids,
-                      lvd_error *err);
+                      int64_t rows, int cols, int normalized, const int64_t *ids, lvd_error *err);
 
 #endif

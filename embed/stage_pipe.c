@@ -12,7 +12,7 @@
 
 #define N_BUFFERS 4
 #define MAX_READY 2
-#define MAX_JOBS 4
+#define MAX_JOBS  4
 
 struct stage_pipe {
     int cap, resize, crop;
@@ -240,8 +240,8 @@ int stage_pipe_start(int batch, int resize, int crop, stage_pipe **out, lvd_erro
     }
     if (!ok) {
         free_pipe(p);
-        return lvd_fail(err, "out of memory for %d batches of %d images of %dx%d", N_BUFFERS,
-                        batch, crop, crop);
+        return lvd_fail(err, "out of memory for %d batches of %d images of %dx%d", N_BUFFERS, batch,
+                        crop, crop);
     }
     if (pthread_create(&p->thread, NULL, producer, p) != 0) {
         free_pipe(p);

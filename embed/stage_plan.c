@@ -7,8 +7,8 @@
 
 /* ?1 model id, ?2 source id or NULL. */
 #define TODO_WHERE                                                                                 \
-    "i.status = 'ok' AND (?2 IS NULL OR i.source_id = ?2)"                                        \
-    " AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model_id = ?1 AND e.image_id = i.id)"    \
+    "i.status = 'ok' AND (?2 IS NULL OR i.source_id = ?2)"                                         \
+    " AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model_id = ?1 AND e.image_id = i.id)"     \
     " AND NOT EXISTS (SELECT 1 FROM embedding_failures x"                                          \
     "                 WHERE x.model_id = ?1 AND x.image_id = i.id)"
 
@@ -16,8 +16,9 @@ static const char sql_shards[] =
     "SELECT sh.id, sh.path, COUNT(*) FROM images i JOIN shards sh ON sh.id = i.shard_id"
     " WHERE sh.status = 'complete' AND " TODO_WHERE " GROUP BY sh.id ORDER BY sh.id";
 
-static const char sql_items[] = "SELECT i.id, i.member FROM images i WHERE i.shard_id = ?3 AND "
-                                TODO_WHERE " ORDER BY i.member LIMIT ?4";
+static const char sql_items[] =
+    "SELECT i.id, i.member FROM images i WHERE i.shard_id = ?3 AND " TODO_WHERE
+    " ORDER BY i.member LIMIT ?4";
 
 static void bind_common(sqlite3_stmt *st, int64_t model_id, int64_t source_id)
 {
@@ -88,8 +89,7 @@ void stage_plan_free(stage_plan *plan)
     memset(plan, 0, sizeof *plan);
 }
 
-static int load_items(lvd_manifest *m, sqlite3_stmt *st, stage_job *job, size_t cap,
-                      lvd_error *err)
+static int load_items(lvd_manifest *m, sqlite3_stmt *st, stage_job *job, size_t cap, lvd_error *err)
 {
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW && job->n < cap) {

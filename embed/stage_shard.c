@@ -16,8 +16,8 @@ static int cmp_member(const void *key, const void *item)
 }
 
 /* Reads the current entry's data (size bytes) into *buf, growing it as needed. */
-static int read_entry(struct archive *a, int64_t size, uint8_t **buf, size_t *cap,
-                      const char *path, const char *name, lvd_error *err)
+static int read_entry(struct archive *a, int64_t size, uint8_t **buf, size_t *cap, const char *path,
+                      const char *name, lvd_error *err)
 {
     if (size < 0 || size > MAX_MEMBER_BYTES)
         return lvd_fail(err, "%s: member %s has size %lld", path, name, (long long)size);

@@ -93,19 +93,18 @@ static void block_forward(const lvd_vit *m, const lvd_vit_block *bl, lvd_vit_act
                           threads);
     vit_matmul_forward(a->qkv, a->ln, D, bl->qkv_w, bl->qkv_b, BT, D, 3 * D, threads);
     vit_attention_forward(a->atty, a->att, a->qkv, B, T, D, in->heads, threads);
-    vit_matmul_forward(a->branch, a->atty, D, bl->proj_w, bl->proj_b, BT, D, D, threads);
-    vit_residual_forward(a->x, a->branch, bl->ls1, BT, D, threads);
+    vit_matmul_forward(a->branch, a->atty, D, bl->proj_w, NULL, BT, D, D, threads);
+    vit_residual_forward(a->x, a->branch, bl->proj_b, bl->ls1, BT, D, threads);
     vit_layernorm_forward(a->ln, NULL, NULL, a->x, bl->norm2_w, bl->norm2_b, BT, D, in->eps,
                           threads);
-    vit_matmul_forward(a->fch, a->ln, D, bl->fc1_w, bl->fc1_b, BT, D, swiglu ? 2 * hid : hid,
-                       threads);
+    vit_matmul_forward(a->fch, a->ln, D, bl->fc1_w, NULL, BT, D, swiglu ? 2 * hid : hid, threads);
     if (swiglu) {
-        vit_swiglu_forward(a->fch_act, a->fch, BT, hid, threads);
+        vit_swiglu_forward(a->fch_act, a->fch, bl->fc1_b, BT, hid, threads);
     } else {
-        vit_gelu_forward(a->fch_act, a->fch, (size_t)BT * hid, threads);
+        vit_gelu_forward(a->fch_act, a->fch, bl->fc1_b, BT, hid, threads);
     }
-    vit_matmul_forward(a->branch, a->fch_act, hid, bl->fc2_w, bl->fc2_b, BT, hid, D, threads);
-    vit_residual_forward(a->x, a->branch, bl->ls2, BT, D, threads);
+    vit_matmul_forward(a->branch, a->fch_act, hid, bl->fc2_w, NULL, BT, hid, D, threads);
+    vit_residual_forward(a->x, a->branch, bl->fc2_b, bl->ls2, BT, D, threads);
 }
 
 /* One forward call: inputs, sizes and requested outputs. */

@@ -129,53 +129,59 @@ void vit_attention_forward(float *out, float *att, const float *qkv, int B, int 
     }
 }
 
-VIT_SIMD static void gelu_span(float *out, const float *inp, size_t n)
+/* h (n) += bias; act (n) = GELU(h). */
+VIT_SIMD static void bias_gelu_row(float *act, float *h, const float *bias, int n)
 {
     const float inv_sqrt2 = 0.70710678118654752f;
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + vit_erff(x * inv_sqrt2));
-    }
-}
-
-void vit_gelu_forward(float *out, const float *inp, size_t n, int threads)
-{
-#pragma omp parallel num_threads(threads)
-    {
-        size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
-        size_t lo = n * t / nt, hi = n * (t + 1) / nt;
-        gelu_span(out + lo, inp + lo, hi - lo);
-    }
-}
-
-VIT_SIMD static void swiglu_row(float *o, const float *a, const float *g, int n)
-{
     for (int j = 0; j < n; j++) {
-        o[j] = a[j] / (1.0f + vit_expf(-a[j])) * g[j];
+        float x = h[j] + bias[j];
+        h[j] = x;
+        act[j] = 0.5f * x * (1.0f + vit_erff(x * inv_sqrt2));
     }
 }
 
-void vit_swiglu_forward(float *out, const float *inp, int BT, int hidden, int threads)
+void vit_gelu_forward(float *act, float *h, const float *bias, int BT, int hidden, int threads)
 {
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int r = 0; r < BT; r++) {
-        const float *a = inp + (size_t)r * 2 * hidden;
-        swiglu_row(out + (size_t)r * hidden, a, a + hidden, hidden);
+        bias_gelu_row(act + (size_t)r * hidden, h + (size_t)r * hidden, bias, hidden);
     }
 }
 
-VIT_SIMD static void residual_row(float *x, const float *branch, const float *ls, int n)
+/* h (2n) += bias; o (n) = silu(h[:n]) * h[n:]. */
+VIT_SIMD static void bias_swiglu_row(float *o, float *h, const float *bias, int n)
+{
+    for (int j = 0; j < 2 * n; j++) {
+        h[j] += bias[j];
+    }
+    for (int j = 0; j < n; j++) {
+        o[j] = h[j] / (1.0f + vit_expf(-h[j])) * h[n + j];
+    }
+}
+
+void vit_swiglu_forward(float *act, float *h, const float *bias, int BT, int hidden, int threads)
+{
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int r = 0; r < BT; r++) {
+        bias_swiglu_row(act + (size_t)r * hidden, h + (size_t)r * 2 * hidden, bias, hidden);
+    }
+}
+
+/* x (n) += ls * (branch + bias). */
+VIT_SIMD static void residual_row(float *x, const float *branch, const float *bias, const float *ls,
+                                  int n)
 {
     for (int j = 0; j < n; j++) {
-        x[j] += ls[j] * branch[j];
+        x[j] += ls[j] * (branch[j] + bias[j]);
     }
 }
 
-void vit_residual_forward(float *x, const float *branch, const float *ls, int N, int C, int threads)
+void vit_residual_forward(float *x, const float *branch, const float *bias, const float *ls, int N,
+                          int C, int threads)
 {
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int i = 0; i < N; i++) {
-        residual_row(x + (size_t)i * C, branch + (size_t)i * C, ls, C);
+        residual_row(x + (size_t)i * C, branch + (size_t)i * C, bias, ls, C);
     }
 }
 

@@ -48,11 +48,11 @@ typedef struct lvd_vit_acts {
     float *ln;       /* (B, T, D) LayerNorm output feeding the next linear */
     float *qkv;      /* (B, T, 3D) */
     float *atty;     /* (B, T, D) attention output before the projection */
-    float *branch;   /* (B, T, D) projection or FFN output before LayerScale; first holds the
-                      * (B, N, D) patch embeddings */
-    float *fch;      /* (B, T, F1) fc1 / w12 output */
-    float *fch_act;  /* (B, T, hidden) GELU / SwiGLU output */
-    float *att;      /* (threads, T, T) attention probabilities of one head per thread */
+    float *branch; /* (B, T, D) projection or FFN output before bias and LayerScale; first holds the
+                    * (B, N, D) patch embeddings */
+    float *fch;    /* (B, T, F1) fc1 / w12 output, bias included */
+    float *fch_act; /* (B, T, hidden) GELU / SwiGLU output */
+    float *att;     /* (threads, T, T) attention probabilities of one head per thread */
 } lvd_vit_acts;
 
 typedef struct vit_pos_entry {
@@ -117,15 +117,17 @@ void vit_layernorm_forward(float *out, float *mean, float *rstd, const float *in
 void vit_attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int heads,
                            int threads);
 
-/* out (N) = exact GELU of inp (N); out may equal inp. */
-void vit_gelu_forward(float *out, const float *inp, size_t n, int threads);
+/* h (BT, hidden) += bias (the fc1 output gets its bias here, one pass fewer); act (BT, hidden)
+ * = exact GELU of h. */
+void vit_gelu_forward(float *act, float *h, const float *bias, int BT, int hidden, int threads);
 
-/* out (BT, hidden) = silu(inp[:, :hidden]) * inp[:, hidden:] for inp (BT, 2 * hidden). */
-void vit_swiglu_forward(float *out, const float *inp, int BT, int hidden, int threads);
+/* h (BT, 2 * hidden) += bias (w12's); act (BT, hidden) = silu(h[:, :hidden]) * h[:, hidden:]. */
+void vit_swiglu_forward(float *act, float *h, const float *bias, int BT, int hidden, int threads);
 
-/* x (N, C) += ls (C) * branch (N, C), row by row. */
-void vit_residual_forward(float *x, const float *branch, const float *ls, int N, int C,
-                          int threads);
+/* x (N, C) += ls (C) * (branch (N, C) + bias (C)), row by row: the LayerScale'd residual add,
+ * with the bias of the linear layer that produced branch. */
+void vit_residual_forward(float *x, const float *branch, const float *bias, const float *ls, int N,
+                          int C, int threads);
 
 /* Patch embedding of B images x (B, 3, H, W) with patch P: cols (B, N, 3 * P * P) receives the
  * im2col patches (c, ky, kx order, as the conv weight), emb (B, N, D) the embeddings. */
