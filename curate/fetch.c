@@ -172,9 +172,9 @@ typedef struct fetch_loop {
     int stopping; /* a stop was requested: finish what is in hand */
 } fetch_loop;
 
-static const char *sql_page =
-    "SELECT id, url, key, label, caption FROM images WHERE source_id = ?1 AND id > ?2"
-    " AND (status = 'pending' OR (?3 AND status = 'failed')) ORDER BY id LIMIT ?4";
+/* Keyset paging on images_by_status (source_id, status, then rowid): no sort, whatever the size. */
+static const char *sql_page = "SELECT id, url, key, label, caption FROM images WHERE source_id = ?1"
+                              " AND status = 'pending' AND id > ?2 ORDER BY id LIMIT ?3";
 
 static const char *column(sqlite3_stmt *st, int i)
 {
@@ -187,8 +187,7 @@ static int read_page(fetch_loop *l)
     sqlite3_stmt *st = l->page;
     sqlite3_bind_int64(st, 1, l->source_id);
     sqlite3_bind_int64(st, 2, l->cursor);
-    sqlite3_bind_int(st, 3, l->o->retry_failed);
-    sqlite3_bind_int(st, 4, PAGE_ROWS);
+    sqlite3_bind_int(st, 3, PAGE_ROWS);
     int rows = 0, rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         fetch_job *job = fetch_job_new(sqlite3_column_int64(st, 0), column(st, 1), column(st, 2),
@@ -339,17 +338,30 @@ static int main_loop(fetch_loop *l, fetch_report *rep)
     }
 }
 
-static int count_todo(lvd_manifest *m, int64_t source_id, int retry_failed, int64_t *n,
-                      lvd_error *err)
+/* With --retry-failed, the failures of the source become pending again (with their error
+ * cleared), then counts what is pending. */
+static int prepare_todo(lvd_manifest *m, int64_t source_id, int retry_failed, int64_t *n,
+                        lvd_error *err)
 {
     sqlite3_stmt *st;
+    if (retry_failed) {
+        if (lvd_manifest_prepare(m,
+                                 "UPDATE images SET status = 'pending', error_class = NULL,"
+                                 " error = NULL WHERE source_id = ?1 AND status = 'failed'",
+                                 &st, err) != 0)
+            return -1;
+        sqlite3_bind_int64(st, 1, source_id);
+        int rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE)
+            return lvd_manifest_fail(m, err, "resetting failed items");
+    }
     if (lvd_manifest_prepare(m,
                              "SELECT COUNT(*) FROM images WHERE source_id = ?1"
-                             " AND (status = 'pending' OR (?2 AND status = 'failed'))",
+                             " AND status = 'pending'",
                              &st, err) != 0)
         return -1;
     sqlite3_bind_int64(st, 1, source_id);
-    sqlite3_bind_int(st, 2, retry_failed);
     int rc = sqlite3_step(st);
     *n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_finalize(st);
@@ -379,7 +391,7 @@ static int run_stage(const lvd_fetch_opts *o, lvd_manifest *m, const char *out_d
         .log = o->log, .tty = o->progress, .interval_s = o->log_interval_s, .counts = l.counts};
     rc = fetch_register(m, source_id, o->inputs, o->n_inputs, &sum->inputs, &sum->new_items, err);
     if (rc == 0)
-        rc = count_todo(m, source_id, o->retry_failed, &sum->todo, err);
+        rc = prepare_todo(m, source_id, o->retry_failed, &sum->todo, err);
     rep.todo = sum->todo;
     rep.start = rep.last = fetch_now();
     if (rc == 0)

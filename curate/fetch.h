@@ -38,7 +38,7 @@ typedef struct lvd_fetch_opts {
     lvd_net_opts net;
     lvd_validate_opts validate;
     int64_t shard_size; /* bytes; a shard is closed before it would grow past this */
-    int retry_failed;   /* 1: items that failed before are tried again */
+    int retry_failed;   /* 1: failed items of the source become pending again first */
     int progress;       /* 1: a progress line redrawn in place; 0: periodic log lines */
     double log_interval_s;
     FILE *log; /* where progress and the summary go */

@@ -1,0 +1,137 @@
+/* lvd-status: how much of the curation is done, per source, model and stage. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "store/manifest.h"
+
+static void usage(FILE *f)
+{
+    fputs("usage: lvd-status --db DB\n"
+          "\n"
+          "Prints what the manifest DB records: items per source by status, embeddings per\n"
+          "model and source (against the source's ok items), and the last run of every stage\n"
+          "(pipeline steps appear as 'pipeline:<step>').\n"
+          "\n"
+          "  --db DB    manifest database (must exist)\n"
+          "  --help     this text\n",
+          f);
+}
+
+typedef struct table {
+    const char *title;
+    const char *header;
+    const char *sql;   /* its columns are printed with fmt */
+    const char *fmt;   /* one conversion per column: 's' text, 'd' integer, 'f' real */
+    const int *widths; /* column widths; negative: left-aligned */
+} table;
+
+static const int image_widths[] = {-16, -5, 9, 9, 10, 9, 9};
+static const int embed_widths[] = {-16, -16, 10, 10};
+static const int run_widths[] = {-28, 6, -12, -24, 9};
+
+static const table tables[] = {
+    {"items by source and status",
+     "source           role      items        ok  duplicate    failed   pending",
+     "SELECT s.name, s.role, COUNT(i.id),"
+     " COALESCE(SUM(i.status = 'ok'), 0), COALESCE(SUM(i.status = 'duplicate'), 0),"
+     " COALESCE(SUM(i.status = 'failed'), 0), COALESCE(SUM(i.status = 'pending'), 0)"
+     " FROM sources s LEFT JOIN images i ON i.source_id = s.id GROUP BY s.id ORDER BY s.name",
+     "ssddddd", image_widths},
+    {"embeddings by model and source",
+     "model            source             embedded  ok items",
+     "SELECT m.name, s.name,"
+     " (SELECT COUNT(*) FROM embeddings e JOIN images i ON i.id = e.image_id"
+     "   WHERE e.model_id = m.id AND i.source_id = s.id),"
+     " (SELECT COUNT(*) FROM images i WHERE i.source_id = s.id AND i.status = 'ok')"
+     " FROM models m CROSS JOIN sources s ORDER BY m.name, s.name",
+     "ssdd", embed_widths},
+    {"last run of each stage",
+     "stage                           run  status       started                    seconds",
+     "SELECT r.stage, r.id, r.status, r.started,"
+     " (julianday(COALESCE(r.finished, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
+     "  - julianday(r.started)) * 86400.0"
+     " FROM runs r WHERE r.id = (SELECT MAX(id) FROM runs x WHERE x.stage = r.stage)"
+     " ORDER BY r.id",
+     "sdssf", run_widths},
+};
+
+static int print_table(lvd_manifest *m, const table *t, lvd_error *err)
+{
+    sqlite3_stmt *st;
+    if (lvd_manifest_prepare(m, t->sql, &st, err) != 0)
+        return -1;
+    printf("\n%s\n  %s\n", t->title, t->header);
+    int rc, rows = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        fputs(" ", stdout);
+        for (int c = 0; t->fmt[c]; c++) {
+            int w = t->widths[c];
+            if (t->fmt[c] == 'd')
+                printf(" %*lld", w, (long long)sqlite3_column_int64(st, c));
+            else if (t->fmt[c] == 'f')
+                printf(" %*.1f", w, sqlite3_column_double(st, c));
+            else
+                printf(" %*s", w,
+                       sqlite3_column_text(st, c) ? (const char *)sqlite3_column_text(st, c)
+                                                  : "-");
+        }
+        fputc('\n', stdout);
+        rows++;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return lvd_manifest_fail(m, err, t->title);
+    if (rows == 0)
+        printf("  (none)\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option long_opts[] = {
+        {"db", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *db = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+        if (c == 'h') {
+            usage(stdout);
+            return 0;
+        }
+        if (c != 'd') {
+            fprintf(stderr, "lvd-status: unknown option (see --help)\n");
+            return 2;
+        }
+        db = optarg;
+    }
+    if (!db || optind != argc) {
+        fprintf(stderr, "lvd-status: --db DB is required, and no other argument (see --help)\n");
+        return 2;
+    }
+    struct stat st;
+    if (stat(db, &st) != 0) {
+        fprintf(stderr, "lvd-status: %s: no such manifest\n", db);
+        return 1;
+    }
+    lvd_error err;
+    lvd_error_clear(&err);
+    lvd_manifest *m;
+    if (lvd_manifest_open(db, &m, &err) != 0) {
+        fprintf(stderr, "lvd-status: %s\n", err.msg);
+        return 1;
+    }
+    printf("manifest %s\n", db);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < sizeof tables / sizeof tables[0]; i++)
+        rc = print_table(m, tables + i, &err);
+    lvd_manifest_close(m);
+    if (rc != 0) {
+        fprintf(stderr, "lvd-status: %s: %s\n", db, err.msg);
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,182 @@
+#include "curate/pipeline_fp.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+typedef struct walk {
+    EVP_MD_CTX *md;
+    long entries;
+} walk;
+
+static void hash_entry(walk *w, const char *rel, const struct stat *st)
+{
+    char line[64];
+    int n = snprintf(line, sizeof line, "%o %lld %lld.%09ld", (unsigned)(st->st_mode & S_IFMT),
+                     (long long)st->st_size, (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec);
+    EVP_DigestUpdate(w->md, rel, strlen(rel) + 1);
+    EVP_DigestUpdate(w->md, line, (size_t)n + 1);
+    w->entries++;
+}
+
+/* Hashes the entries of folder dir (rel: its path below the root) in sorted order. */
+static int walk_dir(walk *w, const char *dir, const char *rel, int depth, lvd_error *err)
+{
+    struct dirent **names;
+    int n = scandir(dir, &names, NULL, alphasort);
+    if (n < 0)
+        return lvd_fail(err, "%s: cannot list: %s", dir, strerror(errno));
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        const char *name = names[i]->d_name;
+        int skip = strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
+                   w->entries >= LVD_FP_MAX_ENTRIES;
+        char path[4096], sub[4096];
+        struct stat st;
+        if (!skip && rc == 0 &&
+            snprintf(path, sizeof path, "%s/%s", dir, name) < (int)sizeof path &&
+            snprintf(sub, sizeof sub, "%s/%s", rel, name) < (int)sizeof sub &&
+            lstat(path, &st) == 0) {
+            hash_entry(w, sub, &st);
+            if (S_ISDIR(st.st_mode) && depth < LVD_FP_MAX_DEPTH)
+                rc = walk_dir(w, path, sub, depth + 1, err);
+        }
+        free(names[i]);
+    }
+    free(names);
+    return rc;
+}
+
+int lvd_fp_path(const char *path, char hex[65], lvd_error *err)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return lvd_fail(err, "%s: %s", path, strerror(errno));
+    walk w = {.md = EVP_MD_CTX_new()};
+    if (!w.md || !EVP_DigestInit_ex(w.md, EVP_sha256(), NULL)) {
+        EVP_MD_CTX_free(w.md);
+        return lvd_fail(err, "%s: cannot start SHA-256", path);
+    }
+    hash_entry(&w, ".", &st);
+    int rc = S_ISDIR(st.st_mode) ? walk_dir(&w, path, ".", 1, err) : 0;
+    unsigned char d[32];
+    unsigned len = 0;
+    EVP_DigestFinal_ex(w.md, d, &len);
+    EVP_MD_CTX_free(w.md);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    return rc;
+}
+
+int lvd_fp_inputs(char *const *argv, const char *db, cJSON *obj, lvd_error *err)
+{
+    struct stat db_st;
+    int have_db = db && stat(db, &db_st) == 0;
+    for (size_t i = 1; argv[i]; i++) {
+        struct stat st;
+        if (argv[i][0] == '\0' || stat(argv[i], &st) != 0)
+            continue;
+        if (have_db && st.st_dev == db_st.st_dev && st.st_ino == db_st.st_ino)
+            continue;
+        if (cJSON_GetObjectItemCaseSensitive(obj, argv[i]))
+            continue;
+        char hex[65];
+        if (lvd_fp_path(argv[i], hex, err) != 0)
+            return -1;
+        if (!cJSON_AddStringToObject(obj, argv[i], hex))
+            return lvd_fail(err, "out of memory");
+    }
+    return 0;
+}
+
+typedef struct fact_kind {
+    const char *name;
+    const char *sql; /* ?1: the filter after ':', NULL matching every row */
+} fact_kind;
+
+/* Each query yields text rows concatenated into the fact's summary, so they are ordered. */
+static const fact_kind fact_kinds[] = {
+    {"images", "SELECT s.name || '(' || s.role || ') ' || i.status || '=' || COUNT(*)"
+               " FROM images i JOIN sources s ON s.id = i.source_id"
+               " WHERE ?1 IS NULL OR s.name = ?1"
+               " GROUP BY s.name, s.role, i.status ORDER BY s.name, i.status"},
+    {"embeddings", "SELECT m.name || '/' || s.name || '=' || COUNT(*)"
+                   " FROM embeddings e JOIN models m ON m.id = e.model_id"
+                   " JOIN images i ON i.id = e.image_id JOIN sources s ON s.id = i.source_id"
+                   " WHERE ?1 IS NULL OR m.name = ?1"
+                   " GROUP BY m.name, s.name ORDER BY m.name, s.name"},
+    {"models", "SELECT name || ' ' || arch || ' ' || dim || ' ' || features || ' ' ||"
+               " COALESCE(sha256, '-') || ' ' || COALESCE(path, '-')"
+               " FROM models WHERE ?1 IS NULL OR name = ?1 ORDER BY name"},
+};
+
+static const fact_kind *fact_find(const char *fact, const char **filter)
+{
+    const char *colon = strchr(fact, ':');
+    size_t len = colon ? (size_t)(colon - fact) : strlen(fact);
+    *filter = colon ? colon + 1 : NULL;
+    if (colon && !colon[1])
+        return NULL;
+    for (size_t i = 0; i < sizeof fact_kinds / sizeof fact_kinds[0]; i++)
+        if (strlen(fact_kinds[i].name) == len && strncmp(fact, fact_kinds[i].name, len) == 0)
+            return fact_kinds + i;
+    return NULL;
+}
+
+int lvd_fp_fact_valid(const char *fact)
+{
+    const char *filter;
+    return fact_find(fact, &filter) != NULL;
+}
+
+/* Runs the fact's query and joins its rows with "; " into a malloc'd string. */
+static char *fact_summary(lvd_manifest *m, const char *fact, lvd_error *err)
+{
+    const char *filter;
+    const fact_kind *k = fact_find(fact, &filter);
+    if (!k) {
+        lvd_fail(err, "unknown manifest fact '%s'", fact);
+        return NULL;
+    }
+    sqlite3_stmt *st;
+    if (lvd_manifest_prepare(m, k->sql, &st, err) != 0)
+        return NULL;
+    if (filter)
+        sqlite3_bind_text(st, 1, filter, -1, SQLITE_STATIC);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    int rc = f ? SQLITE_ROW : SQLITE_NOMEM;
+    for (int row = 0; f && (rc = sqlite3_step(st)) == SQLITE_ROW; row++)
+        fprintf(f, "%s%s", row ? "; " : "", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    if (f)
+        fclose(f);
+    if (rc != SQLITE_DONE) {
+        free(text);
+        lvd_manifest_fail(m, err, fact);
+        return NULL;
+    }
+    return text;
+}
+
+int lvd_fp_facts(lvd_manifest *m, char *const *facts, size_t n, cJSON *obj, lvd_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *s = fact_summary(m, facts[i], err);
+        if (!s)
+            return -1;
+        cJSON *item = cJSON_AddStringToObject(obj, facts[i], s);
+        free(s);
+        if (!item)
+            return lvd_fail(err, "out of memory");
+    }
+    return 0;
+}
