@@ -105,6 +105,7 @@ int lvd_image_check_size(const char *what, int64_t width, int64_t height, int64_
 
 void lvd_image_rgba_to_rgb(uint8_t *dst, const uint8_t *src, size_t n, lvd_alpha_mode alpha)
 {
+    /* Each pixel is read whole before it is written: in place, dst overlaps the source pixel. */
     for (size_t i = 0; i < n; i++, src += 4, dst += 3) {
         unsigned a = src[3];
         if (alpha == LVD_ALPHA_ON_WHITE && a != 255) {

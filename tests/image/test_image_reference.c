@@ -65,7 +65,6 @@ static void check_center(const char *id, const lvd_image *img, const lvd_tensor 
     CHECK_MSG(bad == 0, "%s: %d center-crop bytes differ from PIL", id, bad);
 }
 
-/* Returns the uint8 crop so that the float check can tell matching pixels apart. */
 static void check_resized(const char *id, const uint8_t *mine, const lvd_tensor *ref)
 {
     int maxd = 0;
@@ -127,8 +126,10 @@ static void check_image(const lvd_tensors *ts, const char *id)
     CHECK_MSG(rc == 0, "%s: decode failed: %s", id, err.msg);
     if (rc == 0) {
         cJSON *wh = cJSON_GetObjectItem(j, "width_height");
-        CHECK(img.width == cJSON_GetArrayItem(wh, 0)->valueint);
-        CHECK(img.height == cJSON_GetArrayItem(wh, 1)->valueint);
+        cJSON *rw = cJSON_GetArrayItem(wh, 0), *rh = cJSON_GetArrayItem(wh, 1);
+        CHECK_MSG(cJSON_IsNumber(rw) && cJSON_IsNumber(rh), "%s: width_height missing", id);
+        CHECK(rw && img.width == rw->valueint);
+        CHECK(rh && img.height == rh->valueint);
         sha256_hex(img.rgb, (size_t)img.width * img.height * 3, hex);
         CHECK_MSG(strcmp(hex, rgb_sha) == 0, "%s: decoded RGB differs from PIL's", id);
         check_center(id, &img, need(ts, id, "decoded_center64_rgb"));
