@@ -58,6 +58,7 @@ lvd_tensor *tensors_add(lvd_tensors *ts, const char *name, float *owned)
         return NULL;
     }
     e->owned = owned;
+    e->t.name = e->name;
     ts->n++;
     return &e->t;
 }
@@ -89,8 +90,6 @@ static int compare_index(const void *a, const void *b, void *items)
 
 int tensors_finish(lvd_tensors *ts, lvd_error *err)
 {
-    for (size_t i = 0; i < ts->n; i++)
-        ts->items[i].t.name = ts->items[i].name; /* items no longer move */
     if (ts->n == 0)
         return 0;
     ts->by_name = malloc(ts->n * sizeof *ts->by_name);
