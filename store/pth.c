@@ -11,8 +11,9 @@
 #include "store/pth_zip.h"
 #include "store/tensors_internal.h"
 
-/* Zip-bomb guard: all entries read may expand to at most RATIO x the archive size plus a fixed
- * allowance. torch.save stores entries uncompressed, so real archives stay far below it. */
+/* Zip-bomb guard: the entries that must be decompressed may together expand to at most RATIO x
+ * the archive size plus a fixed allowance (checked on their declared sizes before inflating).
+ * torch.save stores entries uncompressed (used in place), so real archives never get near it. */
 #define RATIO      4
 #define ALLOWANCE  ((uint64_t)16 << 20)
 #define PICKLE_MAX ((uint64_t)256 << 20)
