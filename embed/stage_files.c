@@ -20,6 +20,12 @@ double stage_now(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+const char *stage_base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
 void stage_job_free(stage_job *job)
 {
     if (!job)
@@ -169,7 +175,7 @@ static int insert_file(lvd_manifest *m, int64_t model_id, int64_t run_id, const 
 int stage_record_file(lvd_manifest *m, int64_t model_id, int64_t run_id, const char *path,
                       int64_t rows, int cols, int normalized, const int64_t *ids, lvd_error *err)
 {
-    int64_t file_id;
+    int64_t file_id = 0;
     if (insert_file(m, model_id, run_id, path, rows, cols, normalized, &file_id, err) != 0)
         return -1;
     sqlite3_stmt *st;

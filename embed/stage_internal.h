@@ -93,6 +93,9 @@ void stage_plan_free(stage_plan *plan);
 int stage_plan_job(lvd_manifest *m, const stage_plan *plan, size_t i, int64_t model_id,
                    int64_t source_id, int64_t limit, stage_job **out, lvd_error *err);
 
+/* The part of path after its last '/'. */
+const char *stage_base_name(const char *path);
+
 /* Monotonic seconds. */
 double stage_now(void);
 

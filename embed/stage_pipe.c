@@ -117,7 +117,8 @@ static int on_member(void *ctx, size_t item, const uint8_t *data, size_t len, lv
     lvd_image_free(&img);
     if (rc != 0) {
         char msg[STAGE_MSG];
-        snprintf(msg, sizeof msg, "%s: %s", it->member, derr.msg);
+        /* Bounded so the line fits STAGE_MSG: the member name and the start of the reason. */
+        snprintf(msg, sizeof msg, "%.100s: %.150s", it->member, derr.msg);
         if (add_failure(f, it->image_id, msg) != 0)
             return lvd_fail(err, "stopped");
         return 0;
@@ -135,8 +136,8 @@ static int add_missing(filler *f, const uint8_t *seen)
         if (seen[i])
             continue;
         char msg[STAGE_MSG];
-        snprintf(msg, sizeof msg, "%s: not found in shard %s", f->job->items[i].member,
-                 f->job->shard_path);
+        snprintf(msg, sizeof msg, "%.100s: not found in shard %.120s", f->job->items[i].member,
+                 stage_base_name(f->job->shard_path));
         if (add_failure(f, f->job->items[i].image_id, msg) != 0)
             return -1;
     }

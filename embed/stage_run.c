@@ -60,18 +60,12 @@ static void shard_out_reset(shard_out *s)
     memset(s, 0, sizeof *s);
 }
 
-static const char *base_name(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    return slash ? slash + 1 : path;
-}
-
 /* "<dir>/<shard name without .tar>.r<run>.npy" */
 static int shard_out_start(embed_ctx *c, shard_out *s, const stage_job *job, lvd_error *err)
 {
     shard_out_reset(s);
     s->job = job;
-    const char *name = base_name(job->shard_path);
+    const char *name = stage_base_name(job->shard_path);
     size_t len = strlen(name);
     if (len > 4 && strcmp(name + len - 4, ".tar") == 0)
         len -= 4;

@@ -95,12 +95,22 @@ static const char *const migrations[] = {
     "  row INTEGER NOT NULL,"
     "  PRIMARY KEY (model_id, image_id)) WITHOUT ROWID;"
     "CREATE INDEX embeddings_by_file ON embeddings(file_id, row);"
+    /* Images the embed stage could not decode: skipped by later runs of that model. */
+    "CREATE TABLE embedding_failures ("
+    "  image_id INTEGER NOT NULL REFERENCES images(id),"
+    "  model_id INTEGER NOT NULL REFERENCES models(id),"
+    "  error TEXT NOT NULL,"
+    "  run_id INTEGER REFERENCES runs(id),"
+    "  PRIMARY KEY (model_id, image_id)) WITHOUT ROWID;"
     "CREATE VIEW v_models AS"
     "  SELECT name, path, sha256, arch, dim, params FROM models;"
     "CREATE VIEW v_embeddings AS"
     "  SELECT e.image_id, m.name AS model, f.path AS file, e.row"
     "  FROM embeddings e JOIN models m ON m.id = e.model_id"
-    "  JOIN embedding_files f ON f.id = e.file_id;",
+    "  JOIN embedding_files f ON f.id = e.file_id;"
+    "CREATE VIEW v_embedding_failures AS"
+    "  SELECT x.image_id, m.name AS model, x.error, x.run_id"
+    "  FROM embedding_failures x JOIN models m ON m.id = x.model_id;",
 };
 
 int lvd_manifest_schema_version(void)
