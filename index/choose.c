@@ -1,4 +1,4 @@
-#include "index/index.h"
+#include "index/internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -7,10 +7,9 @@
 #define MAX_PQ_BYTES      64
 #define PQ_CENTROIDS      256
 
-/* Power of two nearest 4 * sqrt(n), halved until each list gets MIN_ROWS_PER_LIST rows. */
-static int64_t choose_nlist(int64_t n)
+int64_t index_choose_nlist(int64_t n, double per_sqrt)
 {
-    double target = 4.0 * sqrt((double)n);
+    double target = per_sqrt * sqrt((double)n);
     int64_t c = 1;
     while ((double)(c * 2) <= target)
         c *= 2;
@@ -36,7 +35,7 @@ int lvd_index_choose(int64_t n, int d, size_t memory_budget, char *out, size_t o
         snprintf(out, out_size, "Flat");
         return 0;
     }
-    int64_t nlist = choose_nlist(n);
+    int64_t nlist = index_choose_nlist(n, 4.0);
     double centroid_bytes = (double)nlist * row_bytes;
     /* Each IVF entry stores its code and an 8-byte id. */
     if (fits((double)n * (row_bytes + 8) + centroid_bytes, memory_budget)) {

@@ -8,6 +8,7 @@ void lvd_dedup_options_default(lvd_dedup_options *opt)
     opt->threshold = 0.6f;
     opt->nprobe = 16;
     opt->batch = 16384;
+    opt->nlist = 0;
 }
 
 /* Unions query row qid with each of its k neighbours above the threshold. */

@@ -3,28 +3,38 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* FAISS warns below 39 rows per centroid; a little above keeps training time bounded. */
-#define TRAIN_ROWS_PER_LIST 40
+/* Training rows for an index without inverted lists (PQ codebooks need 256 x 39). */
 #define TRAIN_ROWS_NO_LISTS 65536
+
+float *index_sample_rows(const float *x, int64_t n, int d, int64_t want, int64_t *got,
+                         lvd_error *err)
+{
+    int64_t m = n < want ? n : want;
+    float *sample = index_alloc((size_t)m * d, sizeof *sample, "a row sample", err);
+    if (!sample)
+        return NULL;
+    /* Evenly spaced rows: deterministic and spread over the whole matrix. */
+    for (int64_t i = 0; i < m; i++) {
+        int64_t row = (int64_t)((double)i * (double)n / (double)m);
+        memcpy(sample + (size_t)i * d, x + (size_t)row * d, (size_t)d * sizeof *sample);
+    }
+    *got = m;
+    return sample;
+}
 
 int lvd_index_train_sample(lvd_index *index, const float *x, int64_t n, lvd_error *err)
 {
     if (lvd_index_is_trained(index))
         return 0;
     size_t nlist = lvd_index_nlist(index);
-    int64_t want = nlist ? (int64_t)nlist * TRAIN_ROWS_PER_LIST : TRAIN_ROWS_NO_LISTS;
+    int64_t want = nlist ? (int64_t)nlist * INDEX_TRAIN_ROWS_PER_LIST : TRAIN_ROWS_NO_LISTS;
     if (n <= want)
         return lvd_index_train(index, n, x, err);
-    size_t d = (size_t)lvd_index_dim(index);
-    float *sample = index_alloc((size_t)want * d, sizeof *sample, "the training sample", err);
+    int64_t m = 0;
+    float *sample = index_sample_rows(x, n, lvd_index_dim(index), want, &m, err);
     if (!sample)
         return -1;
-    /* Evenly spaced rows: deterministic and spread over the whole matrix. */
-    for (int64_t i = 0; i < want; i++) {
-        int64_t row = (int64_t)((double)i * (double)n / (double)want);
-        memcpy(sample + (size_t)i * d, x + (size_t)row * d, d * sizeof *sample);
-    }
-    int rc = lvd_index_train(index, want, sample, err);
+    int rc = lvd_index_train(index, m, sample, err);
     free(sample);
     return rc;
 }

@@ -117,6 +117,20 @@ static void test_dedup_full(const pool *p, int64_t *root)
     CHECK(lvd_dedup(p->x, N, D, "IVF8,Flat", 0, &opt, other, &err) == 0);
     CHECK_MSG(count_mismatch(other, p->want_root, N) == 0, "IVF8,Flat: %lld rows differ (%s)",
               (long long)count_mismatch(other, p->want_root, N), err.msg);
+    /* The sgemm list-by-list path: exact when every list is probed. */
+    opt.nlist = 8;
+    CHECK(lvd_dedup_ivf(p->x, N, D, &opt, other, &err) == 0);
+    CHECK_MSG(count_mismatch(other, p->want_root, N) == 0, "dedup ivf, all lists: %lld rows differ",
+              (long long)count_mismatch(other, p->want_root, N));
+    /* Probing fewer lists can only miss edges (the k cap never binds here): a finer partition. */
+    opt.nprobe = 2;
+    CHECK(lvd_dedup_ivf(p->x, N, D, &opt, other, &err) == 0);
+    int64_t coarser = 0;
+    for (int64_t i = 0; i < N; i++)
+        coarser += p->want_root[other[i]] != p->want_root[i];
+    CHECK(coarser == 0);
+    opt.nlist = N + 1;
+    CHECK(lvd_dedup_ivf(p->x, N, D, &opt, other, &err) == -1);
     CHECK(lvd_dedup(p->x, N, D, "NoSuchIndex", 0, &opt, other, &err) == -1);
     CHECK(strstr(err.msg, "NoSuchIndex") != NULL);
     free(other);
