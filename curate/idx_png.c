@@ -41,8 +41,8 @@ static void mem_flush(png_structp png)
     (void)png;
 }
 
-int lvd_png_encode_gray(const uint8_t *pixels, int width, int height, uint8_t **buf,
-                        size_t *len, lvd_error *err)
+int lvd_png_encode_gray(const uint8_t *pixels, int width, int height, uint8_t **buf, size_t *len,
+                        lvd_error *err)
 {
     *buf = NULL;
     *len = 0;

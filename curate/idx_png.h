@@ -9,8 +9,8 @@
 #include "store/error.h"
 
 /* Encodes width x height 8-bit gray pixels (row-major) as PNG into a malloc'd buffer. */
-int lvd_png_encode_gray(const uint8_t *pixels, int width, int height, uint8_t **buf,
-                        size_t *len, lvd_error *err);
+int lvd_png_encode_gray(const uint8_t *pixels, int width, int height, uint8_t **buf, size_t *len,
+                        lvd_error *err);
 
 /* Writes buf to path (through path.tmp and a rename) unless path already holds exactly these
  * bytes; *written tells which. */

@@ -48,8 +48,7 @@ static int parse_classes(const char *s, uint16_t *mask)
     if (!copy)
         return -1;
     int rc = 0;
-    for (char *tok = strtok_r(copy, ",", &save); tok && rc == 0;
-         tok = strtok_r(NULL, ",", &save)) {
+    for (char *tok = strtok_r(copy, ",", &save); tok && rc == 0; tok = strtok_r(NULL, ",", &save)) {
         int c = lvd_fashion_mnist_parse(tok);
         if (c < 0) {
             fprintf(stderr, "lvd-idx-export: --classes: unknown class '%s'\n", tok);
@@ -62,8 +61,17 @@ static int parse_classes(const char *s, uint16_t *mask)
     return rc;
 }
 
-enum { OPT_IMAGES = 1, OPT_LABELS, OPT_OUT, OPT_OFFSET, OPT_LIMIT, OPT_PER_CLASS, OPT_CLASSES,
-       OPT_DB, OPT_HELP };
+enum {
+    OPT_IMAGES = 1,
+    OPT_LABELS,
+    OPT_OUT,
+    OPT_OFFSET,
+    OPT_LIMIT,
+    OPT_PER_CLASS,
+    OPT_CLASSES,
+    OPT_DB,
+    OPT_HELP
+};
 
 static const struct option long_opts[] = {
     {"images", required_argument, NULL, OPT_IMAGES},

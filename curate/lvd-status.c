@@ -39,8 +39,7 @@ static const table tables[] = {
      " COALESCE(SUM(i.status = 'failed'), 0), COALESCE(SUM(i.status = 'pending'), 0)"
      " FROM sources s LEFT JOIN images i ON i.source_id = s.id GROUP BY s.id ORDER BY s.name",
      "ssddddd", image_widths},
-    {"embeddings by model and source",
-     "model            source             embedded  ok items",
+    {"embeddings by model and source", "model            source             embedded  ok items",
      "SELECT m.name, s.name,"
      " (SELECT COUNT(*) FROM embeddings e JOIN images i ON i.id = e.image_id"
      "   WHERE e.model_id = m.id AND i.source_id = s.id),"
@@ -74,8 +73,7 @@ static int print_table(lvd_manifest *m, const table *t, lvd_error *err)
                 printf(" %*.1f", w, sqlite3_column_double(st, c));
             else
                 printf(" %*s", w,
-                       sqlite3_column_text(st, c) ? (const char *)sqlite3_column_text(st, c)
-                                                  : "-");
+                       sqlite3_column_text(st, c) ? (const char *)sqlite3_column_text(st, c) : "-");
         }
         fputc('\n', stdout);
         rows++;

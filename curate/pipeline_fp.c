@@ -36,8 +36,8 @@ static int walk_dir(walk *w, const char *dir, const char *rel, int depth, lvd_er
     int rc = 0;
     for (int i = 0; i < n; i++) {
         const char *name = names[i]->d_name;
-        int skip = strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
-                   w->entries >= LVD_FP_MAX_ENTRIES;
+        int skip =
+            strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || w->entries >= LVD_FP_MAX_ENTRIES;
         char path[4096], sub[4096];
         struct stat st;
         if (!skip && rc == 0 &&

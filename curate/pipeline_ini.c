@@ -28,8 +28,8 @@ typedef struct parse_ctx {
 } parse_ctx;
 
 /* Records a problem at line unless an earlier one was found. Returns 0 (inih's "error"). */
-static int __attribute__((format(printf, 3, 4))) problem(parse_ctx *c, int line, const char *fmt,
-                                                         ...)
+static int __attribute__((format(printf, 3, 4)))
+problem(parse_ctx *c, int line, const char *fmt, ...)
 {
     if (c->err_line && c->err_line <= line)
         return 0;
@@ -380,8 +380,8 @@ static int search_dirs(const char *list, const char *name, char **found)
         size_t len = end ? (size_t)(end - d) : strlen(d);
         char path[PATH_MAX];
         struct stat st;
-        if (len > 0 && snprintf(path, sizeof path, "%.*s/%s", (int)len, d, name) <
-                           (int)sizeof path &&
+        if (len > 0 &&
+            snprintf(path, sizeof path, "%.*s/%s", (int)len, d, name) < (int)sizeof path &&
             stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0) {
             *found = strdup(path);
             return *found ? 1 : -1;

@@ -147,7 +147,7 @@ static int decide(lvd_manifest *m, const lvd_pipeline_step *s, char *const *argv
     } else if (id == 0) {
         snprintf(v->why, sizeof v->why, "never ran");
     } else if (strcmp(status, "ok") != 0) {
-        snprintf(v->why, sizeof v->why, "last run (%lld) is %s", (long long)id, status);
+        snprintf(v->why, sizeof v->why, "last run %lld: %s", (long long)id, status);
     } else if (!cJSON_Compare(cJSON_GetObjectItemCaseSensitive(params, "argv"), now_argv, 1)) {
         snprintf(v->why, sizeof v->why, "parameters changed");
     } else if (!diff_members(cJSON_GetObjectItemCaseSensitive(counts, "inputs"),
@@ -193,8 +193,8 @@ static cJSON *run_params(const lvd_pipeline *p, const lvd_pipeline_step *s, char
     char abs[PATH_MAX];
     cJSON *params = cJSON_CreateObject();
     cJSON *a = argv_json(argv);
-    if (!params || !a || !cJSON_AddStringToObject(params, "pipeline",
-                                                  realpath(p->path, abs) ? abs : p->path) ||
+    if (!params || !a ||
+        !cJSON_AddStringToObject(params, "pipeline", realpath(p->path, abs) ? abs : p->path) ||
         !cJSON_AddStringToObject(params, "step", s->id) ||
         !cJSON_AddStringToObject(params, "stage", s->stage) ||
         !cJSON_AddStringToObject(params, "exe", argv[0])) {
@@ -239,8 +239,8 @@ static int execute(lvd_manifest *m, const lvd_pipeline *p, const lvd_pipeline_st
     if (rc != 0)
         return -1;
     if (status != 0)
-        return lvd_fail(err, "stage %s (step %s, %s) failed with exit status %d%s", s->stage,
-                        s->id, argv[0], status, status > 128 ? " (killed by a signal)" : "");
+        return lvd_fail(err, "stage %s (step %s, %s) failed with exit status %d%s", s->stage, s->id,
+                        argv[0], status, status > 128 ? " (killed by a signal)" : "");
     if (frc != 0)
         return -1;
     fprintf(out, "lvd-run: %s done in %.1f s\n", s->id, secs);
@@ -346,8 +346,8 @@ int lvd_pipeline_run(const lvd_pipeline *p, const lvd_pipeline_run_opts *o, lvd_
     if (rc == 0 && !o->dry_run)
         rc = mark_interrupted(m, p, err);
     if (rc == 0 && o->dry_run)
-        fprintf(o->out, "lvd-run: dry run of %s (%zu steps, manifest %s%s)\n", p->path,
-                p->n_steps, o->db, m ? "" : ", not created yet");
+        fprintf(o->out, "lvd-run: dry run of %s (%zu steps, manifest %s%s)\n", p->path, p->n_steps,
+                o->db, m ? "" : ", not created yet");
     const char *earlier = NULL;
     for (size_t i = 0; rc == 0 && i < p->n_steps; i++)
         rc = step(m, p, i, i >= from, o, &earlier, err);
