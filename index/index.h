@@ -10,8 +10,8 @@
  * FAISS runs its loops with OpenMP threads (OMP_NUM_THREADS bounds them).
  *
  * The curation core works on in-memory n x d matrices (row i = id i); reading and writing the
- * manifest is the stages' job. Results are deterministic for a given input and index: ties are
- * broken by the lowest row id. */
+ * manifest is the stages' job. Results are deterministic for a given input and index; where
+ * this module picks rows itself (kept rows, cluster picks), ties go to the lowest row id. */
 #ifndef LVD_INDEX_INDEX_H
 #define LVD_INDEX_INDEX_H
 
@@ -114,7 +114,9 @@ void *lvd_index_faiss(lvd_index *index);
 
 /* Spherical k-means through FAISS (centroids renormalized each iteration, assignment by inner
  * product) with a fixed seed: same input and seed give the same centroids. Writes k x d unit rows
- * into centroids. Needs n >= k; FAISS subsamples to 256 rows per centroid. */
+ * into centroids. Needs n >= k; FAISS subsamples to 256 rows per centroid, and its warning about
+ * fewer than 39 rows per centroid is turned off (callers clustering centroids do that on purpose).
+ */
 int lvd_kmeans(const float *x, int64_t n, int d, int k, int niter, int seed, float *centroids,
                lvd_error *err);
 
@@ -210,5 +212,36 @@ int lvd_retrieve_clusters(int k, const int32_t *pool_cluster, const float *pool_
                           const int32_t *seed_cluster, int64_t n_seeds, int64_t min_seeds,
                           int64_t per_cluster, uint8_t *selected, int64_t *n_selected,
                           lvd_error *err);
+
+/* ---- Hierarchical k-means and balanced sampling (Vo et al. 2024) -------------------------- */
+
+/* Level 0 clusters the rows; level l > 0 clusters the centroids of level l - 1. Simplified from
+ * the paper: plain spherical k-means per level (FAISS, float32), without its resampling steps. */
+typedef struct lvd_hkmeans {
+    int levels;
+    int d;
+    int64_t n;         /* rows clustered */
+    int *k;            /* clusters per level, non-increasing */
+    float **centroids; /* level l: k[l] x d unit rows */
+    int32_t **parent;  /* level 0: n entries (row -> cluster); level l: k[l - 1] entries */
+    float *sim;        /* n entries: each row's sim to its level-0 centroid */
+} lvd_hkmeans;
+
+/* Fits `levels` levels with k[0] >= k[1] >= ... >= 1 clusters (k[0] <= n), niter iterations
+ * each, seed + level as the seed of each level. On failure out is left empty (zeroed). */
+int lvd_hkmeans_fit(const float *x, int64_t n, int d, const int *k, int levels, int niter, int seed,
+                    lvd_hkmeans *out, lvd_error *err);
+
+void lvd_hkmeans_free(lvd_hkmeans *h);
+
+/* Balanced top-down sampling of `target` rows (all rows when target >= n): the target is split
+ * over the top-level clusters as min(size, cap) with the largest cap that fits (binary search),
+ * the remainder going one row each to the lowest-numbered clusters still larger than cap; each
+ * cluster's share is split over its children the same way, down to level 0, which gives its
+ * share to the rows most similar to its centroid (ties: lowest id). Small clusters keep all their
+ * rows and large ones are capped, so the sample is flatter than the data. selected (n entries) is
+ * overwritten; *n_selected = min(target, n). */
+int lvd_hkmeans_sample(const lvd_hkmeans *h, int64_t target, uint8_t *selected, int64_t *n_selected,
+                       lvd_error *err);
 
 #endif

@@ -30,6 +30,15 @@ float *index_sample_rows(const float *x, int64_t n, int d, int64_t want, int64_t
 /* Rows per inverted list in a training sample: FAISS warns below 39. */
 #define INDEX_TRAIN_ROWS_PER_LIST 40
 
+/* A row and its similarity to a centroid. */
+typedef struct index_member {
+    float sim;
+    int64_t id;
+} index_member;
+
+/* Sorts most similar first; equal similarity: lowest id first. */
+void index_sort_members(index_member *m, size_t n);
+
 /* malloc that fails with a message naming what was being allocated. */
 void *index_alloc(size_t count, size_t size, const char *what, lvd_error *err);
 

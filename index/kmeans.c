@@ -43,6 +43,7 @@ int lvd_kmeans(const float *x, int64_t n, int d, int k, int niter, int seed, flo
     cp.niter = niter;
     cp.seed = seed;
     cp.spherical = 1;
+    cp.min_points_per_centroid = 1;
     FaissClustering *cl = NULL;
     if (faiss_Clustering_new_with_params(&cl, d, k, &cp))
         return index_faiss_fail(err, "k-means");

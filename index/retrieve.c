@@ -30,18 +30,18 @@ int lvd_retrieve_nearest(const lvd_index *pool, const float *seeds, int64_t n_se
     return rc;
 }
 
-typedef struct member {
-    float sim;
-    int64_t id;
-} member;
-
 /* Most similar to the centroid first; equal similarity: lowest id first. */
 static int member_cmp(const void *pa, const void *pb)
 {
-    const member *a = pa, *b = pb;
+    const index_member *a = pa, *b = pb;
     if (a->sim != b->sim)
         return a->sim > b->sim ? -1 : 1;
     return (a->id > b->id) - (a->id < b->id);
+}
+
+void index_sort_members(index_member *m, size_t n)
+{
+    qsort(m, n, sizeof *m, member_cmp);
 }
 
 static int check_clusters(const int32_t *cluster, int64_t n, int k, const char *what,
@@ -66,8 +66,8 @@ static void count_clusters(const int32_t *cluster, int64_t n, int64_t *counts, i
  * group and selects its first per_cluster rows. */
 static void select_members(int k, const int32_t *pool_cluster, const float *pool_sim,
                            int64_t n_pool, const int64_t *seeds_in, int64_t min_seeds,
-                           int64_t per_cluster, int64_t *start, member *members, uint8_t *selected,
-                           int64_t *n_selected)
+                           int64_t per_cluster, int64_t *start, index_member *members,
+                           uint8_t *selected, int64_t *n_selected)
 {
     for (int c = 0; c < k; c++)
         start[c + 1] += start[c];
@@ -76,11 +76,11 @@ static void select_members(int k, const int32_t *pool_cluster, const float *pool
     for (int64_t i = 0; i < n_pool; i++) {
         int c = pool_cluster[i];
         if (seeds_in[c] > min_seeds)
-            members[fill[c]++] = (member){pool_sim[i], i};
+            members[fill[c]++] = (index_member){pool_sim[i], i};
     }
     for (int c = 0; c < k; c++) {
         int64_t size = start[c + 1] - start[c];
-        qsort(members + start[c], (size_t)size, sizeof *members, member_cmp);
+        index_sort_members(members + start[c], (size_t)size);
         for (int64_t j = 0; j < size && j < per_cluster; j++) {
             selected[members[start[c] + j].id] = 1;
             (*n_selected)++;
@@ -100,7 +100,7 @@ static int pick_rows(int k, const int32_t *pool_cluster, const float *pool_sim, 
             start[c + 1] = pool_in[c];
             eligible += pool_in[c];
         }
-    member *members = index_alloc((size_t)eligible, sizeof *members, "cluster members", err);
+    index_member *members = index_alloc((size_t)eligible, sizeof *members, "cluster members", err);
     if (!members)
         return -1;
     select_members(k, pool_cluster, pool_sim, n_pool, seeds_in, min_seeds, per_cluster, start,

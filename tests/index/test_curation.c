@@ -335,6 +335,73 @@ static void test_kmeans_clusters(void)
     free(x);
 }
 
+/* Hand-built two-level tree: the cap rule, its remainder and the level-0 picks are exact. */
+static void test_hkmeans_sample_rule(void)
+{
+    /* Level-0 sizes: c0 6 rows, c1 1, c2 3, c3 2; c0, c1 under top 0 (7 rows), c2, c3 under 1. */
+    int32_t rows_to_l0[12] = {0, 2, 0, 3, 0, 1, 0, 2, 0, 3, 0, 2};
+    int32_t l0_to_l1[4] = {0, 0, 1, 1};
+    float sim[12] = {0.5f, 0.9f, 0.7f, 0.3f, 0.7f, 0.2f, 0.1f, 0.8f, 0.6f, 0.4f, 0.9f, 0.95f};
+    int k[2] = {4, 2};
+    int32_t *parent[2] = {rows_to_l0, l0_to_l1};
+    lvd_hkmeans h = {.levels = 2, .d = 1, .n = 12, .k = k, .parent = parent, .sim = sim};
+    uint8_t selected[12];
+    int64_t n_selected = 0;
+    lvd_error err = {0};
+    /* target 6: tops get 3 and 3 (cap 3). Top 0: c0 2, c1 1 (cap 2). Top 1: cap 1 plus one for
+     * c2, the lowest cluster above the cap: c2 2, c3 1. c0's best: rows 10 (0.9), then 2 and 4
+     * tie at 0.7: 2. c2's best: 11 (0.95), 1 (0.9). c3's best: 9 (0.4). */
+    CHECK(lvd_hkmeans_sample(&h, 6, selected, &n_selected, &err) == 0);
+    const uint8_t want6[12] = {0, 1, 1, 0, 0, 1, 0, 0, 0, 1, 1, 1};
+    CHECK(n_selected == 6 && memcmp(selected, want6, sizeof want6) == 0);
+    /* target 7: cap 3 with one left over for top 0 (4 = c0 3, c1 1), top 1 stays 3. */
+    CHECK(lvd_hkmeans_sample(&h, 7, selected, &n_selected, &err) == 0);
+    const uint8_t want7[12] = {0, 1, 1, 0, 1, 1, 0, 0, 0, 1, 1, 1};
+    CHECK(n_selected == 7 && memcmp(selected, want7, sizeof want7) == 0);
+    CHECK(lvd_hkmeans_sample(&h, 50, selected, &n_selected, &err) == 0);
+    CHECK(n_selected == 12 && memchr(selected, 0, sizeof selected) == NULL);
+    CHECK(lvd_hkmeans_sample(&h, -1, selected, &n_selected, &err) == -1);
+}
+
+/* A fitted hierarchy is well formed and samples its target. */
+static void test_hkmeans_fit(void)
+{
+    enum { GROUPS_N = 8, PER = 60 };
+    const int64_t n = GROUPS_N * PER;
+    float *x = malloc((size_t)n * D * sizeof *x), center[D];
+    for (int64_t i = 0; i < n; i++) {
+        synth_unit(center, D, SEED + 10, (uint64_t)(i % GROUPS_N));
+        synth_at_cos(x + (size_t)i * D, center, D, 0.8, SEED + 11, (uint64_t)i);
+    }
+    int k[3] = {16, 4, 2};
+    lvd_hkmeans h;
+    lvd_error err = {0};
+    CHECK(lvd_hkmeans_fit(x, n, D, k, 3, 10, 7, &h, &err) == 0);
+    int ok = h.levels == 3;
+    for (int l = 0; ok && l < 3; l++) {
+        int64_t items = l == 0 ? n : k[l - 1];
+        for (int64_t i = 0; i < items; i++)
+            ok &= h.parent[l][i] >= 0 && h.parent[l][i] < k[l];
+        for (int c = 0; c < k[l]; c++)
+            ok &=
+                fabs(synth_dot(h.centroids[l] + (size_t)c * D, h.centroids[l] + (size_t)c * D, D) -
+                     1.0) < 1e-4;
+    }
+    CHECK_MSG(ok, "hierarchy is malformed");
+    uint8_t *selected = malloc(n);
+    int64_t n_selected = 0, count = 0;
+    CHECK(lvd_hkmeans_sample(&h, 100, selected, &n_selected, &err) == 0);
+    for (int64_t i = 0; i < n; i++)
+        count += selected[i];
+    CHECK(n_selected == 100 && count == 100);
+    lvd_hkmeans_free(&h);
+    const int bad[2] = {4, 8};
+    CHECK(lvd_hkmeans_fit(x, n, D, bad, 2, 10, 7, &h, &err) == -1);
+    CHECK(strstr(err.msg, "level 1") != NULL && h.levels == 0);
+    free(selected);
+    free(x);
+}
+
 static void test_components(void)
 {
     lvd_components c = {0};
@@ -364,6 +431,8 @@ int main(void)
     test_retrieve_nearest(&p);
     test_retrieve_clusters_rule();
     test_kmeans_clusters();
+    test_hkmeans_sample_rule();
+    test_hkmeans_fit();
     free(root);
     free(p.x);
     free(p.want_root);
