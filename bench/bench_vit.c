@@ -82,65 +82,90 @@ static void sgemm_once(const float *a, const float *b, float *c, int M, int N, i
     }
 }
 
-/* GFLOP/s of the product (M, K) @ (K, N) on threads threads: best of iters groups of calls, each
- * group doing about `flops` work (one forward batch's worth, so that both rates see the same
- * machine load), after a warm-up call. */
-static rate sgemm_rate(int M, int N, int K, int threads, sgemm_mode mode, double flops, int iters)
+/* Operands of the sgemm reference product C (M, N) = A (M, K) @ B (N, K)^T. */
+typedef struct gemm_case {
+    int M, N, K;
+    float *a, *b, *c;
+} gemm_case;
+
+static gemm_case gemm_alloc(int M, int N, int K)
 {
-    float *a = malloc(sizeof(float) * (size_t)M * K);
-    float *b = malloc(sizeof(float) * (size_t)N * K);
-    float *c = malloc(sizeof(float) * (size_t)M * N);
+    gemm_case g = {M,
+                   N,
+                   K,
+                   malloc(sizeof(float) * (size_t)M * K),
+                   malloc(sizeof(float) * (size_t)N * K),
+                   malloc(sizeof(float) * (size_t)M * N)};
+    if (!g.a || !g.b || !g.c) {
+        fprintf(stderr, "lvd-bench-vit: out of memory\n");
+        exit(1);
+    }
     for (size_t i = 0; i < (size_t)M * K; i++) {
-        a[i] = (float)(i % 13) * 0.01f;
+        g.a[i] = (float)(i % 13) * 0.01f;
     }
     for (size_t i = 0; i < (size_t)N * K; i++) {
-        b[i] = (float)(i % 7) * 0.01f;
+        g.b[i] = (float)(i % 7) * 0.01f;
     }
-    openblas_set_num_threads(mode == SGEMM_OPENBLAS_THREADS ? threads : 1);
-    double one = 2.0 * M * N * K;
-    int calls = (int)(flops / one) + 1;
-    sgemm_once(a, b, c, M, N, K, threads, mode);
-    rate best = {0.0, 0.0};
-    for (int it = 0; it < iters; it++) {
-        double t0 = now(), c0 = cpu_now();
-        for (int k = 0; k < calls; k++) {
-            sgemm_once(a, b, c, M, N, K, threads, mode);
-        }
-        rate_best(&best, calls * one / 1e9, now() - t0, cpu_now() - c0);
-    }
-    openblas_set_num_threads(1);
-    free(a);
-    free(b);
-    free(c);
-    return best;
+    return g;
 }
 
-/* Images per second (and per CPU second) of the forward at batch B, best of timed batches after
- * a warm-up. */
-static rate images_per_s(lvd_vit *m, int B, int threads, int iters)
+/* Times `calls` products (GFLOP/s into best). */
+static void sgemm_group(const gemm_case *g, int threads, sgemm_mode mode, int calls, rate *best)
 {
+    openblas_set_num_threads(mode == SGEMM_OPENBLAS_THREADS ? threads : 1);
+    double t0 = now(), c0 = cpu_now();
+    for (int k = 0; k < calls; k++) {
+        sgemm_once(g->a, g->b, g->c, g->M, g->N, g->K, threads, mode);
+    }
+    rate_best(best, calls * 2.0 * g->M * g->N * g->K / 1e9, now() - t0, cpu_now() - c0);
+    openblas_set_num_threads(1);
+}
+
+/* Times one forward batch (images/s into best). */
+static void forward_batch(lvd_vit *m, const float *x, float *feat, int B, rate *best)
+{
+    lvd_error err = {0};
+    double t0 = now(), c0 = cpu_now();
+    if (lvd_vit_features(m, x, B, 224, 224, LVD_VIT_POOL_CLS, feat, &err) != 0) {
+        fprintf(stderr, "lvd-bench-vit: %s\n", err.msg);
+        exit(1);
+    }
+    if (best) {
+        rate_best(best, B, now() - t0, cpu_now() - c0);
+    }
+}
+
+/* One configuration: the sgemm groups (about one forward batch of work each, both threading
+ * modes) and forward batches alternate, so that all see the same machine load; best of iters. */
+static void run_config(lvd_vit *m, int B, int threads, int iters, double gflop)
+{
+    int D = lvd_vit_get_info(m)->dim;
     size_t n = (size_t)B * 3 * 224 * 224;
     float *x = malloc(sizeof(float) * n);
-    float *feat = malloc(sizeof(float) * (size_t)B * 2 * lvd_vit_get_info(m)->dim);
-    for (size_t i = 0; i < n; i++) {
+    float *feat = malloc(sizeof(float) * (size_t)B * D);
+    for (size_t i = 0; x && i < n; i++) {
         x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
     }
+    gemm_case g = gemm_alloc((1 + 256) * B, 4 * D, D);
+    int calls = (int)(B * gflop * 1e9 / (2.0 * g.M * g.N * g.K)) + 1;
     lvd_vit_set_threads(m, threads);
-    lvd_error err = {0};
-    rate best = {0.0, 0.0};
-    for (int it = 0; it <= iters; it++) {
-        double t0 = now(), c0 = cpu_now();
-        if (lvd_vit_features(m, x, B, 224, 224, LVD_VIT_POOL_CLS, feat, &err) != 0) {
-            fprintf(stderr, "lvd-bench-vit: %s\n", err.msg);
-            exit(1);
-        }
-        if (it > 0) {
-            rate_best(&best, B, now() - t0, cpu_now() - c0);
-        }
+    forward_batch(m, x, feat, B, NULL); /* warm-up: buffers, page faults */
+    rate blas = {0, 0}, omp = {0, 0}, ips = {0, 0};
+    for (int it = 0; it < iters; it++) {
+        sgemm_group(&g, threads, SGEMM_OPENBLAS_THREADS, calls, &blas);
+        sgemm_group(&g, threads, SGEMM_OPENMP_ROWS, calls, &omp);
+        forward_batch(m, x, feat, B, &ips);
     }
+    double ref = blas.wall > omp.wall ? blas.wall : omp.wall;
+    double ref_cpu = blas.cpu > omp.cpu ? blas.cpu : omp.cpu;
+    printf("%-5d %-7d %9.2f %9.1f %11.1f %10.1f %8.1f%% %8.1f%% %7.0f\n", B, threads, ips.wall,
+           ips.wall * gflop, blas.wall, omp.wall, 100.0 * ips.wall * gflop / ref,
+           100.0 * ips.cpu * gflop / ref_cpu, peak_rss_mb());
+    free(g.a);
+    free(g.b);
+    free(g.c);
     free(x);
     free(feat);
-    return best;
 }
 
 int main(int argc, char **argv)
@@ -151,7 +176,7 @@ int main(int argc, char **argv)
             printf("usage: lvd-bench-vit [--iters N]\n"
                    "ViT-S/14 forward at 224x224 (random weights): images/s at batch 1 and 8\n"
                    "with 1 and 2 threads, GFLOP/s as a fraction of the sgemm rate on the\n"
-                   "largest product shape, and peak RSS. Best of N timed batches (default 3).\n");
+                   "largest product shape, and peak RSS. Best of N timed rounds (default 3).\n");
             return 0;
         }
         if (strcmp(argv[i], "--iters") == 0 && i + 1 < argc) {
@@ -181,17 +206,7 @@ int main(int argc, char **argv)
            "sgemm-blas", "sgemm-omp", "fraction", "cpu-frac", "rss-MB");
     static const int configs[][2] = {{1, 1}, {1, 2}, {8, 1}, {8, 2}};
     for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
-        int B = configs[i][0], th = configs[i][1];
-        int M = (1 + 256) * B;
-        double work = B * gflop * 1e9;
-        rate blas = sgemm_rate(M, 4 * a->dim, a->dim, th, SGEMM_OPENBLAS_THREADS, work, iters);
-        rate omp = sgemm_rate(M, 4 * a->dim, a->dim, th, SGEMM_OPENMP_ROWS, work, iters);
-        rate ips = images_per_s(m, B, th, iters);
-        double ref = blas.wall > omp.wall ? blas.wall : omp.wall;
-        double ref_cpu = blas.cpu > omp.cpu ? blas.cpu : omp.cpu;
-        printf("%-5d %-7d %9.2f %9.1f %11.1f %10.1f %8.1f%% %8.1f%% %7.0f\n", B, th, ips.wall,
-               ips.wall * gflop, blas.wall, omp.wall, 100.0 * ips.wall * gflop / ref,
-               100.0 * ips.cpu * gflop / ref_cpu, peak_rss_mb());
+        run_config(m, configs[i][0], configs[i][1], iters, gflop);
     }
     printf("peak RSS %.0f MB = weights %.0f MB + %.0f MB\n", peak_rss_mb(), weights_mb,
            peak_rss_mb() - weights_mb);

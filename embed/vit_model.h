@@ -39,7 +39,8 @@ typedef struct lvd_vit_params {
 
 /* Activations of one forward pass of B images, T tokens, reused block after block (inference
  * keeps no per-block copy; a backward pass would allocate depth sets of the per-block buffers).
- * Every buffer is row-major with one row per token, images one after the other. */
+ * Every buffer is row-major with one row per token, images one after the other; branch first
+ * holds the (B, N, D) patch embeddings. */
 typedef struct lvd_vit_acts {
     size_t cap_rows; /* token rows (B * T) the buffers hold; grown on demand */
     size_t cap_att;  /* floats att holds */
@@ -48,11 +49,10 @@ typedef struct lvd_vit_acts {
     float *ln;       /* (B, T, D) LayerNorm output feeding the next linear */
     float *qkv;      /* (B, T, 3D) */
     float *atty;     /* (B, T, D) attention output before the projection */
-    float *branch; /* (B, T, D) projection or FFN output before bias and LayerScale; first holds the
-                    * (B, N, D) patch embeddings */
-    float *fch;    /* (B, T, F1) fc1 / w12 output, bias included */
-    float *fch_act; /* (B, T, hidden) GELU / SwiGLU output */
-    float *att;     /* (threads, T, T) attention probabilities of one head per thread */
+    float *branch;   /* (B, T, D) proj / FFN output before bias and LayerScale */
+    float *fch;      /* (B, T, F1) fc1 / w12 output, bias included */
+    float *fch_act;  /* (B, T, hidden) GELU / SwiGLU output */
+    float *att;      /* (threads, T, T) attention probabilities of one head per thread */
 } lvd_vit_acts;
 
 typedef struct vit_pos_entry {
