@@ -20,8 +20,12 @@
  * pre-norm blocks with LayerScale, exact erf GELU or fused SwiGLU; final LayerNorm. Token order:
  * [cls, reg x R, patches row-major], T = 1 + R + (H/P) * (W/P).
  *
- * Threads: a model runs one forward at a time (it owns its scratch buffers and positional cache);
- * inside, work is split over OpenMP threads and OpenBLAS runs single-threaded in each. */
+ * Threads: a model runs one forward at a time (it owns its scratch buffers and positional cache).
+ * Inside, whole images are split over OpenMP threads when the batch divides evenly (or holds 4+
+ * images per thread), else the rows, heads and elements of each layer are; every OpenBLAS call
+ * runs single-threaded on its OpenMP thread (the forward sets OpenBLAS to 1 thread and restores
+ * the previous count when it returns). On a machine shared with other busy processes, run with
+ * OMP_WAIT_POLICY=passive: spinning threads then cost more than they save. */
 #ifndef LVD_EMBED_VIT_H
 #define LVD_EMBED_VIT_H
 
