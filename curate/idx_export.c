@@ -19,6 +19,24 @@ static int make_dir(const char *path, lvd_error *err)
     return 0;
 }
 
+/* make_dir for path and its missing parents (mkdir -p). */
+static int make_dirs(const char *path, lvd_error *err)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return lvd_fail(err, "%s: path too long", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        int rc = make_dir(buf, err);
+        *p = '/';
+        if (rc != 0)
+            return -1;
+    }
+    return make_dir(buf, err);
+}
+
 /* Reads the whole label file and checks every label. */
 static int read_labels(const char *path, uint8_t **labels, uint32_t *n, lvd_error *err)
 {
@@ -120,7 +138,7 @@ int lvd_idx_export(const lvd_idx_export_opts *o, lvd_idx_export_counts *counts, 
     else if (counts->records != n_labels)
         lvd_fail(err, "%s: %u images but %s has %u labels", o->images, counts->records, o->labels,
                  n_labels);
-    else if (make_dir(o->out, err) == 0)
+    else if (make_dirs(o->out, err) == 0)
         rc = export_images(o, f, labels, counts, err);
     lvd_idx_close(f);
     free(labels);

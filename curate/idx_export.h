@@ -16,7 +16,7 @@
 typedef struct lvd_idx_export_opts {
     const char *images; /* IDX image file (N x rows x cols bytes), .gz or plain */
     const char *labels; /* IDX label file (N bytes, 0..9) */
-    const char *out;    /* output folder (created) */
+    const char *out;    /* output folder (created, parents too) */
     uint32_t offset;    /* first record visited */
     uint32_t limit;     /* records kept at most; 0: no limit */
     uint32_t per_class; /* records kept per class at most; 0: no limit */

@@ -6,13 +6,15 @@
  *   [STAGE] or [STAGE:NAME] one step: runs the executable lvd-STAGE, looked up in the folders of
  *                           $LVD_STAGE_PATH, then beside lvd-run, then on $PATH. The step id is
  *                           the section name; ids are unique.
- *   key = value             passed as `--key value`, in file order; a repeated key repeats it
+ *   key = value             passed as `--key value` (`-k value` for a one-letter key), in file
+ *                           order; a repeated key repeats it
  *   key   or   key =        a flag: `--key` alone
  *   args = value            a positional argument (repeatable), placed before the options
  *   reads = FACT ...        the manifest state the step reads (see pipeline_fp.h), separated by
  *                           spaces or commas; `none` for nothing. Default by stage: fetch, model,
- *                           idx-export: none; embed: images models; any other stage: images
- *                           models embeddings
+ *                           idx-export: none; embed: images models; dedup: images models
+ *                           embeddings; retrieve: the same and dedup; export: curated; any
+ *                           other stage: images models embeddings dedup curated
  *
  * Every value may use ${VAR} (environment). The command of a step is
  *   lvd-STAGE ARGS... --db DB --key value ...
@@ -26,7 +28,7 @@
 #include "store/error.h"
 
 typedef struct lvd_pipeline_opt {
-    char *key;   /* "--name" */
+    char *key;   /* "--name", or "-k" for a one-letter key */
     char *value; /* NULL: a flag */
 } lvd_pipeline_opt;
 

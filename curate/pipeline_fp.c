@@ -115,6 +115,16 @@ static const fact_kind fact_kinds[] = {
     {"models", "SELECT name || ' ' || arch || ' ' || dim || ' ' || features || ' ' ||"
                " COALESCE(sha256, '-') || ' ' || COALESCE(path, '-')"
                " FROM models WHERE ?1 IS NULL OR name = ?1 ORDER BY name"},
+    {"dedup", "SELECT m.name || ' kept=' || SUM(d.kept) || ' duplicate=' ||"
+              " SUM(d.reason = 'duplicate') || ' eval=' || SUM(d.reason = 'eval')"
+              " FROM dedup d JOIN models m ON m.id = d.model_id"
+              " WHERE ?1 IS NULL OR m.name = ?1 GROUP BY m.name ORDER BY m.name"},
+    {"curated", "SELECT m.name || '/' || s.name || ' ' || c.method || '=' || COUNT(*) ||"
+                " ' last_run=' || MAX(COALESCE(c.run_id, 0))"
+                " FROM curated c JOIN models m ON m.id = c.model_id"
+                " JOIN sources s ON s.id = c.source_id"
+                " WHERE ?1 IS NULL OR m.name = ?1"
+                " GROUP BY m.name, s.name, c.method ORDER BY m.name, s.name, c.method"},
 };
 
 static const fact_kind *fact_find(const char *fact, const char **filter)
@@ -146,8 +156,13 @@ static char *fact_summary(lvd_manifest *m, const char *fact, lvd_error *err)
         return NULL;
     }
     sqlite3_stmt *st;
-    if (lvd_manifest_prepare(m, k->sql, &st, err) != 0)
+    if (sqlite3_prepare_v2(lvd_manifest_db(m), k->sql, -1, &st, NULL) != SQLITE_OK) {
+        /* A manifest built before the stage that adds the table: the fact is empty. */
+        if (strstr(sqlite3_errmsg(lvd_manifest_db(m)), "no such table"))
+            return strdup("");
+        lvd_manifest_fail(m, err, fact);
         return NULL;
+    }
     if (filter)
         sqlite3_bind_text(st, 1, filter, -1, SQLITE_STATIC);
     char *text = NULL;

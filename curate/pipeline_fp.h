@@ -12,6 +12,9 @@
  *   images[:SOURCE]       item counts by status per source (role included)
  *   embeddings[:MODEL]    embedding counts per model and source
  *   models[:NAME]         registered models: name, arch, dim, features, sha256, path
+ *   dedup[:MODEL]         dedup results per model: kept, removed as duplicate, as eval
+ *   curated[:MODEL]       curated rows per model, source and method, with the last run id
+ * A fact whose table the manifest lacks (built before the stage that adds it) is empty.
  * Because they are recorded after the step ran, a step's own writes never make it rerun; a later
  * step that changes what an earlier step reads does. */
 #ifndef LVD_CURATE_PIPELINE_FP_H

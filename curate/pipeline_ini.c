@@ -158,7 +158,8 @@ static int set_reads(parse_ctx *c, lvd_pipeline_step *s, char *value)
         if (!lvd_fp_fact_valid(tok))
             return problem(c, c->line,
                            "unknown manifest fact '%s' in reads (images[:SOURCE], "
-                           "embeddings[:MODEL], models[:NAME] or none)",
+                           "embeddings[:MODEL], models[:NAME], dedup[:MODEL], "
+                           "curated[:MODEL] or none)",
                            tok);
         char *copy = strdup(tok);
         if (!copy || push((void **)&s->reads, &s->n_reads, sizeof *s->reads) != 0) {
@@ -190,7 +191,7 @@ static int step_key(parse_ctx *c, lvd_pipeline_step *s, const char *key, char *v
         return problem(c, c->line, "invalid option name '%s'", key);
     }
     char *k = NULL;
-    if (!is_args && asprintf(&k, "--%s", key) < 0)
+    if (!is_args && asprintf(&k, strlen(key) == 1 ? "-%s" : "--%s", key) < 0)
         k = NULL;
     int oom = is_args ? push((void **)&s->args, &s->n_args, sizeof *s->args) != 0
                       : !k || push((void **)&s->opts, &s->n_opts, sizeof *s->opts) != 0;
@@ -251,23 +252,31 @@ static int valid_id_part(const char *s, size_t len, int allow_upper)
 /* The stage's default manifest facts (see pipeline.h). */
 static int default_reads(lvd_pipeline_step *s)
 {
-    static const char *const none[] = {NULL};
-    static const char *const embed[] = {"images", "models", NULL};
-    static const char *const other[] = {"images", "models", "embeddings", NULL};
-    const char *const *list = other;
-    if (strcmp(s->stage, "fetch") == 0 || strcmp(s->stage, "model") == 0 ||
-        strcmp(s->stage, "idx-export") == 0)
-        list = none;
-    else if (strcmp(s->stage, "embed") == 0)
-        list = embed;
+    static const struct {
+        const char *stage, *reads;
+    } defaults[] = {
+        {"fetch", ""},
+        {"model", ""},
+        {"idx-export", ""},
+        {"embed", "images models"},
+        {"dedup", "images models embeddings"},
+        {"retrieve", "images models embeddings dedup"},
+        {"export", "curated"},
+    };
+    const char *reads = "images models embeddings dedup curated";
+    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
+        if (strcmp(s->stage, defaults[i].stage) == 0)
+            reads = defaults[i].reads;
     s->n_reads = 0;
-    for (; *list; list++) {
-        char *copy = strdup(*list);
+    while (*reads) {
+        size_t len = strcspn(reads, " ");
+        char *copy = strndup(reads, len);
         if (!copy || push((void **)&s->reads, &s->n_reads, sizeof *s->reads) != 0) {
             free(copy);
             return -1;
         }
         s->reads[s->n_reads - 1] = copy;
+        reads += len + (reads[len] == ' ');
     }
     return 0;
 }

@@ -62,12 +62,13 @@ int main(int argc, char **argv)
                          "input = b\n"
                          "flag\n"
                          "empty =\n"
+                         "k = 64\n"
                          "args = second\n"
                          "[fake:two]\n");
     char *dry[] = {(char *)lvd_run, "good.ini", "--dry-run", NULL};
     CHECK(pt_run(dry) == 0);
     CHECK(strstr(pt_output, "lvd-fake first second --db from-file.db --name one --input "
-                            "/some/where/a --input b --flag --empty\n") != NULL);
+                            "/some/where/a --input b --flag --empty -k 64\n") != NULL);
     CHECK(strstr(pt_output, "[2/2] fake:two: run (never ran)") != NULL);
     CHECK(access("from-file.db", F_OK) != 0);
 

@@ -141,6 +141,25 @@ static void test_failure(void)
     CHECK(strstr(pt_output, "fake:b: run (last run ") != NULL);
 }
 
+/* Every kind of fact is computed (empty ones included) and a rerun with nothing changed skips. */
+static void test_all_facts(void)
+{
+    pt_write("facts.ini", "[fake:d]\n"
+                          "name = d\n"
+                          "reads = images:pool, embeddings embeddings:x models models:x dedup\n"
+                          "reads = dedup:x curated curated:x images\n");
+    char *argv[] = {(char *)lvd_run, "facts.ini", "--db", "m.db", NULL};
+    remove("log");
+    CHECK(pt_run(argv) == 0);
+    CHECK(strcmp(pt_read("log"), "d\n") == 0);
+    remove("log");
+    CHECK(pt_run(argv) == 0);
+    CHECK(strcmp(pt_read("log"), "") == 0);
+    CHECK(strstr(pt_output, "fake:d: skip (unchanged since run ") != NULL);
+    CHECK(query("SELECT json_extract(counts, '$.reads.\"images:pool\"') = 'pool(pool) ok=5'"
+                " FROM runs WHERE stage = 'pipeline:fake:d'") == 1);
+}
+
 static void test_status(void)
 {
     char *argv[] = {(char *)lvd_status, "--db", "m.db", NULL};
@@ -172,6 +191,7 @@ int main(int argc, char **argv)
     test_skip_and_rerun();
     test_dry_run();
     test_failure();
+    test_all_facts();
     test_status();
     free(fake);
     free((char *)lvd_run);
