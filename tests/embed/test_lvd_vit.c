@@ -13,6 +13,39 @@ static int run(const char *cmd)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* --mask: the vit_backward case, whose input x goes with the iBOT mask `masks`; its outputs
+ * are named cls and patch in the reference, x.cls and x.patch in lvd-vit's output. */
+static void check_masked(const char *exe, const char *dir, const char *tmp)
+{
+    char out[1024], cmd[4096], path[1024];
+    snprintf(out, sizeof out, "%s/masked.safetensors", tmp);
+    snprintf(cmd, sizeof cmd,
+             "'%s' '%s/vit_backward.weights.safetensors' '%s/vit_backward.case.safetensors' '%s' "
+             "--mask masks 2> /dev/null",
+             exe, dir, dir, out);
+    CHECK_MSG(run(cmd) == 0, "%s failed", cmd);
+    lvd_error err = {0};
+    lvd_tensors *got, *ref;
+    int rc = lvd_tensors_open(out, &got, &err);
+    rc |= lvd_tensors_open(vit_ref_path(path, sizeof path, dir, "vit_backward.case.safetensors"),
+                           &ref, &err);
+    CHECK_MSG(rc == 0, "%s", err.msg);
+    if (rc == 0) {
+        static const char *names[2][2] = {{"x.cls", "cls"}, {"x.patch", "patch"}};
+        for (int i = 0; i < 2; i++) {
+            const lvd_tensor *t = vit_need(got, names[i][0]);
+            const lvd_tensor *r = vit_need(ref, names[i][1]);
+            CHECK(t && r && t->numel == r->numel);
+            if (t && r && t->numel == r->numel) {
+                vit_compare(names[i][0], t->data, r);
+            }
+        }
+    }
+    lvd_tensors_close(got);
+    lvd_tensors_close(ref);
+    unlink(out);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = check_reference_dir();
@@ -60,7 +93,8 @@ int main(int argc, char **argv)
     lvd_tensors_close(got);
     lvd_tensors_close(ref);
     unlink(out);
-    rmdir(tmp);
+
+    check_masked(argv[1], dir, tmp);
 
     snprintf(cmd, sizeof cmd, "'%s' --help > /dev/null", argv[1]);
     CHECK(run(cmd) == 0);
@@ -69,5 +103,6 @@ int main(int argc, char **argv)
     snprintf(cmd, sizeof cmd, "'%s' '%s/README.md' '%s/README.md' /tmp/never 2> /dev/null", argv[1],
              dir, dir);
     CHECK(run(cmd) != 0);
+    rmdir(tmp);
     return check_finish();
 }
