@@ -46,24 +46,53 @@ static int ends_with(const char *s, const char *suffix)
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
+typedef enum init_kind {
+    INIT_ZERO,
+    INIT_ONE,
+    INIT_LAYERSCALE,
+    INIT_TOKEN,
+    INIT_TRUNC_NORMAL
+} init_kind;
+
+static init_kind kind_of(const char *name)
+{
+    if (ends_with(name, ".bias") || strcmp(name, "mask_token") == 0) {
+        return INIT_ZERO;
+    }
+    if (ends_with(name, "norm1.weight") || ends_with(name, "norm2.weight") ||
+        strcmp(name, "norm.weight") == 0) {
+        return INIT_ONE;
+    }
+    if (ends_with(name, ".gamma")) {
+        return INIT_LAYERSCALE;
+    }
+    if (strcmp(name, "cls_token") == 0 || strcmp(name, "register_tokens") == 0) {
+        return INIT_TOKEN;
+    }
+    return INIT_TRUNC_NORMAL; /* linear and conv weights, pos_embed */
+}
+
 static void fill(const vit_param_desc *d, float *data, rng *r)
 {
     int64_t n = vit_desc_numel(d);
-    const char *name = d->name;
-    int ln_weight = ends_with(name, "norm1.weight") || ends_with(name, "norm2.weight") ||
-                    strcmp(name, "norm.weight") == 0;
-    int token = strcmp(name, "cls_token") == 0 || strcmp(name, "register_tokens") == 0;
+    init_kind kind = kind_of(d->name);
     for (int64_t i = 0; i < n; i++) {
-        if (ends_with(name, ".bias") || strcmp(name, "mask_token") == 0) {
+        switch (kind) {
+        case INIT_ZERO:
             data[i] = 0.0f;
-        } else if (ln_weight) {
+            break;
+        case INIT_ONE:
             data[i] = 1.0f;
-        } else if (ends_with(name, ".gamma")) {
+            break;
+        case INIT_LAYERSCALE:
             data[i] = 1e-5f;
-        } else if (token) {
+            break;
+        case INIT_TOKEN:
             data[i] = (float)(normal(r) * 1e-6);
-        } else {
+            break;
+        case INIT_TRUNC_NORMAL:
             data[i] = trunc_normal(r, 0.02);
+            break;
         }
     }
 }

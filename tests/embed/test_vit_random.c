@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "embed/vit.h"
+#include "embed/vit_model.h"
 #include "tests/check.h"
 
 static double max_diff(const float *a, const float *b, size_t n)
@@ -25,6 +26,31 @@ static void fill_input(float *x, size_t n, unsigned seed)
         seed = seed * 1664525u + 1013904223u;
         x[i] = (float)(seed >> 8) / 16777216.0f * 4.0f - 2.0f;
     }
+}
+
+/* The DINOv2 init: weights truncated normal std 0.02 cut at 2 std, biases 0, norms 1, LayerScale
+ * 1e-5, tokens ~1e-6, mask token 0. */
+static void check_init_values(const lvd_vit *m)
+{
+    const lvd_vit_block *b = &m->p.blocks[1];
+    int D = m->info.dim;
+    size_t nw = (size_t)3 * D * D;
+    double sum2 = 0.0, maxw = 0.0;
+    for (size_t i = 0; i < nw; i++) {
+        sum2 += (double)b->qkv_w[i] * b->qkv_w[i];
+        maxw = fabs(b->qkv_w[i]) > maxw ? fabs(b->qkv_w[i]) : maxw;
+    }
+    double std = sqrt(sum2 / (double)nw);
+    CHECK_MSG(std > 0.0165 && std < 0.0185, "qkv weight std %.4f (0.02 cut at 2 std: 0.0176)", std);
+    CHECK_MSG(maxw <= 0.04 + 1e-6, "qkv weight max %.4f beyond 2 std", maxw);
+    int ok = 1;
+    for (int j = 0; j < D; j++) {
+        ok &= b->qkv_b[j] == 0.0f && b->fc2_b[j] == 0.0f && b->norm1_w[j] == 1.0f &&
+              b->norm2_b[j] == 0.0f && b->ls1[j] == 1e-5f && b->ls2[j] == 1e-5f &&
+              m->p.mask_token[j] == 0.0f && m->p.norm_w[j] == 1.0f &&
+              fabsf(m->p.cls_token[j]) < 1e-5f && m->p.cls_token[j] != 0.0f;
+    }
+    CHECK_MSG(ok, "biases, norms, LayerScale or tokens not at their init values");
 }
 
 static void check_model(lvd_vit_ffn ffn, int n_reg)
@@ -47,6 +73,7 @@ static void check_model(lvd_vit_ffn ffn, int n_reg)
     int64_t total = 128 * 3 * 14 * 14 + 128 + 128 + (int64_t)n_reg * 128 + 128 + 17 * 128 +
                     3 * per_block + 2 * 128;
     CHECK(a->heads == 2 && a->ffn_hidden == hidden && a->pos_antialias == (n_reg > 0));
+    check_init_values(m);
     CHECK_MSG(a->n_params == total, "n_params %lld, expected %lld", (long long)a->n_params,
               (long long)total);
 
