@@ -62,8 +62,8 @@ static int parse_number(const char *flag, const char *val, lvd_embed_opts *o)
     static const struct {
         const char *flag;
         long lo, hi;
-    } specs[] = {{"--batch", 1, 4096},  {"--threads", 1, 1024},    {"--limit", 1, 1L << 62},
-                 {"--resize", 1, 16384}, {"--crop", 1, 16384},     {"--log-interval", 1, 86400}};
+    } specs[] = {{"--batch", 1, 4096},   {"--threads", 1, 1024}, {"--limit", 1, 1L << 62},
+                 {"--resize", 1, 16384}, {"--crop", 1, 16384},   {"--log-interval", 1, 86400}};
     for (size_t k = 0; k < sizeof specs / sizeof specs[0]; k++) {
         if (strcmp(flag, specs[k].flag) != 0)
             continue;

@@ -103,9 +103,9 @@ static int parse_args(int argc, char **argv, args *a)
 static int add(lvd_manifest *m, const args *a, lvd_error *err)
 {
     lvd_model_record rec;
-    int rc = a->random ? lvd_model_add_random(m, a->name, a->random, a->seed, a->features, &rec,
-                                              err)
-                       : lvd_model_add_weights(m, a->name, a->weights, a->features, &rec, err);
+    int rc = a->random
+                 ? lvd_model_add_random(m, a->name, a->random, a->seed, a->features, &rec, err)
+                 : lvd_model_add_weights(m, a->name, a->weights, a->features, &rec, err);
     if (rc != 0)
         return -1;
     printf("%s: %s, %s features, dim %d, %lld parameters%s%s\n", rec.name, rec.arch,
@@ -130,8 +130,8 @@ static int list(lvd_manifest *m, lvd_error *err)
         return -1;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        printf("%s\t%s\t%s dim=%s params=%s\t%s\t%s\n", column(st, 0), column(st, 1),
-               column(st, 4), column(st, 2), column(st, 3), column(st, 5), column(st, 6));
+        printf("%s\t%s\t%s dim=%s params=%s\t%s\t%s\n", column(st, 0), column(st, 1), column(st, 4),
+               column(st, 2), column(st, 3), column(st, 5), column(st, 6));
     }
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? 0 : lvd_manifest_fail(m, err, "listing models");

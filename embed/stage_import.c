@@ -47,8 +47,8 @@ static int resolve_line(lvd_manifest *m, sqlite3_stmt *by_id, sqlite3_stmt *by_u
         return lvd_fail(err, "%s:%ld: no image with %s '%s'", file, lineno,
                         st == by_id ? "id" : "url", line);
     if (n > 1)
-        return lvd_fail(err, "%s:%ld: url '%s' is in several sources (use --source)", file,
-                        lineno, line);
+        return lvd_fail(err, "%s:%ld: url '%s' is in several sources (use --source)", file, lineno,
+                        line);
     return 0;
 }
 
@@ -102,8 +102,8 @@ static int read_ids(lvd_manifest *m, const lvd_import_opts *o, int64_t source_id
     if (!f)
         return lvd_fail(err, "%s: %s", o->ids, strerror(errno));
     sqlite3_stmt *by_id = NULL, *by_url = NULL;
-    int rc = lvd_manifest_prepare(m, "SELECT id FROM images WHERE id = CAST(?1 AS INTEGER)",
-                                  &by_id, err);
+    int rc = lvd_manifest_prepare(m, "SELECT id FROM images WHERE id = CAST(?1 AS INTEGER)", &by_id,
+                                  err);
     if (rc == 0)
         rc = lvd_manifest_prepare(
             m, "SELECT id FROM images WHERE url = ?1 AND (?2 IS NULL OR source_id = ?2)", &by_url,
@@ -142,8 +142,8 @@ static int check_unique(lvd_manifest *m, const lvd_import_opts *o, const id_list
     int rc = 0;
     for (size_t i = 1; i < l->n && rc == 0; i++) {
         if (s[i].id == s[i - 1].id)
-            rc = lvd_fail(err, "%s:%zu: image %lld is already on line %zu", o->ids,
-                          s[i].line + 1, (long long)s[i].id, s[i - 1].line + 1);
+            rc = lvd_fail(err, "%s:%zu: image %lld is already on line %zu", o->ids, s[i].line + 1,
+                          (long long)s[i].id, s[i - 1].line + 1);
     }
     free(s);
     sqlite3_stmt *st;
@@ -157,8 +157,8 @@ static int check_unique(lvd_manifest *m, const lvd_import_opts *o, const id_list
         sqlite3_bind_int64(st, 2, l->ids[i]);
         int r = sqlite3_step(st);
         if (r == SQLITE_ROW)
-            rc = lvd_fail(err, "%s:%zu: image %lld already has an embedding of model '%s'",
-                          o->ids, i + 1, (long long)l->ids[i], o->model);
+            rc = lvd_fail(err, "%s:%zu: image %lld already has an embedding of model '%s'", o->ids,
+                          i + 1, (long long)l->ids[i], o->model);
         else if (r != SQLITE_DONE)
             rc = lvd_manifest_fail(m, err, "looking up embeddings");
     }
@@ -220,10 +220,9 @@ static int record(import_ctx *c, const char *path, lvd_error *err)
     if (rc == 0 && !c->model_found)
         rc = lvd_model_add_external(c->m, c->o->model, (int)c->t->shape[1], &c->model, err);
     if (rc == 0)
-        rc = stage_record_file(c->m, c->model.id, c->run_id, path, c->t->shape[0],
-                               (int)c->t->shape[1],
-                               rows_normalized(c->t->data, c->t->shape[0], c->t->shape[1]),
-                               c->ids.ids, err);
+        rc = stage_record_file(
+            c->m, c->model.id, c->run_id, path, c->t->shape[0], (int)c->t->shape[1],
+            rows_normalized(c->t->data, c->t->shape[0], c->t->shape[1]), c->ids.ids, err);
     if (rc == 0)
         rc = lvd_manifest_commit(c->m, err);
     if (rc != 0)
@@ -256,7 +255,8 @@ static int import_run(import_ctx *c, lvd_error *err)
         rc = -1;
     cJSON_Delete(counts);
     if (rc == 0 && c->o->log)
-        fprintf(c->o->log, "embed: run %lld: imported %lld rows of %lld values for model '%s' into %s\n",
+        fprintf(c->o->log,
+                "embed: run %lld: imported %lld rows of %lld values for model '%s' into %s\n",
                 (long long)c->run_id, (long long)c->t->shape[0], (long long)c->t->shape[1],
                 c->o->model, path);
     return rc;

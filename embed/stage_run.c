@@ -326,8 +326,9 @@ static int open_model(embed_ctx *c, lvd_error *err)
         return -1;
     int patch = lvd_vit_get_info(c->vit)->patch;
     if (o->crop % patch != 0)
-        return lvd_fail(err, "--crop %d is not a multiple of model '%s''s patch size %d (try %d)",
-                        o->crop, o->model, patch, (o->crop / patch + 1) * patch);
+        return lvd_fail(err,
+                        "--crop %d is not a multiple of the patch size %d of model '%s' (try %d)",
+                        o->crop, patch, o->model, (o->crop / patch + 1) * patch);
     if (lvd_vit_feature_dim(c->vit, c->pool) != c->model.dim)
         return lvd_fail(err, "model '%s': registered dim %d, the weights give %d", o->model,
                         c->model.dim, lvd_vit_feature_dim(c->vit, c->pool));

@@ -8,9 +8,7 @@
 #include "embed/vit.h"
 
 static const char *const photos[] = {
-    MATE "/nature/FreshFlower.jpg",
-    MATE "/nature/Aqua.jpg",
-    MATE "/desktop/GreenTraditional.jpg",
+    MATE "/nature/FreshFlower.jpg", MATE "/nature/Aqua.jpg", MATE "/desktop/GreenTraditional.jpg",
     MATE "/abstract/Spring.png", /* RGBA: alpha is dropped, not composited */
 };
 
@@ -158,8 +156,8 @@ int main(int argc, char **argv)
     CHECK(test_sql_int(db, "SELECT COUNT(*) FROM v_images WHERE status = 'ok'") == 4);
     CHECK(test_run(tl.model, log, "add", "--db", db, "--name", "ref", weights, NULL) == 0);
     CHECK(test_run(tl.model, log, "add", "--db", db, "--name", "raw", weights, NULL) == 0);
-    CHECK(test_run(tl.model, log, "add", "--db", db, "--name", "pm", "--features",
-                   "cls+patchmean", weights, NULL) == 0);
+    CHECK(test_run(tl.model, log, "add", "--db", db, "--name", "pm", "--features", "cls+patchmean",
+                   weights, NULL) == 0);
     CHECK(test_sql_int(db, "SELECT COUNT(*) FROM v_models WHERE dim = 384 AND params = 4304256 "
                            "AND arch = 'vit_s14 dim=384 depth=2 heads=6 reg=0 ffn=mlp grid=37' "
                            "AND length(sha256) = 64 AND path LIKE '/%'") == 2);
@@ -183,9 +181,9 @@ int main(int argc, char **argv)
     CHECK(compare_model(db, in, "pm", vit, LVD_VIT_POOL_CLS_MEANPATCH, 1, cs) == 4);
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/embeddings/ref", tmp);
-    CHECK(test_check_consistent(db, "ref", dir, 384) == 4);
+    CHECK(test_check_consistent(db, "ref", dir, 384, 1) == 4);
     snprintf(dir, sizeof dir, "%s/embeddings/pm", tmp);
-    CHECK(test_check_consistent(db, "pm", dir, 768) == 4);
+    CHECK(test_check_consistent(db, "pm", dir, 768, 1) == 4);
     CHECK(test_sql_int(db, "SELECT COUNT(*) FROM embedding_files f JOIN models m ON m.id = "
                            "f.model_id WHERE m.name = 'raw' AND f.normalized = 0") == 1);
     CHECK(test_sql_int(db, "SELECT COUNT(*) FROM v_runs WHERE stage = 'embed' AND status = 'ok' "
