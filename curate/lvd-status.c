@@ -11,8 +11,9 @@ static void usage(FILE *f)
     fputs("usage: lvd-status --db DB\n"
           "\n"
           "Prints what the manifest DB records: items per source by status, embeddings per\n"
-          "model and source (against the source's ok items), and the last run of every stage\n"
-          "(pipeline steps appear as 'pipeline:<step>').\n"
+          "model and source (against the source's ok items), dedup results and curated rows\n"
+          "per model, and the last run of every stage (pipeline steps appear as\n"
+          "'pipeline:<step>').\n"
           "\n"
           "  --db DB    manifest database (must exist)\n"
           "  --help     this text\n",
@@ -20,6 +21,7 @@ static void usage(FILE *f)
 }
 
 typedef struct table {
+    const char *requires; /* a table the manifest may lack (added by a later migration) */
     const char *title;
     const char *header;
     const char *sql;   /* its columns are printed with fmt */
@@ -28,25 +30,39 @@ typedef struct table {
 } table;
 
 static const int image_widths[] = {-16, -5, 9, 9, 10, 9, 9};
-static const int embed_widths[] = {-16, -16, 10, 10};
+static const int embed_widths[] = {-24, -16, 10, 10};
 static const int run_widths[] = {-28, 6, -12, -24, 9};
+static const int dedup_widths[] = {-24, 10, 10, 10, 10};
+static const int curated_widths[] = {-24, -16, -8, 10};
 
 static const table tables[] = {
-    {"items by source and status",
+    {NULL, "items by source and status",
      "source           role      items        ok  duplicate    failed   pending",
      "SELECT s.name, s.role, COUNT(i.id),"
      " COALESCE(SUM(i.status = 'ok'), 0), COALESCE(SUM(i.status = 'duplicate'), 0),"
      " COALESCE(SUM(i.status = 'failed'), 0), COALESCE(SUM(i.status = 'pending'), 0)"
      " FROM sources s LEFT JOIN images i ON i.source_id = s.id GROUP BY s.id ORDER BY s.name",
      "ssddddd", image_widths},
-    {"embeddings by model and source", "model            source             embedded  ok items",
+    {NULL, "embeddings by model and source",
+     "model                    source             embedded  ok items",
      "SELECT m.name, s.name,"
      " (SELECT COUNT(*) FROM embeddings e JOIN images i ON i.id = e.image_id"
      "   WHERE e.model_id = m.id AND i.source_id = s.id),"
      " (SELECT COUNT(*) FROM images i WHERE i.source_id = s.id AND i.status = 'ok')"
      " FROM models m CROSS JOIN sources s ORDER BY m.name, s.name",
      "ssdd", embed_widths},
-    {"last run of each stage",
+    {"dedup", "pool dedup by model (lvd-dedup)",
+     "model                      images      kept duplicate      eval",
+     "SELECT m.name, COUNT(*), SUM(d.kept), SUM(d.reason = 'duplicate'), SUM(d.reason = 'eval')"
+     " FROM dedup d JOIN models m ON m.id = d.model_id GROUP BY m.name ORDER BY m.name",
+     "sdddd", dedup_widths},
+    {"curated", "curated set by model, dataset and method (lvd-retrieve)",
+     "model                    dataset          method        rows",
+     "SELECT m.name, s.name, c.method, COUNT(*) FROM curated c"
+     " JOIN models m ON m.id = c.model_id JOIN sources s ON s.id = c.source_id"
+     " GROUP BY m.name, s.name, c.method ORDER BY m.name, s.name, c.method",
+     "sssd", curated_widths},
+    {NULL, "last run of each stage",
      "stage                           run  status       started                    seconds",
      "SELECT r.stage, r.id, r.status, r.started,"
      " (julianday(COALESCE(r.finished, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
@@ -56,8 +72,24 @@ static const table tables[] = {
      "sdssf", run_widths},
 };
 
+/* 1 when the manifest has table name. */
+static int has_table(lvd_manifest *m, const char *name)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(lvd_manifest_db(m),
+                           "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", -1,
+                           &st, NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int found = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return found;
+}
+
 static int print_table(lvd_manifest *m, const table *t, lvd_error *err)
 {
+    if (t->requires && !has_table(m, t->requires))
+        return 0;
     sqlite3_stmt *st;
     if (lvd_manifest_prepare(m, t->sql, &st, err) != 0)
         return -1;

@@ -10,6 +10,9 @@
 #   LVD_DEMO_RESIZE  embedding resize (default 112) and ...
 #   LVD_DEMO_CROP    ... crop (default 112): below the reference 256/224 to keep the demo to a
 #                    few minutes on 2 cores; Fashion-MNIST images are 28 x 28 anyway
+#   LVD_DEMO_THRESHOLD, LVD_DEMO_EVAL_THRESHOLD
+#                    dedup and decontamination thresholds of pipelines/demo-curate.ini
+#                    (defaults 0.99 and 0.98), which runs only with LVD_MODEL
 #   LVD_BUILD        build folder holding the executables (default ./build)
 set -euo pipefail
 
@@ -39,11 +42,18 @@ lvd_model=$(tool lvd-model)
 tool lvd-idx-export >/dev/null
 tool lvd-fetch >/dev/null
 tool lvd-embed >/dev/null
+if [ -n "${LVD_MODEL:-}" ]; then
+    tool lvd-dedup >/dev/null
+    tool lvd-retrieve >/dev/null
+    tool lvd-export >/dev/null
+fi
 
 export LVD_FMNIST=${LVD_FMNIST:-/usr/share/datasets/fashion-mnist}
 export LVD_MATE=${LVD_MATE:-/usr/share/backgrounds/mate}
 export LVD_DEMO_RESIZE=${LVD_DEMO_RESIZE:-112}
 export LVD_DEMO_CROP=${LVD_DEMO_CROP:-112}
+export LVD_DEMO_THRESHOLD=${LVD_DEMO_THRESHOLD:-0.99}
+export LVD_DEMO_EVAL_THRESHOLD=${LVD_DEMO_EVAL_THRESHOLD:-0.98}
 [ -f "$LVD_FMNIST/train-images-idx3-ubyte.gz" ] ||
     die "Fashion-MNIST not found in $LVD_FMNIST (Debian package dataset-fashion-mnist)"
 [ -d "$LVD_MATE" ] || die "$LVD_MATE not found (Debian package mate-backgrounds)"
@@ -76,6 +86,14 @@ say "embedding at resize $LVD_DEMO_RESIZE, crop $LVD_DEMO_CROP (the reference tr
 
 say "work folder $work: running $root/pipelines/demo.ini"
 "$lvd_run" "$root/pipelines/demo.ini" --db "$db"
+if [ -n "${LVD_MODEL:-}" ]; then
+    say "curation: running $root/pipelines/demo-curate.ini (dedup, retrieve, export)"
+    "$lvd_run" "$root/pipelines/demo-curate.ini" --db "$db"
+else
+    say "curation (pipelines/demo-curate.ini: dedup, retrieve, export) skipped: random-weight"
+    say "       features are all alike (cosine about 1), every pool image would be one component."
+    say "       Set LVD_MODEL to a DINOv2 checkpoint to run it."
+fi
 
 say "done in $(( $(date +%s) - start )) s; summary (lvd-status --db $work/$db):"
 "$lvd_status" --db "$db"
@@ -90,6 +108,12 @@ Try, for example:
   sqlite3 $work/$db "SELECT url, shard, member FROM v_images WHERE source = 'pool' LIMIT 5"
   sqlite3 $work/$db "SELECT id, stage, status, started, finished FROM v_runs ORDER BY id"
 SQL
+if [ -n "${LVD_MODEL:-}" ]; then
+    cat <<SQL
+  sqlite3 $work/$db "SELECT kept, reason, COUNT(*) FROM v_duplicates GROUP BY kept, reason"
+  sqlite3 $work/$db "SELECT dataset, method, COUNT(*) FROM v_curated GROUP BY dataset, method"
+SQL
+fi
 if command -v sqlite3 >/dev/null; then
     say "for instance, the seed labels:"
     sqlite3 -column -header "$db" \
