@@ -1,0 +1,122 @@
+/* lvd-dedup: near-duplicate removal and decontamination of the pool (curate/dedup_stage.h). */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "curate/dedup_stage.h"
+#include "curate/stages_cli.h"
+
+static const char usage[] =
+    "usage: lvd-dedup --db DB --model NAME [options]\n"
+    "\n"
+    "Removes near-duplicates within the pool sources and decontaminates the pool against the\n"
+    "eval sources, using the model's embeddings. Pool images linked by a cosine similarity\n"
+    "above the threshold among their k nearest neighbours form components; each component\n"
+    "keeps its image with the lowest id. A component holding an image above the eval\n"
+    "threshold to any eval image is removed whole. Reruns process only new pool images\n"
+    "(the result equals a full rerun). Results: view v_duplicates.\n"
+    "\n"
+    "  --db DB                manifest database\n"
+    "  --model NAME           registered model whose embeddings are used\n"
+    "  -k K                   neighbours searched per image (default 64)\n"
+    "  --threshold T          duplicate similarity threshold (default 0.6)\n"
+    "  --eval-threshold T     contamination similarity threshold (default 0.45)\n"
+    "  --factory STRING       FAISS index factory string (default: chosen from the count)\n"
+    "  --memory-budget MB     index memory budget when no factory is given (default 4096)\n"
+    "  --nprobe N             lists searched by IVF indexes (default 16)\n"
+    "  --full                 reprocess every pool image\n"
+    "  --help                 this text\n"
+    "\n"
+    "Exit status 0 on success, 1 on failure, 2 on bad usage.\n";
+
+static int parse(int argc, char **argv, const char **db, lvd_dedup_stage_options *o, lvd_error *err)
+{
+    static const struct option longs[] = {{"db", required_argument, 0, 'd'},
+                                          {"model", required_argument, 0, 'm'},
+                                          {"threshold", required_argument, 0, 't'},
+                                          {"eval-threshold", required_argument, 0, 'e'},
+                                          {"factory", required_argument, 0, 'f'},
+                                          {"memory-budget", required_argument, 0, 'b'},
+                                          {"nprobe", required_argument, 0, 'p'},
+                                          {"full", no_argument, 0, 'F'},
+                                          {"help", no_argument, 0, 'h'},
+                                          {0, 0, 0, 0}};
+    int c;
+    int64_t v;
+    while ((c = getopt_long(argc, argv, "k:", longs, NULL)) != -1) {
+        switch (c) {
+        case 'd':
+            *db = optarg;
+            break;
+        case 'm':
+            o->model = optarg;
+            break;
+        case 'k':
+            if (lvd_cli_int("-k", optarg, 1, 4096, &v, err))
+                return -1;
+            o->k = (int)v;
+            break;
+        case 't':
+            if (lvd_cli_float("--threshold", optarg, -1, 1, &o->threshold, err))
+                return -1;
+            break;
+        case 'e':
+            if (lvd_cli_float("--eval-threshold", optarg, -1, 1, &o->eval_threshold, err))
+                return -1;
+            break;
+        case 'f':
+            o->factory = optarg;
+            break;
+        case 'b':
+            if (lvd_cli_int("--memory-budget", optarg, 1, (int64_t)1 << 30, &v, err))
+                return -1;
+            o->memory_budget = (size_t)v << 20;
+            break;
+        case 'p':
+            if (lvd_cli_int("--nprobe", optarg, 1, 1 << 20, &v, err))
+                return -1;
+            o->nprobe = (size_t)v;
+            break;
+        case 'F':
+            o->full = 1;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 1;
+        default:
+            return lvd_fail(err, "unknown option");
+        }
+    }
+    if (optind < argc)
+        return lvd_fail(err, "unexpected argument '%s'", argv[optind]);
+    if (!*db || !o->model)
+        return lvd_fail(err, "--db and --model are required");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *db = NULL;
+    lvd_dedup_stage_options o;
+    lvd_dedup_stage_defaults(&o);
+    lvd_error err;
+    int p = parse(argc, argv, &db, &o, &err);
+    if (p == 1)
+        return 0;
+    if (p)
+        return lvd_cli_usage_fail("lvd-dedup", err.msg);
+    lvd_manifest *m;
+    if (lvd_cli_open("lvd-dedup", db, &m))
+        return 1;
+    lvd_dedup_stage_counts c;
+    int rc = lvd_dedup_stage_run(m, &o, &c, &err);
+    lvd_manifest_close(m);
+    if (rc)
+        return lvd_cli_fail("lvd-dedup", &err);
+    printf("pool %lld (new %lld), eval %lld, index %s: %lld components, %lld duplicates, "
+           "%lld removed by eval, %lld kept\n",
+           (long long)c.pool, (long long)c.new_images, (long long)c.eval, c.factory,
+           (long long)c.components, (long long)c.duplicates, (long long)c.eval_removed,
+           (long long)c.kept);
+    return 0;
+}

@@ -1,0 +1,173 @@
+/* Helpers of the stages tests: running the tools, SQL checks, writing images and registering
+ * embeddings the way the embed stage records them (models, embedding_files, embeddings). */
+#ifndef LVD_TESTS_STAGES_TEST_H
+#define LVD_TESTS_STAGES_TEST_H
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "image/image.h"
+#include "store/npy.h"
+#include "tests/check.h"
+
+/* Runs argv (NULL-terminated) with stdout sent to out_path (NULL: /dev/null); returns the exit
+ * status, or -1 when it did not exit normally. */
+static int st_run(char *const argv[], const char *out_path)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(out_path ? out_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0)
+            dup2(fd, 1);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int status;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+        return -1;
+    return WEXITSTATUS(status);
+}
+
+/* The integer an SQL query returns (first column of the first row); -1 on none. */
+static int64_t st_int(sqlite3 *db, const char *fmt, ...)
+{
+    char sql[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    sqlite3_stmt *st;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        fprintf(stderr, "sql error: %s: %s\n", sqlite3_errmsg(db), sql);
+        return -1;
+    }
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static double st_double(sqlite3 *db, const char *fmt, ...)
+{
+    char sql[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    sqlite3_stmt *st;
+    double v = -9.0;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        fprintf(stderr, "sql error: %s: %s\n", sqlite3_errmsg(db), sql);
+        return v;
+    }
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        v = sqlite3_column_double(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* Every row of a query joined into one string ('|' between columns, '\n' between rows), for
+ * comparing whole results. Caller frees. */
+static char *st_dump(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st;
+    size_t cap = 4096, len = 0;
+    char *out = calloc(cap, 1);
+    if (!out || sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return out;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        for (int c = 0; c < sqlite3_column_count(st); c++) {
+            const char *t = (const char *)sqlite3_column_text(st, c);
+            size_t need = len + (t ? strlen(t) : 4) + 2;
+            if (need >= cap) {
+                cap = need * 2;
+                out = realloc(out, cap);
+            }
+            len += (size_t)sprintf(out + len, "%s%c", t ? t : "NULL",
+                                   c + 1 < sqlite3_column_count(st) ? '|' : '\n');
+        }
+    }
+    sqlite3_finalize(st);
+    return out;
+}
+
+static void st_mkdir(const char *path)
+{
+    if (mkdir(path, 0755) != 0 && access(path, F_OK) != 0) {
+        fprintf(stderr, "cannot create %s\n", path);
+        exit(1);
+    }
+}
+
+/* Writes a JPEG of w x h whose pixels depend on seed only (distinct seeds: distinct bytes). */
+static int st_write_jpeg(const char *path, int w, int h, uint32_t seed)
+{
+    lvd_image img = {w, h, malloc((size_t)w * h * 3)};
+    if (!img.rgb)
+        return -1;
+    for (int i = 0; i < w * h * 3; i++) {
+        uint32_t z = (seed + 1) * 2654435761u ^ (uint32_t)(i / 3 / 8) * 40503u;
+        img.rgb[i] = (uint8_t)((z >> 13) + (uint32_t)i % 3 * 85);
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    lvd_error err;
+    int rc = lvd_image_encode_jpeg(&img, 90, &buf, &len, &err);
+    free(img.rgb);
+    FILE *f = rc == 0 ? fopen(path, "wb") : NULL;
+    if (!f || fwrite(buf, 1, len, f) != len)
+        rc = -1;
+    if (f && fclose(f) != 0)
+        rc = -1;
+    free(buf);
+    return rc;
+}
+
+/* Id of the image whose URL ends with "/name". */
+static int64_t st_image_id(sqlite3 *db, const char *name)
+{
+    return st_int(db, "SELECT id FROM images WHERE url LIKE '%%/%s'", name);
+}
+
+/* Writes rows (n x dim) to npy_path and records them as embeddings of model_id for ids. */
+static int st_add_embeddings(sqlite3 *db, int64_t model_id, const char *npy_path, const float *rows,
+                             const int64_t *ids, int64_t n, int dim)
+{
+    lvd_error err;
+    int64_t shape[2] = {n, dim};
+    if (lvd_npy_write(npy_path, rows, 2, shape, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    char sql[4096];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO embedding_files (model_id, path, rows, cols, normalized) "
+             "VALUES (%lld, '%s', %lld, %d, 1)",
+             (long long)model_id, npy_path, (long long)n, dim);
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        return -1;
+    int64_t file_id = sqlite3_last_insert_rowid(db);
+    for (int64_t i = 0; i < n; i++) {
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO embeddings (image_id, model_id, file_id, row) "
+                 "VALUES (%lld, %lld, %lld, %lld)",
+                 (long long)ids[i], (long long)model_id, (long long)file_id, (long long)i);
+        if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+            fprintf(stderr, "%s\n", sqlite3_errmsg(db));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+#endif
