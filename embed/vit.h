@@ -10,14 +10,16 @@
  * chunked (`blocks.C.I.*`) and transformers `Dinov2Model` (`encoder.layer.I.*`, optionally under a
  * `dinov2.` prefix; query/key/value are concatenated into qkv). Every tensor must be present with
  * its exact shape and no other tensor may be present; errors name the tensor and both shapes.
- * F32 weights are used in place from the opened file, never copied (transformers q/k/v excepted).
+ * Weights are used in place from the opened collection (for F32 safetensors: the mapped file),
+ * never copied, except transformers q/k/v, which are concatenated.
  *
  * Forward (per image, B images at once): patch embedding; optional iBOT mask replacing masked
  * patch embeddings by `mask_token` before positions; cls; positional embedding resized to the
  * patch grid when it differs from the stored one or the input is not square (no registers: bicubic
  * a = -0.75 with scale factor (out + 0.1) / in; registers: antialiased bicubic a = -0.5 to the
  * exact size; each resized table is cached per grid); registers after cls without positions;
- * pre-norm blocks with LayerScale, exact erf GELU or fused SwiGLU; final LayerNorm. Token order:
+ * pre-norm blocks with LayerScale, erf GELU (not the tanh form; erf to 5e-7) or fused SwiGLU;
+ * final LayerNorm. Token order:
  * [cls, reg x R, patches row-major], T = 1 + R + (H/P) * (W/P).
  *
  * Threads: a model runs one forward at a time (it owns its scratch buffers and positional cache).
