@@ -127,8 +127,31 @@ static void check_model(lvd_vit_ffn ffn, int n_reg)
     lvd_vit_free(m2);
 }
 
+/* More grids than the positional cache holds, then the first again: same output. */
+static void check_pos_cache(void)
+{
+    lvd_vit_info arch = {.dim = 64, .depth = 1, .patch = 14, .grid = 4, .ffn = LVD_VIT_MLP};
+    lvd_error err = {0};
+    lvd_vit *m;
+    CHECK(lvd_vit_init_random(&arch, 3, &m, &err) == 0);
+    static float x[3 * 14 * 14 * 12];
+    fill_input(x, sizeof x / sizeof x[0], 5);
+    float first[64], cls[64];
+    lvd_vit_outputs o = {.cls = first};
+    int rc = lvd_vit_forward(m, x, 1, 14, 28, NULL, &o, &err);
+    o.cls = cls;
+    for (int k = 1; k <= 12; k++) {
+        rc |= lvd_vit_forward(m, x, 1, 14 * k, 14, NULL, &o, &err);
+    }
+    rc |= lvd_vit_forward(m, x, 1, 14, 28, NULL, &o, &err);
+    CHECK_MSG(rc == 0, "%s", err.msg);
+    CHECK(memcmp(first, cls, sizeof cls) == 0);
+    lvd_vit_free(m);
+}
+
 int main(void)
 {
+    check_pos_cache();
     check_model(LVD_VIT_MLP, 0);
     check_model(LVD_VIT_SWIGLU, 4);
     lvd_vit_info bad = {.dim = 100, .depth = 2, .patch = 14, .grid = 4};
