@@ -67,7 +67,7 @@ static const table tables[] = {
      "SELECT r.stage, r.id, r.status, r.started,"
      " (julianday(COALESCE(r.finished, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
      "  - julianday(r.started)) * 86400.0"
-     " FROM runs r WHERE r.id = (SELECT MAX(id) FROM runs x WHERE x.stage = r.stage)"
+     " FROM runs r JOIN (SELECT MAX(id) AS id FROM runs GROUP BY stage) l ON l.id = r.id"
      " ORDER BY r.id",
      "sdssf", run_widths},
 };

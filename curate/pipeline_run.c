@@ -141,9 +141,10 @@ static int decide(lvd_manifest *m, const lvd_pipeline_step *s, char *const *argv
     cJSON *now_argv = argv_json(argv);
     cJSON *now = current_state(m, s, argv, db, err);
     int rc = now && now_argv ? 0 : -1;
+    if (!now_argv)
+        lvd_fail(err, "out of memory");
     if (rc != 0) {
-        if (now_argv && now)
-            lvd_fail(err, "out of memory");
+        /* err is filled */
     } else if (id == 0) {
         snprintf(v->why, sizeof v->why, "never ran");
     } else if (strcmp(status, "ok") != 0) {
@@ -166,19 +167,44 @@ static int decide(lvd_manifest *m, const lvd_pipeline_step *s, char *const *argv
     return rc;
 }
 
-/* Runs argv and waits; *status is the exit status, or 128 + signal when it died. */
-static int spawn_wait(char *const *argv, int *status, lvd_error *err)
+/* Runs argv and waits: *code is its exit status, or *signo the signal that killed it. Like
+ * system(), lvd-run ignores SIGINT and SIGQUIT meanwhile (the step gets them from the terminal
+ * and stops as it sees fit), so that it can record how the step ended. */
+static int spawn_wait(char *const *argv, int *code, int *signo, lvd_error *err)
 {
+    *code = -1;
+    *signo = 0;
+    struct sigaction ignore = {.sa_handler = SIG_IGN}, old_int, old_quit;
+    sigemptyset(&ignore.sa_mask);
+    sigset_t reset;
+    sigemptyset(&reset);
+    sigaddset(&reset, SIGINT);
+    sigaddset(&reset, SIGQUIT);
+    posix_spawnattr_t attr;
+    if (posix_spawnattr_init(&attr) != 0)
+        return lvd_fail(err, "%s: cannot start: out of memory", argv[0]);
+    posix_spawnattr_setsigdefault(&attr, &reset);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+    sigaction(SIGINT, &ignore, &old_int);
+    sigaction(SIGQUIT, &ignore, &old_quit);
     pid_t pid;
-    int e = posix_spawn(&pid, argv[0], NULL, NULL, argv, environ);
+    int rc = 0, e = posix_spawn(&pid, argv[0], NULL, &attr, argv, environ);
+    int ws = 0;
     if (e != 0)
-        return lvd_fail(err, "%s: cannot start: %s", argv[0], strerror(e));
-    int ws;
-    while (waitpid(pid, &ws, 0) < 0)
-        if (errno != EINTR)
-            return lvd_fail(err, "%s: waitpid: %s", argv[0], strerror(errno));
-    *status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
-    return 0;
+        rc = lvd_fail(err, "%s: cannot start: %s", argv[0], strerror(e));
+    while (e == 0 && waitpid(pid, &ws, 0) < 0)
+        if (errno != EINTR) {
+            rc = lvd_fail(err, "%s: waitpid: %s", argv[0], strerror(errno));
+            break;
+        }
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGQUIT, &old_quit, NULL);
+    posix_spawnattr_destroy(&attr);
+    if (rc == 0 && WIFEXITED(ws))
+        *code = WEXITSTATUS(ws);
+    else if (rc == 0)
+        *signo = WTERMSIG(ws);
+    return rc;
 }
 
 static double now_s(void)
@@ -223,26 +249,37 @@ static int execute(lvd_manifest *m, const lvd_pipeline *p, const lvd_pipeline_st
     fflush(out);
     fflush(stderr);
     double t0 = now_s();
-    int status = -1;
-    rc = spawn_wait(argv, &status, err);
+    int code, signo;
+    rc = spawn_wait(argv, &code, &signo, err);
     double secs = now_s() - t0;
-    cJSON *counts = rc == 0 ? current_state(m, s, argv, db, err) : cJSON_CreateObject();
-    if (!counts) {
-        cJSON_Delete(counts);
-        return -1;
+    int ok = rc == 0 && code == 0;
+    /* A step that succeeded records what it read (its skip fingerprint); a failed one how it
+     * ended. */
+    cJSON *counts = ok ? current_state(m, s, argv, db, err) : NULL;
+    if (ok && !counts) {
+        ok = 0;
+        rc = -1;
     }
-    cJSON_AddNumberToObject(counts, "exit", status);
+    if (!counts)
+        counts = cJSON_CreateObject();
+    cJSON_AddNumberToObject(counts, "exit", code);
+    cJSON_AddNumberToObject(counts, "signal", signo);
     cJSON_AddNumberToObject(counts, "seconds", secs);
-    int ok = rc == 0 && status == 0;
-    int frc = lvd_manifest_run_finish(m, run_id, ok ? "ok" : "failed", counts, ok ? err : NULL);
+    lvd_error finish_err;
+    int frc = lvd_manifest_run_finish(m, run_id, ok ? "ok" : "failed", counts, &finish_err);
     cJSON_Delete(counts);
     if (rc != 0)
         return -1;
-    if (status != 0)
-        return lvd_fail(err, "stage %s (step %s, %s) failed with exit status %d%s", s->stage, s->id,
-                        argv[0], status, status > 128 ? " (killed by a signal)" : "");
-    if (frc != 0)
+    if (signo)
+        return lvd_fail(err, "stage %s (step %s, %s) was killed by signal %d (%s)", s->stage, s->id,
+                        argv[0], signo, strsignal(signo));
+    if (code != 0)
+        return lvd_fail(err, "stage %s (step %s, %s) failed with exit status %d", s->stage, s->id,
+                        argv[0], code);
+    if (frc != 0) {
+        *err = finish_err;
         return -1;
+    }
     fprintf(out, "lvd-run: %s done in %.1f s\n", s->id, secs);
     return 0;
 }

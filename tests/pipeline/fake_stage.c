@@ -1,6 +1,8 @@
 /* lvd-fake: a test-only pipeline stage. It appends its --name to $LVD_FAKE_LOG (so tests count
  * runs), makes source S hold exactly N ok items with --images S:N (so tests change manifest
- * facts), and exits with --exit N. Other options are accepted and ignored. */
+ * facts), and exits with --exit N or dies by signal --signal N. Other options are accepted and
+ * ignored. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +32,7 @@ static int set_images(lvd_manifest *m, const char *spec, lvd_error *err)
 int main(int argc, char **argv)
 {
     const char *db = NULL, *name = "?", *images = NULL;
-    int code = 0;
+    int code = 0, signo = 0;
     for (int i = 1; i + 1 < argc; i++) {
         if (strcmp(argv[i], "--db") == 0)
             db = argv[i + 1];
@@ -40,6 +42,8 @@ int main(int argc, char **argv)
             images = argv[i + 1];
         else if (strcmp(argv[i], "--exit") == 0)
             code = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--signal") == 0)
+            signo = atoi(argv[i + 1]);
     }
     const char *log = getenv("LVD_FAKE_LOG");
     FILE *f = log ? fopen(log, "a") : NULL;
@@ -61,6 +65,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (signo)
+        raise(signo);
     if (code)
         fprintf(stderr, "lvd-fake: %s: failing with exit status %d as asked\n", name, code);
     return code;

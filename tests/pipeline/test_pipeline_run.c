@@ -134,6 +134,13 @@ static void test_failure(void)
     CHECK(strstr(pt_output, "lvd-fake) failed with exit status 3\n") != NULL);
     CHECK(query("SELECT status = 'failed' AND json_extract(counts, '$.exit') = 3 FROM runs"
                 " WHERE stage = 'pipeline:fake:b' ORDER BY id DESC LIMIT 1") == 1);
+    /* Killed by a signal: named as such, recorded as failed. */
+    write_pipeline(5, "", "signal = 9\n");
+    CHECK(run(NULL, NULL) == 1);
+    CHECK(strcmp(pt_read("log"), "b\n") == 0);
+    CHECK(strstr(pt_output, "lvd-fake) was killed by signal 9 (Killed)\n") != NULL);
+    CHECK(query("SELECT status = 'failed' AND json_extract(counts, '$.signal') = 9 FROM runs"
+                " WHERE stage = 'pipeline:fake:b' ORDER BY id DESC LIMIT 1") == 1);
     /* Fixed: the failed step reruns even with its old parameters; a stays skipped. */
     write_pipeline(5, "", "");
     CHECK(run(NULL, NULL) == 0);
