@@ -329,10 +329,12 @@ int lvd_pipeline_load(const char *path, lvd_pipeline **out, lvd_error *err)
         lvd_pipeline_free(c.p);
         return lvd_fail(err, "%s: out of memory", path);
     }
-    /* Long lines (paths) and flags without a value are allowed; stop at the first error. */
+    /* Long lines (paths) and flags without a value are allowed; no continuation lines (an
+     * indented line is an ordinary one, as the reader assumes); stop at the first error. */
     ini_use_stack = false;
     ini_allow_realloc = true;
     ini_allow_no_value = true;
+    ini_allow_multiline = false;
     ini_stop_on_first_error = true;
     int rc = ini_parse_stream(reader, &c, handler, &c);
     fclose(c.file);

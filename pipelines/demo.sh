@@ -79,7 +79,8 @@ else
     say "       (set LVD_MODEL=/path/to/dinov2_vits14 checkpoint for real features)"
 fi
 export LVD_DEMO_MODEL=$name
-if ! "$lvd_model" list --db "$db" 2>/dev/null | cut -f1 | grep -qx "$name"; then
+registered=$("$lvd_model" list --db "$db" | cut -f1)
+if ! grep -qx -- "$name" <<<"$registered"; then
     "$lvd_model" add --db "$db" --name "$name" "${model_args[@]}"
 fi
 say "embedding at resize $LVD_DEMO_RESIZE, crop $LVD_DEMO_CROP (the reference transform is 256/224)"
