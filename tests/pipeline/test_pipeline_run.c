@@ -167,6 +167,21 @@ static void test_all_facts(void)
                 " FROM runs WHERE stage = 'pipeline:fake:d'") == 1);
 }
 
+/* A run left 'running' by an lvd-run that died is marked interrupted, and its step reruns. */
+static void test_interrupted(void)
+{
+    write_pipeline(5, "", "");
+    CHECK(run(NULL, NULL) == 0);
+    CHECK(strcmp(pt_read("log"), "") == 0);
+    CHECK(query("INSERT INTO runs (stage, status) VALUES ('pipeline:fake:c', 'running')"
+                " RETURNING 1") == 1);
+    CHECK(run(NULL, NULL) == 0);
+    CHECK(strcmp(pt_read("log"), "c\n") == 0);
+    CHECK(strstr(pt_output, "fake:c: run (last run ") != NULL);
+    CHECK(strstr(pt_output, ": interrupted)\n") != NULL);
+    CHECK(query("SELECT COUNT(*) FROM runs WHERE status = 'running'") == 0);
+}
+
 static void test_status(void)
 {
     char *argv[] = {(char *)lvd_status, "--db", "m.db", NULL};
@@ -199,6 +214,7 @@ int main(int argc, char **argv)
     test_dry_run();
     test_failure();
     test_all_facts();
+    test_interrupted();
     test_status();
     free(fake);
     free((char *)lvd_run);
