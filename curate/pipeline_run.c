@@ -310,9 +310,10 @@ static int find_from(const lvd_pipeline *p, const char *from, size_t *index, lvd
     return lvd_fail(err, "--from %s: no such step or stage in %s", from, p->path);
 }
 
-/* One step: plan line, and in a real run the step itself. ran: an earlier step ran (dry run). */
+/* One step: its plan line, and in a real run the step itself. *earlier: the first step planned
+ * to run so far (NULL: none); *n_run counts the steps planned to run. */
 static int step(lvd_manifest *m, const lvd_pipeline *p, size_t i, int forced,
-                const lvd_pipeline_run_opts *o, const char **earlier, lvd_error *err)
+                const lvd_pipeline_run_opts *o, const char **earlier, size_t *n_run, lvd_error *err)
 {
     const lvd_pipeline_step *s = p->steps + i;
     char **argv = lvd_pipeline_argv(s, o->db);
@@ -330,6 +331,7 @@ static int step(lvd_manifest *m, const lvd_pipeline *p, size_t i, int forced,
             print_command(o->out, argv);
         if (v.run && !*earlier)
             *earlier = s->id;
+        *n_run += (size_t)v.run;
         if (v.run && !o->dry_run)
             rc = execute(m, p, s, argv, o->db, o->out, err);
     }
@@ -386,8 +388,13 @@ int lvd_pipeline_run(const lvd_pipeline *p, const lvd_pipeline_run_opts *o, lvd_
         fprintf(o->out, "lvd-run: dry run of %s (%zu steps, manifest %s%s)\n", p->path, p->n_steps,
                 o->db, m ? "" : ", not created yet");
     const char *earlier = NULL;
+    size_t n_run = 0;
     for (size_t i = 0; rc == 0 && i < p->n_steps; i++)
-        rc = step(m, p, i, i >= from, o, &earlier, err);
+        rc = step(m, p, i, i >= from, o, &earlier, &n_run, err);
+    if (rc == 0)
+        fprintf(o->out, "lvd-run: %s: %zu of %zu steps %s, %zu skipped\n",
+                o->dry_run ? "plan" : "done", n_run, p->n_steps, o->dry_run ? "to run" : "run",
+                p->n_steps - n_run);
     lvd_manifest_close(m);
     if (lock >= 0)
         close(lock);

@@ -25,9 +25,10 @@ work=${LVD_DEMO_DIR:-$PWD/demo-out}
 say() { printf '[demo] %s\n' "$*"; }
 die() { printf '[demo] error: %s\n' "$*" >&2; exit 1; }
 
-# Every folder of the build holding lvd-* executables is where lvd-run finds its stages.
-stage_path=$(find "$build" -maxdepth 2 -type f -name 'lvd-*' -perm -u+x -printf '%h\n' |
-    sort -u | paste -sd: -)
+# Every module folder of the build holding lvd-* executables (not tests/ or bench/) is where
+# lvd-run finds its stages.
+stage_path=$(find "$build" -mindepth 2 -maxdepth 2 -type f -name 'lvd-*' -perm -u+x \
+    -not -path "$build/tests/*" -not -path "$build/bench/*" -printf '%h\n' | sort -u | paste -sd: -)
 export LVD_STAGE_PATH=$stage_path
 tool() {
     local dir
@@ -59,6 +60,7 @@ export LVD_DEMO_EVAL_THRESHOLD=${LVD_DEMO_EVAL_THRESHOLD:-0.98}
 [ -d "$LVD_MATE" ] || die "$LVD_MATE not found (Debian package mate-backgrounds)"
 
 mkdir -p "$work"
+work=$(cd "$work" && pwd)
 [ -e "$work/.gitignore" ] || printf '*\n' >"$work/.gitignore" # keep it out of git
 cd "$work"
 db=demo.db

@@ -74,6 +74,7 @@ static void test_skip_and_rerun(void)
     CHECK(run(NULL, NULL) == 0);
     CHECK(strcmp(pt_read("log"), "") == 0);
     CHECK(pt_count(pt_output, ": skip (unchanged since run ") == 3);
+    CHECK(strstr(pt_output, "lvd-run: done: 0 of 3 steps run, 3 skipped\n") != NULL);
 
     /* a's parameter changes the images: b, which reads them, runs too; c does not. */
     write_pipeline(4, "", "");
@@ -120,6 +121,7 @@ static void test_dry_run(void)
     CHECK(strstr(pt_output, "[2/3] fake:b: skip (unchanged since run ") != NULL);
     CHECK(strstr(pt_output, "; checked again after fake:a runs\n") != NULL);
     CHECK(strstr(pt_output, "/lvd-fake --db m.db --name a --images pool:5\n") != NULL);
+    CHECK(strstr(pt_output, "lvd-run: plan: 1 of 3 steps to run, 2 skipped\n") != NULL);
     CHECK(query("SELECT COUNT(*) FROM images") == 4);
     CHECK(run(NULL, NULL) == 0); /* the real run does what the plan said, and b after all */
     CHECK(strcmp(pt_read("log"), "a\nb\n") == 0);
