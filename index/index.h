@@ -181,9 +181,9 @@ int lvd_dedup(const float *x, int64_t n, int d, const char *factory, size_t memo
  * k-means (10 iterations, fixed seed) on 40 evenly spaced rows per list; each row is stored in its
  * nearest list and searches its nprobe nearest lists; its k most similar rows found there are
  * linked when their sim is > threshold. This is what an IVF<nlist>,Flat index searched with nprobe
- * answers, but many times faster than Debian's FAISS build, whose IVF scan has no SIMD. With nprobe
- * = nlist it is exact. Extra memory beyond x: about n * nprobe * 12 + n * 8 bytes, 100 MB of heaps
- * and 48 MB of blocks. */
+ * answers, with far less CPU than Debian's FAISS build, whose IVF scan has no SIMD (bench_dedup,
+ * 100k x 384: 12.5 s against 104.5 s through lvd_dedup). With nprobe = nlist it is exact. Extra
+ * memory beyond x: about n * nprobe * 12 + n * 8 bytes, 100 MB of heaps and 48 MB of blocks. */
 int lvd_dedup_ivf(const float *x, int64_t n, int d, const lvd_dedup_options *opt, int64_t *root,
                   lvd_error *err);
 
