@@ -49,11 +49,12 @@ typedef struct lvd_embed_opts {
 
 typedef struct lvd_embed_summary {
     int64_t run_id;
-    int64_t todo;     /* images this run set out to embed */
-    int64_t embedded; /* rows written */
-    int64_t failed;   /* images that failed to decode (recorded) */
-    int64_t files;    /* .npy files written */
-    double seconds;
+    int64_t todo;       /* images this run set out to embed */
+    int64_t embedded;   /* rows written */
+    int64_t failed;     /* images that failed to decode (recorded) */
+    int64_t files;      /* .npy files written */
+    double seconds;     /* wall clock from the start of the work to the last commit */
+    double cpu_seconds; /* CPU time of the process (all threads) over the same interval */
 } lvd_embed_summary;
 
 /* Defaults: batch 32, all threads, the model's features, no limit, 256 / 224, normalized, log

@@ -20,6 +20,13 @@ double stage_now(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+double stage_cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 const char *stage_base_name(const char *path)
 {
     const char *slash = strrchr(path, '/');
@@ -39,6 +46,9 @@ void stage_job_free(stage_job *job)
 
 int stage_lock(const char *db, int *fd, lvd_error *err)
 {
+    *fd = -1;
+    if (access(db, F_OK) != 0) /* opening would create an empty manifest */
+        return lvd_fail(err, "%s: no such manifest: %s", db, strerror(errno));
     char path[PATH_MAX];
     if (snprintf(path, sizeof path, "%s-embed.lock", db) >= (int)sizeof path)
         return lvd_fail(err, "%s: path too long", db);

@@ -99,6 +99,9 @@ const char *stage_base_name(const char *path);
 /* Monotonic seconds. */
 double stage_now(void);
 
+/* CPU seconds of the process, all threads. */
+double stage_cpu_now(void);
+
 /* Progress of an embed run: a line rewritten in place on a terminal, else a log line every
  * interval_s seconds. */
 typedef struct stage_report {
@@ -117,7 +120,8 @@ void stage_report_failure(stage_report *r, int64_t image_id, const char *msg);
 /* Prints the end-of-run summary. */
 void stage_report_summary(stage_report *r, const lvd_embed_summary *sum);
 
-/* Takes the manifest's embed lock ("<db>-embed.lock"): one embed or import process at a time. */
+/* Takes the manifest's embed lock ("<db>-embed.lock"): one embed or import process at a time.
+ * Fails when the manifest does not exist. */
 int stage_lock(const char *db, int *fd, lvd_error *err);
 
 /* Creates and writes the model's output folder: <out_dir or "embeddings" beside db>/<model>,

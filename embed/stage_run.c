@@ -348,7 +348,7 @@ static int run_stage(embed_ctx *c, lvd_error *err)
     cJSON_Delete(params);
     if (rc != 0)
         return -1;
-    double start = stage_now();
+    double start = stage_now(), cpu_start = stage_cpu_now();
     c->rep = (stage_report){.log = o->log,
                             .tty = o->progress,
                             .interval_s = o->log_interval_s,
@@ -356,6 +356,7 @@ static int run_stage(embed_ctx *c, lvd_error *err)
                             .last = start};
     rc = embed_all(c, err);
     c->sum->seconds = stage_now() - start;
+    c->sum->cpu_seconds = stage_cpu_now() - cpu_start;
     cJSON *counts = counts_json(c->sum);
     lvd_error ignored; /* the stage's own failure is the one worth reporting */
     if (lvd_manifest_run_finish(c->m, c->sum->run_id, rc == 0 ? "ok" : "failed", counts,

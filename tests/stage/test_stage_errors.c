@@ -54,6 +54,10 @@ static void registry_errors(env *e)
 static void embed_errors(env *e)
 {
     expect(e, "no model named 'nope'", e->tl.embed, "--db", e->db, "--model", "nope", NULL);
+    char missing[1100];
+    snprintf(missing, sizeof missing, "%s/none.db", e->tmp);
+    expect(e, "none.db: no such manifest", e->tl.embed, "--db", missing, "--model", "rnd", NULL);
+    CHECK(access(missing, F_OK) != 0);
     expect(e, "--crop 100 is not a multiple of the patch size 14 of model 'rnd'", e->tl.embed,
            "--db", e->db, "--model", "rnd", "--crop", "100", NULL);
     expect(e, "no source named 'zzz'", e->tl.embed, "--db", e->db, "--model", "rnd", "--source",
