@@ -45,11 +45,13 @@ static const table tables[] = {
      "ssddddd", image_widths},
     {NULL, "embeddings by model and source",
      "model                    source             embedded  ok items",
-     "SELECT m.name, s.name,"
-     " (SELECT COUNT(*) FROM embeddings e JOIN images i ON i.id = e.image_id"
-     "   WHERE e.model_id = m.id AND i.source_id = s.id),"
-     " (SELECT COUNT(*) FROM images i WHERE i.source_id = s.id AND i.status = 'ok')"
-     " FROM models m CROSS JOIN sources s ORDER BY m.name, s.name",
+     "WITH e AS (SELECT e.model_id, i.source_id, COUNT(*) AS n FROM embeddings e"
+     "   JOIN images i ON i.id = e.image_id GROUP BY e.model_id, i.source_id),"
+     " ok AS (SELECT source_id, COUNT(*) AS n FROM images WHERE status = 'ok' GROUP BY source_id)"
+     " SELECT m.name, s.name, COALESCE(e.n, 0), COALESCE(ok.n, 0)"
+     " FROM models m CROSS JOIN sources s"
+     " LEFT JOIN e ON e.model_id = m.id AND e.source_id = s.id"
+     " LEFT JOIN ok ON ok.source_id = s.id ORDER BY m.name, s.name",
      "ssdd", embed_widths},
     {"dedup", "pool dedup by model (lvd-dedup)",
      "model                      images      kept duplicate      eval",

@@ -107,11 +107,11 @@ static const fact_kind fact_kinds[] = {
                " FROM images i JOIN sources s ON s.id = i.source_id"
                " WHERE ?1 IS NULL OR s.name = ?1"
                " GROUP BY s.name, s.role, i.status ORDER BY s.name, i.status"},
-    {"embeddings", "SELECT m.name || '/' || s.name || '=' || COUNT(*)"
-                   " FROM embeddings e JOIN models m ON m.id = e.model_id"
-                   " JOIN images i ON i.id = e.image_id JOIN sources s ON s.id = i.source_id"
-                   " WHERE ?1 IS NULL OR m.name = ?1"
-                   " GROUP BY m.name, s.name ORDER BY m.name, s.name"},
+    {"embeddings",
+     "SELECT m.name || ' files=' || COUNT(f.id) || ' rows=' || COALESCE(SUM(f.rows), 0)"
+     " || ' last=' || COALESCE(MAX(f.id), 0)"
+     " FROM models m LEFT JOIN embedding_files f ON f.model_id = m.id"
+     " WHERE ?1 IS NULL OR m.name = ?1 GROUP BY m.name ORDER BY m.name"},
     {"models", "SELECT name || ' ' || arch || ' ' || dim || ' ' || features || ' ' ||"
                " COALESCE(sha256, '-') || ' ' || COALESCE(path, '-')"
                " FROM models WHERE ?1 IS NULL OR name = ?1 ORDER BY name"},

@@ -9,8 +9,10 @@
  * (changes past that bound go unseen). The fingerprint is a SHA-256 in hex.
  *
  * Manifest facts (the `reads` of a step) are text summaries of manifest state:
- *   images[:SOURCE]       item counts by status per source (role included)
- *   embeddings[:MODEL]    embedding counts per model and source
+ *   images[:SOURCE]       item counts by status per source (role included): one pass over the
+ *                         images_by_status index
+ *   embeddings[:MODEL]    per model, its embedding files: count, rows, last id (cheap: one row
+ *                         per file, not per embedding)
  *   models[:NAME]         registered models: name, arch, dim, features, sha256, path
  *   dedup[:MODEL]         dedup results per model: kept, removed as duplicate, as eval
  *   curated[:MODEL]       curated rows per model, source and method, with the last run id
