@@ -188,7 +188,10 @@ static int step_key(parse_ctx *c, lvd_pipeline_step *s, const char *key, char *v
     }
     if (!is_args && !valid_key(key)) {
         free(value);
-        return problem(c, c->line, "invalid option name '%s'", key);
+        return problem(c, c->line,
+                       "bad line: '%s' is not an option name (expected key = value or a flag key; "
+                       "names start with a letter or digit, then letters, digits, - _ .)",
+                       key);
     }
     char *k = NULL;
     if (!is_args && asprintf(&k, strlen(key) == 1 ? "-%s" : "--%s", key) < 0)

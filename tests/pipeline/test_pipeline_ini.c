@@ -35,7 +35,8 @@ int main(int argc, char **argv)
     expect_error("[pipeline]\ndb = x.db\n\n[nosuchstage]\nkey = 1\n",
                  "bad.ini:4: unknown stage 'nosuchstage': no executable lvd-nosuchstage");
     expect_error("[fake:a]\nname = a\nthis line has no equals sign or brackets ]\n",
-                 "bad.ini:3: invalid option name 'this line has no equals sign or brackets ]'");
+                 "bad.ini:3: bad line: 'this line has no equals sign or brackets ]' is not an "
+                 "option name");
     expect_error("[fake:a]\nname = a\n[unclosed\n", "bad.ini:3: syntax error");
     expect_error("; comment\nname = a\n[fake:a]\n", "bad.ini:2: 'name' is outside a section");
     expect_error("[fake:a]\n[fake:b]\n\n[fake:a]\n",
@@ -49,7 +50,7 @@ int main(int argc, char **argv)
     expect_error("[fake:]\n", "bad.ini:1: invalid step name [fake:]");
     expect_error("[pipeline]\ndatabase = x\n[fake]\n", "bad.ini:2: unknown key 'database'");
     expect_error("[fake]\nargs =\n", "bad.ini:2: 'args' needs a value");
-    expect_error("[fake]\n--name = a\n", "bad.ini:2: invalid option name '--name'");
+    expect_error("[fake]\n--name = a\n", "bad.ini:2: bad line: '--name' is not an option name");
 
     /* A valid file: the command line follows the documented rule, env values expand. */
     setenv("LVD_TEST_DIR", "/some/where", 1);
