@@ -65,18 +65,25 @@ apt-get source -qq "faiss=$version" >apt-source.log 2>&1 || {
     die "apt-get source faiss=$version failed"
 }
 src=$(find "$work" -mindepth 1 -maxdepth 1 -type d -name 'faiss-*' | head -n 1)
-[ -n "$src" ] && [ -d "$src/c_api" ] || die "no c_api/ folder in the faiss source under $work"
+if [ -z "$src" ] || [ ! -d "$src/c_api" ]; then
+    die "no c_api/ folder in the faiss source under $work"
+fi
 
 mapfile -t sources < <(cd "$src/c_api" && find . -name '*.cpp' -not -path './gpu/*' | sort)
 [ "${#sources[@]}" -gt 0 ] || die "no c_api sources found in $src/c_api"
 
 echo "build-faiss-c.sh: compiling ${#sources[@]} c_api sources"
 mkdir -p obj
-# One object per source, named after its path, compiled in parallel.
-printf '%s\n' "${sources[@]}" |
-    xargs -P "$(nproc)" -I{} sh -c \
-        'o=obj/$(echo "{}" | sed "s|^\./||; s|/|_|g; s|\.cpp$|.o|");
-         g++ -std=c++17 -O2 -fPIC -DNDEBUG -c "$0/c_api/{}" -o "$o"' "$src" ||
+# One object per source (c_api/impl/X.cpp -> obj/impl_X.o), compiled in parallel.
+compile_one() {
+    local obj
+    obj="obj/$(echo "${1#./}" | tr / _)"
+    g++ -std=c++17 -O2 -fPIC -DNDEBUG -c "$src/c_api/$1" -o "${obj%.cpp}.o"
+}
+export -f compile_one
+export src
+# shellcheck disable=SC2016 # $1 is expanded by the inner bash, on purpose
+printf '%s\0' "${sources[@]}" | xargs -0 -n 1 -P "$(nproc)" bash -c 'compile_one "$1"' _ ||
     die "compiling the c_api sources failed"
 
 ar rcs "$work/libfaiss_c.a" obj/*.o
