@@ -65,7 +65,7 @@ run_suite() {
   meson test -C "$dir" --print-errorlogs --num-processes 2 --timeout-multiplier 3 || rc=$?
   local log="$dir/meson-logs/testlog.json"
   local p f s
-  p=$(grep -c '"result": "OK"' "$log" || true)
+  p=$(grep -Ec '"result": "(OK|EXPECTEDFAIL)"' "$log" || true)
   s=$(grep -c '"result": "SKIP"' "$log" || true)
   f=$(grep -Ec '"result": "(FAIL|ERROR|TIMEOUT|UNEXPECTEDPASS)"' "$log" || true)
   passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
