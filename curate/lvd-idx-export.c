@@ -109,7 +109,6 @@ static int apply(int c, const char *arg, lvd_idx_export_opts *o)
     case OPT_DB:
         return 0;
     default:
-        fprintf(stderr, "lvd-idx-export: unknown option (see --help)\n");
         return -1;
     }
 }
@@ -118,10 +117,16 @@ int main(int argc, char **argv)
 {
     lvd_idx_export_opts o = {0};
     int c;
+    opterr = 0; /* one error line, ours */
     while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
         if (c == OPT_HELP) {
             usage(stdout);
             return 0;
+        }
+        if (c == '?') {
+            fprintf(stderr, "lvd-idx-export: unknown option or missing value: %s (see --help)\n",
+                    argv[optind - 1]);
+            return 2;
         }
         if (apply(c, optarg, &o) != 0)
             return 2;

@@ -45,6 +45,7 @@ int main(int argc, char **argv)
 {
     lvd_pipeline_run_opts o = {.out = stdout};
     int c;
+    opterr = 0; /* one error line, ours */
     while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
         switch (c) {
         case OPT_DB:
@@ -60,7 +61,8 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         default:
-            fprintf(stderr, "lvd-run: unknown option (see --help)\n");
+            fprintf(stderr, "lvd-run: unknown option or missing value: %s (see --help)\n",
+                    argv[optind - 1]);
             return 2;
         }
     }

@@ -129,13 +129,15 @@ int main(int argc, char **argv)
     };
     const char *db = NULL;
     int c;
+    opterr = 0; /* one error line, ours */
     while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
         if (c == 'h') {
             usage(stdout);
             return 0;
         }
         if (c != 'd') {
-            fprintf(stderr, "lvd-status: unknown option (see --help)\n");
+            fprintf(stderr, "lvd-status: unknown option or missing value: %s (see --help)\n",
+                    argv[optind - 1]);
             return 2;
         }
         db = optarg;
