@@ -164,6 +164,8 @@ static int copy_file(const char *path, const pending_row *rows, int64_t n, lvd_e
 
 static int read_files(selection *s, lvd_embeddings *e, lvd_error *err)
 {
+    if (s->n_rows == 0)
+        return 0;
     qsort(s->rows, (size_t)s->n_rows, sizeof *s->rows, cmp_pending);
     for (int64_t i = 0; i < s->n_rows;) {
         int64_t j = i;

@@ -70,7 +70,8 @@ static int read_file(const char *path, uint8_t **buf, size_t *len, lvd_error *er
     return 0;
 }
 
-/* Decodes and preprocesses the file (the eval transform) into chw (3 x crop x crop). */
+/* Decodes and preprocesses the file into chw (3 x crop x crop) the way lvd-embed does, so a file
+ * of the manifest finds its own stored embedding at similarity 1. */
 static int load_image(const char *path, const lvd_query_options *o, float *chw, lvd_error *err)
 {
     uint8_t *buf = NULL;
@@ -80,7 +81,7 @@ static int load_image(const char *path, const lvd_query_options *o, float *chw, 
     lvd_decode_opts dopt;
     memset(&dopt, 0, sizeof dopt);
     dopt.max_pixels = QUERY_MAX_PIXELS;
-    dopt.apply_orientation = 1;
+    dopt.apply_orientation = 0; /* as lvd-embed decodes (PIL convert("RGB")) */
     lvd_image img;
     int rc = lvd_image_decode(buf, len, &dopt, &img, err);
     free(buf);

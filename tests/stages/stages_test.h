@@ -20,7 +20,7 @@
 
 /* Runs argv (NULL-terminated) with stdout sent to out_path (NULL: /dev/null); returns the exit
  * status, or -1 when it did not exit normally. */
-static int st_run(char *const argv[], const char *out_path)
+static inline int st_run(char *const argv[], const char *out_path)
 {
     fflush(stdout);
     pid_t pid = fork();
@@ -38,7 +38,7 @@ static int st_run(char *const argv[], const char *out_path)
 }
 
 /* The integer an SQL query returns (first column of the first row); -1 on none. */
-static int64_t st_int(sqlite3 *db, const char *fmt, ...)
+static inline int64_t st_int(sqlite3 *db, const char *fmt, ...)
 {
     char sql[2048];
     va_list ap;
@@ -57,7 +57,7 @@ static int64_t st_int(sqlite3 *db, const char *fmt, ...)
     return v;
 }
 
-static double st_double(sqlite3 *db, const char *fmt, ...)
+static inline double st_double(sqlite3 *db, const char *fmt, ...)
 {
     char sql[2048];
     va_list ap;
@@ -78,7 +78,7 @@ static double st_double(sqlite3 *db, const char *fmt, ...)
 
 /* Every row of a query joined into one string ('|' between columns, '\n' between rows), for
  * comparing whole results. Caller frees. */
-static char *st_dump(sqlite3 *db, const char *sql)
+static inline char *st_dump(sqlite3 *db, const char *sql)
 {
     sqlite3_stmt *st;
     size_t cap = 4096, len = 0;
@@ -101,7 +101,7 @@ static char *st_dump(sqlite3 *db, const char *sql)
     return out;
 }
 
-static void st_mkdir(const char *path)
+static inline void st_mkdir(const char *path)
 {
     if (mkdir(path, 0755) != 0 && access(path, F_OK) != 0) {
         fprintf(stderr, "cannot create %s\n", path);
@@ -110,7 +110,7 @@ static void st_mkdir(const char *path)
 }
 
 /* Writes a JPEG of w x h whose pixels depend on seed only (distinct seeds: distinct bytes). */
-static int st_write_jpeg(const char *path, int w, int h, uint32_t seed)
+static inline int st_write_jpeg(const char *path, int w, int h, uint32_t seed)
 {
     lvd_image img = {w, h, malloc((size_t)w * h * 3)};
     if (!img.rgb)
@@ -134,14 +134,14 @@ static int st_write_jpeg(const char *path, int w, int h, uint32_t seed)
 }
 
 /* Id of the image whose URL ends with "/name". */
-static int64_t st_image_id(sqlite3 *db, const char *name)
+static inline int64_t st_image_id(sqlite3 *db, const char *name)
 {
     return st_int(db, "SELECT id FROM images WHERE url LIKE '%%/%s'", name);
 }
 
 /* Writes rows (n x dim) to npy_path and records them as embeddings of model_id for ids. */
-static int st_add_embeddings(sqlite3 *db, int64_t model_id, const char *npy_path, const float *rows,
-                             const int64_t *ids, int64_t n, int dim)
+static inline int st_add_embeddings(sqlite3 *db, int64_t model_id, const char *npy_path,
+                                    const float *rows, const int64_t *ids, int64_t n, int dim)
 {
     lvd_error err;
     int64_t shape[2] = {n, dim};

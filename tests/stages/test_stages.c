@@ -406,8 +406,8 @@ static void test_index(sqlite3 *db)
     snprintf(out, sizeof out, "%s/query.tsv", dir);
     snprintf(id, sizeof id, "%lld", (long long)id_of("a1"));
     CHECK(query(id, NULL, out) == 0);
-    int64_t ids[4];
-    double sims[4];
+    int64_t ids[4] = {0};
+    double sims[4] = {0};
     /* Brute force: a1d (copy), sA1, sA4 are a1's three nearest among all images. */
     const char *want[3] = {"a1d", "sA1", "sA4"};
     CHECK(read_ids(out, ids, sims, 4) == 3);
@@ -556,7 +556,7 @@ int main(int argc, char **argv)
     test_export(db);
     test_errors();
     sqlite3_close(db);
-    if (!check_failures) {
+    if (!check_failures && !getenv("LVD_KEEP")) {
         char cmd[400];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
         CHECK(system(cmd) == 0);
