@@ -59,6 +59,10 @@ export LVD_DEMO_EVAL_THRESHOLD=${LVD_DEMO_EVAL_THRESHOLD:-0.98}
     die "Fashion-MNIST not found in $LVD_FMNIST (Debian package dataset-fashion-mnist)"
 [ -d "$LVD_MATE" ] || die "$LVD_MATE not found (Debian package mate-backgrounds)"
 
+if [ -n "${LVD_MODEL:-}" ]; then
+    [ -f "$LVD_MODEL" ] || die "LVD_MODEL=$LVD_MODEL: no such file"
+    LVD_MODEL=$(realpath -- "$LVD_MODEL") # the work folder is entered below
+fi
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 [ -e "$work/.gitignore" ] || printf '*\n' >"$work/.gitignore" # keep it out of git
@@ -69,7 +73,6 @@ start=$(date +%s)
 # The model: registered once under a name that says what it is (lvd-model refuses to register
 # a name twice, and lvd-embed refuses a checkpoint file that changed since).
 if [ -n "${LVD_MODEL:-}" ]; then
-    [ -f "$LVD_MODEL" ] || die "LVD_MODEL=$LVD_MODEL: no such file"
     name=$(basename "$LVD_MODEL")
     name=ckpt-$(printf '%s' "${name%.*}" | tr -c 'A-Za-z0-9._-' '_')
     model_args=("$LVD_MODEL")
