@@ -26,31 +26,31 @@ static void hash_entry(walk *w, const char *rel, const struct stat *st)
     w->entries++;
 }
 
-/* Hashes the entries of folder dir (rel: its path below the root) in sorted order. */
+/* Hashes the entries of folder dir (rel: its path below the root) in directory order, which is
+ * stable while the folder is unchanged (adding, removing or renaming an entry changes the
+ * folder's own mtime, hashed by the caller). Reading stops at the entry budget, so neither time
+ * nor memory grows with a huge folder. */
 static int walk_dir(walk *w, const char *dir, const char *rel, int depth, lvd_error *err)
 {
-    struct dirent **names;
-    int n = scandir(dir, &names, NULL, alphasort);
-    if (n < 0)
+    DIR *d = opendir(dir);
+    if (!d)
         return lvd_fail(err, "%s: cannot list: %s", dir, strerror(errno));
     int rc = 0;
-    for (int i = 0; i < n; i++) {
-        const char *name = names[i]->d_name;
-        int skip =
-            strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || w->entries >= LVD_FP_MAX_ENTRIES;
+    struct dirent *e;
+    while (rc == 0 && w->entries < LVD_FP_MAX_ENTRIES && (e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
         char path[4096], sub[4096];
         struct stat st;
-        if (!skip && rc == 0 &&
-            snprintf(path, sizeof path, "%s/%s", dir, name) < (int)sizeof path &&
-            snprintf(sub, sizeof sub, "%s/%s", rel, name) < (int)sizeof sub &&
-            lstat(path, &st) == 0) {
-            hash_entry(w, sub, &st);
-            if (S_ISDIR(st.st_mode) && depth < LVD_FP_MAX_DEPTH)
-                rc = walk_dir(w, path, sub, depth + 1, err);
-        }
-        free(names[i]);
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path ||
+            snprintf(sub, sizeof sub, "%s/%s", rel, e->d_name) >= (int)sizeof sub ||
+            lstat(path, &st) != 0)
+            continue;
+        hash_entry(w, sub, &st);
+        if (S_ISDIR(st.st_mode) && depth < LVD_FP_MAX_DEPTH)
+            rc = walk_dir(w, path, sub, depth + 1, err);
     }
-    free(names);
+    closedir(d);
     return rc;
 }
 

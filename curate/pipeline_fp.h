@@ -4,9 +4,10 @@
  * Input paths: every argument of a step's command line that names an existing file or folder
  * (relative to the working directory), except the manifest database itself. A file is
  * fingerprinted by size and mtime (ns); a folder by the relative path, type, size and mtime of
- * every entry below it, walked in sorted order without following symbolic links into folders.
- * The cost is bounded: a walk stops after LVD_FP_MAX_ENTRIES entries or LVD_FP_MAX_DEPTH levels
- * (changes past that bound go unseen). The fingerprint is a SHA-256 in hex.
+ * every entry below it (folders included: adding or removing an entry changes its folder's
+ * mtime), walked in directory order without following symbolic links into folders. The cost is
+ * bounded: a walk stops after LVD_FP_MAX_ENTRIES entries or LVD_FP_MAX_DEPTH levels (changes
+ * past that bound go unseen). The fingerprint is a SHA-256 in hex.
  *
  * Manifest facts (the `reads` of a step) are text summaries of manifest state:
  *   images[:SOURCE]       item counts by status per source (role included): one pass over the
