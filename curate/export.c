@@ -1,7 +1,5 @@
 #include "curate/export.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -10,17 +8,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "curate/export_members.h"
 #include "store/shard.h"
 
-/* Members larger than this are refused (a fetch shard never holds one). */
-#define EXPORT_MAX_MEMBER ((int64_t)1 << 30)
-
-/* One curated image to copy: its fetch shard and the stem (key) of its member there. */
+/* One curated image to copy: its fetch shard and its image member there. */
 typedef struct export_item {
     int64_t id;
     char *shard;
     char *member;
-    size_t stem_len;
     int started; /* a member of its key was written */
     int found;   /* its image member was written */
 } export_item;
@@ -61,10 +56,8 @@ static int add_item(export_item **items, int64_t *n, int64_t *cap, sqlite3_stmt 
         *items = p;
         *cap = c;
     }
-    const char *dot = strchr(member, '.');
     export_item *it = &(*items)[*n];
-    *it = (export_item){
-        id, strdup(shard), strdup(member), dot ? (size_t)(dot - member) : strlen(member), 0, 0};
+    *it = (export_item){id, strdup(shard), strdup(member), 0, 0};
     (*n)++;
     return it->shard && it->member ? 0 : lvd_fail(err, "export: out of memory");
 }
@@ -118,82 +111,50 @@ static int next_key(export_state *s, lvd_error *err)
     return 0;
 }
 
-static int read_member(struct archive *a, struct archive_entry *e, const char *shard,
-                       unsigned char **data, size_t *len, lvd_error *err)
-{
-    int64_t size = archive_entry_size(e);
-    if (size < 0 || size > EXPORT_MAX_MEMBER)
-        return lvd_fail(err, "%s: member %s has a bad size", shard, archive_entry_pathname(e));
-    *data = malloc((size_t)size + 1);
-    if (!*data)
-        return lvd_fail(err, "export: out of memory for %lld bytes", (long long)size);
-    la_ssize_t got = archive_read_data(a, *data, (size_t)size);
-    if (got != size) {
-        free(*data);
-        return lvd_fail(err, "%s: cannot read member %s: %s", shard, archive_entry_pathname(e),
-                        got < 0 ? archive_error_string(a) : "short read");
-    }
-    *len = (size_t)size;
-    return 0;
-}
+/* One group of items (all in one fetch shard) being copied. */
+typedef struct copy_ctx {
+    export_state *s;
+    export_item *group;
+} copy_ctx;
 
-/* Copies one fetch member to every item of the group whose stem it has (renamed to its key). */
-static int copy_member(export_state *s, struct archive *a, struct archive_entry *e,
-                       const char *shard, export_item *group, int64_t n, lvd_error *err)
+/* Copies one fetch member of item i's key into the output under the item's own key. */
+static int copy_member(void *ctx, int64_t i, const char *name, const unsigned char *data,
+                       size_t len, lvd_error *err)
 {
-    const char *name = archive_entry_pathname(e);
-    const char *dot = name ? strchr(name, '.') : NULL;
-    if (!dot)
-        return 0;
-    size_t stem = (size_t)(dot - name);
-    unsigned char *data = NULL;
-    size_t len = 0;
-    int rc = 0;
-    for (int64_t i = 0; i < n && rc == 0; i++) {
-        export_item *it = &group[i];
-        if (it->stem_len != stem || strncmp(it->member, name, stem) != 0)
-            continue;
-        if (!data && read_member(a, e, shard, &data, &len, err))
+    copy_ctx *c = ctx;
+    export_item *it = &c->group[i];
+    const char *ext = strchr(name, '.');
+    if (!ext)
+        return 0; /* not a WebDataset member */
+    char out[64 + NAME_MAX];
+    snprintf(out, sizeof out, "%010lld%s", (long long)it->id, ext);
+    if (!it->started) {
+        it->started = 1;
+        if (next_key(c->s, err))
             return -1;
-        char out[64 + NAME_MAX];
-        snprintf(out, sizeof out, "%010lld%s", (long long)it->id, dot);
-        if (!it->started) {
-            it->started = 1;
-            rc = next_key(s, err);
-        }
-        it->found |= strcmp(it->member, name) == 0;
-        if (rc == 0)
-            rc = lvd_shard_add(s->w, out, data, len, err);
-        s->counts->members += rc == 0;
     }
-    free(data);
-    return rc;
+    it->found |= strcmp(it->member, name) == 0;
+    if (lvd_shard_add(c->s->w, out, data, len, err))
+        return -1;
+    c->s->counts->members++;
+    return 0;
 }
 
 /* Copies the members of one fetch shard that the items of group (all in that shard) need. */
 static int copy_shard(export_state *s, export_item *group, int64_t n, lvd_error *err)
 {
-    const char *shard = group[0].shard;
-    struct archive *a = archive_read_new();
-    if (!a)
+    const char **members = malloc((size_t)n * sizeof *members);
+    if (!members)
         return lvd_fail(err, "export: out of memory");
-    archive_read_support_format_tar(a);
-    int rc = 0;
-    if (archive_read_open_filename(a, shard, 1 << 16) != ARCHIVE_OK) {
-        rc = lvd_fail(err, "%s: cannot open: %s", shard, archive_error_string(a));
-    } else {
-        struct archive_entry *e;
-        int r;
-        while (rc == 0 && (r = archive_read_next_header(a, &e)) == ARCHIVE_OK)
-            rc = copy_member(s, a, e, shard, group, n, err);
-        if (rc == 0 && r != ARCHIVE_EOF)
-            rc = lvd_fail(err, "%s: bad tar: %s", shard, archive_error_string(a));
-    }
-    archive_read_free(a);
+    for (int64_t i = 0; i < n; i++)
+        members[i] = group[i].member;
+    copy_ctx c = {s, group};
+    int rc = lvd_shard_scan(group[0].shard, members, n, copy_member, &c, err);
+    free(members);
     for (int64_t i = 0; i < n && rc == 0; i++)
         if (!group[i].found)
-            rc = lvd_fail(err, "%s: member %s of image %lld not found", shard, group[i].member,
-                          (long long)group[i].id);
+            rc = lvd_fail(err, "%s: member %s of image %lld not found", group[i].shard,
+                          group[i].member, (long long)group[i].id);
     return rc;
 }
 
