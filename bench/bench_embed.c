@@ -2,7 +2,7 @@
  *
  * 64 real photos (the mate-backgrounds JPEGs, resized to about 500x375 and re-encoded with
  * image/, each size slightly different so none is a duplicate) are stored in tar shards by
- * lvd-fetch (path given as argument). Then, alternating, best of 2 each:
+ * lvd-fetch (path given as argument). Then, alternating, best of 3 each:
  * - end to end: lvd_embed_run (shard read, decode, preprocess 256/224 on the producer thread,
  *   ViT-S/14 12 blocks random weights, L2 normalization, .npy writing, manifest recording);
  * - the ViT alone: lvd_vit_features on the same 64 images already preprocessed, same batch and
