@@ -4,7 +4,8 @@
  * component, and seed images near known pool images. Images come from lvd-fetch over folders
  * of generated JPEGs; embeddings are written as .npy files and recorded as the embed stage
  * does. Every expected component, kept row, retrieval and cluster pick is checked through SQL on
- * the views. Usage: test_stages LVD-FETCH LVD-INDEX LVD-QUERY LVD-DEDUP LVD-RETRIEVE LVD-EXPORT */
+ * the views. Usage: test_stages LVD-FETCH LVD-INDEX LVD-QUERY LVD-DEDUP LVD-RETRIEVE LVD-EXPORT
+ * LVD-REPORT */
 #include <archive.h>
 #include <archive_entry.h>
 #include <math.h>
@@ -13,7 +14,7 @@
 
 #define DIM 64
 
-enum { T_FETCH, T_INDEX, T_QUERY, T_DEDUP, T_RETRIEVE, T_EXPORT, T_COUNT };
+enum { T_FETCH, T_INDEX, T_QUERY, T_DEDUP, T_RETRIEVE, T_EXPORT, T_REPORT, T_COUNT };
 static const char *tool[T_COUNT];
 static char dir[256], db_path[320];
 
@@ -505,6 +506,46 @@ static void test_export(sqlite3 *db)
     CHECK(knn_a1 == 2);
 }
 
+static int count_of(const char *text, const char *what)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, what)); p += strlen(what))
+        n++;
+    return n;
+}
+
+/* The galleries: 4 duplicate pairs (a1, a2, b3, c1 in component order), then the chain b1 - b4
+ * - b2 removed by E1; every image with a thumbnail. */
+static void test_report(void)
+{
+    char out[512];
+    snprintf(out, sizeof out, "%s/report.html", dir);
+    char *argv[] = {
+        (char *)tool[T_REPORT], "--db", db_path, "--model", "synth", "--out", out, NULL};
+    CHECK(st_run(argv, NULL) == 0);
+    FILE *f = fopen(out, "r");
+    static char html[1 << 20];
+    size_t len = f ? fread(html, 1, sizeof html - 1, f) : 0;
+    html[len] = 0;
+    if (f)
+        fclose(f);
+    CHECK(count_of(html, "<section>") == 5);
+    CHECK(count_of(html, "<img src=\"data:image/jpeg;base64,") == 11);
+    CHECK(count_of(html, "no preview") == 0);
+    const char *order[] = {"a1", "a2", "b3", "c1", "b1"};
+    const char *prev = html;
+    for (int i = 0; i < 5; i++) {
+        char head[96];
+        snprintf(head, sizeof head, "<h3>component %lld: %d images</h3>",
+                 (long long)id_of(order[i]), i < 4 ? 2 : 3);
+        const char *at = strstr(prev, head);
+        CHECK_MSG(at != NULL, "%s missing or out of order", head);
+        prev = at ? at : prev;
+    }
+    char *no_out[] = {(char *)tool[T_REPORT], "--db", db_path, "--model", "synth", NULL};
+    CHECK(st_run(no_out, NULL) == 2);
+}
+
 static void test_errors(void)
 {
     char *unknown[] = {(char *)tool[T_DEDUP], "--db", db_path, "--model", "nope", NULL};
@@ -525,7 +566,7 @@ int main(int argc, char **argv)
 {
     if (argc != 1 + T_COUNT) {
         fprintf(stderr, "usage: test_stages LVD-FETCH LVD-INDEX LVD-QUERY LVD-DEDUP LVD-RETRIEVE "
-                        "LVD-EXPORT\n");
+                        "LVD-EXPORT LVD-REPORT\n");
         return 2;
     }
     for (int t = 0; t < T_COUNT; t++)
@@ -554,6 +595,7 @@ int main(int argc, char **argv)
     test_clusters(db);
     test_index(db);
     test_export(db);
+    test_report();
     test_errors();
     sqlite3_close(db);
     if (!check_failures && !getenv("LVD_KEEP")) {
