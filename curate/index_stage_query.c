@@ -4,12 +4,8 @@
 #include <string.h>
 
 #include "curate/embeddings_read.h"
+#include "curate/embeddings_vit.h"
 #include "curate/index_stage.h"
-#include "embed/model_registry.h"
-#include "image/image.h"
-
-/* Images larger than this (pixels) are refused before decoding. */
-#define QUERY_MAX_PIXELS 89478485
 
 void lvd_query_defaults(lvd_query_options *o)
 {
@@ -70,60 +66,25 @@ static int read_file(const char *path, uint8_t **buf, size_t *len, lvd_error *er
     return 0;
 }
 
-/* Decodes and preprocesses the file into chw (3 x crop x crop) the way lvd-embed does, so a file
- * of the manifest finds its own stored embedding at similarity 1. */
-static int load_image(const char *path, const lvd_query_options *o, float *chw, lvd_error *err)
-{
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    if (read_file(path, &buf, &len, err))
-        return -1;
-    lvd_decode_opts dopt;
-    memset(&dopt, 0, sizeof dopt);
-    dopt.max_pixels = QUERY_MAX_PIXELS;
-    dopt.apply_orientation = 0; /* as lvd-embed decodes (PIL convert("RGB")) */
-    lvd_image img;
-    int rc = lvd_image_decode(buf, len, &dopt, &img, err);
-    free(buf);
-    if (rc)
-        return lvd_error_prefix(err, "%s", path);
-    rc = lvd_image_preprocess(&img, o->resize, o->crop, chw, err);
-    lvd_image_free(&img);
-    return rc ? lvd_error_prefix(err, "%s", path) : 0;
-}
-
+/* Embeds the file o->image with the registered model, as lvd-embed embeds stored images, so a
+ * file of the manifest finds its own stored embedding at similarity 1. */
 static int embedded_vector(lvd_manifest *m, const lvd_query_options *o, int dim, float *q,
                            lvd_error *err)
 {
-    lvd_model_record rec;
-    int found;
-    if (lvd_model_find(m, o->model, &rec, &found, err))
-        return -1;
-    if (!found)
-        return lvd_fail(err, "unknown model '%s'", o->model);
-    if (rec.features == LVD_FEATURES_EXTERNAL)
-        return lvd_fail(err,
-                        "model '%s' has no weights (external embeddings): --image needs a "
-                        "ViT model; query with --id instead",
-                        o->model);
-    lvd_vit_pool pool =
-        rec.features == LVD_FEATURES_CLS ? LVD_VIT_POOL_CLS : LVD_VIT_POOL_CLS_MEANPATCH;
-    float *chw = malloc((size_t)3 * o->crop * o->crop * sizeof *chw);
-    if (!chw)
-        return lvd_fail(err, "out of memory");
-    lvd_vit *vit = NULL;
-    int rc = load_image(o->image, o, chw, err);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    lvd_image img = {0};
+    lvd_stage_vit v = {0};
+    int rc = read_file(o->image, &buf, &len, err);
+    if (rc == 0 && lvd_stage_decode(buf, len, &img, err))
+        rc = lvd_error_prefix(err, "%s", o->image);
+    free(buf);
     if (rc == 0)
-        rc = lvd_model_open(&rec, &vit, err);
-    if (rc == 0 && lvd_vit_feature_dim(vit, pool) != dim)
-        rc = lvd_fail(err, "model '%s' gives %d values, its embeddings have %d", o->model,
-                      lvd_vit_feature_dim(vit, pool), dim);
-    if (rc == 0)
-        rc = lvd_vit_features(vit, chw, 1, o->crop, o->crop, pool, q, err);
-    if (rc == 0)
-        rc = lvd_normalize_rows(q, 1, dim, err);
-    lvd_vit_free(vit);
-    free(chw);
+        rc = lvd_stage_vit_open(m, o->model, dim, "--image", &v, err);
+    if (rc == 0 && lvd_stage_vit_embed(&v, &img, 1, o->resize, o->crop, q, err))
+        rc = lvd_error_prefix(err, "%s", o->image);
+    lvd_stage_vit_close(&v);
+    lvd_image_free(&img);
     return rc;
 }
 
