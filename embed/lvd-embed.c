@@ -17,7 +17,7 @@ static const char usage[] =
     "Writes one float32 .npy per shard, OUT/NAME/<shard>.r<run>.npy, and records its rows in\n"
     "the manifest (view v_embeddings) once the file is in place; a rerun after a crash embeds\n"
     "exactly what is missing. Images that fail to decode are recorded (v_embedding_failures)\n"
-    "and skipped by later runs.\n"
+    "and skipped by later runs (unless --retry-failed).\n"
     "With --import, attaches the rows of FILE.npy (rows, dim) to the images named by the lines\n"
     "of FILE.txt (an image id or url a line); an unknown model name is registered as external.\n"
     "\n"
@@ -33,6 +33,7 @@ static const char usage[] =
     "  --crop C            crop side, a multiple of the patch size (default 224)\n"
     "  --no-normalize      keep raw features (default: L2-normalized rows)\n"
     "  --out DIR           output folder (default: 'embeddings' beside DB)\n"
+    "  --retry-failed      also images that failed to decode in earlier runs\n"
     "  --import FILE.npy   import embeddings instead (with --ids)\n"
     "  --ids FILE.txt      the images of the imported rows, one a line\n"
     "  --progress          progress line (default when stderr is a terminal)\n"
@@ -91,6 +92,8 @@ static int parse_flag(const char *flag, args *a)
 {
     if (strcmp(flag, "--no-normalize") == 0)
         a->o.normalize = 0;
+    else if (strcmp(flag, "--retry-failed") == 0)
+        a->o.retry_failed = 1;
     else if (strcmp(flag, "--progress") == 0)
         a->o.progress = 1;
     else if (strcmp(flag, "--no-progress") == 0)

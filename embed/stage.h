@@ -18,7 +18,8 @@
  *
  * Images that fail to decode or preprocess are recorded in embedding_failures (view
  * v_embedding_failures) with the error line, counted and logged; later runs of the same model skip
- * them. A shard that cannot be read stops the run with an error naming it.
+ * them unless asked to retry them. A shard that cannot be read stops the run with an error naming
+ * it.
  *
  * Import (lvd_embed_import) attaches the rows of a (rows, dim) float32 .npy to existing images
  * listed one per line (an image id, or a url) in a text file. */
@@ -42,6 +43,7 @@ typedef struct lvd_embed_opts {
     int64_t limit;         /* at most this many images this run; 0: no limit */
     int resize, crop;      /* eval transform sizes (crop a multiple of the patch) */
     int normalize;         /* 1: L2-normalize rows */
+    int retry_failed;      /* 1: also images with a recorded failure (cleared on success) */
     int progress;          /* 1: progress line (terminal), 0: periodic log lines */
     double log_interval_s; /* seconds between log lines */
     FILE *log;             /* progress and summary; NULL: silent */

@@ -73,6 +73,13 @@ typedef int (*stage_member_fn)(void *ctx, size_t item, const uint8_t *data, size
 int stage_shard_read(const stage_job *job, stage_member_fn fn, void *ctx, uint8_t *seen,
                      lvd_error *err);
 
+/* Which images a run embeds: 'ok' images of the source (any source when source_id < 0) without
+ * an embedding of the model and, unless retry_failed, without a recorded failure. */
+typedef struct stage_filter {
+    int64_t model_id, source_id;
+    int retry_failed;
+} stage_filter;
+
 /* The shards holding images to embed for a model, in shard id order. */
 typedef struct stage_plan {
     int64_t *shard_ids;
@@ -82,16 +89,14 @@ typedef struct stage_plan {
     int64_t total;
 } stage_plan;
 
-/* Lists the shards with 'ok' images (of source_id, or any source when source_id < 0) that have
- * neither an embedding nor a recorded failure for model_id. */
-int stage_plan_make(lvd_manifest *m, int64_t model_id, int64_t source_id, stage_plan *plan,
-                    lvd_error *err);
+/* Lists the shards holding images that pass the filter. */
+int stage_plan_make(lvd_manifest *m, const stage_filter *f, stage_plan *plan, lvd_error *err);
 
 void stage_plan_free(stage_plan *plan);
 
 /* The job of plan shard i: at most limit (> 0) of its images to embed, by member name. */
-int stage_plan_job(lvd_manifest *m, const stage_plan *plan, size_t i, int64_t model_id,
-                   int64_t source_id, int64_t limit, stage_job **out, lvd_error *err);
+int stage_plan_job(lvd_manifest *m, const stage_plan *plan, size_t i, const stage_filter *f,
+                   int64_t limit, stage_job **out, lvd_error *err);
 
 /* The part of path after its last '/'. */
 const char *stage_base_name(const char *path);

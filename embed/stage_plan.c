@@ -5,12 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ?1 model id, ?2 source id or NULL. */
+/* ?1 model id, ?2 source id or NULL, ?5 1 to retry failed images. */
 #define TODO_WHERE                                                                                 \
     "i.status = 'ok' AND (?2 IS NULL OR i.source_id = ?2)"                                         \
     " AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model_id = ?1 AND e.image_id = i.id)"     \
-    " AND NOT EXISTS (SELECT 1 FROM embedding_failures x"                                          \
-    "                 WHERE x.model_id = ?1 AND x.image_id = i.id)"
+    " AND (?5 OR NOT EXISTS (SELECT 1 FROM embedding_failures x"                                   \
+    "                        WHERE x.model_id = ?1 AND x.image_id = i.id))"
 
 static const char sql_shards[] =
     "SELECT sh.id, sh.path, COUNT(*) FROM images i JOIN shards sh ON sh.id = i.shard_id"
@@ -20,13 +20,14 @@ static const char sql_items[] =
     "SELECT i.id, i.member FROM images i WHERE i.shard_id = ?3 AND " TODO_WHERE
     " ORDER BY i.member LIMIT ?4";
 
-static void bind_common(sqlite3_stmt *st, int64_t model_id, int64_t source_id)
+static void bind_filter(sqlite3_stmt *st, const stage_filter *f)
 {
-    sqlite3_bind_int64(st, 1, model_id);
-    if (source_id >= 0)
-        sqlite3_bind_int64(st, 2, source_id);
+    sqlite3_bind_int64(st, 1, f->model_id);
+    if (f->source_id >= 0)
+        sqlite3_bind_int64(st, 2, f->source_id);
     else
         sqlite3_bind_null(st, 2);
+    sqlite3_bind_int(st, 5, f->retry_failed);
 }
 
 static int plan_push(stage_plan *p, size_t *cap, int64_t id, const char *path, int64_t count)
@@ -56,14 +57,13 @@ static int plan_push(stage_plan *p, size_t *cap, int64_t id, const char *path, i
     return 0;
 }
 
-int stage_plan_make(lvd_manifest *m, int64_t model_id, int64_t source_id, stage_plan *plan,
-                    lvd_error *err)
+int stage_plan_make(lvd_manifest *m, const stage_filter *f, stage_plan *plan, lvd_error *err)
 {
     memset(plan, 0, sizeof *plan);
     sqlite3_stmt *st;
     if (lvd_manifest_prepare(m, sql_shards, &st, err) != 0)
         return -1;
-    bind_common(st, model_id, source_id);
+    bind_filter(st, f);
     size_t cap = 0;
     int rc, oom = 0;
     while (!oom && (rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -111,8 +111,8 @@ static int cmp_items(const void *a, const void *b)
     return strcmp(((const stage_item *)a)->member, ((const stage_item *)b)->member);
 }
 
-int stage_plan_job(lvd_manifest *m, const stage_plan *plan, size_t i, int64_t model_id,
-                   int64_t source_id, int64_t limit, stage_job **out, lvd_error *err)
+int stage_plan_job(lvd_manifest *m, const stage_plan *plan, size_t i, const stage_filter *f,
+                   int64_t limit, stage_job **out, lvd_error *err)
 {
     *out = NULL;
     int64_t n = plan->counts[i] < limit ? plan->counts[i] : limit;
@@ -131,7 +131,7 @@ int stage_plan_job(lvd_manifest *m, const stage_plan *plan, size_t i, int64_t mo
         stage_job_free(job);
         return -1;
     }
-    bind_common(st, model_id, source_id);
+    bind_filter(st, f);
     sqlite3_bind_int64(st, 3, job->shard_id);
     sqlite3_bind_int64(st, 4, n);
     int rc = load_items(m, st, job, (size_t)n, err);

@@ -31,7 +31,7 @@ typedef struct embed_ctx {
     lvd_model_record model;
     lvd_vit *vit;
     lvd_vit_pool pool;
-    int64_t source_id;
+    stage_filter filter;
     char dir[PATH_MAX];
     lvd_embed_summary *sum;
     stage_report rep;
@@ -127,8 +127,8 @@ static int record_failures(embed_ctx *c, const shard_out *s, lvd_error *err)
 {
     sqlite3_stmt *st;
     if (lvd_manifest_prepare(c->m,
-                             "INSERT INTO embedding_failures (image_id, model_id, error, run_id) "
-                             "VALUES (?1, ?2, ?3, ?4)",
+                             "INSERT OR REPLACE INTO embedding_failures (image_id, model_id, "
+                             "error, run_id) VALUES (?1, ?2, ?3, ?4)",
                              &st, err) != 0)
         return -1;
     int rc = SQLITE_DONE;
@@ -142,6 +142,27 @@ static int record_failures(embed_ctx *c, const shard_out *s, lvd_error *err)
     }
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? 0 : lvd_manifest_fail(c->m, err, "recording failed images");
+}
+
+/* A retried image that now has its embedding loses its failure record. */
+static int clear_failures(embed_ctx *c, const shard_out *s, lvd_error *err)
+{
+    if (!c->o->retry_failed)
+        return 0;
+    sqlite3_stmt *st;
+    if (lvd_manifest_prepare(c->m,
+                             "DELETE FROM embedding_failures WHERE model_id = ?1 AND image_id = ?2",
+                             &st, err) != 0)
+        return -1;
+    int rc = SQLITE_DONE;
+    for (int64_t i = 0; i < s->rows && rc == SQLITE_DONE; i++) {
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, c->model.id);
+        sqlite3_bind_int64(st, 2, s->ids[i]);
+        rc = sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : lvd_manifest_fail(c->m, err, "clearing retried failures");
 }
 
 /* The file is in place before the transaction that makes its rows visible. */
@@ -159,6 +180,8 @@ static int finish_shard(embed_ctx *c, shard_out *s, lvd_error *err)
         rc = stage_record_file(c->m, c->model.id, c->sum->run_id, s->path, s->rows, c->model.dim,
                                c->o->normalize, s->ids, err);
     if (rc == 0)
+        rc = clear_failures(c, s, err);
+    if (rc == 0)
         rc = record_failures(c, s, err);
     if (rc == 0)
         rc = lvd_manifest_commit(c->m, err);
@@ -175,9 +198,11 @@ static int finish_shard(embed_ctx *c, shard_out *s, lvd_error *err)
 static int post_jobs(embed_ctx *c, stage_pipe *p, stage_job **jobs, size_t *next, size_t consumed,
                      int64_t *budget, lvd_error *err)
 {
-    while (*next < c->plan.n && *next<consumed + JOBS_AHEAD && * budget> 0) {
-        if (stage_plan_job(c->m, &c->plan, *next, c->model.id, c->source_id, *budget, &jobs[*next],
-                           err) != 0)
+    size_t ahead_end = consumed + JOBS_AHEAD;
+    while (*next < c->plan.n && *next < ahead_end) {
+        if (*budget <= 0)
+            break;
+        if (stage_plan_job(c->m, &c->plan, *next, &c->filter, *budget, &jobs[*next], err) != 0)
             return -1;
         *budget -= (int64_t)jobs[*next]->n;
         stage_pipe_post(p, jobs[*next]);
@@ -220,7 +245,9 @@ static int consume(embed_ctx *c, stage_pipe *p, stage_job **jobs, lvd_error *err
 
 static int embed_all(embed_ctx *c, lvd_error *err)
 {
-    if (stage_plan_make(c->m, c->model.id, c->source_id, &c->plan, err) != 0)
+    c->filter.model_id = c->model.id;
+    c->filter.retry_failed = c->o->retry_failed;
+    if (stage_plan_make(c->m, &c->filter, &c->plan, err) != 0)
         return -1;
     int64_t limit = c->o->limit > 0 ? c->o->limit : INT64_MAX;
     c->sum->todo = c->plan.total < limit ? c->plan.total : limit;
@@ -259,6 +286,7 @@ static cJSON *params_json(const embed_ctx *c)
     cJSON_AddNumberToObject(j, "resize", o->resize);
     cJSON_AddNumberToObject(j, "crop", o->crop);
     cJSON_AddBoolToObject(j, "normalize", o->normalize);
+    cJSON_AddBoolToObject(j, "retry_failed", o->retry_failed);
     cJSON_AddStringToObject(j, "out", c->dir);
     return j;
 }
@@ -339,7 +367,7 @@ static int open_model(embed_ctx *c, lvd_error *err)
 static int run_stage(embed_ctx *c, lvd_error *err)
 {
     const lvd_embed_opts *o = c->o;
-    if (open_model(c, err) != 0 || find_source(c->m, o->source, &c->source_id, err) != 0 ||
+    if (open_model(c, err) != 0 || find_source(c->m, o->source, &c->filter.source_id, err) != 0 ||
         stage_model_dir(o->db, o->out_dir, c->model.name, c->dir, err) != 0 ||
         stage_recover(c->m, c->dir, err) != 0)
         return -1;
@@ -374,7 +402,7 @@ int lvd_embed_run(const lvd_embed_opts *o, lvd_embed_summary *sum, lvd_error *er
     if (check_opts(o, err) != 0)
         return -1;
     int lock = -1;
-    embed_ctx c = {.o = o, .sum = sum, .source_id = -1};
+    embed_ctx c = {.o = o, .sum = sum, .filter = {.source_id = -1}};
     if (stage_lock(o->db, &lock, err) != 0)
         return -1;
     int rc = lvd_manifest_open(o->db, &c.m, err);

@@ -219,9 +219,11 @@ static inline void test_make_photos(const char *dir, const char *prefix, int n)
     }
 }
 
-/* Overwrites the data of tar member `member` of shard with zeros (the tar stays readable); returns
- * 0 when the member was found. */
-static inline int test_zero_member(const char *shard, const char *member)
+/* Replaces the data of tar member `member` of shard by data (zeros when NULL), keeping its size
+ * (the tar stays readable); the previous bytes are returned in *old (malloc'd) when old is not
+ * NULL. Returns 0 when the member was found. */
+static inline int test_swap_member(const char *shard, const char *member, const uint8_t *data,
+                                   uint8_t **old)
 {
     FILE *f = fopen(shard, "r+b");
     if (!f)
@@ -235,15 +237,23 @@ static inline int test_zero_member(const char *shard, const char *member)
         size_field[12] = '\0';
         long size = strtol(size_field, NULL, 8);
         if (strncmp((const char *)h, member, 100) == 0) {
-            unsigned char zero[512] = {0};
-            for (long done = 0; done < size; done += 512)
-                fwrite(zero, 1, size - done < 512 ? (size_t)(size - done) : 512, f);
-            rc = 0;
+            uint8_t *prev = malloc((size_t)size + 1);
+            rc = prev && fread(prev, 1, (size_t)size, f) == (size_t)size ? 0 : -1;
+            uint8_t *zeros = data ? NULL : calloc((size_t)size + 1, 1);
+            if (rc == 0 && fseek(f, pos + 512, SEEK_SET) == 0 &&
+                fwrite(data ? data : zeros, 1, (size_t)size, f) != (size_t)size)
+                rc = -1;
+            free(zeros);
+            if (old)
+                *old = prev;
+            else
+                free(prev);
             break;
         }
         pos += 512 + (size + 511) / 512 * 512;
     }
-    fclose(f);
+    if (fclose(f) != 0)
+        rc = -1;
     return rc;
 }
 

@@ -1,7 +1,7 @@
 /* Incremental embedding with the built-in random ViT-S/14 (small crops to stay quick): a second
  * run embeds nothing, new images are embedded alone, --limit splits the work, --source filters,
- * an image that no longer decodes is recorded as failed and skipped afterwards, and the feature
- * mode of a model with embeddings cannot change. */
+ * an image that no longer decodes is recorded as failed and skipped afterwards unless retried, and
+ * the feature mode of a model with embeddings cannot change. */
 #include "tests/stage/stage_test.h"
 
 typedef struct env {
@@ -37,7 +37,10 @@ static long long count(const env *e, const char *sql)
     return test_sql_int(e->db, sql);
 }
 
-static void check_failure_recorded(env *e)
+/* An image whose shard member no longer decodes is recorded as failed and skipped; with
+ * --retry-failed it is tried again (still failing: the record is replaced), and once its bytes are
+ * back it is embedded and its failure record goes. */
+static void check_failures_recorded(env *e)
 {
     add_photos(e, "s", "d", 2);
     sqlite3 *db = test_db_open(e->db);
@@ -45,17 +48,31 @@ static void check_failure_recorded(env *e)
     sqlite3_prepare_v2(db, "SELECT shard, member FROM v_images WHERE url LIKE '%/d-000.jpg'", -1,
                        &st, NULL);
     CHECK(sqlite3_step(st) == SQLITE_ROW);
-    CHECK(test_zero_member((const char *)sqlite3_column_text(st, 0),
-                           (const char *)sqlite3_column_text(st, 1)) == 0);
+    char shard[1024], member[256];
+    snprintf(shard, sizeof shard, "%s", (const char *)sqlite3_column_text(st, 0));
+    snprintf(member, sizeof member, "%s", (const char *)sqlite3_column_text(st, 1));
     sqlite3_finalize(st);
     sqlite3_close(db);
+    uint8_t *orig = NULL;
+    CHECK(test_swap_member(shard, member, NULL, &orig) == 0);
     CHECK(embed(e, NULL, NULL, NULL, NULL) == 1);
     CHECK(test_last_count(e->db, "embed", "failed") == 1);
     CHECK(test_file_has(e->log, "skipped: 0"));
-    CHECK(count(e, "SELECT COUNT(*) FROM v_embedding_failures x JOIN images i ON i.id = x.image_id "
-                   "WHERE x.model = 'rnd' AND i.url LIKE '%/d-000.jpg' AND x.error <> ''") == 1);
+    const char *failed_sql = "SELECT COUNT(*) FROM v_embedding_failures x JOIN images i ON i.id = "
+                             "x.image_id WHERE x.model = 'rnd' AND i.url LIKE '%/d-000.jpg' AND "
+                             "x.error <> '' AND x.run_id = (SELECT MAX(id) FROM runs)";
+    CHECK(count(e, failed_sql) == 1);
     CHECK(embed(e, NULL, NULL, NULL, NULL) == 0);
     CHECK(test_last_count(e->db, "embed", "todo") == 0);
+
+    CHECK(embed(e, "--retry-failed", NULL, NULL, NULL) == 0);
+    CHECK(test_last_count(e->db, "embed", "failed") == 1);
+    CHECK(count(e, failed_sql) == 1);
+    CHECK(orig && test_swap_member(shard, member, orig, NULL) == 0);
+    free(orig);
+    CHECK(embed(e, "--retry-failed", NULL, NULL, NULL) == 1);
+    CHECK(test_last_count(e->db, "embed", "failed") == 0);
+    CHECK(count(e, "SELECT COUNT(*) FROM v_embedding_failures") == 0);
 }
 
 int main(int argc, char **argv)
@@ -93,9 +110,9 @@ int main(int argc, char **argv)
     CHECK(embed(&e, "--source", "s", NULL, NULL) == 0);
     CHECK(embed(&e, "--source", "t", NULL, NULL) == 2);
 
-    check_failure_recorded(&e);
-    CHECK(test_check_consistent(e.db, "rnd", e.dir, 384, 1) == 16);
-    CHECK(count(&e, "SELECT COUNT(*) FROM v_embeddings WHERE model = 'rnd'") == 16);
+    check_failures_recorded(&e);
+    CHECK(test_check_consistent(e.db, "rnd", e.dir, 384, 1) == 17);
+    CHECK(count(&e, "SELECT COUNT(*) FROM v_embeddings WHERE model = 'rnd'") == 17);
 
     CHECK(test_run(e.tl.embed, e.log, "--db", e.db, "--model", "rnd", "--features", "cls+patchmean",
                    NULL) == 1);
