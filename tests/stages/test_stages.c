@@ -5,7 +5,7 @@
  * of generated JPEGs; embeddings are written as .npy files and recorded as the embed stage
  * does. Every expected component, kept row, retrieval and cluster pick is checked through SQL on
  * the views. Usage: test_stages LVD-FETCH LVD-INDEX LVD-QUERY LVD-DEDUP LVD-RETRIEVE LVD-EXPORT
- * LVD-REPORT */
+ * LVD-REPORT LVD-CALIBRATE */
 #include <archive.h>
 #include <archive_entry.h>
 #include <math.h>
@@ -14,7 +14,7 @@
 
 #define DIM 64
 
-enum { T_FETCH, T_INDEX, T_QUERY, T_DEDUP, T_RETRIEVE, T_EXPORT, T_REPORT, T_COUNT };
+enum { T_FETCH, T_INDEX, T_QUERY, T_DEDUP, T_RETRIEVE, T_EXPORT, T_REPORT, T_CALIBRATE, T_COUNT };
 static const char *tool[T_COUNT];
 static char dir[256], db_path[320];
 
@@ -553,6 +553,8 @@ static void test_errors(void)
     char *missing[] = {
         (char *)tool[T_RETRIEVE], "--db", "/nonexistent/x.db", "--model", "synth", NULL};
     CHECK(st_run(missing, NULL) == 1);
+    char *external[] = {(char *)tool[T_CALIBRATE], "--db", db_path, "--model", "synth", NULL};
+    CHECK(st_run(external, NULL) == 1); /* no weights to embed copies with */
     char *bad[] = {(char *)tool[T_DEDUP], "--db", db_path, "--model", "synth",
                    "--threshold",         "2",    NULL};
     CHECK(st_run(bad, NULL) == 2);
@@ -566,7 +568,7 @@ int main(int argc, char **argv)
 {
     if (argc != 1 + T_COUNT) {
         fprintf(stderr, "usage: test_stages LVD-FETCH LVD-INDEX LVD-QUERY LVD-DEDUP LVD-RETRIEVE "
-                        "LVD-EXPORT LVD-REPORT\n");
+                        "LVD-EXPORT LVD-REPORT LVD-CALIBRATE\n");
         return 2;
     }
     for (int t = 0; t < T_COUNT; t++)

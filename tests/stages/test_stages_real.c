@@ -6,7 +6,9 @@
  * every original photo. These 2-block weights are not trained: distinct photos reach cosine
  * 0.99 (the paper's 0.6 merges them all), copies 0.997 and more, so the test deduplicates at
  * 0.995. Skips when the reference folder or the photos are absent.
- * Usage: test_stages_real LVD-FETCH LVD-MODEL LVD-EMBED LVD-INDEX LVD-QUERY LVD-DEDUP */
+ * lvd-calibrate, sampling every pool image, must see each copy kind of every photo above 0.99.
+ * Usage: test_stages_real LVD-FETCH LVD-MODEL LVD-EMBED LVD-INDEX LVD-QUERY LVD-DEDUP
+ * LVD-CALIBRATE */
 #include <dirent.h>
 #include <math.h>
 
@@ -15,7 +17,7 @@
 #define PHOTOS     "/usr/share/backgrounds/mate/nature"
 #define MAX_PHOTOS 32
 
-enum { T_FETCH, T_MODEL, T_EMBED, T_INDEX, T_QUERY, T_DEDUP, T_COUNT };
+enum { T_FETCH, T_MODEL, T_EMBED, T_INDEX, T_QUERY, T_DEDUP, T_CALIBRATE, T_COUNT };
 static const char *tool[T_COUNT];
 static char dir[256], db_path[320];
 static const char *const planted[] = {"Aqua.jpg", "Garden.jpg", "TwoWings.jpg"};
@@ -138,7 +140,7 @@ int main(int argc, char **argv)
     const char *ref = check_reference_dir();
     if (argc != 1 + T_COUNT) {
         fprintf(stderr, "usage: test_stages_real LVD-FETCH LVD-MODEL LVD-EMBED LVD-INDEX "
-                        "LVD-QUERY LVD-DEDUP\n");
+                        "LVD-QUERY LVD-DEDUP LVD-CALIBRATE\n");
         return 2;
     }
     if (access(PHOTOS, R_OK) != 0) {
@@ -230,6 +232,17 @@ int main(int argc, char **argv)
                          (long long)original, planted[i]) == 2,
                   "copies of %s", planted[i]);
     }
+    char *calibrate[] = {
+        (char *)tool[T_CALIBRATE], "--db", db_path, "--model", "s14", "--sample", "100", NULL};
+    CHECK(st_run(calibrate, NULL) == 0);
+    const char *last = "FROM v_runs WHERE stage = 'calibrate' ORDER BY id DESC LIMIT 1";
+    int64_t n_pool = n_photos + 2 * N_PLANTED;
+    CHECK(st_int(db, "SELECT json_extract(counts, '$.copies.n') %s", last) == 3 * n_pool);
+    CHECK(st_int(db, "SELECT json_extract(counts, '$.nearest_other.n') %s", last) == n_pool);
+    CHECK(st_double(db, "SELECT json_extract(counts, '$.flip.min') %s", last) > 0.99);
+    CHECK(st_double(db, "SELECT json_extract(counts, '$.jpeg40.min') %s", last) > 0.99);
+    double t = st_double(db, "SELECT json_extract(counts, '$.threshold') %s", last);
+    CHECK(t > 0.5 && t < 1.0);
     sqlite3_close(db);
     return check_finish();
 }
