@@ -15,7 +15,7 @@ void lvd_dedup_stage_defaults(lvd_dedup_stage_options *o)
     o->threshold = 0.6f;
     o->eval_threshold = 0.45f;
     o->memory_budget = LVD_STAGE_MEMORY_BUDGET;
-    o->nprobe = 16;
+    o->nprobe = LVD_STAGE_NPROBE;
 }
 
 /* Pool rows: those processed before first (ordered by image id, tag = their recorded

@@ -193,7 +193,7 @@ static int build_and_record(lvd_manifest *m, const lvd_index_stage_options *o, i
     if (e.n == 0)
         lvd_fail(err, "model '%s' has no embeddings%s%s", o->model, o->source ? " in source " : "",
                  o->source ? o->source : "");
-    else if (lvd_stage_build_index(e.x, e.n, dim, o->factory, o->memory_budget, 1, &ix,
+    else if (lvd_stage_build_index(e.x, e.n, dim, o->factory, o->memory_budget, o->nprobe, &ix,
                                    res->factory, sizeof res->factory, err) == 0 &&
              index_path(o->db, model_id, source_id, run, res->path, sizeof res->path, err) == 0 &&
              lvd_index_save(ix, res->path, err) == 0 &&
@@ -230,6 +230,7 @@ int lvd_index_stage_run(lvd_manifest *m, const lvd_index_stage_options *o,
     if (o->factory)
         cJSON_AddStringToObject(params, "factory", o->factory);
     cJSON_AddNumberToObject(params, "memory_budget", (double)o->memory_budget);
+    cJSON_AddNumberToObject(params, "nprobe", (double)o->nprobe);
     int rc = lvd_manifest_run_start(m, "index", params, &run, err);
     cJSON_Delete(params);
     if (rc)

@@ -19,6 +19,9 @@
 /* Default memory budget for automatically chosen indexes. */
 #define LVD_STAGE_MEMORY_BUDGET ((size_t)4 << 30)
 
+/* Default number of inverted lists an IVF search visits. */
+#define LVD_STAGE_NPROBE 16
+
 /* Builds an index over the n unit rows x (row i gets id i): from factory, or when it is NULL from
  * lvd_index_choose(n, d, memory_budget); trains it on a sample (lvd_index_train_sample), adds the
  * rows and, for an index with inverted lists, sets nprobe (capped at the list count). Writes the
@@ -33,6 +36,7 @@ typedef struct lvd_index_stage_options {
     const char *source;   /* NULL: every source */
     const char *factory;  /* NULL: lvd_index_choose */
     size_t memory_budget; /* LVD_STAGE_MEMORY_BUDGET */
+    size_t nprobe;        /* saved with an IVF index: lists a query visits (LVD_STAGE_NPROBE) */
 } lvd_index_stage_options;
 
 typedef struct lvd_index_stage_result {

@@ -19,6 +19,7 @@ static const char usage[] =
     "  --source NAME        index only this source's images (default: every source)\n"
     "  --factory STRING     FAISS index factory string (default: chosen from the count)\n"
     "  --memory-budget MB   memory budget of the chosen index (default 4096)\n"
+    "  --nprobe N           lists an IVF index visits per query, saved with it (default 16)\n"
     "  --help               this text\n"
     "\n"
     "Exit status 0 on success, 1 on failure, 2 on bad usage.\n";
@@ -30,6 +31,7 @@ static int parse(int argc, char **argv, lvd_index_stage_options *o, lvd_error *e
                                           {"source", required_argument, 0, 's'},
                                           {"factory", required_argument, 0, 'f'},
                                           {"memory-budget", required_argument, 0, 'b'},
+                                          {"nprobe", required_argument, 0, 'p'},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
     int c;
@@ -69,7 +71,7 @@ static int parse(int argc, char **argv, lvd_index_stage_options *o, lvd_error *e
 
 int main(int argc, char **argv)
 {
-    lvd_index_stage_options o = {NULL, NULL, NULL, NULL, LVD_STAGE_MEMORY_BUDGET};
+    lvd_index_stage_options o = {NULL, NULL, NULL, NULL, LVD_STAGE_MEMORY_BUDGET, LVD_STAGE_NPROBE};
     lvd_error err;
     int p = parse(argc, argv, &o, &err);
     if (p == 1)

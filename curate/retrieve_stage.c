@@ -18,7 +18,7 @@ void lvd_retrieve_stage_defaults(lvd_retrieve_stage_options *o)
     o->seed = 1234;
     o->redo = 3;
     o->memory_budget = LVD_STAGE_MEMORY_BUDGET;
-    o->nprobe = 16;
+    o->nprobe = LVD_STAGE_NPROBE;
 }
 
 static const char *const pool_sql =
