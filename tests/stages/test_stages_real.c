@@ -244,5 +244,12 @@ int main(int argc, char **argv)
     double t = st_double(db, "SELECT json_extract(counts, '$.threshold') %s", last);
     CHECK(t > 0.5 && t < 1.0);
     sqlite3_close(db);
+    if (!check_failures) {
+        char cmd[400];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        CHECK(system(cmd) == 0);
+    } else {
+        fprintf(stderr, "files kept in %s\n", dir);
+    }
     return check_finish();
 }
