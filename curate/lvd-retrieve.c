@@ -15,10 +15,12 @@ static const char usage[] =
     "kept pool images of every seed image. Cluster-based: k-means of the kept pool; a cluster\n"
     "holding more than --min-seeds images of a seed source gives that source up to\n"
     "--per-cluster images nearest its centroid. Each method runs when its option is given; with\n"
-    "neither, sample-based with N = 4. A run replaces the model's curated set (view v_curated).\n"
+    "neither, sample-based with N = 4. A run replaces the model's curated set (view v_curated),\n"
+    "or with --seed-source the rows of that source only.\n"
     "\n"
     "  --db DB              manifest database\n"
     "  --model NAME         registered model whose embeddings are used\n"
+    "  --seed-source NAME   only this seed source; only its curated rows are replaced\n"
     "  --per-seed N         sample-based: pool images per seed image\n"
     "  --clusters K         cluster-based: k-means clusters of the kept pool\n"
     "  --min-seeds S        seeds a cluster must exceed to contribute (default 3)\n"
@@ -44,6 +46,7 @@ static int parse(int argc, char **argv, const char **db, lvd_retrieve_stage_opti
 {
     static const struct option longs[] = {{"db", required_argument, 0, 'd'},
                                           {"model", required_argument, 0, 'm'},
+                                          {"seed-source", required_argument, 0, 'D'},
                                           {"per-seed", required_argument, 0, 'n'},
                                           {"clusters", required_argument, 0, 'k'},
                                           {"min-seeds", required_argument, 0, 's'},
@@ -68,6 +71,9 @@ static int parse(int argc, char **argv, const char **db, lvd_retrieve_stage_opti
             break;
         case 'm':
             o->model = optarg;
+            break;
+        case 'D':
+            o->seed_source = optarg;
             break;
         case 'n':
             rc = int_opt("--per-seed", 1, 1 << 20, &v, err);

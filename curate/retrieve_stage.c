@@ -32,7 +32,8 @@ static const char *const seed_sql =
     "SELECT e.image_id, f.path, e.row, i.source_id FROM embeddings e"
     " JOIN embedding_files f ON f.id = e.file_id"
     " JOIN images i ON i.id = e.image_id JOIN sources s ON s.id = i.source_id"
-    " WHERE e.model_id = ?1 AND s.role = 'seed' ORDER BY e.image_id";
+    " WHERE e.model_id = ?1 AND s.role = 'seed' AND (?2 = 0 OR i.source_id = ?2)"
+    " ORDER BY e.image_id";
 
 /* One row of `curated`; 0 / -1 / NaN stand for NULL seed, rank / cluster, similarity. */
 typedef struct curated_row {
@@ -303,14 +304,18 @@ static void bind_row(sqlite3_stmt *st, int64_t model_id, int64_t run, const cura
     sqlite3_bind_int64(st, 9, run);
 }
 
-static int write_rows(lvd_manifest *m, int64_t model_id, int64_t run, const row_list *l,
-                      lvd_retrieve_stage_counts *counts, lvd_error *err)
+/* Replaces the model's curated rows (of seed source source_id only, when not 0). */
+static int write_rows(lvd_manifest *m, int64_t model_id, int64_t source_id, int64_t run,
+                      const row_list *l, lvd_retrieve_stage_counts *counts, lvd_error *err)
 {
     sqlite3_stmt *del = NULL, *ins = NULL, *cnt = NULL;
     if (lvd_manifest_begin(m, err))
         return -1;
     int rc = -1;
-    if (lvd_manifest_prepare(m, "DELETE FROM curated WHERE model_id = ?1", &del, err) ||
+    if (lvd_manifest_prepare(m,
+                             "DELETE FROM curated WHERE model_id = ?1 AND (?2 = 0 OR "
+                             "source_id = ?2)",
+                             &del, err) ||
         lvd_manifest_prepare(m,
                              "INSERT INTO curated (model_id, image_id, source_id, method, "
                              "seed_image_id, rank, similarity, cluster, run_id) VALUES (?1, "
@@ -320,6 +325,7 @@ static int write_rows(lvd_manifest *m, int64_t model_id, int64_t run, const row_
                              &cnt, err))
         goto done;
     sqlite3_bind_int64(del, 1, model_id);
+    sqlite3_bind_int64(del, 2, source_id);
     if (sqlite3_step(del) != SQLITE_DONE)
         goto sql_fail;
     for (int64_t i = 0; i < l->n; i++) {
@@ -346,14 +352,16 @@ done:
 }
 
 static int retrieve(lvd_manifest *m, const lvd_retrieve_stage_options *o, int64_t model_id, int dim,
-                    int64_t run, lvd_retrieve_stage_counts *counts, lvd_error *err)
+                    int64_t source_id, int64_t run, lvd_retrieve_stage_counts *counts,
+                    lvd_error *err)
 {
+    int64_t binds[2] = {model_id, source_id};
     lvd_embeddings pool, seeds = {0};
     row_list l = {0};
     int rc = -1;
     if (lvd_embeddings_read(m, pool_sql, &model_id, 1, dim, &pool, err))
         return -1;
-    if (lvd_embeddings_read(m, seed_sql, &model_id, 1, dim, &seeds, err))
+    if (lvd_embeddings_read(m, seed_sql, binds, 2, dim, &seeds, err))
         goto done;
     counts->pool = pool.n;
     counts->seeds = seeds.n;
@@ -364,7 +372,7 @@ static int retrieve(lvd_manifest *m, const lvd_retrieve_stage_options *o, int64_
     else if (add_seed_rows(&seeds, &l, err) == 0 &&
              (o->per_seed == 0 || retrieve_knn(&pool, &seeds, o, &l, counts, err) == 0) &&
              (o->clusters == 0 || retrieve_clusters(&pool, &seeds, o, &l, counts, err) == 0))
-        rc = write_rows(m, model_id, run, &l, counts, err);
+        rc = write_rows(m, model_id, source_id, run, &l, counts, err);
 done:
     free(l.rows);
     lvd_embeddings_free(&pool);
@@ -372,10 +380,32 @@ done:
     return rc;
 }
 
+/* Id of the seed source called name (0 for NULL); fails unless it exists with role seed. */
+static int seed_source_id(lvd_manifest *m, const char *name, int64_t *id, lvd_error *err)
+{
+    *id = 0;
+    if (!name)
+        return 0;
+    sqlite3_stmt *st;
+    if (lvd_manifest_prepare(m, "SELECT id FROM sources WHERE name = ?1 AND role = 'seed'", &st,
+                             err))
+        return -1;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *id = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_DONE)
+        return lvd_fail(err, "no seed source called '%s'", name);
+    return rc == SQLITE_ROW ? 0 : lvd_manifest_fail(m, err, "reading sources");
+}
+
 static cJSON *params_json(const lvd_retrieve_stage_options *o)
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "model", o->model);
+    if (o->seed_source)
+        cJSON_AddStringToObject(j, "seed_source", o->seed_source);
     cJSON_AddNumberToObject(j, "per_seed", o->per_seed);
     cJSON_AddNumberToObject(j, "clusters", o->clusters);
     cJSON_AddNumberToObject(j, "min_seeds", (double)o->min_seeds);
@@ -410,16 +440,17 @@ int lvd_retrieve_stage_run(lvd_manifest *m, const lvd_retrieve_stage_options *o,
     if (o->per_seed < 0 || o->clusters < 0 || o->min_seeds < 0 || o->per_cluster < 1 ||
         o->cap < 0 || o->niter < 1 || o->redo < 1)
         return lvd_fail(err, "retrieve: invalid options");
-    int64_t model_id, run;
+    int64_t model_id, source_id, run;
     int dim;
-    if (lvd_embeddings_model(m, o->model, &model_id, &dim, err))
+    if (lvd_embeddings_model(m, o->model, &model_id, &dim, err) ||
+        seed_source_id(m, o->seed_source, &source_id, err))
         return -1;
     cJSON *params = params_json(o);
     int rc = lvd_manifest_run_start(m, "retrieve", params, &run, err);
     cJSON_Delete(params);
     if (rc)
         return -1;
-    rc = retrieve(m, o, model_id, dim, run, counts, err);
+    rc = retrieve(m, o, model_id, dim, source_id, run, counts, err);
     cJSON *cj = counts_json(counts);
     lvd_error ferr;
     int frc = lvd_manifest_run_finish(m, run, rc ? "failed" : "ok", cj, rc ? &ferr : err);

@@ -56,6 +56,8 @@ static item items[] = {
     {"sA3.jpg", "seed", {0, 10, 11}, {1, 0.6f, 0.3f}, 0},
     {"sA4.jpg", "seed", {0, 11, 8}, {1, 0.6f, 0.3f}, 0},
     {"sC1.jpg", "seed", {2, 16, 17}, {1, 0.6f, 0.3f}, 0},
+    /* a second seed source, added last (--seed-source) */
+    {"sB1.jpg", "seed2", {1, 21, 22}, {1, 0.6f, 0.3f}, 0},
     /* eval: E1 at 0.5 to b1 (above 0.45), E2 at 0.39 to c1 (below) */
     {"E1.jpg", "eval", {12, 60, -1}, {1, 1}, 0},
     {"E2.jpg", "eval", {15, 61, -1}, {1, 1.5f}, 0},
@@ -399,10 +401,11 @@ static void test_index(sqlite3 *db)
 {
     char *argv[] = {(char *)tool[T_INDEX], "--db", db_path, "--model", "synth", NULL};
     CHECK(st_run(argv, NULL) == 0);
+    /* Every image but sB1, which comes later. */
     CHECK(st_int(db, "SELECT rows FROM v_indexes WHERE model = 'synth' AND source IS NULL") ==
-          N_ITEMS);
+          N_ITEMS - 1);
     CHECK(st_int(db, "SELECT COUNT(*) FROM index_rows r JOIN v_indexes x ON x.id = r.index_id "
-                     "WHERE x.source IS NULL") == N_ITEMS);
+                     "WHERE x.source IS NULL") == N_ITEMS - 1);
     char out[512], id[32];
     snprintf(out, sizeof out, "%s/query.tsv", dir);
     snprintf(id, sizeof id, "%lld", (long long)id_of("a1"));
@@ -546,6 +549,26 @@ static void test_report(void)
     CHECK(st_run(no_out, NULL) == 2);
 }
 
+/* A run for one seed source replaces only that source's rows. */
+static void test_seed_source(sqlite3 *db)
+{
+    CHECK(fetch("seed2", "seed", "seed2") == 0);
+    add_embeddings(db, "seed2", NULL, "emb3.npy");
+    char *args[] = {"--seed-source", "seed2", "--per-seed", "2", NULL};
+    CHECK(retrieve(args) == 0);
+    CHECK(st_int(db, "SELECT COUNT(*) FROM v_curated WHERE dataset = 'seedset'") == 17);
+    CHECK(st_int(db, "SELECT COUNT(*) FROM v_curated WHERE dataset = 'seed2'") == 3);
+    CHECK(
+        st_int(db, "SELECT image_id FROM v_curated WHERE dataset = 'seed2' AND method = 'seed'") ==
+        id_of("sB1"));
+    check_knn(db, "sB1", "b6", "b7");
+    char *unknown[] = {"--seed-source", "nope", NULL};
+    CHECK(retrieve(unknown) == 1);
+    char *pool[] = {"--seed-source", "web", NULL};
+    CHECK(retrieve(pool) == 1);
+    CHECK(st_int(db, "SELECT COUNT(*) FROM v_curated") == 20);
+}
+
 static void test_errors(void)
 {
     char *unknown[] = {(char *)tool[T_DEDUP], "--db", db_path, "--model", "nope", NULL};
@@ -598,6 +621,7 @@ int main(int argc, char **argv)
     test_index(db);
     test_export(db);
     test_report();
+    test_seed_source(db);
     test_errors();
     sqlite3_close(db);
     if (!check_failures && !getenv("LVD_KEEP")) {
