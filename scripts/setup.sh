@@ -14,7 +14,7 @@ packages=(
   libopenblas-dev libjpeg62-turbo-dev libpng-dev libwebp-dev zlib1g-dev
   libsqlite3-dev sqlite3 libcurl4-openssl-dev libarchive-dev libcjson-dev libinih-dev
   libzip-dev libssl-dev libfaiss-dev dpkg-dev g++
-  mate-backgrounds dataset-fashion-mnist
+  mate-backgrounds dataset-fashion-mnist chromium
 )
 
 say() { printf '[setup] %s\n' "$*"; }
