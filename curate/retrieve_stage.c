@@ -313,8 +313,8 @@ static int write_rows(lvd_manifest *m, int64_t model_id, int64_t source_id, int6
         return -1;
     int rc = -1;
     if (lvd_manifest_prepare(m,
-                             "DELETE FROM curated WHERE model_id = ?1 AND (?2 = 0 OR "
-                             "source_id = ?2)",
+                             "DELETE FROM curated WHERE model_id = ?1 AND method <> "
+                             "'hkmeans' AND (?2 = 0 OR source_id = ?2)",
                              &del, err) ||
         lvd_manifest_prepare(m,
                              "INSERT INTO curated (model_id, image_id, source_id, method, "

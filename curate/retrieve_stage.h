@@ -15,7 +15,7 @@
  * similarity, cluster, model)), dataset = the seed source's name. A run replaces every curated
  * row of the model in one transaction, or with seed_source only that source's rows (so each seed
  * source can get its own method and N, as the paper does), and is recorded in `runs` (stage
- * 'retrieve'). */
+ * 'retrieve'). Rows of method 'hkmeans' (curate/hkmeans_stage.h) are left as they are. */
 #ifndef LVD_CURATE_RETRIEVE_STAGE_H
 #define LVD_CURATE_RETRIEVE_STAGE_H
 

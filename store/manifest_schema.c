@@ -77,7 +77,8 @@ static const char *const migrations[] = {
     "  arch TEXT NOT NULL,"
     "  dim INTEGER NOT NULL,"
     "  params INTEGER,"
-    "  features TEXT NOT NULL DEFAULT 'cls' CHECK (features IN ('cls', 'cls+patchmean', 'external')),"
+    "  features TEXT NOT NULL DEFAULT 'cls' CHECK (features IN ('cls', 'cls+patchmean', "
+    "'external')),"
     "  config TEXT NOT NULL DEFAULT '{}',"
     "  created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));"
     "CREATE TABLE embedding_files ("
@@ -115,7 +116,8 @@ static const char *const migrations[] = {
     /* 3: the index, dedup and retrieval stages (lvd-index, lvd-dedup, lvd-retrieve). An index's
      * id-map gives the image of every index row. A dedup row is one pool image a dedup run has
      * processed: its component is named by its lowest image id, the member kept. A curated row
-     * is one reason an image is in the curated set. */
+     * is one reason an image is in the curated set; its dataset is the seed source's name, or
+     * for method 'hkmeans' (no seed source; source_id = the image's own) the run's name. */
     "CREATE TABLE indexes ("
     "  id INTEGER PRIMARY KEY,"
     "  model_id INTEGER NOT NULL REFERENCES models(id),"
@@ -145,14 +147,25 @@ static const char *const migrations[] = {
     "  model_id INTEGER NOT NULL REFERENCES models(id),"
     "  image_id INTEGER NOT NULL REFERENCES images(id),"
     "  source_id INTEGER NOT NULL REFERENCES sources(id),"
-    "  method TEXT NOT NULL CHECK (method IN ('seed', 'knn', 'cluster')),"
+    "  method TEXT NOT NULL CHECK (method IN ('seed', 'knn', 'cluster', 'hkmeans')),"
     "  seed_image_id INTEGER REFERENCES images(id),"
     "  rank INTEGER,"
     "  similarity REAL,"
     "  cluster INTEGER,"
-    "  run_id INTEGER REFERENCES runs(id));"
+    "  run_id INTEGER REFERENCES runs(id),"
+    "  dataset TEXT);"
     "CREATE INDEX curated_by_model ON curated(model_id, method);"
     "CREATE INDEX curated_by_image ON curated(image_id);"
+    /* Hierarchical k-means (lvd-retrieve --hierarchical): the cluster of each kept pool image at
+     * every level of the run that made the curated rows of (model, dataset). */
+    "CREATE TABLE hkmeans ("
+    "  model_id INTEGER NOT NULL REFERENCES models(id),"
+    "  dataset TEXT NOT NULL,"
+    "  image_id INTEGER NOT NULL REFERENCES images(id),"
+    "  level INTEGER NOT NULL,"
+    "  cluster INTEGER NOT NULL,"
+    "  run_id INTEGER REFERENCES runs(id),"
+    "  PRIMARY KEY (model_id, dataset, level, image_id)) WITHOUT ROWID;"
     "CREATE VIEW v_indexes AS"
     "  SELECT x.id, m.name AS model, s.name AS source, x.path, x.factory, x.rows, x.dim,"
     "         x.run_id, x.created"
@@ -162,10 +175,13 @@ static const char *const migrations[] = {
     "  SELECT d.image_id, d.component, d.kept, d.reason, d.similarity, m.name AS model"
     "  FROM dedup d JOIN models m ON m.id = d.model_id;"
     "CREATE VIEW v_curated AS"
-    "  SELECT c.image_id, s.name AS dataset, c.method, c.seed_image_id, c.rank, c.similarity,"
-    "         c.cluster, m.name AS model"
+    "  SELECT c.image_id, COALESCE(c.dataset, s.name) AS dataset, c.method, c.seed_image_id,"
+    "         c.rank, c.similarity, c.cluster, m.name AS model"
     "  FROM curated c JOIN models m ON m.id = c.model_id"
-    "  JOIN sources s ON s.id = c.source_id;",
+    "  JOIN sources s ON s.id = c.source_id;"
+    "CREATE VIEW v_hkmeans AS"
+    "  SELECT h.image_id, m.name AS model, h.dataset, h.level, h.cluster, h.run_id"
+    "  FROM hkmeans h JOIN models m ON m.id = h.model_id;",
 };
 
 int lvd_manifest_schema_version(void)
