@@ -1,4 +1,4 @@
-/* lvd-report: an HTML report of a model's dedup and retrieval results (curate/export_report.h). */
+/* lvd-report: static HTML pages about a manifest's curation results (curate/export_report.h). */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -7,18 +7,23 @@
 #include "curate/stages_cli.h"
 
 static const char usage[] =
-    "usage: lvd-report --db DB --model NAME --out FILE.html [options]\n"
+    "usage: lvd-report --db DB --out DIR [options]\n"
     "\n"
-    "Writes one self-contained HTML file: the dedup counts (v_duplicates), the curated set by\n"
-    "dataset and method (v_curated), and galleries of the largest duplicate components and of\n"
-    "the components removed by decontamination, with thumbnails read from the fetch shards.\n"
+    "Writes static HTML pages into DIR, with thumbnails under DIR/thumbs/ read from the fetch\n"
+    "shards: index.html (images by source and status, embeddings per model, indexes, dedup\n"
+    "kept / duplicate / eval, curated rows by dataset and method, the last runs), and the\n"
+    "galleries of one model: duplicates.html (largest duplicate components),\n"
+    "decontaminated.html (removed components with the eval image each matched),\n"
+    "neighbours.html (each seed's retrieved neighbours) and clusters.html (samples per\n"
+    "cluster). Files are replaced atomically; open DIR/index.html in a browser.\n"
     "\n"
     "  --db DB            manifest database\n"
-    "  --model NAME       model whose results are shown (after lvd-dedup)\n"
-    "  --out FILE         HTML file to write\n"
-    "  --groups N         components per gallery (default 20)\n"
-    "  --per-group N      images shown per component (default 12)\n"
+    "  --out DIR          folder to write (created when absent)\n"
+    "  --model NAME       model whose galleries are shown (default: the only model)\n"
+    "  --groups N         components, seeds or clusters per gallery (default 20)\n"
+    "  --per-group N      images shown per group (default 12)\n"
     "  --thumb PX         thumbnail size (default 128)\n"
+    "  --runs N           runs listed on the index page (default 20)\n"
     "  --help             this text\n"
     "\n"
     "Exit status 0 on success, 1 on failure, 2 on bad usage.\n";
@@ -31,6 +36,7 @@ static int parse(int argc, char **argv, const char **db, lvd_report_options *o, 
                                           {"groups", required_argument, 0, 'g'},
                                           {"per-group", required_argument, 0, 'p'},
                                           {"thumb", required_argument, 0, 't'},
+                                          {"runs", required_argument, 0, 'r'},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
     int c, rc;
@@ -59,6 +65,10 @@ static int parse(int argc, char **argv, const char **db, lvd_report_options *o, 
             rc = lvd_cli_int("--thumb", optarg, 8, 1024, &v, err);
             o->thumb = (int)v;
             break;
+        case 'r':
+            rc = lvd_cli_int("--runs", optarg, 0, 100000, &v, err);
+            o->runs = (int)v;
+            break;
         case 'h':
             fputs(usage, stdout);
             return 1;
@@ -70,8 +80,8 @@ static int parse(int argc, char **argv, const char **db, lvd_report_options *o, 
     }
     if (optind < argc)
         return lvd_fail(err, "unexpected argument '%s'", argv[optind]);
-    if (!*db || !o->model || !o->out)
-        return lvd_fail(err, "--db, --model and --out are required");
+    if (!*db || !o->out)
+        return lvd_fail(err, "--db and --out are required");
     return 0;
 }
 
@@ -94,7 +104,7 @@ int main(int argc, char **argv)
     lvd_manifest_close(m);
     if (rc)
         return lvd_cli_fail("lvd-report", &err);
-    printf("%s: %lld components, %lld images (%lld with thumbnails)\n", o.out, (long long)c.groups,
-           (long long)c.tiles, (long long)c.thumbs);
+    printf("%s/index.html: %lld groups, %lld images shown, %lld thumbnails\n", o.out,
+           (long long)c.groups, (long long)c.tiles, (long long)c.thumbs);
     return 0;
 }
