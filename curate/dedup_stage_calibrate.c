@@ -1,5 +1,6 @@
 #include "curate/dedup_stage_calibrate.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,11 @@
 #include "curate/export_members.h"
 #include "index/index.h"
 
-static const char *const variant_names[LVD_CALIBRATE_VARIANTS] = {"flip", "jpeg40", "crop80"};
+static const char *const variant_names[LVD_CALIBRATE_VARIANTS] = {"flip", "jpeg40", "crop80",
+                                                                  "half", "color"};
+
+/* Pool rows per sgemm block of the false-positive count. */
+#define POOL_BLOCK 4096
 
 static const char *const pool_sql =
     "SELECT e.image_id, f.path, e.row FROM embeddings e"
@@ -30,9 +35,11 @@ typedef struct calib {
     sampled *items;
     int64_t n_items;
     double *copy_sims[LVD_CALIBRATE_VARIANTS];
-    int64_t n_copies; /* images whose copies were measured */
-    double *other;    /* nearest other pool image of each sampled image */
-    float *feats;     /* LVD_CALIBRATE_VARIANTS x dim */
+    int64_t n_copies;  /* images whose copies were measured */
+    int64_t *measured; /* n_copies: pool row of each measured image */
+    double *other;     /* n_copies: nearest other pool image of each measured image */
+    float *feats;      /* n_copies x LVD_CALIBRATE_VARIANTS x dim: the copies' embeddings */
+    int64_t fp_hist[2][LVD_CALIBRATE_THRESHOLDS + 1]; /* [pool / copy][thresholds exceeded] */
 } calib;
 
 const char *lvd_calibrate_variant_name(int v)
@@ -58,6 +65,7 @@ static void calib_free(calib *c)
     for (int v = 0; v < LVD_CALIBRATE_VARIANTS; v++)
         free(c->copy_sims[v]);
     free(c->other);
+    free(c->measured);
     free(c->feats);
     lvd_stage_vit_close(&c->vit);
     lvd_embeddings_free(&c->pool);
@@ -71,9 +79,12 @@ static int pick_sample(lvd_manifest *m, calib *c, lvd_error *err)
     c->other = calloc((size_t)want, sizeof *c->other);
     for (int v = 0; v < LVD_CALIBRATE_VARIANTS; v++)
         c->copy_sims[v] = calloc((size_t)want, sizeof *c->copy_sims[v]);
-    c->feats = malloc((size_t)LVD_CALIBRATE_VARIANTS * c->pool.dim * sizeof *c->feats);
-    if (!c->items || !c->other || !c->copy_sims[0] || !c->copy_sims[1] || !c->copy_sims[2] ||
-        !c->feats)
+    c->measured = calloc((size_t)want, sizeof *c->measured);
+    c->feats = malloc((size_t)want * LVD_CALIBRATE_VARIANTS * c->pool.dim * sizeof *c->feats);
+    int ok = c->items && c->other && c->measured && c->feats;
+    for (int v = 0; v < LVD_CALIBRATE_VARIANTS; v++)
+        ok = ok && c->copy_sims[v];
+    if (!ok)
         return lvd_fail(err, "calibrate: out of memory");
     sqlite3_stmt *st;
     if (lvd_manifest_prepare(m, "SELECT shard, member FROM v_images WHERE id = ?1", &st, err))
@@ -95,25 +106,6 @@ static int pick_sample(lvd_manifest *m, calib *c, lvd_error *err)
         if (!c->items[i].shard || !c->items[i].member)
             return lvd_fail(err, "calibrate: out of memory");
     return 0;
-}
-
-/* Similarity of each sampled image to its nearest other pool image (exact). */
-static int nearest_other(calib *c, lvd_error *err)
-{
-    const lvd_embeddings *p = &c->pool;
-    lvd_index *ix;
-    if (lvd_index_create(&ix, p->dim, "Flat", err))
-        return -1;
-    int rc = lvd_index_add(ix, p->n, p->x, err);
-    for (int64_t i = 0; i < c->n_items && rc == 0; i++) {
-        float sims[2];
-        int64_t ids[2];
-        int64_t row = c->items[i].row;
-        rc = lvd_index_search(ix, 1, p->x + (size_t)row * p->dim, 2, 0, sims, ids, err);
-        c->other[i] = ids[0] == row ? sims[1] : sims[0];
-    }
-    lvd_index_free(ix);
-    return rc;
 }
 
 static int mirror(const lvd_image *in, lvd_image *out)
@@ -144,6 +136,32 @@ static int center_crop(const lvd_image *in, lvd_image *out)
     return 0;
 }
 
+static int half_size(const lvd_image *in, lvd_image *out, lvd_error *err)
+{
+    int w = in->width / 2, h = in->height / 2;
+    return lvd_image_resize(in, w > 0 ? w : 1, h > 0 ? h : 1, out, err);
+}
+
+static uint8_t clamp_u8(double v)
+{
+    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v + 0.5);
+}
+
+/* A slight warm shift: red up, blue down, as a color-graded copy would be. */
+static int recolor(const lvd_image *in, lvd_image *out)
+{
+    size_t n = (size_t)in->width * in->height;
+    *out = (lvd_image){in->width, in->height, malloc(n * 3)};
+    if (!out->rgb)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        out->rgb[3 * i] = clamp_u8(in->rgb[3 * i] * 1.08 + 6.0);
+        out->rgb[3 * i + 1] = in->rgb[3 * i + 1];
+        out->rgb[3 * i + 2] = clamp_u8(in->rgb[3 * i + 2] * 0.92);
+    }
+    return 0;
+}
+
 static int reencode(const lvd_image *in, lvd_image *out, lvd_error *err)
 {
     uint8_t *jpeg = NULL;
@@ -155,21 +173,26 @@ static int reencode(const lvd_image *in, lvd_image *out, lvd_error *err)
     return rc;
 }
 
-/* Embeds the three copies of one decoded image and records their similarity to its row. */
+/* Embeds the copies of one decoded image, keeps their features and records their similarity to
+ * its row. */
 static int measure(calib *c, const sampled *s, const lvd_image *img, lvd_error *err)
 {
     lvd_image v[LVD_CALIBRATE_VARIANTS] = {{0}};
+    float *feats = c->feats + (size_t)c->n_copies * LVD_CALIBRATE_VARIANTS * c->pool.dim;
     int rc = 0;
-    if (mirror(img, &v[0]) || center_crop(img, &v[2]))
+    if (mirror(img, &v[0]) || center_crop(img, &v[2]) || recolor(img, &v[4]))
         rc = lvd_fail(err, "calibrate: out of memory");
     if (rc == 0)
         rc = reencode(img, &v[1], err);
     if (rc == 0)
+        rc = half_size(img, &v[3], err);
+    if (rc == 0)
         rc = lvd_stage_vit_embed(&c->vit, v, LVD_CALIBRATE_VARIANTS, c->o->resize, c->o->crop,
-                                 c->feats, err);
+                                 feats, err);
+    c->measured[c->n_copies] = s->row;
     for (int k = 0; k < LVD_CALIBRATE_VARIANTS; k++) {
         if (rc == 0) {
-            const float *a = c->feats + (size_t)k * c->pool.dim;
+            const float *a = feats + (size_t)k * c->pool.dim;
             const float *b = c->pool.x + (size_t)s->row * c->pool.dim;
             double d = 0.0;
             for (int j = 0; j < c->pool.dim; j++)
@@ -233,6 +256,94 @@ static int measure_copies(calib *c, lvd_error *err)
     return rc;
 }
 
+double lvd_calibrate_threshold(int i)
+{
+    return i < LVD_CALIBRATE_THRESHOLDS - 1 ? (30 + 5 * i) / 100.0 : 0.99;
+}
+
+/* Number of calibration thresholds sim is above. */
+static int exceeded(float sim)
+{
+    int i = 0;
+    while (i < LVD_CALIBRATE_THRESHOLDS && (double)sim > lvd_calibrate_threshold(i))
+        i++;
+    return i;
+}
+
+/* Tallies one block of similarities: rows are the queries (per measured image, its stored
+ * embedding then its copies), columns pool rows p0 .. p0 + nb - 1; an image's own row is no
+ * false positive. */
+static void tally_block(calib *c, const float *sims, int64_t nq, int64_t p0, int64_t nb)
+{
+    for (int64_t qi = 0; qi < nq; qi++) {
+        int64_t m = qi / (1 + LVD_CALIBRATE_VARIANTS);
+        int copy = qi % (1 + LVD_CALIBRATE_VARIANTS) != 0;
+        for (int64_t j = 0; j < nb; j++) {
+            if (p0 + j == c->measured[m])
+                continue;
+            float sim = sims[qi * nb + j];
+            c->fp_hist[copy][exceeded(sim)]++;
+            if (!copy && sim > c->other[m])
+                c->other[m] = sim;
+        }
+    }
+}
+
+/* False positives and nearest other image: every query against the whole pool, by blocks. */
+static int count_false(calib *c, lvd_error *err)
+{
+    const lvd_embeddings *p = &c->pool;
+    int64_t per = 1 + LVD_CALIBRATE_VARIANTS, nq = c->n_copies * per;
+    float *q = malloc((size_t)nq * p->dim * sizeof *q);
+    float *sims = malloc((size_t)nq * POOL_BLOCK * sizeof *sims);
+    if (!q || !sims) {
+        free(q);
+        free(sims);
+        return lvd_fail(err, "calibrate: out of memory for %lld queries", (long long)nq);
+    }
+    size_t row = (size_t)p->dim * sizeof *q;
+    for (int64_t m = 0; m < c->n_copies; m++) {
+        memcpy(q + (size_t)(m * per) * p->dim, p->x + (size_t)c->measured[m] * p->dim, row);
+        memcpy(q + (size_t)(m * per + 1) * p->dim,
+               c->feats + (size_t)m * LVD_CALIBRATE_VARIANTS * p->dim,
+               row * LVD_CALIBRATE_VARIANTS);
+        c->other[m] = -INFINITY;
+    }
+    for (int64_t p0 = 0; p0 < p->n; p0 += POOL_BLOCK) {
+        int64_t nb = p->n - p0 < POOL_BLOCK ? p->n - p0 : POOL_BLOCK;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nb, p->dim, 1.0f, q,
+                    p->dim, p->x + (size_t)p0 * p->dim, p->dim, 0.0f, sims, (int)nb);
+        tally_block(c, sims, nq, p0, nb);
+    }
+    free(q);
+    free(sims);
+    return 0;
+}
+
+/* Precision and recall at every threshold (before stats() sorts the copy similarities). */
+static void detection_points(const calib *c, lvd_calibrate_result *res)
+{
+    int64_t n = c->n_copies;
+    for (int i = 0; i < LVD_CALIBRATE_THRESHOLDS; i++) {
+        lvd_calibrate_point *pt = &res->points[i];
+        pt->threshold = lvd_calibrate_threshold(i);
+        for (int v = 0; v < LVD_CALIBRATE_VARIANTS; v++) {
+            int64_t tp = 0;
+            for (int64_t m = 0; m < n; m++)
+                tp += c->copy_sims[v][m] > pt->threshold;
+            pt->tp += tp;
+            pt->recall_by_kind[v] = (double)tp / (double)n;
+        }
+        for (int j = i + 1; j <= LVD_CALIBRATE_THRESHOLDS; j++) {
+            pt->fp_pool += c->fp_hist[0][j];
+            pt->fp_copy += c->fp_hist[1][j];
+        }
+        int64_t detected = pt->tp + pt->fp_pool + pt->fp_copy;
+        pt->precision = detected ? (double)pt->tp / (double)detected : NAN;
+        pt->recall = (double)pt->tp / (double)(n * LVD_CALIBRATE_VARIANTS);
+    }
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -261,13 +372,14 @@ static int summarize(calib *c, lvd_calibrate_result *res, lvd_error *err)
     double *all = malloc((size_t)(n * LVD_CALIBRATE_VARIANTS) * sizeof *all);
     if (!all)
         return lvd_fail(err, "calibrate: out of memory");
+    detection_points(c, res);
     for (int v = 0; v < LVD_CALIBRATE_VARIANTS; v++)
         memcpy(all + v * n, c->copy_sims[v], (size_t)n * sizeof *all);
     res->all_copies = stats(all, n * LVD_CALIBRATE_VARIANTS);
     free(all);
     for (int v = 0; v < LVD_CALIBRATE_VARIANTS; v++)
         res->copies[v] = stats(c->copy_sims[v], n);
-    res->nearest_other = stats(c->other, c->n_items);
+    res->nearest_other = stats(c->other, n);
     res->separable = res->all_copies.p5 > res->nearest_other.p95;
     res->threshold =
         res->separable ? (res->all_copies.p5 + res->nearest_other.p95) / 2 : res->all_copies.p5;
@@ -292,6 +404,21 @@ static cJSON *counts_json(const lvd_calibrate_result *r)
         add_stats(j, variant_names[v], &r->copies[v]);
     add_stats(j, "copies", &r->all_copies);
     add_stats(j, "nearest_other", &r->nearest_other);
+    cJSON *points = cJSON_AddArrayToObject(j, "points");
+    for (int i = 0; i < LVD_CALIBRATE_THRESHOLDS; i++) {
+        const lvd_calibrate_point *pt = &r->points[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "threshold", pt->threshold);
+        cJSON_AddNumberToObject(o, "tp", (double)pt->tp);
+        cJSON_AddNumberToObject(o, "fp_pool", (double)pt->fp_pool);
+        cJSON_AddNumberToObject(o, "fp_copy", (double)pt->fp_copy);
+        cJSON_AddNumberToObject(o, "precision", pt->precision);
+        cJSON_AddNumberToObject(o, "recall", pt->recall);
+        cJSON *by = cJSON_AddObjectToObject(o, "recall_by_kind");
+        for (int v = 0; v < LVD_CALIBRATE_VARIANTS; v++)
+            cJSON_AddNumberToObject(by, variant_names[v], pt->recall_by_kind[v]);
+        cJSON_AddItemToArray(points, o);
+    }
     cJSON_AddNumberToObject(j, "threshold", r->threshold);
     cJSON_AddBoolToObject(j, "separable", r->separable);
     return j;
@@ -306,9 +433,11 @@ static int calibrate(lvd_manifest *m, calib *c, int64_t model_id, int dim,
         return lvd_fail(err, "model '%s' has %lld pool embeddings: calibration needs 2 or more",
                         c->o->model, (long long)c->pool.n);
     if (lvd_stage_vit_open(m, c->o->model, dim, "lvd-calibrate", &c->vit, err) ||
-        pick_sample(m, c, err) || nearest_other(c, err) || measure_copies(c, err))
+        pick_sample(m, c, err) || measure_copies(c, err))
         return -1;
-    return summarize(c, res, err);
+    if (c->n_copies == 0)
+        return lvd_fail(err, "calibrate: no sampled pool image could be read and decoded");
+    return count_false(c, err) || summarize(c, res, err);
 }
 
 int lvd_calibrate_run(lvd_manifest *m, const lvd_calibrate_options *o, lvd_calibrate_result *res,

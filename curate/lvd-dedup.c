@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "curate/dedup_stage.h"
+#include "curate/dedup_stage_calibrate_cli.h"
 #include "curate/stages_cli.h"
 
 static const char usage[] =
@@ -25,6 +26,8 @@ static const char usage[] =
     "  --memory-budget MB     index memory budget when no factory is given (default 4096)\n"
     "  --nprobe N             lists searched by IVF indexes (default 16)\n"
     "  --full                 reprocess every pool image\n"
+    "  --calibrate            instead, measure copy detection to choose --threshold (the\n"
+    "                         options of lvd-calibrate; see lvd-dedup --calibrate --help)\n"
     "  --help                 this text\n"
     "\n"
     "Exit status 0 on success, 1 on failure, 2 on bad usage.\n";
@@ -94,8 +97,22 @@ static int parse(int argc, char **argv, const char **db, lvd_dedup_stage_options
     return 0;
 }
 
+/* lvd-dedup --calibrate ...: lvd-calibrate with the other options. */
+static int calibrate(int argc, char **argv)
+{
+    int n = 0;
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], "--calibrate") != 0)
+            argv[n++] = argv[i];
+    argv[n] = NULL;
+    return lvd_calibrate_cli("lvd-dedup --calibrate", n, argv);
+}
+
 int main(int argc, char **argv)
 {
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--calibrate") == 0)
+            return calibrate(argc, argv);
     const char *db = NULL;
     lvd_dedup_stage_options o;
     lvd_dedup_stage_defaults(&o);

@@ -6,12 +6,16 @@
  * every original photo. These 2-block weights are not trained: distinct photos reach cosine
  * 0.99 (the paper's 0.6 merges them all), copies 0.997 and more, so the test deduplicates at
  * 0.995. Skips when the reference folder or the photos are absent.
- * lvd-calibrate, sampling every pool image, must see each copy kind of every photo above 0.99.
- * Usage: test_stages_real LVD-FETCH LVD-MODEL LVD-EMBED LVD-INDEX LVD-QUERY LVD-DEDUP
- * LVD-CALIBRATE */
+ * lvd-calibrate, sampling every pool image, must see each copy kind of every photo above 0.99
+ * (flip and JPEG) or 0.95 (the others); its precision / recall table must be monotone, recall 1 at
+ * its lowest threshold, its (sampled image, other pool image) false positives equal to a
+ * brute-force recount over the stored embeddings, and its precision TP / (TP + FP); lvd-dedup
+ * --calibrate must print the same table. Usage: test_stages_real LVD-FETCH LVD-MODEL LVD-EMBED
+ * LVD-INDEX LVD-QUERY LVD-DEDUP LVD-CALIBRATE */
 #include <dirent.h>
 #include <math.h>
 
+#include "store/tensors.h"
 #include "tests/stages/stages_test.h"
 
 #define PHOTOS     "/usr/share/backgrounds/mate/nature"
@@ -22,6 +26,105 @@ static const char *tool[T_COUNT];
 static char dir[256], db_path[320];
 static const char *const planted[] = {"Aqua.jpg", "Garden.jpg", "TwoWings.jpg"};
 #define N_PLANTED 3
+
+#define N_KINDS      5
+#define N_THRESHOLDS 15
+static const char *const kinds[N_KINDS] = {"flip", "jpeg40", "crop80", "half", "color"};
+
+/* The model's pool embeddings (unit rows), read as lvd-embed stored them. */
+static float *read_embeddings(sqlite3 *db, int64_t *n, int *dim)
+{
+    sqlite3_stmt *st;
+    float *x = NULL;
+    *n = 0;
+    *dim = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT file, row FROM v_embeddings WHERE model = 's14' ORDER BY "
+                           "image_id",
+                           -1, &st, NULL) != SQLITE_OK)
+        return NULL;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        lvd_tensors *ts;
+        lvd_error err;
+        if (lvd_tensors_open((const char *)sqlite3_column_text(st, 0), &ts, &err))
+            break;
+        const lvd_tensor *t = lvd_tensors_at(ts, 0);
+        *dim = (int)t->shape[1];
+        x = realloc(x, (size_t)(*n + 1) * (size_t)*dim * sizeof *x);
+        const float *r = t->data + sqlite3_column_int64(st, 1) * *dim;
+        double norm = 0;
+        for (int j = 0; j < *dim; j++)
+            norm += (double)r[j] * r[j];
+        for (int j = 0; j < *dim; j++)
+            x[*n * *dim + j] = (float)(r[j] / sqrt(norm));
+        (*n)++;
+        lvd_tensors_close(ts);
+    }
+    sqlite3_finalize(st);
+    return x;
+}
+
+/* Ordered pairs of distinct pool rows with similarity above t + margin. */
+static int64_t pairs_above(const float *x, int64_t n, int dim, double t)
+{
+    int64_t count = 0;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t k = 0; k < n; k++) {
+            double d = 0;
+            for (int j = 0; j < dim && k != i; j++)
+                d += (double)x[i * dim + j] * x[k * dim + j];
+            count += k != i && d > t;
+        }
+    return count;
+}
+
+static double point(sqlite3 *db, int i, const char *field)
+{
+    return st_double(db,
+                     "SELECT json_extract(counts, '$.points[%d].%s') FROM v_runs WHERE stage = "
+                     "'calibrate' ORDER BY id DESC LIMIT 1",
+                     i, field);
+}
+
+/* The detection table of the last calibrate run against the rules and a recount. */
+static void check_table(sqlite3 *db, int64_t n_pool)
+{
+    int64_t n;
+    int dim;
+    float *x = read_embeddings(db, &n, &dim);
+    CHECK(x && n == n_pool && dim > 0);
+    CHECK(point(db, 0, "recall") == 1.0);
+    for (int i = 0; i < N_THRESHOLDS; i++) {
+        double t = point(db, i, "threshold"), tp = point(db, i, "tp");
+        double fp = point(db, i, "fp_pool") + point(db, i, "fp_copy");
+        CHECK(t > 0.29 && t < 1.0);
+        CHECK(fabs(tp - point(db, i, "recall") * N_KINDS * (double)n_pool) < 1e-6);
+        if (tp + fp > 0)
+            CHECK(fabs(point(db, i, "precision") - tp / (tp + fp)) < 1e-12);
+        else /* NaN is recorded as JSON null */
+            CHECK(point(db, i, "precision") == -9.0);
+        /* The stage counts in float32: allow pairs within 1e-5 of the threshold either way. */
+        double fp_pool = point(db, i, "fp_pool");
+        CHECK_MSG(x && fp_pool >= (double)pairs_above(x, n, dim, t + 1e-5) &&
+                      fp_pool <= (double)pairs_above(x, n, dim, t - 1e-5),
+                  "threshold %.2f: fp_pool %.0f", t, fp_pool);
+        for (int k = 0; k < N_KINDS; k++) {
+            char field[64];
+            snprintf(field, sizeof field, "recall_by_kind.%s", kinds[k]);
+            if (i == 0)
+                CHECK(point(db, i, field) == 1.0);
+            if (i > 0)
+                CHECK(point(db, i, field) <= point(db, i - 1, field));
+        }
+        if (i > 0) {
+            CHECK(t > point(db, i - 1, "threshold"));
+            CHECK(tp <= point(db, i - 1, "tp"));
+            CHECK(point(db, i, "fp_pool") <= point(db, i - 1, "fp_pool"));
+            CHECK(point(db, i, "fp_copy") <= point(db, i - 1, "fp_copy"));
+        }
+    }
+    free(x);
+}
 
 static int read_file(const char *path, uint8_t **buf, size_t *len)
 {
@@ -237,10 +340,35 @@ int main(int argc, char **argv)
     CHECK(st_run(calibrate, NULL) == 0);
     const char *last = "FROM v_runs WHERE stage = 'calibrate' ORDER BY id DESC LIMIT 1";
     int64_t n_pool = n_photos + 2 * N_PLANTED;
-    CHECK(st_int(db, "SELECT json_extract(counts, '$.copies.n') %s", last) == 3 * n_pool);
+    CHECK(st_int(db, "SELECT json_extract(counts, '$.copies.n') %s", last) == N_KINDS * n_pool);
     CHECK(st_int(db, "SELECT json_extract(counts, '$.nearest_other.n') %s", last) == n_pool);
     CHECK(st_double(db, "SELECT json_extract(counts, '$.flip.min') %s", last) > 0.99);
     CHECK(st_double(db, "SELECT json_extract(counts, '$.jpeg40.min') %s", last) > 0.99);
+    for (int k = 2; k < N_KINDS; k++)
+        CHECK_MSG(st_double(db, "SELECT json_extract(counts, '$.%s.min') %s", kinds[k], last) >
+                      0.95,
+                  "%s", kinds[k]);
+    check_table(db, n_pool);
+    char table[400];
+    snprintf(table, sizeof table, "%s/calibrate.txt", dir);
+    char *via_dedup[] = {(char *)tool[T_DEDUP],
+                         "--calibrate",
+                         "--db",
+                         db_path,
+                         "--model",
+                         "s14",
+                         "--sample",
+                         "4",
+                         NULL};
+    CHECK(st_run(via_dedup, table) == 0);
+    char *text = NULL;
+    size_t text_len = 0;
+    CHECK(read_file(table, (uint8_t **)&text, &text_len) == 0);
+    text = realloc(text, text_len + 1);
+    text[text_len] = '\0';
+    CHECK(strstr(text, "precision") && strstr(text, "    0.99 ") && strstr(text, "color"));
+    free(text);
+    CHECK(st_int(db, "SELECT json_extract(counts, '$.copies.n') %s", last) == N_KINDS * 4);
     double t = st_double(db, "SELECT json_extract(counts, '$.threshold') %s", last);
     CHECK(t > 0.5 && t < 1.0);
     sqlite3_close(db);
