@@ -82,8 +82,10 @@ void vit_layernorm_forward(float *out, float *mean, float *rstd, const float *in
     }
 }
 
-/* In place softmax of row (n). */
-VIT_SIMD static void softmax_row(float *row, int n)
+/* row (n) = exp(row - max(row)) in place; returns 1 / sum of the new row. The normalization is
+ * left to the caller, which applies it to the 64-wide attention output row instead of the
+ * T-wide probability row (one pass over T x T fewer). */
+VIT_SIMD static float softmax_exp_row(float *row, int n)
 {
     float mx = row[0];
 #pragma omp simd reduction(max : mx)
@@ -99,10 +101,20 @@ VIT_SIMD static void softmax_row(float *row, int n)
         row[j] = d < -60.0f ? 0.0f : vit_expf(d);
         sum += row[j];
     }
-    float inv = 1.0f / sum;
+    return 1.0f / sum;
+}
+
+/* row (n) *= s. */
+VIT_SIMD static void scale_row(float *row, float s, int n)
+{
     for (int j = 0; j < n; j++) {
-        row[j] *= inv;
+        row[j] *= s;
     }
+}
+
+size_t vit_attention_scratch(int T)
+{
+    return (size_t)T * (size_t)(T + 1);
 }
 
 void vit_attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int heads,
@@ -115,55 +127,58 @@ void vit_attention_forward(float *out, float *att, const float *qkv, int B, int 
     for (int bh = 0; bh < B * heads; bh++) {
         int b = bh / heads;
         int h = bh % heads;
-        float *s = att + (size_t)omp_get_thread_num() * T * T;
+        float *s = att + (size_t)omp_get_thread_num() * vit_attention_scratch(T);
+        float *inv = s + (size_t)T * T;
         const float *q = qkv + (size_t)b * T * ld + (size_t)h * hd;
         const float *k = q + D;
         const float *v = q + 2 * D;
+        float *o = out + (size_t)b * T * D + (size_t)h * hd;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, ld, k, ld, 0.0f, s,
                     T);
         for (int i = 0; i < T; i++) {
-            softmax_row(s + (size_t)i * T, T);
+            inv[i] = softmax_exp_row(s + (size_t)i * T, T);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, s, T, v, ld, 0.0f,
-                    out + (size_t)b * T * D + (size_t)h * hd, D);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, s, T, v, ld, 0.0f, o,
+                    D);
+        for (int i = 0; i < T; i++) {
+            scale_row(o + (size_t)i * D, inv[i], hd);
+        }
     }
 }
 
-/* h (n) += bias; act (n) = GELU(h). */
-VIT_SIMD static void bias_gelu_row(float *act, float *h, const float *bias, int n)
+/* h (n) = GELU(h + bias), in place: the fc1 output row is still in cache and fc2 reads it
+ * from there (a separate output row costs a third stream). */
+VIT_SIMD static void bias_gelu_row(float *h, const float *bias, int n)
 {
     const float inv_sqrt2 = 0.70710678118654752f;
     for (int j = 0; j < n; j++) {
         float x = h[j] + bias[j];
-        h[j] = x;
-        act[j] = 0.5f * x * (1.0f + vit_erff(x * inv_sqrt2));
+        h[j] = 0.5f * x * (1.0f + vit_erff(x * inv_sqrt2));
     }
 }
 
-void vit_gelu_forward(float *act, float *h, const float *bias, int BT, int hidden, int threads)
+void vit_gelu_forward(float *h, const float *bias, int BT, int hidden, int threads)
 {
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int r = 0; r < BT; r++) {
-        bias_gelu_row(act + (size_t)r * hidden, h + (size_t)r * hidden, bias, hidden);
+        bias_gelu_row(h + (size_t)r * hidden, bias, hidden);
     }
 }
 
-/* h (2n) += bias; o (n) = silu(h[:n]) * h[n:]. */
-VIT_SIMD static void bias_swiglu_row(float *o, float *h, const float *bias, int n)
+/* h[:n] = silu(h[:n] + bias[:n]) * (h[n:] + bias[n:]), in place. */
+VIT_SIMD static void bias_swiglu_row(float *h, const float *bias, int n)
 {
-    for (int j = 0; j < 2 * n; j++) {
-        h[j] += bias[j];
-    }
     for (int j = 0; j < n; j++) {
-        o[j] = h[j] / (1.0f + vit_expf(-h[j])) * h[n + j];
+        float a = h[j] + bias[j];
+        h[j] = a / (1.0f + vit_expf(-a)) * (h[n + j] + bias[n + j]);
     }
 }
 
-void vit_swiglu_forward(float *act, float *h, const float *bias, int BT, int hidden, int threads)
+void vit_swiglu_forward(float *h, const float *bias, int BT, int hidden, int threads)
 {
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int r = 0; r < BT; r++) {
-        bias_swiglu_row(act + (size_t)r * hidden, h + (size_t)r * 2 * hidden, bias, hidden);
+        bias_swiglu_row(h + (size_t)r * 2 * hidden, bias, hidden);
     }
 }
 

@@ -50,9 +50,8 @@ typedef struct lvd_vit_acts {
     float *qkv;      /* (B, T, 3D) */
     float *atty;     /* (B, T, D) attention output before the projection */
     float *branch;   /* (B, T, D) proj / FFN output before bias and LayerScale */
-    float *fch;      /* (B, T, F1) fc1 / w12 output, bias included */
-    float *fch_act;  /* (B, T, hidden) GELU / SwiGLU output */
-    float *att;      /* (threads, T, T) attention probabilities of one head per thread */
+    float *fch;      /* (B, T, F1) fc1 / w12 output, then GELU / SwiGLU in place */
+    float *att;      /* threads * vit_attention_scratch(T): one head's scores per thread */
 } lvd_vit_acts;
 
 typedef struct vit_pos_entry {
@@ -112,17 +111,20 @@ void vit_matmul_forward(float *out, const float *inp, int lda, const float *w, c
 void vit_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
                            const float *b, int N, int C, float eps, int threads);
 
+/* Floats of attention scratch one thread needs for T tokens: the T x T scores and T sums. */
+size_t vit_attention_scratch(int T);
+
 /* Multi-head self-attention of B images: qkv (B, T, 3D) -> out (B, T, D); att is scratch of
- * (threads, T, T) floats. */
+ * threads * vit_attention_scratch(T) floats. */
 void vit_attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int heads,
                            int threads);
 
-/* h (BT, hidden) += bias (the fc1 output gets its bias here, one pass fewer); act (BT, hidden)
- * = exact GELU of h. */
-void vit_gelu_forward(float *act, float *h, const float *bias, int BT, int hidden, int threads);
+/* h (BT, hidden) = exact GELU of h + bias (fc1's bias, added here: one pass fewer), in place. */
+void vit_gelu_forward(float *h, const float *bias, int BT, int hidden, int threads);
 
-/* h (BT, 2 * hidden) += bias (w12's); act (BT, hidden) = silu(h[:, :hidden]) * h[:, hidden:]. */
-void vit_swiglu_forward(float *act, float *h, const float *bias, int BT, int hidden, int threads);
+/* h (BT, 2 * hidden): the first half of each row becomes silu(h[:, :hidden] + bias[:hidden]) *
+ * (h[:, hidden:] + bias[hidden:]) (w12's bias), in place; the second half is left as scratch. */
+void vit_swiglu_forward(float *h, const float *bias, int BT, int hidden, int threads);
 
 /* x (N, C) += ls (C) * (branch (N, C) + bias (C)), row by row: the LayerScale'd residual add,
  * with the bias of the linear layer that produced branch. */
