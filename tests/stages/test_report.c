@@ -1,0 +1,630 @@
+/* lvd-report on a manifest of known structure (d = 16): a duplicate component of 3 and one of
+ * 2, a component removed by an eval image at similarity 0.5, five seeds (their source's name
+ * holds HTML special characters) with their retrieved neighbours and cluster samples. Checks
+ * that every page exists, that exactly the images shown have thumbnails and each is a valid
+ * JPEG, that every href / src of every page resolves to a file, the eval match, the orders, the
+ * bounds, byte-identical reruns and the errors.
+ *
+ * With --browser first, instead renders the pages in headless Chromium (exit 77 when it is not
+ * installed): the DOM after load holds every gallery image, and a screenshot of the duplicates
+ * page shows the thumbnails (many distinct colours), which it does not once thumbs/ is gone.
+ *
+ * Usage: test_report [--browser] LVD-FETCH LVD-DEDUP LVD-RETRIEVE LVD-REPORT */
+#include <math.h>
+#include <signal.h>
+#include <time.h>
+
+#include "tests/stages/stages_test.h"
+
+#define DIM                16
+#define SEED_SOURCE        "s&<x>\""
+#define CHROMIUM_TIMEOUT_S 120
+
+enum { T_FETCH, T_DEDUP, T_RETRIEVE, T_REPORT, T_COUNT };
+static const char *tool[T_COUNT];
+static char dir[256], db_path[320], out_dir[320];
+
+typedef struct item {
+    const char *name, *folder;
+    int basis[3];
+    float weight[3];
+    uint32_t noise_seed; /* 0: none */
+} item;
+
+static const item items[] = {
+    {"p1.jpg", "pool", {0, 8, -1}, {1, 0.9f}, 0},
+    {"p1d.jpg", "pool", {0, 8, -1}, {1, 0.9f}, 11},
+    {"p1e.jpg", "pool", {0, 8, -1}, {1, 0.9f}, 12},
+    {"p2.jpg", "pool", {0, 9, -1}, {1, 1}, 0},
+    {"p2d.jpg", "pool", {0, 9, -1}, {1, 1}, 13},
+    {"p3.jpg", "pool", {0, 10, -1}, {1, 1.1f}, 0},
+    {"p4.jpg", "pool", {0, 11, -1}, {1, 1.2f}, 0},
+    {"q1.jpg", "pool", {1, 12, -1}, {1, 1}, 0},
+    {"q2.jpg", "pool", {1, 13, -1}, {1, 1}, 0},
+    {"q3.jpg", "pool", {1, 14, -1}, {1, 1}, 0},
+    {"r1.jpg", "pool", {2, 15, -1}, {1, 1}, 0},
+    {"r2.jpg", "pool", {2, 6, -1}, {1, 1}, 0},
+    {"sA1.jpg", "seed", {0, 8, 9}, {1, 0.6f, 0.3f}, 0},
+    {"sA2.jpg", "seed", {0, 9, 10}, {1, 0.6f, 0.3f}, 0},
+    {"sA3.jpg", "seed", {0, 10, 11}, {1, 0.6f, 0.3f}, 0},
+    {"sA4.jpg", "seed", {0, 11, 8}, {1, 0.6f, 0.3f}, 0},
+    {"sQ.jpg", "seed", {1, 12, 13}, {1, 0.6f, 0.3f}, 0},
+    {"E1.jpg", "eval", {15, 7, -1}, {1, 1}, 0}, /* 0.5 to r1: removes it */
+    {"E2.jpg", "eval", {3, 4, -1}, {1, 1}, 0},  /* far from everything */
+};
+#define N_ITEMS ((int)(sizeof items / sizeof items[0]))
+
+static const char *const pages[] = {"index.html", "duplicates.html", "decontaminated.html",
+                                    "neighbours.html", "clusters.html"};
+#define N_PAGES ((int)(sizeof pages / sizeof pages[0]))
+
+static int64_t item_id[N_ITEMS];
+
+static uint64_t mix(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void make_vector(const item *it, float *out)
+{
+    double v[DIM] = {0}, s = 0;
+    for (int t = 0; t < 3; t++)
+        if (it->basis[t] >= 0)
+            v[it->basis[t]] += it->weight[t];
+    for (int j = 0; j < DIM && it->noise_seed; j++) /* uniform in [-0.01, 0.01] */
+        v[j] +=
+            ((double)(mix(it->noise_seed * 1000003ull + (uint64_t)j) >> 11) / 9007199254740992.0 -
+             0.5) *
+            0.02;
+    for (int j = 0; j < DIM; j++)
+        s += v[j] * v[j];
+    for (int j = 0; j < DIM; j++)
+        out[j] = (float)(v[j] / sqrt(s));
+}
+
+static int64_t id_of(const char *name)
+{
+    for (int i = 0; i < N_ITEMS; i++)
+        if (strncmp(items[i].name, name, strlen(name)) == 0 && items[i].name[strlen(name)] == '.')
+            return item_id[i];
+    fprintf(stderr, "no item %s\n", name);
+    exit(1);
+}
+
+static int fetch(const char *source, const char *role, const char *folder)
+{
+    char in[512], shards[512];
+    snprintf(in, sizeof in, "%s/%s", dir, folder);
+    snprintf(shards, sizeof shards, "%s/shards", dir);
+    char *argv[] = {(char *)tool[T_FETCH],
+                    "--db",
+                    db_path,
+                    "--source",
+                    (char *)source,
+                    "--role",
+                    (char *)role,
+                    "--out",
+                    shards,
+                    "--no-progress",
+                    in,
+                    NULL};
+    return st_run(argv, NULL);
+}
+
+/* Fetches the three folders, records every embedding, runs dedup and retrieval. */
+static void build_manifest(void)
+{
+    float rows[N_ITEMS * DIM];
+    for (int i = 0; i < N_ITEMS; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, items[i].folder);
+        st_mkdir(path);
+        snprintf(path, sizeof path, "%s/%s/%s", dir, items[i].folder, items[i].name);
+        CHECK(st_write_jpeg(path, 40, 36, (uint32_t)i) == 0);
+        make_vector(&items[i], rows + i * DIM);
+    }
+    CHECK(fetch("web", "pool", "pool") == 0);
+    CHECK(fetch(SEED_SOURCE, "seed", "seed") == 0);
+    CHECK(fetch("evalset", "eval", "eval") == 0);
+    sqlite3 *db;
+    CHECK(sqlite3_open(db_path, &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db,
+                       "INSERT INTO models (id, name, arch, dim, features) VALUES (1, 'synth', "
+                       "'external', 16, 'external')",
+                       NULL, NULL, NULL) == SQLITE_OK);
+    for (int i = 0; i < N_ITEMS; i++) {
+        item_id[i] = st_image_id(db, items[i].name);
+        CHECK_MSG(item_id[i] > 0, "%s has no image row", items[i].name);
+    }
+    char npy[512];
+    snprintf(npy, sizeof npy, "%s/emb.npy", dir);
+    CHECK(st_add_embeddings(db, 1, npy, rows, item_id, N_ITEMS, DIM) == 0);
+    sqlite3_close(db);
+    char *dedup[] = {(char *)tool[T_DEDUP], "--db", db_path, "--model", "synth", NULL};
+    CHECK(st_run(dedup, NULL) == 0);
+    char *retrieve[] = {(char *)tool[T_RETRIEVE],
+                        "--db",
+                        db_path,
+                        "--model",
+                        "synth",
+                        "--per-seed",
+                        "2",
+                        "--clusters",
+                        "3",
+                        "--per-cluster",
+                        "2",
+                        "--seed",
+                        "1",
+                        "--redo",
+                        "10",
+                        NULL};
+    CHECK(st_run(retrieve, NULL) == 0);
+}
+
+static int report(const char *out, const char *extra1, const char *extra2)
+{
+    char *argv[] = {(char *)tool[T_REPORT], "--db",         db_path, "--out", (char *)out,
+                    (char *)extra1,         (char *)extra2, NULL};
+    return st_run(argv, NULL);
+}
+
+/* The whole file at path (NUL-terminated), or NULL; *len gets its size. Caller frees. */
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 1 << 16, n = 0, got;
+    char *buf = malloc(cap + 1);
+    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            cap *= 2;
+            char *p = realloc(buf, cap + 1);
+            if (!p)
+                free(buf);
+            buf = p;
+        }
+    }
+    fclose(f);
+    if (buf)
+        buf[n] = 0;
+    if (len)
+        *len = n;
+    return buf;
+}
+
+static char *read_page(const char *out, const char *name)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", out, name);
+    char *html = slurp(path, NULL);
+    CHECK_MSG(html != NULL, "%s missing", path);
+    return html ? html : calloc(1, 1);
+}
+
+static int count_of(const char *text, const char *what)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, what)); p += strlen(what))
+        n++;
+    return n;
+}
+
+/* Checks that every href="..." and src="..." of html is a relative link to a file under out;
+ * returns the number of links. */
+static int check_links(const char *out, const char *page, const char *html)
+{
+    static const char *const attrs[] = {" href=\"", " src=\""};
+    int links = 0;
+    for (int a = 0; a < 2; a++)
+        for (const char *p = html; (p = strstr(p, attrs[a]));) {
+            p += strlen(attrs[a]);
+            const char *end = strchr(p, '"');
+            if (!end)
+                break;
+            char target[512], path[1024];
+            snprintf(target, sizeof target, "%.*s", (int)(end - p), p);
+            snprintf(path, sizeof path, "%s/%s", out, target);
+            CHECK_MSG(target[0] != '/' && !strstr(target, ":") && access(path, R_OK) == 0,
+                      "%s: link '%s' does not resolve", page, target);
+            links++;
+            p = end;
+        }
+    return links;
+}
+
+/* 1 when path is a JPEG whose longer side is box. */
+static int valid_thumb(const char *path, int box)
+{
+    size_t len = 0;
+    uint8_t *data = (uint8_t *)slurp(path, &len);
+    if (!data)
+        return 0;
+    lvd_decode_opts o;
+    memset(&o, 0, sizeof o);
+    o.max_pixels = 1 << 24;
+    lvd_image img;
+    lvd_error err;
+    int ok = len > 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF &&
+             lvd_image_decode(data, len, &o, &img, &err) == 0;
+    if (ok) {
+        ok = (img.width > img.height ? img.width : img.height) == box;
+        lvd_image_free(&img);
+    }
+    free(data);
+    return ok;
+}
+
+static int count_files(const char *path)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "ls '%s' | wc -l", path);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    if (p && fscanf(p, "%d", &n) != 1)
+        n = -1;
+    if (p)
+        pclose(p);
+    return n;
+}
+
+/* The images the galleries must show: every member of a component of 2 or more or removed by
+ * decontamination, E1 (the eval match), every seed with neighbours and every retrieved image. */
+static const char *const shown_sql =
+    "SELECT image_id FROM v_duplicates WHERE reason = 'eval' OR component IN (SELECT component "
+    "FROM v_duplicates GROUP BY component HAVING COUNT(*) > 1) UNION SELECT image_id FROM "
+    "v_curated WHERE method IN ('knn', 'cluster') UNION SELECT seed_image_id FROM v_curated "
+    "WHERE method = 'knn' UNION SELECT %lld ORDER BY 1";
+
+static void check_thumbs(sqlite3 *db)
+{
+    char sql[1024], thumbs[400];
+    snprintf(sql, sizeof sql, shown_sql, (long long)id_of("E1"));
+    snprintf(thumbs, sizeof thumbs, "%s/thumbs", out_dir);
+    sqlite3_stmt *st;
+    CHECK(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK);
+    int n = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        char path[600];
+        snprintf(path, sizeof path, "%s/%lld.jpg", thumbs, (long long)sqlite3_column_int64(st, 0));
+        CHECK_MSG(valid_thumb(path, 128), "%s: missing or not a 128 px JPEG", path);
+        n++;
+    }
+    sqlite3_finalize(st);
+    /* 5 duplicates, r1, E1, 5 seeds and at least 2 distinct neighbours. */
+    CHECK_MSG(n >= 14, "%d images shown", n);
+    CHECK_MSG(count_files(thumbs) == n, "%d thumbnails, %d images shown", count_files(thumbs), n);
+    char e2[600];
+    snprintf(e2, sizeof e2, "%s/%lld.jpg", thumbs, (long long)id_of("E2"));
+    CHECK(access(e2, F_OK) != 0);
+}
+
+/* The text of the section whose heading starts with head (up to its </section>), or NULL. */
+static char *section(const char *html, const char *head)
+{
+    const char *at = strstr(html, head);
+    const char *end = at ? strstr(at, "</section>") : NULL;
+    return end ? strndup(at, (size_t)(end - at)) : NULL;
+}
+
+/* Every knn row appears under its seed, the seed first, ranks in order. */
+static void check_neighbours(sqlite3 *db, const char *html)
+{
+    CHECK(count_of(html, "<section>") == 5);
+    sqlite3_stmt *st;
+    CHECK(sqlite3_prepare_v2(db,
+                             "SELECT seed_image_id, rank, image_id FROM v_curated WHERE method "
+                             "= 'knn' ORDER BY seed_image_id, rank",
+                             -1, &st, NULL) == SQLITE_OK);
+    int rows = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        long long seed = sqlite3_column_int64(st, 0), image = sqlite3_column_int64(st, 2);
+        int rank = sqlite3_column_int(st, 1);
+        char head[128], seed_tile[128], tile[128];
+        snprintf(head, sizeof head, "<h3>seed %lld (s&amp;&lt;x&gt;&quot;): 2 neighbours", seed);
+        snprintf(seed_tile, sizeof seed_tile, "<figcaption>%lld seed<br>", seed);
+        snprintf(tile, sizeof tile, "<figcaption>%lld rank %d ", image, rank);
+        char *sec = section(html, head);
+        CHECK_MSG(sec != NULL, "no section %s", head);
+        const char *s = sec ? strstr(sec, seed_tile) : NULL;
+        const char *t = sec ? strstr(sec, tile) : NULL;
+        CHECK_MSG(s && t && s < t, "seed %lld: rank %d (%lld) missing or before the seed", seed,
+                  rank, image);
+        if (rank == 2 && sec) {
+            snprintf(tile, sizeof tile, "rank 1 ");
+            CHECK(strstr(sec, tile) < t);
+        }
+        free(sec);
+        rows++;
+    }
+    sqlite3_finalize(st);
+    CHECK(rows == 10);
+    CHECK(!strstr(html, SEED_SOURCE));
+}
+
+static void check_pages(sqlite3 *db)
+{
+    char *html[N_PAGES];
+    int links = 0;
+    for (int p = 0; p < N_PAGES; p++) {
+        html[p] = read_page(out_dir, pages[p]);
+        links += check_links(out_dir, pages[p], html[p]);
+    }
+    CHECK_MSG(links > 5 * N_PAGES, "%d links", links);
+    /* index: the counts per stage. */
+    CHECK(strstr(html[0], "<td>synth</td><td>external</td><td>16</td><td>19</td>") != NULL);
+    CHECK(strstr(html[0], "<td>synth</td><td>12</td><td>8</td><td>3</td><td>1</td>") != NULL);
+    CHECK(strstr(html[0], "<td>s&amp;&lt;x&gt;&quot;</td><td>ok</td>") != NULL);
+    CHECK(strstr(html[0], "<td>dedup</td><td>ok</td>") != NULL);
+    /* duplicates: p1's component of 3, then p2's of 2. */
+    char head[128];
+    snprintf(head, sizeof head, "<h3>component %lld: 3 images</h3>", (long long)id_of("p1"));
+    const char *a = strstr(html[1], head);
+    snprintf(head, sizeof head, "<h3>component %lld: 2 images</h3>", (long long)id_of("p2"));
+    const char *b = strstr(html[1], head);
+    CHECK_MSG(a && b && a < b, "duplicate components missing or out of order");
+    CHECK(count_of(html[1], "<section>") == 2 && count_of(html[1], "<img ") == 5);
+    /* decontaminated: r1 with its eval match E1 at 0.5, E1 shown first. */
+    snprintf(head, sizeof head, "eval image %lld matches %lld at 0.5000", (long long)id_of("E1"),
+             (long long)id_of("r1"));
+    CHECK_MSG(strstr(html[2], head) != NULL, "no '%s'", head);
+    snprintf(head, sizeof head, "<img src=\"thumbs/%lld.jpg\"", (long long)id_of("E1"));
+    a = strstr(html[2], head);
+    snprintf(head, sizeof head, "<img src=\"thumbs/%lld.jpg\"", (long long)id_of("r1"));
+    b = strstr(html[2], head);
+    CHECK(a && b && a < b && count_of(html[2], "<img ") == 2);
+    check_neighbours(db, html[3]);
+    /* clusters: one section per (dataset, cluster), one tile per sample. */
+    int clusters = (int)st_int(db, "SELECT COUNT(DISTINCT cluster) FROM v_curated WHERE method = "
+                                   "'cluster'");
+    CHECK(clusters >= 1 && count_of(html[4], "<section>") == clusters);
+    CHECK(count_of(html[4], "<img ") ==
+          st_int(db, "SELECT COUNT(*) FROM v_curated WHERE method = 'cluster'"));
+    for (int p = 0; p < N_PAGES; p++) {
+        CHECK_MSG(count_of(html[p], "no preview") == 0, "%s: image without preview", pages[p]);
+        free(html[p]);
+    }
+}
+
+/* A rerun writes byte-identical pages; a bounded run shows less. */
+static void check_rerun_and_bounds(void)
+{
+    char *before[N_PAGES];
+    for (int p = 0; p < N_PAGES; p++)
+        before[p] = read_page(out_dir, pages[p]);
+    CHECK(report(out_dir, NULL, NULL) == 0);
+    for (int p = 0; p < N_PAGES; p++) {
+        char *after = read_page(out_dir, pages[p]);
+        CHECK_MSG(strcmp(before[p], after) == 0, "%s differs on a rerun", pages[p]);
+        free(after);
+        free(before[p]);
+    }
+    char small[400];
+    snprintf(small, sizeof small, "%s/small", dir);
+    char *argv[] = {(char *)tool[T_REPORT], "--db", db_path,   "--out", small, "--groups", "1",
+                    "--per-group",          "2",    "--thumb", "64",    NULL};
+    CHECK(st_run(argv, NULL) == 0);
+    char *dups = read_page(small, "duplicates.html");
+    char *nb = read_page(small, "neighbours.html");
+    CHECK(count_of(dups, "<section>") == 1 && count_of(dups, "<img ") == 2);
+    CHECK(count_of(nb, "<section>") == 1 && count_of(nb, "<img ") == 2);
+    check_links(small, "duplicates.html", dups);
+    char thumb[600];
+    snprintf(thumb, sizeof thumb, "%s/thumbs/%lld.jpg", small, (long long)id_of("p1"));
+    CHECK(valid_thumb(thumb, 64));
+    free(dups);
+    free(nb);
+}
+
+static void check_errors(sqlite3 *db)
+{
+    CHECK(report(out_dir, "--model", "nope") == 1);
+    CHECK(report("/dev/null/x", NULL, NULL) == 1);
+    CHECK(report(out_dir, "--groups", "0") == 2);
+    char *no_out[] = {(char *)tool[T_REPORT], "--db", db_path, NULL};
+    CHECK(st_run(no_out, NULL) == 2);
+    char help_path[400];
+    snprintf(help_path, sizeof help_path, "%s/help.txt", dir);
+    char *help[] = {(char *)tool[T_REPORT], "--help", NULL};
+    CHECK(st_run(help, help_path) == 0);
+    char *text = slurp(help_path, NULL);
+    CHECK(text && strstr(text, "usage: lvd-report --db DB --out DIR"));
+    free(text);
+    CHECK(sqlite3_exec(db,
+                       "INSERT INTO models (id, name, arch, dim, features) VALUES (2, 'other', "
+                       "'external', 16, 'external')",
+                       NULL, NULL, NULL) == SQLITE_OK);
+    CHECK(report(out_dir, NULL, NULL) == 1);
+    CHECK(report(out_dir, "--model", "synth") == 0);
+    CHECK(sqlite3_exec(db, "DELETE FROM models WHERE id = 2", NULL, NULL, NULL) == SQLITE_OK);
+}
+
+/* Runs argv in its own process group with stdout to out_path and stderr to /dev/null, killing
+ * the group after CHROMIUM_TIMEOUT_S; returns the exit status, or -1. */
+static int run_bounded(char *const argv[], const char *out_path)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        setpgid(0, 0);
+        int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int null = open("/dev/null", O_WRONLY);
+        if (fd >= 0)
+            dup2(fd, 1);
+        if (null >= 0)
+            dup2(null, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    if (pid < 0)
+        return -1;
+    setpgid(pid, pid);
+    int status;
+    for (int waited_ms = 0;; waited_ms += 100) {
+        pid_t got = waitpid(pid, &status, WNOHANG);
+        if (got == pid)
+            break;
+        if (got < 0 || waited_ms >= CHROMIUM_TIMEOUT_S * 1000) {
+            fprintf(stderr, "chromium did not finish in %d s\n", CHROMIUM_TIMEOUT_S);
+            kill(-pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return -1;
+        }
+        nanosleep(&(struct timespec){0, 100000000}, NULL);
+    }
+    kill(-pid, SIGKILL); /* helpers left behind */
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Renders page with chromium: mode "--dump-dom" (DOM to out) or "--screenshot=" out. */
+static int chromium(const char *exe, const char *page, const char *mode, const char *out)
+{
+    char profile[400], url[600], shot[600], stdout_path[600];
+    snprintf(profile, sizeof profile, "%s/profile-XXXXXX", dir);
+    if (!mkdtemp(profile))
+        return -1;
+    char user_dir[450];
+    snprintf(user_dir, sizeof user_dir, "--user-data-dir=%s", profile);
+    snprintf(url, sizeof url, "file://%s/%s", out_dir, page);
+    snprintf(shot, sizeof shot, "--screenshot=%s", out);
+    int dump = strcmp(mode, "--dump-dom") == 0;
+    snprintf(stdout_path, sizeof stdout_path, "%s", dump ? out : "/dev/null");
+    char *argv[] = {(char *)exe,
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--hide-scrollbars",
+                    "--window-size=1000,700",
+                    user_dir,
+                    dump ? "--dump-dom" : shot,
+                    url,
+                    NULL};
+    return run_bounded(argv, stdout_path);
+}
+
+/* Distinct colours of a screenshot (5 bits a channel), or -1 when it is no PNG. */
+static int screenshot_colours(const char *path)
+{
+    size_t len = 0;
+    uint8_t *data = (uint8_t *)slurp(path, &len);
+    lvd_decode_opts o;
+    memset(&o, 0, sizeof o);
+    o.max_pixels = 1 << 24;
+    o.alpha = LVD_ALPHA_ON_WHITE;
+    lvd_image img;
+    lvd_error err;
+    if (!data || lvd_image_decode(data, len, &o, &img, &err)) {
+        free(data);
+        return -1;
+    }
+    static unsigned char seen[1 << 15];
+    memset(seen, 0, sizeof seen);
+    int n = 0;
+    for (int64_t i = 0; i < (int64_t)img.width * img.height; i++) {
+        const uint8_t *p = img.rgb + i * 3;
+        int c = (p[0] >> 3) << 10 | (p[1] >> 3) << 5 | p[2] >> 3;
+        n += !seen[c];
+        seen[c] = 1;
+    }
+    lvd_image_free(&img);
+    free(data);
+    return n;
+}
+
+/* The chromium executable on PATH, or NULL. */
+static const char *find_chromium(void)
+{
+    static char path[1024];
+    const char *env = getenv("PATH");
+    for (const char *p = env ? env : "/usr/bin"; *p;) {
+        const char *end = strchr(p, ':');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        snprintf(path, sizeof path, "%.*s/chromium", (int)n, p);
+        if (n && access(path, X_OK) == 0)
+            return path;
+        p += n + (end ? 1 : 0);
+    }
+    return NULL;
+}
+
+static void test_browser(const char *exe)
+{
+    char dom[400], shot[400];
+    snprintf(dom, sizeof dom, "%s/dom.html", dir);
+    for (int p = 0; p < N_PAGES; p++) {
+        CHECK_MSG(chromium(exe, pages[p], "--dump-dom", dom) == 0, "%s: chromium failed", pages[p]);
+        char *html = read_page(out_dir, pages[p]), *got = slurp(dom, NULL);
+        CHECK_MSG(got && strstr(got, "<h1>") && strstr(got, "<nav>"), "%s: no DOM", pages[p]);
+        CHECK_MSG(got && count_of(got, "<img src=\"thumbs/") == count_of(html, "<img src=\""),
+                  "%s: images missing from the DOM", pages[p]);
+        free(got);
+        free(html);
+    }
+    /* Thumbnails are noise of many colours; text and borders are a few dozen. */
+    snprintf(shot, sizeof shot, "%s/duplicates.png", dir);
+    CHECK(chromium(exe, "duplicates.html", "--screenshot", shot) == 0);
+    int with = screenshot_colours(shot);
+    char thumbs[400], hidden[400];
+    snprintf(thumbs, sizeof thumbs, "%s/thumbs", out_dir);
+    snprintf(hidden, sizeof hidden, "%s/thumbs.off", out_dir);
+    CHECK(rename(thumbs, hidden) == 0);
+    snprintf(shot, sizeof shot, "%s/duplicates-bare.png", dir);
+    CHECK(chromium(exe, "duplicates.html", "--screenshot", shot) == 0);
+    int without = screenshot_colours(shot);
+    CHECK(rename(hidden, thumbs) == 0);
+    fprintf(stderr, "screenshot colours: %d with thumbnails, %d without\n", with, without);
+    CHECK_MSG(with > 1000 && without >= 1 && without < 500,
+              "screenshot colours %d with thumbnails, %d without", with, without);
+}
+
+int main(int argc, char **argv)
+{
+    int browser = argc > 1 && strcmp(argv[1], "--browser") == 0;
+    if (argc != 1 + browser + T_COUNT) {
+        fprintf(stderr, "usage: test_report [--browser] LVD-FETCH LVD-DEDUP LVD-RETRIEVE "
+                        "LVD-REPORT\n");
+        return 2;
+    }
+    for (int t = 0; t < T_COUNT; t++)
+        tool[t] = argv[1 + browser + t];
+    const char *exe = browser ? find_chromium() : NULL;
+    if (browser && !exe) {
+        printf("chromium is not installed: skipping the browser test\n");
+        return 77;
+    }
+    snprintf(dir, sizeof dir, "/tmp/lvd-report-XXXXXX");
+    if (!mkdtemp(dir))
+        return 1;
+    snprintf(db_path, sizeof db_path, "%s/m.db", dir);
+    snprintf(out_dir, sizeof out_dir, "%s/report", dir);
+    build_manifest();
+    CHECK(report(out_dir, NULL, NULL) == 0);
+    sqlite3 *db;
+    CHECK(sqlite3_open(db_path, &db) == SQLITE_OK);
+    if (browser) {
+        test_browser(exe);
+    } else {
+        check_thumbs(db);
+        check_pages(db);
+        check_rerun_and_bounds();
+        check_errors(db);
+    }
+    sqlite3_close(db);
+    if (!check_failures && !getenv("LVD_KEEP")) {
+        char cmd[400];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        CHECK(system(cmd) == 0);
+    } else {
+        fprintf(stderr, "files kept in %s\n", dir);
+    }
+    return check_finish();
+}
