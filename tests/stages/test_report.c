@@ -420,6 +420,31 @@ static void check_rerun_and_bounds(void)
     free(nb);
 }
 
+/* An image whose member is not in its shard is shown without a thumbnail; links still hold. */
+static void check_unreadable(sqlite3 *db)
+{
+    CHECK(sqlite3_exec(db,
+                       "UPDATE images SET member = 'gone-' || member WHERE url LIKE '%/p1d.jpg'",
+                       NULL, NULL, NULL) == SQLITE_OK);
+    char out[400];
+    snprintf(out, sizeof out, "%s/unreadable", dir);
+    CHECK(report(out, NULL, NULL) == 0);
+    char *dups = read_page(out, "duplicates.html");
+    char tile[128];
+    snprintf(tile, sizeof tile, "<div class=\"none\">no preview</div><figcaption>%lld ",
+             (long long)id_of("p1d"));
+    CHECK(count_of(dups, "no preview") == 1 && strstr(dups, tile) != NULL);
+    CHECK(count_of(dups, "<img ") == 4);
+    check_links(out, "duplicates.html", dups);
+    char thumb[600];
+    snprintf(thumb, sizeof thumb, "%s/thumbs/%lld.jpg", out, (long long)id_of("p1d"));
+    CHECK(access(thumb, F_OK) != 0);
+    free(dups);
+    CHECK(sqlite3_exec(db,
+                       "UPDATE images SET member = substr(member, 6) WHERE url LIKE '%/p1d.jpg'",
+                       NULL, NULL, NULL) == SQLITE_OK);
+}
+
 static void check_errors(sqlite3 *db)
 {
     CHECK(report(out_dir, "--model", "nope") == 1);
@@ -616,6 +641,7 @@ int main(int argc, char **argv)
         check_thumbs(db);
         check_pages(db);
         check_rerun_and_bounds();
+        check_unreadable(db);
         check_errors(db);
     }
     sqlite3_close(db);
