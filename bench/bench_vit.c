@@ -2,12 +2,17 @@
  *
  * ViT-S/14 (dim 384, 12 blocks, 6 heads, MLP 1536) with random weights at 224x224: images/s at
  * batch 1 and 8 with 1 and 2 threads, the achieved GFLOP/s (counting the multiply-adds of every
- * matrix product) as a fraction of OpenBLAS sgemm on the model's largest product shape
- * ((257 * B) x 384 @ 384 x 1536) with the same threads, and the peak RSS. The sgemm rate is
- * measured two ways: one call threaded by OpenBLAS, and row blocks on OpenMP threads each
- * calling single-threaded OpenBLAS (what the model does). cpu-frac is the same fraction per CPU
- * second of the process instead of per wall-clock second: it stays meaningful on a loaded
- * machine, where the wall-clock figures are not. */
+ * matrix product) as a fraction of OpenBLAS sgemm on the model's largest product shapes (fc1:
+ * (257 * B) x 384 @ 384 x 1536 and fc2: (257 * B) x 1536 @ 1536 x 384, alternately) with the
+ * same threads, and the peak RSS. The sgemm rate is measured two ways: one call threaded by
+ * OpenBLAS (its thread count is checked after setting it), and row blocks on OpenMP threads each
+ * calling single-threaded OpenBLAS (what the model does per image group); the fraction is taken
+ * against the better of the two. Each round times the sgemm in short groups (a quarter of a
+ * forward batch of work each) before and after a forward batch, and every rate is the best
+ * over the rounds, so that a disturbance of the shared machine lowers neither the reference
+ * nor the forward alone. cpu-frac is the same fraction per CPU second of the process instead of
+ * per wall-clock second: it stays meaningful on a loaded machine, where the wall-clock figures
+ * are not. */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -82,43 +87,73 @@ static void sgemm_once(const float *a, const float *b, float *c, int M, int N, i
     }
 }
 
-/* Operands of the sgemm reference product C (M, N) = A (M, K) @ B (N, K)^T. */
+/* Operands of the sgemm reference products: fc1 c (M, 4K) = a (M, K) @ w (4K, K)^T and fc2
+ * a = h (M, 4K) @ w (K, 4K)^T (h is never written, so the values stay bounded). */
 typedef struct gemm_case {
-    int M, N, K;
-    float *a, *b, *c;
+    int M, K;
+    float *a, *h, *w, *c;
 } gemm_case;
 
-static gemm_case gemm_alloc(int M, int N, int K)
+static float *filled(size_t n, int period)
 {
-    gemm_case g = {M,
-                   N,
-                   K,
-                   malloc(sizeof(float) * (size_t)M * K),
-                   malloc(sizeof(float) * (size_t)N * K),
-                   malloc(sizeof(float) * (size_t)M * N)};
-    if (!g.a || !g.b || !g.c) {
+    float *p = malloc(sizeof(float) * n);
+    if (!p) {
         fprintf(stderr, "lvd-bench-vit: out of memory\n");
         exit(1);
     }
-    for (size_t i = 0; i < (size_t)M * K; i++) {
-        g.a[i] = (float)(i % 13) * 0.01f;
+    for (size_t i = 0; i < n; i++) {
+        p[i] = (float)(i % (size_t)period) * 0.01f;
     }
-    for (size_t i = 0; i < (size_t)N * K; i++) {
-        g.b[i] = (float)(i % 7) * 0.01f;
-    }
+    return p;
+}
+
+static gemm_case gemm_alloc(int M, int K)
+{
+    size_t big = (size_t)M * 4 * K;
+    gemm_case g = {M,
+                   K,
+                   filled((size_t)M * K, 13),
+                   filled(big, 11),
+                   filled((size_t)4 * K * K, 7),
+                   filled(big, 3)};
     return g;
 }
 
-/* Times `calls` products (GFLOP/s into best). */
+/* Sets OpenBLAS to n threads and exits when it does not take them (a build without threading
+ * would make the 2-thread reference a 1-thread one). */
+static void blas_threads(int n)
+{
+    openblas_set_num_threads(n);
+    if (openblas_get_num_threads() != n) {
+        fprintf(stderr, "lvd-bench-vit: OpenBLAS runs %d threads, %d requested\n",
+                openblas_get_num_threads(), n);
+        exit(1);
+    }
+}
+
+/* Times `calls` products, fc1 and fc2 shapes alternately (GFLOP/s into best). */
 static void sgemm_group(const gemm_case *g, int threads, sgemm_mode mode, int calls, rate *best)
 {
-    openblas_set_num_threads(mode == SGEMM_OPENBLAS_THREADS ? threads : 1);
+    blas_threads(mode == SGEMM_OPENBLAS_THREADS ? threads : 1);
     double t0 = now(), c0 = cpu_now();
     for (int k = 0; k < calls; k++) {
-        sgemm_once(g->a, g->b, g->c, g->M, g->N, g->K, threads, mode);
+        if (k % 2 == 0) {
+            sgemm_once(g->a, g->w, g->c, g->M, 4 * g->K, g->K, threads, mode);
+        } else {
+            sgemm_once(g->h, g->w, g->a, g->M, g->K, 4 * g->K, threads, mode);
+        }
     }
-    rate_best(best, calls * 2.0 * g->M * g->N * g->K / 1e9, now() - t0, cpu_now() - c0);
-    openblas_set_num_threads(1);
+    rate_best(best, calls * 2.0 * g->M * 4.0 * g->K * g->K / 1e9, now() - t0, cpu_now() - c0);
+    blas_threads(1);
+}
+
+/* Times groups of both sgemm modes, about one forward batch of work in all. */
+static void sgemm_rounds(const gemm_case *g, int threads, int calls, rate *blas, rate *omp)
+{
+    for (int k = 0; k < 2; k++) {
+        sgemm_group(g, threads, SGEMM_OPENBLAS_THREADS, calls, blas);
+        sgemm_group(g, threads, SGEMM_OPENMP_ROWS, calls, omp);
+    }
 }
 
 /* Times one forward batch (images/s into best). */
@@ -135,8 +170,9 @@ static void forward_batch(lvd_vit *m, const float *x, float *feat, int B, rate *
     }
 }
 
-/* One configuration: the sgemm groups (about one forward batch of work each, both threading
- * modes) and forward batches alternate, so that all see the same machine load; best of iters. */
+/* One configuration: sgemm groups (both threading modes) and forward batches alternate, so
+ * that all see the same machine load; best of iters forward batches and of the groups around
+ * them. */
 static void run_config(lvd_vit *m, int B, int threads, int iters, double gflop)
 {
     int D = lvd_vit_get_info(m)->dim;
@@ -146,23 +182,24 @@ static void run_config(lvd_vit *m, int B, int threads, int iters, double gflop)
     for (size_t i = 0; x && i < n; i++) {
         x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
     }
-    gemm_case g = gemm_alloc((1 + 256) * B, 4 * D, D);
-    int calls = (int)(B * gflop * 1e9 / (2.0 * g.M * g.N * g.K)) + 1;
+    gemm_case g = gemm_alloc((1 + 256) * B, D);
+    int calls = (int)(B * gflop * 1e9 / 4.0 / (2.0 * g.M * 4.0 * g.K * g.K)) + 1;
     lvd_vit_set_threads(m, threads);
     forward_batch(m, x, feat, B, NULL); /* warm-up: buffers, page faults */
     rate blas = {0, 0}, omp = {0, 0}, ips = {0, 0};
     for (int it = 0; it < iters; it++) {
-        sgemm_group(&g, threads, SGEMM_OPENBLAS_THREADS, calls, &blas);
-        sgemm_group(&g, threads, SGEMM_OPENMP_ROWS, calls, &omp);
+        sgemm_rounds(&g, threads, calls, &blas, &omp);
         forward_batch(m, x, feat, B, &ips);
     }
+    sgemm_rounds(&g, threads, calls, &blas, &omp);
     double ref = blas.wall > omp.wall ? blas.wall : omp.wall;
     double ref_cpu = blas.cpu > omp.cpu ? blas.cpu : omp.cpu;
     printf("%-5d %-7d %9.2f %9.1f %11.1f %10.1f %8.1f%% %8.1f%% %7.0f\n", B, threads, ips.wall,
            ips.wall * gflop, blas.wall, omp.wall, 100.0 * ips.wall * gflop / ref,
            100.0 * ips.cpu * gflop / ref_cpu, peak_rss_mb());
     free(g.a);
-    free(g.b);
+    free(g.h);
+    free(g.w);
     free(g.c);
     free(x);
     free(feat);
@@ -170,17 +207,22 @@ static void run_config(lvd_vit *m, int B, int threads, int iters, double gflop)
 
 int main(int argc, char **argv)
 {
-    int iters = 3;
+    int iters = 3, only_batch = 0, only_threads = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0) {
-            printf("usage: lvd-bench-vit [--iters N]\n"
+            printf("usage: lvd-bench-vit [--iters N] [--batch B] [--threads T]\n"
                    "ViT-S/14 forward at 224x224 (random weights): images/s at batch 1 and 8\n"
-                   "with 1 and 2 threads, GFLOP/s as a fraction of the sgemm rate on the\n"
-                   "largest product shape, and peak RSS. Best of N timed rounds (default 3).\n");
+                   "with 1 and 2 threads (--batch / --threads: only those), GFLOP/s as a\n"
+                   "fraction of the sgemm rate on the largest product shapes (fc1, fc2), and\n"
+                   "peak RSS. Best of N timed rounds (default 3).\n");
             return 0;
         }
         if (strcmp(argv[i], "--iters") == 0 && i + 1 < argc) {
             iters = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) {
+            only_batch = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+            only_threads = atoi(argv[++i]);
         } else {
             fprintf(stderr, "lvd-bench-vit: unexpected argument %s (see --help)\n", argv[i]);
             return 2;
@@ -202,10 +244,16 @@ int main(int argc, char **argv)
     double weights_mb = (double)a->n_params * 4.0 / 1048576.0;
     printf("ViT-S/14 depth %d at 224x224: %.2f GFLOP per image, %.1f M parameters (%.0f MB)\n",
            a->depth, gflop, (double)a->n_params / 1e6, weights_mb);
+    printf("%s; sgemm reference: fc1 and fc2 shapes, best of short groups\n",
+           openblas_get_config());
     printf("%-5s %-7s %9s %9s %11s %10s %9s %9s %7s\n", "batch", "threads", "images/s", "GFLOP/s",
            "sgemm-blas", "sgemm-omp", "fraction", "cpu-frac", "rss-MB");
     static const int configs[][2] = {{1, 1}, {1, 2}, {8, 1}, {8, 2}};
     for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
+        if ((only_batch && configs[i][0] != only_batch) ||
+            (only_threads && configs[i][1] != only_threads)) {
+            continue;
+        }
         run_config(m, configs[i][0], configs[i][1], iters, gflop);
     }
     printf("peak RSS %.0f MB = weights %.0f MB + %.0f MB\n", peak_rss_mb(), weights_mb,
