@@ -4,6 +4,7 @@
 #define LVD_TESTS_STAGES_TEST_H
 
 #include <fcntl.h>
+#include <math.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -168,6 +169,54 @@ static inline int st_add_embeddings(sqlite3 *db, int64_t model_id, const char *n
         }
     }
     return 0;
+}
+
+/* Uniform noise in [-0.5, 0.5), a pure function of (seed, j) (splitmix64), so the planted
+ * embeddings are the same on every machine. */
+static inline double st_noise(uint64_t seed, int j)
+{
+    uint64_t z = seed * 1000003ull + (uint64_t)j + 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (double)(z >> 11) / 9007199254740992.0 - 0.5;
+}
+
+/* One planted image: file name, folder, and its embedding as up to three (basis, weight) terms
+ * (basis -1: unused) plus optional noise (the planted copies). */
+typedef struct st_item {
+    const char *name, *folder;
+    int basis[3];
+    float weight[3];
+    uint32_t noise_seed; /* 0: none */
+} st_item;
+
+/* Writes the unit embedding of it (dim <= ST_MAX_DIM values) to out: its basis terms plus
+ * uniform noise in [-0.01, 0.01] when it has a noise seed. */
+#define ST_MAX_DIM 256
+static inline void st_item_vector(const st_item *it, int dim, float *out)
+{
+    double v[ST_MAX_DIM] = {0}, s = 0;
+    for (int t = 0; t < 3; t++)
+        if (it->basis[t] >= 0)
+            v[it->basis[t]] += it->weight[t];
+    for (int j = 0; j < dim && it->noise_seed; j++)
+        v[j] += st_noise(it->noise_seed, j) * 0.02;
+    for (int j = 0; j < dim; j++)
+        s += v[j] * v[j];
+    for (int j = 0; j < dim; j++)
+        out[j] = (float)(v[j] / sqrt(s));
+}
+
+/* The index of the item whose file name is name + "." + extension; exits when there is none. */
+static inline int st_item_find(const st_item *items, int n, const char *name)
+{
+    size_t len = strlen(name);
+    for (int i = 0; i < n; i++)
+        if (strncmp(items[i].name, name, len) == 0 && items[i].name[len] == '.')
+            return i;
+    fprintf(stderr, "no item %s\n", name);
+    exit(1);
 }
 
 #endif

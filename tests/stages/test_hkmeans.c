@@ -20,14 +20,6 @@ static const int group_size[3] = {30, 12, 6};
 static int64_t pool_id[N_POOL + 1];
 static int group_of[N_POOL + 1];
 
-static uint64_t mix(uint64_t z)
-{
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* Group g on basis 8g, subgroup s adds 0.5 on basis 8g + 1 + s, noise in [-0.05, 0.05]. */
 static void make_vector(int g, int s, uint64_t seed, float *out)
 {
@@ -35,8 +27,7 @@ static void make_vector(int g, int s, uint64_t seed, float *out)
     v[8 * g] = 1.0;
     v[8 * g + 1 + s] = 0.5;
     for (int j = 0; j < DIM; j++)
-        v[j] +=
-            ((double)(mix(seed * 1000003ull + (uint64_t)j) >> 11) / 9007199254740992.0 - 0.5) * 0.1;
+        v[j] += st_noise(seed, j) * 0.1;
     for (int j = 0; j < DIM; j++)
         n2 += v[j] * v[j];
     for (int j = 0; j < DIM; j++)

@@ -24,12 +24,7 @@ enum { T_FETCH, T_DEDUP, T_RETRIEVE, T_REPORT, T_COUNT };
 static const char *tool[T_COUNT];
 static char dir[256], db_path[320], out_dir[320];
 
-typedef struct item {
-    const char *name, *folder;
-    int basis[3];
-    float weight[3];
-    uint32_t noise_seed; /* 0: none */
-} item;
+typedef st_item item;
 
 static const item items[] = {
     {"p1.jpg", "pool", {0, 8, -1}, {1, 0.9f}, 0},
@@ -60,38 +55,14 @@ static const char *const pages[] = {"index.html", "duplicates.html", "decontamin
 
 static int64_t item_id[N_ITEMS];
 
-static uint64_t mix(uint64_t z)
-{
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static void make_vector(const item *it, float *out)
 {
-    double v[DIM] = {0}, s = 0;
-    for (int t = 0; t < 3; t++)
-        if (it->basis[t] >= 0)
-            v[it->basis[t]] += it->weight[t];
-    for (int j = 0; j < DIM && it->noise_seed; j++) /* uniform in [-0.01, 0.01] */
-        v[j] +=
-            ((double)(mix(it->noise_seed * 1000003ull + (uint64_t)j) >> 11) / 9007199254740992.0 -
-             0.5) *
-            0.02;
-    for (int j = 0; j < DIM; j++)
-        s += v[j] * v[j];
-    for (int j = 0; j < DIM; j++)
-        out[j] = (float)(v[j] / sqrt(s));
+    st_item_vector(it, DIM, out);
 }
 
 static int64_t id_of(const char *name)
 {
-    for (int i = 0; i < N_ITEMS; i++)
-        if (strncmp(items[i].name, name, strlen(name)) == 0 && items[i].name[strlen(name)] == '.')
-            return item_id[i];
-    fprintf(stderr, "no item %s\n", name);
-    exit(1);
+    return item_id[st_item_find(items, N_ITEMS, name)];
 }
 
 static int fetch(const char *source, const char *role, const char *folder)

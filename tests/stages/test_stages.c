@@ -18,14 +18,7 @@ enum { T_FETCH, T_INDEX, T_QUERY, T_DEDUP, T_RETRIEVE, T_EXPORT, T_REPORT, T_CAL
 static const char *tool[T_COUNT];
 static char dir[256], db_path[320];
 
-/* One image: file name, folder, and its embedding as up to three (basis, weight) terms plus
- * optional noise (the planted copies). */
-typedef struct item {
-    const char *name, *folder;
-    int basis[3];
-    float weight[3];
-    uint32_t noise_seed; /* 0: none */
-} item;
+typedef st_item item;
 
 static item items[] = {
     /* pool, first batch: cluster A (e0), B (e1), C (e2) */
@@ -68,38 +61,14 @@ static item items[] = {
 static int64_t item_id[N_ITEMS];
 static float item_v[N_ITEMS][DIM];
 
-static uint64_t mix(uint64_t z)
-{
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static void make_vector(const item *it, float *out)
 {
-    double v[DIM] = {0}, s = 0;
-    for (int t = 0; t < 3; t++)
-        if (it->basis[t] >= 0)
-            v[it->basis[t]] += it->weight[t];
-    for (int j = 0; j < DIM && it->noise_seed; j++) /* uniform in [-0.01, 0.01] */
-        v[j] +=
-            ((double)(mix(it->noise_seed * 1000003ull + (uint64_t)j) >> 11) / 9007199254740992.0 -
-             0.5) *
-            0.02;
-    for (int j = 0; j < DIM; j++)
-        s += v[j] * v[j];
-    for (int j = 0; j < DIM; j++)
-        out[j] = (float)(v[j] / sqrt(s));
+    st_item_vector(it, DIM, out);
 }
 
 static int find(const char *name)
 {
-    for (int i = 0; i < N_ITEMS; i++)
-        if (strncmp(items[i].name, name, strlen(name)) == 0 && items[i].name[strlen(name)] == '.')
-            return i;
-    fprintf(stderr, "no item %s\n", name);
-    exit(1);
+    return st_item_find(items, N_ITEMS, name);
 }
 
 static int64_t id_of(const char *name)
