@@ -23,6 +23,7 @@ void lvd_hkmeans_stage_defaults(lvd_hkmeans_stage_options *o)
     o->niter = 20;
     o->seed = 1234;
     o->redo = 3;
+    o->sample_size = 10;
 }
 
 int lvd_hkmeans_parse_clusters(const char *s, int *k, int max, int *levels, lvd_error *err)
@@ -46,12 +47,8 @@ int lvd_hkmeans_parse_clusters(const char *s, int *k, int max, int *levels, lvd_
 
 static int check_options(const lvd_hkmeans_stage_options *o, lvd_error *err)
 {
-    if (o->resample != 0)
-        return lvd_fail(err, "hkmeans: resampling steps are not supported yet (use 0)");
-    if (o->float64)
-        return lvd_fail(err, "hkmeans: float64 k-means is not supported yet");
     if (!o->name || !*o->name || o->levels < 1 || o->levels > LVD_HKMEANS_MAX_LEVELS ||
-        o->target < 1 || o->niter < 1 || o->redo < 1)
+        o->target < 1 || o->niter < 1 || o->redo < 1 || o->resample < 0 || o->sample_size < 1)
         return lvd_fail(err, "hkmeans: invalid options");
     for (int l = 0; l < o->levels; l++)
         if (o->k[l] < 1 || (l > 0 && o->k[l] > o->k[l - 1]))
@@ -147,8 +144,9 @@ static int best_fit(const lvd_embeddings *pool, const lvd_hkmeans_stage_options 
     int rc = 0;
     for (int r = 0; r < o->redo && rc == 0; r++) {
         lvd_hkmeans h;
-        rc = lvd_hkmeans_fit(pool->x, pool->n, pool->dim, o->k, o->levels, o->niter,
-                             o->seed + r * LVD_HKMEANS_MAX_LEVELS, &h, err);
+        lvd_hkmeans_opts ho = {o->niter, o->seed + r * LVD_HKMEANS_MAX_LEVELS, o->resample,
+                               o->sample_size, o->float64};
+        rc = lvd_hkmeans_fit(pool->x, pool->n, pool->dim, o->k, o->levels, &ho, &h, err);
         if (rc)
             break;
         assign_levels(&h, assign);

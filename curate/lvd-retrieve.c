@@ -24,7 +24,7 @@ static const char usage[] =
     "--target images balanced across the top-level clusters. The picks are curated rows of\n"
     "method 'hkmeans' and dataset --name; each image's cluster per level is in view v_hkmeans.\n"
     "A run replaces the rows of its model and name only (other methods keep theirs, and a\n"
-    "seed-based run keeps the 'hkmeans' rows). Not supported yet: --resample > 0, --float64.\n"
+    "seed-based run keeps the 'hkmeans' rows).\n"
     "\n"
     "  --db DB              manifest database\n"
     "  --model NAME         registered model whose embeddings are used\n"
@@ -43,8 +43,10 @@ static const char usage[] =
     "  --levels L           levels; must match the --clusters list (default: its length)\n"
     "  --target N           hierarchical: images to sample\n"
     "  --name NAME          hierarchical: dataset name of the picks (default hkmeans)\n"
-    "  --resample R         hierarchical: resampling steps (only 0, not supported yet)\n"
-    "  --float64            hierarchical: float64 k-means (not supported yet)\n"
+    "  --resample R         hierarchical: resampling steps per level (default 0): k-means again\n"
+    "                       on the --sample-size images closest to each centroid, then reassign\n"
+    "  --sample-size S      hierarchical: images per cluster in a resampling step (default 10)\n"
+    "  --float64            hierarchical: centroid sums in float64 (Lloyd passes after FAISS)\n"
     "  --factory STRING     FAISS index for the sample-based search (default: from the count)\n"
     "  --memory-budget MB   index memory budget when no factory is given (default 4096)\n"
     "  --nprobe N           lists searched by IVF indexes (default 16)\n"
@@ -62,7 +64,7 @@ typedef struct cli {
     const char *db;
     lvd_retrieve_stage_options r;
     lvd_hkmeans_stage_options h;
-    int hierarchical, levels, per_seed_given;
+    int hierarchical, levels, per_seed_given, sample_size_given;
     const char *clusters;
 } cli;
 
@@ -133,6 +135,9 @@ static int parse_option(int c, cli *a, lvd_error *err)
         rc = int_opt("--resample", 0, 1000, &v, err);
         a->h.resample = (int)v;
         break;
+    case 'Z':
+        a->sample_size_given = 1;
+        return int_opt("--sample-size", 1, INT64_MAX, &a->h.sample_size, err);
     case 'F':
         a->h.float64 = 1;
         break;
@@ -148,9 +153,9 @@ static int finish(cli *a, lvd_error *err)
     if (!a->db || !a->r.model)
         return lvd_fail(err, "--db and --model are required");
     if (!a->hierarchical) {
-        if (a->levels || a->h.target || a->h.resample || a->h.float64)
-            return lvd_fail(err, "--levels, --target, --resample and --float64 need "
-                                 "--hierarchical");
+        if (a->levels || a->h.target || a->h.resample || a->h.float64 || a->sample_size_given)
+            return lvd_fail(err, "--levels, --target, --resample, --sample-size and --float64 "
+                                 "need --hierarchical");
         int64_t v = 0;
         if (a->clusters && lvd_cli_int("--clusters", a->clusters, 1, 1 << 24, &v, err))
             return -1;
@@ -193,6 +198,7 @@ static int parse(int argc, char **argv, cli *a, lvd_error *err)
                                           {"target", required_argument, 0, 't'},
                                           {"name", required_argument, 0, 'N'},
                                           {"resample", required_argument, 0, 'X'},
+                                          {"sample-size", required_argument, 0, 'Z'},
                                           {"float64", no_argument, 0, 'F'},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};

@@ -1,5 +1,6 @@
 #include "index/internal.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,27 +31,130 @@ static int check_levels(int64_t n, const int *k, int levels, lvd_error *err)
     return 0;
 }
 
+/* Spherical Lloyd passes from the given centroids with float64 centroid sums; a cluster left
+ * empty keeps its centroid. */
+static int refine_float64(const float *x, int64_t m, int d, int k, int niter, float *centroids,
+                          lvd_error *err)
+{
+    int32_t *cluster = index_alloc((size_t)m, sizeof *cluster, "float64 k-means", err);
+    double *sum = index_alloc((size_t)k * d, sizeof *sum, "float64 k-means", err);
+    int rc = cluster && sum ? 0 : -1;
+    for (int it = 0; rc == 0 && it < niter; it++) {
+        rc = lvd_kmeans_assign(centroids, k, d, x, m, cluster, NULL, err);
+        if (rc)
+            break;
+        memset(sum, 0, (size_t)k * d * sizeof *sum);
+        for (int64_t i = 0; i < m; i++)
+            for (int j = 0; j < d; j++)
+                sum[(size_t)cluster[i] * d + j] += x[(size_t)i * d + j];
+        for (int c = 0; c < k; c++) {
+            double n2 = 0;
+            for (int j = 0; j < d; j++)
+                n2 += sum[(size_t)c * d + j] * sum[(size_t)c * d + j];
+            if (n2 == 0)
+                continue;
+            double inv = 1.0 / sqrt(n2);
+            for (int j = 0; j < d; j++)
+                centroids[(size_t)c * d + j] = (float)(sum[(size_t)c * d + j] * inv);
+        }
+    }
+    free(cluster);
+    free(sum);
+    return rc;
+}
+
+/* One k-means run of the level: FAISS, then the float64 refinement when asked. */
+static int cluster_items(const float *x, int64_t m, int d, int k, const lvd_hkmeans_opts *opt,
+                         int seed, float *centroids, lvd_error *err)
+{
+    if (lvd_kmeans(x, m, d, k, opt->niter, seed, centroids, err))
+        return -1;
+    return opt->float64 ? refine_float64(x, m, d, k, opt->niter, centroids, err) : 0;
+}
+
+/* An item's place when sampling: its cluster, its similarity to the centroid, its index. */
+typedef struct ranked {
+    int32_t cluster;
+    float sim;
+    int64_t item;
+} ranked;
+
+/* By cluster, then most similar first, then lowest index: a total order. */
+static int ranked_cmp(const void *pa, const void *pb)
+{
+    const ranked *a = pa, *b = pb;
+    if (a->cluster != b->cluster)
+        return a->cluster < b->cluster ? -1 : 1;
+    if (a->sim != b->sim)
+        return a->sim > b->sim ? -1 : 1;
+    return (a->item > b->item) - (a->item < b->item);
+}
+
+/* One resampling step of level l over its m items (whose current cluster and sim are given):
+ * k-means on the sample_size items closest to each centroid, then every item reassigned. Sets
+ * *done when the sample is smaller than the number of clusters. */
+static int resample_step(lvd_hkmeans *h, const float *items, int64_t m, int l, float *sim,
+                         const lvd_hkmeans_opts *opt, int step, int *done, lvd_error *err)
+{
+    const int d = h->d, k = h->k[l];
+    ranked *order = index_alloc((size_t)m, sizeof *order, "resampling", err);
+    float *sample = index_alloc((size_t)m, (size_t)d * sizeof(float), "resampling", err);
+    int rc = order && sample ? 0 : -1;
+    int64_t ns = 0;
+    if (rc == 0) {
+        for (int64_t i = 0; i < m; i++)
+            order[i] = (ranked){h->parent[l][i], sim[i], i};
+        qsort(order, (size_t)m, sizeof *order, ranked_cmp);
+        int64_t taken = 0;
+        for (int64_t i = 0; i < m; i++) {
+            taken = i > 0 && order[i].cluster == order[i - 1].cluster ? taken + 1 : 0;
+            if (taken < opt->sample_size)
+                memcpy(sample + (size_t)ns++ * d, items + (size_t)order[i].item * d,
+                       (size_t)d * sizeof(float));
+        }
+        *done = ns < k;
+    }
+    if (rc == 0 && !*done)
+        rc = cluster_items(sample, ns, d, k, opt, opt->seed + l + 1000 * (step + 1),
+                           h->centroids[l], err);
+    if (rc == 0 && !*done)
+        rc = lvd_kmeans_assign(h->centroids[l], k, d, items, m, h->parent[l], sim, err);
+    free(order);
+    free(sample);
+    return rc;
+}
+
 /* Clusters level l's items (the rows, or level l - 1's centroids). */
-static int fit_level(lvd_hkmeans *h, const float *x, int l, int niter, int seed, lvd_error *err)
+static int fit_level(lvd_hkmeans *h, const float *x, int l, const lvd_hkmeans_opts *opt,
+                     lvd_error *err)
 {
     const float *items = l == 0 ? x : h->centroids[l - 1];
     int64_t m = l == 0 ? h->n : h->k[l - 1];
     h->centroids[l] = index_alloc((size_t)h->k[l] * h->d, sizeof(float), "centroids", err);
     h->parent[l] = index_alloc((size_t)m, sizeof(int32_t), "cluster assignment", err);
-    if (!h->centroids[l] || !h->parent[l])
-        return -1;
-    if (lvd_kmeans(items, m, h->d, h->k[l], niter, seed + l, h->centroids[l], err))
-        return lvd_error_prefix(err, "level %d", l);
-    return lvd_kmeans_assign(h->centroids[l], h->k[l], h->d, items, m, h->parent[l],
-                             l == 0 ? h->sim : NULL, err);
+    float *sim = l == 0 ? h->sim : index_alloc((size_t)m, sizeof *sim, "similarities", err);
+    int rc = h->centroids[l] && h->parent[l] && sim ? 0 : -1;
+    if (rc == 0)
+        rc = cluster_items(items, m, h->d, h->k[l], opt, opt->seed + l, h->centroids[l], err);
+    if (rc == 0)
+        rc = lvd_kmeans_assign(h->centroids[l], h->k[l], h->d, items, m, h->parent[l], sim, err);
+    int done = 0;
+    for (int step = 0; rc == 0 && !done && step < opt->resample; step++)
+        rc = resample_step(h, items, m, l, sim, opt, step, &done, err);
+    if (sim != h->sim)
+        free(sim);
+    return rc ? lvd_error_prefix(err, "level %d", l) : 0;
 }
 
-int lvd_hkmeans_fit(const float *x, int64_t n, int d, const int *k, int levels, int niter, int seed,
-                    lvd_hkmeans *out, lvd_error *err)
+int lvd_hkmeans_fit(const float *x, int64_t n, int d, const int *k, int levels,
+                    const lvd_hkmeans_opts *opt, lvd_hkmeans *out, lvd_error *err)
 {
     memset(out, 0, sizeof *out);
     if (check_levels(n, k, levels, err))
         return -1;
+    if (opt->niter < 1 || opt->resample < 0 || (opt->resample > 0 && opt->sample_size < 1))
+        return lvd_fail(err, "hierarchical k-means: need niter >= 1, resample >= 0 and, with "
+                             "resampling, sample_size >= 1");
     out->d = d;
     out->n = n;
     out->k = index_alloc((size_t)levels, sizeof *out->k, "levels", err);
@@ -63,7 +167,7 @@ int lvd_hkmeans_fit(const float *x, int64_t n, int d, const int *k, int levels, 
         memcpy(out->k, k, (size_t)levels * sizeof *k);
     }
     for (int l = 0; rc == 0 && l < levels; l++)
-        rc = fit_level(out, x, l, niter, seed, err);
+        rc = fit_level(out, x, l, opt, err);
     if (rc)
         lvd_hkmeans_free(out);
     return rc;

@@ -215,8 +215,9 @@ int lvd_retrieve_clusters(int k, const int32_t *pool_cluster, const float *pool_
 
 /* ---- Hierarchical k-means and balanced sampling (Vo et al. 2024) -------------------------- */
 
-/* Level 0 clusters the rows; level l > 0 clusters the centroids of level l - 1. Simplified from
- * the paper: plain spherical k-means per level (FAISS, float32), without its resampling steps. */
+/* Level 0 clusters the rows; level l > 0 clusters the centroids of level l - 1, each level by
+ * spherical k-means (FAISS), optionally followed by the paper's resampling steps and float64
+ * centroid refinement (lvd_hkmeans_opts). */
 typedef struct lvd_hkmeans {
     int levels;
     int d;
@@ -227,10 +228,26 @@ typedef struct lvd_hkmeans {
     float *sim;        /* n entries: each row's sim to its level-0 centroid */
 } lvd_hkmeans;
 
-/* Fits `levels` levels with k[0] >= k[1] >= ... >= 1 clusters (k[0] <= n), niter iterations
- * each, seed + level as the seed of each level. On failure out is left empty (zeroed). */
-int lvd_hkmeans_fit(const float *x, int64_t n, int d, const int *k, int levels, int niter, int seed,
-                    lvd_hkmeans *out, lvd_error *err);
+/* How each level is fitted. */
+typedef struct lvd_hkmeans_opts {
+    int niter;    /* k-means iterations of every k-means run (>= 1) */
+    int seed;     /* level l uses seed + l; its resampling step s, seed + l + 1000 * (s + 1) */
+    int resample; /* resampling steps per level (Vo et al. 2024), 0 for none: each step takes
+                     from every cluster the sample_size items closest to its centroid, runs
+                     k-means on those items only and reassigns all items to the new
+                     centroids, which moves centroids towards a uniform cover of the data;
+                     a step that would sample fewer items than clusters ends the level's
+                     resampling */
+    int64_t sample_size; /* items per cluster in a resampling step (>= 1 when resample > 0) */
+    int float64;         /* 1: every k-means run is followed by niter Lloyd passes whose centroid
+                            sums are accumulated in float64 (FAISS sums in float32, which loses
+                            precision on large clusters) */
+} lvd_hkmeans_opts;
+
+/* Fits `levels` levels with k[0] >= k[1] >= ... >= 1 clusters (k[0] <= n) as opt says. On failure
+ * out is left empty (zeroed). */
+int lvd_hkmeans_fit(const float *x, int64_t n, int d, const int *k, int levels,
+                    const lvd_hkmeans_opts *opt, lvd_hkmeans *out, lvd_error *err);
 
 void lvd_hkmeans_free(lvd_hkmeans *h);
 

@@ -376,7 +376,8 @@ static void test_hkmeans_fit(void)
     int k[3] = {16, 4, 2};
     lvd_hkmeans h;
     lvd_error err = {0};
-    CHECK(lvd_hkmeans_fit(x, n, D, k, 3, 10, 7, &h, &err) == 0);
+    const lvd_hkmeans_opts opt = {10, 7, 0, 0, 0};
+    CHECK(lvd_hkmeans_fit(x, n, D, k, 3, &opt, &h, &err) == 0);
     int ok = h.levels == 3;
     for (int l = 0; ok && l < 3; l++) {
         int64_t items = l == 0 ? n : k[l - 1];
@@ -396,9 +397,73 @@ static void test_hkmeans_fit(void)
     CHECK(n_selected == 100 && count == 100);
     lvd_hkmeans_free(&h);
     const int bad[2] = {4, 8};
-    CHECK(lvd_hkmeans_fit(x, n, D, bad, 2, 10, 7, &h, &err) == -1);
+    CHECK(lvd_hkmeans_fit(x, n, D, bad, 2, &opt, &h, &err) == -1);
     CHECK(strstr(err.msg, "level 1") != NULL && h.levels == 0);
     free(selected);
+    free(x);
+}
+
+/* Checks that every level-0 row sits in its most similar centroid with the recorded similarity,
+ * and, when means is set, that each non-empty cluster's centroid is the normalized mean of its
+ * rows (what Lloyd passes converge to). Returns 1 when all hold. */
+static int hkmeans_consistent(const lvd_hkmeans *h, const float *x, int means)
+{
+    int ok = 1;
+    const int d = h->d, k = h->k[0];
+    for (int64_t i = 0; i < h->n; i++) {
+        int best = 0;
+        double best_sim = -2;
+        for (int c = 0; c < k; c++) {
+            double s = synth_dot(x + (size_t)i * d, h->centroids[0] + (size_t)c * d, d);
+            if (s > best_sim) {
+                best_sim = s;
+                best = c;
+            }
+        }
+        ok &= fabs(best_sim - h->sim[i]) < 1e-5 &&
+              (h->parent[0][i] == best ||
+               fabs(synth_dot(x + (size_t)i * d, h->centroids[0] + (size_t)h->parent[0][i] * d, d) -
+                    best_sim) < 1e-6);
+    }
+    for (int c = 0; means && c < k; c++) {
+        double mean[D] = {0}, n2 = 0;
+        for (int64_t i = 0; i < h->n; i++)
+            for (int j = 0; h->parent[0][i] == c && j < d; j++)
+                mean[j] += x[(size_t)i * d + j];
+        for (int j = 0; j < d; j++)
+            n2 += mean[j] * mean[j];
+        for (int j = 0; n2 > 0 && j < d; j++)
+            ok &= fabs(mean[j] / sqrt(n2) - h->centroids[0][(size_t)c * d + j]) < 1e-5;
+    }
+    return ok;
+}
+
+/* Resampling steps and float64 centroid sums give consistent hierarchies; bad options fail. */
+static void test_hkmeans_resample(void)
+{
+    enum { GROUPS_N = 6, PER = 40 };
+    const int64_t n = GROUPS_N * PER;
+    float *x = malloc((size_t)n * D * sizeof *x), center[D];
+    for (int64_t i = 0; i < n; i++) {
+        synth_unit(center, D, SEED + 20, (uint64_t)(i % GROUPS_N));
+        synth_at_cos(x + (size_t)i * D, center, D, 0.8, SEED + 21, (uint64_t)i);
+    }
+    int k[2] = {12, 3};
+    lvd_hkmeans h;
+    lvd_error err = {0};
+    const lvd_hkmeans_opts f64 = {10, 3, 0, 0, 1};
+    CHECK(lvd_hkmeans_fit(x, n, D, k, 2, &f64, &h, &err) == 0);
+    CHECK_MSG(h.levels == 2 && hkmeans_consistent(&h, x, 1), "float64 fit inconsistent");
+    lvd_hkmeans_free(&h);
+    const lvd_hkmeans_opts rs = {10, 3, 3, 4, 1};
+    CHECK(lvd_hkmeans_fit(x, n, D, k, 2, &rs, &h, &err) == 0);
+    CHECK_MSG(h.levels == 2 && hkmeans_consistent(&h, x, 0), "resampled fit inconsistent");
+    for (int64_t c = 0; h.levels == 2 && c < k[0]; c++)
+        CHECK(h.parent[1][c] >= 0 && h.parent[1][c] < k[1]);
+    lvd_hkmeans_free(&h);
+    const lvd_hkmeans_opts bad = {10, 3, 2, 0, 0};
+    CHECK(lvd_hkmeans_fit(x, n, D, k, 2, &bad, &h, &err) == -1);
+    CHECK(strstr(err.msg, "sample_size") != NULL && h.levels == 0);
     free(x);
 }
 
@@ -433,6 +498,7 @@ int main(void)
     test_kmeans_clusters();
     test_hkmeans_sample_rule();
     test_hkmeans_fit();
+    test_hkmeans_resample();
     free(root);
     free(p.x);
     free(p.want_root);

@@ -236,13 +236,26 @@ static void test_hierarchical(sqlite3 *db)
     CHECK(st_int(db, "SELECT COUNT(*) FROM v_runs WHERE stage = 'hkmeans' AND status = 'ok'") == 4);
 }
 
+/* Resampling steps and float64 sums run under their own name and leave the other rows alone. */
+static void test_resample(sqlite3 *db)
+{
+    char *resampled[] = {
+        "--hierarchical", "--clusters", "6,3",       "--target", "5",         "--resample", "2",
+        "--sample-size",  "3",          "--float64", "--name",   "resampled", NULL};
+    CHECK(run_tool(T_RETRIEVE, resampled) == 0);
+    CHECK(st_int(db, "SELECT COUNT(*) FROM v_curated WHERE dataset = 'resampled'") == 5);
+    CHECK(st_int(db, "SELECT COUNT(*) FROM v_hkmeans WHERE dataset = 'resampled' AND level = 0") ==
+          N_POOL);
+    CHECK(st_int(db, "SELECT COUNT(*) FROM v_curated WHERE dataset = 'hkmeans'") == 25);
+    char *zero[] = {"--hierarchical", "--clusters", "6,3", "--target", "5",
+                    "--sample-size",  "0",          NULL};
+    CHECK(run_tool(T_RETRIEVE, zero) == 2);
+    char *flat[] = {"--per-seed", "2", "--sample-size", "3", NULL};
+    CHECK(run_tool(T_RETRIEVE, flat) == 2);
+}
+
 static void test_errors(sqlite3 *db)
 {
-    char *resample[] = {"--hierarchical", "--clusters", "6,3", "--target", "5",
-                        "--resample",     "2",          NULL};
-    CHECK(run_tool(T_RETRIEVE, resample) == 1);
-    char *f64[] = {"--hierarchical", "--clusters", "6,3", "--target", "5", "--float64", NULL};
-    CHECK(run_tool(T_RETRIEVE, f64) == 1);
     char *rising[] = {"--hierarchical", "--clusters", "3,6", "--target", "5", NULL};
     CHECK(run_tool(T_RETRIEVE, rising) == 1);
     char *too_many[] = {"--hierarchical", "--clusters", "49,3", "--target", "5", NULL};
@@ -279,6 +292,7 @@ int main(int argc, char **argv)
     sqlite3_busy_timeout(db, 60000);
     setup(db);
     test_hierarchical(db);
+    test_resample(db);
     test_errors(db);
     sqlite3_close(db);
     if (!check_failures && !getenv("LVD_KEEP")) {
