@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int check_failures;
@@ -39,6 +40,15 @@ static inline const char *check_reference_dir(void)
         exit(77);
     }
     return dir;
+}
+
+/* Waits for child pid; returns its exit status, or 128 + signal (-1 when waiting fails). */
+static inline int check_wait(pid_t pid)
+{
+    int status;
+    if (waitpid(pid, &status, 0) != pid)
+        return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 static inline int check_finish(void)

@@ -66,15 +66,6 @@ static inline pid_t test_spawn(char *const argv[], const char *log)
     return pid;
 }
 
-/* Waits for pid; returns its exit status, or 128 + signal. */
-static inline int test_wait(pid_t pid)
-{
-    int status;
-    if (waitpid(pid, &status, 0) != pid)
-        return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 /* Runs lvd-fetch with the given arguments (NULL-terminated); returns its exit status. */
 static inline int test_fetch(const char *exe, const char *log, ...)
 {
@@ -87,7 +78,7 @@ static inline int test_fetch(const char *exe, const char *log, ...)
         argv[n++] = a;
     va_end(ap);
     argv[n] = NULL;
-    return test_wait(test_spawn(argv, log));
+    return check_wait(test_spawn(argv, log));
 }
 
 typedef struct test_server {
@@ -134,7 +125,7 @@ static inline void test_server_stop(test_server *s)
 {
     fclose(s->to_server);
     kill(s->pid, SIGTERM);
-    test_wait(s->pid);
+    check_wait(s->pid);
 }
 
 static inline sqlite3 *test_db_open(const char *path)

@@ -115,7 +115,7 @@ static int run_and_signal(const char *exe, const char *dir, const char *data, in
         sleep_ms(2);
     }
     kill(pid, sig);
-    return test_wait(pid);
+    return check_wait(pid);
 }
 
 static const char *dump_sql = "SELECT url, label, status, error_class, sha256, width, height,"
@@ -138,7 +138,7 @@ int main(int argc, char **argv)
     mkdir(data, 0755);
     make_dataset(data);
 
-    CHECK(test_wait(start_fetch(argv[1], dir, "a", data)) == 0);
+    CHECK(check_wait(start_fetch(argv[1], dir, "a", data)) == 0);
 
     int interrupted = 0;
     for (int tars = 0; tars <= 6; tars += 3)
@@ -152,7 +152,7 @@ int main(int argc, char **argv)
     snprintf(path, sizeof path, "%s/b_shards", dir);
     CHECK(test_count_files(path, ".tmp") == 0);
     interrupted += rc == 130;
-    CHECK(test_wait(start_fetch(argv[1], dir, "b", data)) == 0);
+    CHECK(check_wait(start_fetch(argv[1], dir, "b", data)) == 0);
 
     snprintf(path, sizeof path, "%s/a.db", dir);
     sqlite3 *a = test_db_open(path);

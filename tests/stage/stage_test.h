@@ -85,15 +85,6 @@ static inline pid_t test_spawn(char *const argv[], const char *log)
     return pid;
 }
 
-/* Waits for pid; returns its exit status, or 128 + signal. */
-static inline int test_wait(pid_t pid)
-{
-    int status;
-    if (waitpid(pid, &status, 0) != pid)
-        return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 /* Runs exe with the arguments after log (NULL-terminated), stderr to log; returns the status. */
 static inline int test_run(const char *exe, const char *log, ...)
 {
@@ -107,7 +98,7 @@ static inline int test_run(const char *exe, const char *log, ...)
         argv[n++] = a;
     va_end(ap);
     argv[n] = NULL;
-    return test_wait(test_spawn(argv, log));
+    return check_wait(test_spawn(argv, log));
 }
 
 /* 1 when the file at path contains needle. */

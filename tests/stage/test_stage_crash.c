@@ -60,7 +60,7 @@ static void kill_after(const env *e, const char *model, long long files)
         usleep(5000);
     }
     kill(pid, SIGKILL);
-    test_wait(pid);
+    check_wait(pid);
 }
 
 /* Rows of model, (N_PHOTOS + 1) x DIM indexed by image id; missing rows stay NaN. */
@@ -101,7 +101,7 @@ static void scenario(const env *e, const char *model, const float *clean, const 
     for (int k = 0; k < n_kills; k++)
         kill_after(e, model, kills[k]);
     long long before = files_of(e, model);
-    int rc = test_wait(start_embed(e, model));
+    int rc = check_wait(start_embed(e, model));
     CHECK_MSG(rc == 0, "%s: rerun exited %d", model, rc);
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/embeddings/%s", e->tmp, model);
@@ -135,7 +135,7 @@ int main(int argc, char **argv)
 
     CHECK(test_run(e.tl.model, e.log, "add", "--db", e.db, "--name", "clean", "--random", "vits14",
                    NULL) == 0);
-    CHECK(test_wait(start_embed(&e, "clean")) == 0);
+    CHECK(check_wait(start_embed(&e, "clean")) == 0);
     float *clean = load_rows(&e, "clean");
 
     const long long at_once[] = {0}, mid[] = {3}, twice[] = {1, 4};

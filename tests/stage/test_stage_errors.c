@@ -24,7 +24,7 @@ static void expect(env *e, const char *want, const char *exe, ...)
         argv[n++] = a;
     va_end(ap);
     argv[n] = NULL;
-    int rc = test_wait(test_spawn(argv, e->log));
+    int rc = check_wait(test_spawn(argv, e->log));
     CHECK_MSG(rc == 1, "%s %s exited %d (want 1)", exe, argv[1], rc);
     CHECK_MSG(test_file_has(e->log, want), "message lacks '%s'", want);
     if (rc != 1 || !test_file_has(e->log, want))
