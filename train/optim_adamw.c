@@ -111,11 +111,16 @@ double lvd_adamw_clip_grad(lvd_adamw *o, float *grads, double max_norm)
     const int threads = thread_count(o->threads);
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 4)
     for (int c = 0; c < n_chunks; c++) {
-        double s = 0;
+        /* four running sums (a fixed order: the result does not depend on the threads) */
+        double s[4] = {0, 0, 0, 0};
         const float *g = grads + chunks[c].start;
-        for (size_t j = 0; j < chunks[c].len; j++)
-            s += (double)g[j] * g[j];
-        partial[c] = s;
+        size_t len = chunks[c].len, j = 0;
+        for (; j + 4 <= len; j += 4)
+            for (int k = 0; k < 4; k++)
+                s[k] += (double)g[j + k] * g[j + k];
+        for (; j < len; j++)
+            s[0] += (double)g[j] * g[j];
+        partial[c] = (s[0] + s[1]) + (s[2] + s[3]);
     }
     double sum = 0;
     for (int c = 0; c < n_chunks; c++)
