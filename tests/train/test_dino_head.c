@@ -240,11 +240,71 @@ static void init_and_refusals(void)
     lvd_head_free(&h);
 }
 
+typedef struct fd_ctx {
+    lvd_head *h;
+    lvd_head_acts *a;
+    float *x, *w, *out;
+    int n;
+} fd_ctx;
+
+/* loss = sum(head(x) * w), summed in double. */
+static double fd_loss(void *p)
+{
+    fd_ctx *c = p;
+    lvd_error err;
+    CHECK(lvd_head_forward(c->h, c->a, c->x, c->n, c->out, &err) == 0);
+    double l = 0.0;
+    for (int i = 0; i < c->n * c->h->cfg.out_dim; i++)
+        l += (double)c->out[i] * c->w[i];
+    return l;
+}
+
+/* Every parameter and input gradient of small heads of other depths, with and without MLP
+ * biases, against central differences. */
+static void finite_differences(void)
+{
+    const int nl[4] = {1, 2, 3, 4}, bias[4] = {1, 0, 1, 0};
+    for (int v = 0; v < 4; v++) {
+        lvd_head_config c = {.in_dim = 5, .hidden_dim = 6, .bottleneck_dim = 4, .out_dim = 7,
+                             .nlayers = nl[v], .mlp_bias = bias[v]};
+        lvd_error err;
+        lvd_head h;
+        lvd_head_acts a;
+        CHECK(lvd_head_init(&h, &c, 3, &err) == 0);
+        CHECK(lvd_head_acts_init(&a, &c, 3, &err) == 0);
+        uint64_t seed = 100 + (uint64_t)v;
+        /* Larger weights than the init so that every GELU bends. */
+        hc_fill(h.params, h.layout.total, 0.75, &seed);
+        for (int k = 0; k < c.out_dim; k++)
+            h.params[h.g_off + (size_t)k] += 1.0f;
+        float x[3 * 5], w[3 * 7], out[3 * 7], dx[3 * 5];
+        hc_fill(x, 15, 1.0, &seed);
+        hc_fill(w, 21, 1.0, &seed);
+        float *g = calloc(h.layout.total, sizeof *g);
+        fd_ctx ctx = {&h, &a, x, w, out, 3};
+        fd_loss(&ctx);
+        CHECK(lvd_head_backward(&h, &a, w, g, dx, &err) == 0);
+        char label[160];
+        snprintf(label, sizeof label, "head nlayers %d bias %d: x", nl[v], bias[v]);
+        hc_fd_check(label, fd_loss, &ctx, x, dx, 15, 1.0 / 128, 1e-3);
+        for (int i = 0; i < h.layout.n; i++) {
+            const lvd_param_tensor *p = &h.layout.t[i];
+            snprintf(label, sizeof label, "head nlayers %d bias %d: %s", nl[v], bias[v], p->name);
+            hc_fd_check(label, fd_loss, &ctx, h.params + p->offset, g + p->offset, p->numel,
+                        1.0 / 128, 1e-3);
+        }
+        free(g);
+        lvd_head_acts_free(&a);
+        lvd_head_free(&h);
+    }
+}
+
 int main(void)
 {
     const char *dir = check_reference_dir();
     CHECK(mkdtemp(tmpdir) != NULL);
     init_and_refusals();
+    finite_differences();
     reference_case(dir);
     char path[512];
     snprintf(path, sizeof path, "%s/head.safetensors", tmpdir);
