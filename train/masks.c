@@ -37,8 +37,7 @@ static double uniform(lvd_rng *r, double a, double b)
     return a + (b - a) * lvd_rng_uniform(r);
 }
 
-/* MaskingGenerator._mask: one block; returns the patches it newly masked (0 after 10 misses). */
-static int add_block(const lvd_mask_gen *g, lvd_rng *r, uint8_t *mask, double budget)
+int lvd_mask_add_block(const lvd_mask_gen *g, lvd_rng *r, uint8_t *mask, double budget)
 {
     for (int attempt = 0; attempt < 10; attempt++) {
         double area = uniform(r, g->min_patches, budget);
@@ -72,7 +71,7 @@ int lvd_mask_generate(const lvd_mask_gen *g, lvd_rng *r, int n, uint8_t *mask)
         double budget = n - count;
         if (budget > g->max_patches)
             budget = g->max_patches;
-        int delta = add_block(g, r, mask, budget);
+        int delta = lvd_mask_add_block(g, r, mask, budget);
         if (delta == 0)
             break;
         count += delta;

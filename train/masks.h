@@ -43,6 +43,12 @@ int lvd_mask_gen_init(lvd_mask_gen *g, int height, int width, double max_patches
  * (grid global_size / patch_size, max_patches as above). */
 int lvd_mask_gen_for_crops(lvd_mask_gen *g, int global_size, int patch_size, lvd_error *err);
 
+/* MaskingGenerator._mask: adds one block of at most budget new patches to mask (height * width
+ * bytes); returns how many it newly masked, 0 when 10 attempts found none. The drawn area is at
+ * least min_patches (or budget when smaller); the rounded rectangle can be one patch smaller
+ * (target 4 with aspect 2 rounds to 3 x 1), as in the reference. */
+int lvd_mask_add_block(const lvd_mask_gen *g, lvd_rng *r, uint8_t *mask, double budget);
+
 /* Fills mask (height * width bytes, row-major, 1 = masked) with up to n masked patches; returns
  * how many are masked. n <= 0 gives an empty mask. */
 int lvd_mask_generate(const lvd_mask_gen *g, lvd_rng *r, int n, uint8_t *mask);
