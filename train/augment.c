@@ -65,9 +65,10 @@ int lvd_aug_check(const lvd_aug_config *c, lvd_error *err)
     if (!(c->brightness >= 0.0f && c->contrast >= 0.0f && c->saturation >= 0.0f &&
           c->hue >= 0.0f && c->hue <= 0.5f))
         return lvd_fail(err, "augment: jitter strengths must be >= 0 (hue <= 0.5)");
-    if (c->blur_kernel < 1 || c->blur_kernel > 63 || c->blur_kernel % 2 == 0 ||
+    if (c->blur_kernel < 1 || c->blur_kernel > LVD_BLUR_MAX_KERNEL || c->blur_kernel % 2 == 0 ||
         !(c->blur_sigma[0] > 0.0f && c->blur_sigma[0] <= c->blur_sigma[1]))
-        return lvd_fail(err, "augment: blur kernel must be odd in 1..63 with 0 < sigma min <= max");
+        return lvd_fail(err, "augment: blur kernel must be odd in 1..%d with 0 < sigma min <= max",
+                        LVD_BLUR_MAX_KERNEL);
     int half = c->blur_kernel / 2;
     if (((c->blur_p[0] > 0.0f || c->blur_p[1] > 0.0f) && c->global_size <= half) ||
         (c->blur_p[2] > 0.0f && c->n_local > 0 && c->local_size <= half))
@@ -127,7 +128,7 @@ int lvd_augmenter_new(const lvd_aug_config *c, lvd_augmenter **out, lvd_error *e
     int side = c->global_size > c->local_size ? c->global_size : c->local_size;
     size_t px = (size_t)side * side * 3;
     a->px = malloc(px);
-    a->tmp = malloc(px * sizeof *a->tmp);
+    a->tmp = malloc(lvd_gaussian_blur_tmp(side, side, c->blur_kernel) * sizeof *a->tmp);
     if (!a->px || !a->tmp) {
         lvd_augmenter_free(a);
         return lvd_fail(err, "augment: out of memory for %dx%d crops", side, side);

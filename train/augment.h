@@ -133,8 +133,13 @@ void lvd_hflip(uint8_t *rgb, int width, int height);
 /* torchvision's normalized 1-D Gaussian kernel of ksize (odd) taps for sigma, in float32. */
 void lvd_gaussian_kernel(int ksize, float sigma, float *k);
 
-/* Blurs the width x height image in place (both sides > ksize / 2). tmp holds width * height * 3
- * floats. */
+#define LVD_BLUR_MAX_KERNEL 63
+
+/* Floats of scratch lvd_gaussian_blur needs. */
+size_t lvd_gaussian_blur_tmp(int width, int height, int ksize);
+
+/* Blurs the width x height image in place (both sides > ksize / 2, ksize odd, at most
+ * LVD_BLUR_MAX_KERNEL). tmp holds lvd_gaussian_blur_tmp(width, height, ksize) floats. */
 void lvd_gaussian_blur(uint8_t *rgb, int width, int height, int ksize, float sigma, float *tmp);
 
 /* ToTensor + Normalize: n pixels of interleaved RGB to 3 planes of n floats. */

@@ -82,13 +82,23 @@ void lvd_rgb_to_hsv(const uint8_t *in, uint8_t *out)
             h = (float)(2.0 + rc - bc);
         else
             h = (float)(4.0 + gc - rc);
-        h = (float)fmod(h / 6.0 + 1.0, 1.0);
+        /* fmod(h / 6.0 + 1.0, 1.0) on a value in (0.8, 2): subtracting 1 is exact there. */
+        double hw = h / 6.0 + 1.0;
+        h = (float)(hw >= 1.0 ? hw - 1.0 : hw);
         uh = clip8((int)(h * 255.0));
         us = clip8((int)(s * 255.0));
     }
     out[0] = uh;
     out[1] = us;
     out[2] = maxc;
+}
+
+/* C's round() (half away from zero) for 0 <= x < 2^31: x + 0.5 is exact or rounds within its
+ * binade for x >= 0.5, so truncating it is round(x); below 0.5 the answer is 0 (which also avoids
+ * the one double, 0.5 - 2^-54, whose sum with 0.5 rounds up to 1). */
+static int round_pos(double x)
+{
+    return x < 0.5 ? 0 : (int)(x + 0.5);
 }
 
 void lvd_hsv_to_rgb(const uint8_t *in, uint8_t *out)
@@ -98,13 +108,17 @@ void lvd_hsv_to_rgb(const uint8_t *in, uint8_t *out)
         out[0] = out[1] = out[2] = v;
         return;
     }
-    int i = (int)floor((float)h * 6.0 / 255.0);
+    /* floor(h * 6.0 / 255.0): the quotient is exact when it is an integer and at least 1/255 away
+     * from one otherwise, so integer division gives the same. */
+    int i = h * 6 / 255;
     float f = (float)((float)h * 6.0 / 255.0 - (float)i);
     float fs = (float)((float)s / 255.0);
-    uint8_t p = clip8((int)round((float)v * (1.0 - fs)));
-    uint8_t q = clip8((int)round((float)v * (1.0 - fs * f)));
-    uint8_t t = clip8((int)round((float)v * (1.0 - fs * (1.0 - f))));
-    const uint8_t table[6][3] = {{v, t, p}, {q, v, p}, {p, v, t}, {p, q, v}, {t, p, v}, {v, p, q}};
+    uint8_t p = clip8(round_pos((float)v * (1.0 - fs)));
+    /* Each sextant uses p and one of q, t. */
+    uint8_t qt = i % 2 ? clip8(round_pos((float)v * (1.0 - fs * f)))
+                       : clip8(round_pos((float)v * (1.0 - fs * (1.0 - f))));
+    const uint8_t table[6][3] = {{v, qt, p}, {qt, v, p}, {p, v, qt},
+                                 {p, qt, v}, {qt, p, v}, {v, p, qt}};
     memcpy(out, table[i % 6], 3);
 }
 
@@ -173,40 +187,51 @@ static int reflect(int i, int n)
     return i;
 }
 
-#define MAX_KERNEL 63
+size_t lvd_gaussian_blur_tmp(int width, int height, int ksize)
+{
+    return ((size_t)width * height + 2 * ((size_t)width + (size_t)ksize)) * 3;
+}
 
+/* Each output value sums k[t] * input in the order t = 0 .. ksize - 1, starting from 0, in both
+ * passes; the loops run over whole rows so the compiler vectorizes them without reordering any
+ * one sum. */
 void lvd_gaussian_blur(uint8_t *rgb, int width, int height, int ksize, float sigma, float *tmp)
 {
-    float k[MAX_KERNEL];
-    if (ksize > MAX_KERNEL)
-        ksize = MAX_KERNEL;
+    float k[LVD_BLUR_MAX_KERNEL];
+    if (ksize > LVD_BLUR_MAX_KERNEL)
+        ksize = LVD_BLUR_MAX_KERNEL;
     int half = ksize / 2;
     lvd_gaussian_kernel(ksize, sigma, k);
+    size_t stride = (size_t)width * 3;
+    float *rows = tmp;                                 /* (height, width * 3) horizontal pass */
+    float *pad = tmp + (size_t)height * stride;        /* one input row, reflect-padded */
+    float *acc = pad + ((size_t)width + ksize) * 3;    /* one output row of the vertical pass */
     for (int y = 0; y < height; y++) {
-        const uint8_t *row = rgb + (size_t)y * width * 3;
-        float *out = tmp + (size_t)y * width * 3;
-        for (int x = 0; x < width; x++) {
-            float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f;
-            for (int t = 0; t < ksize; t++) {
-                const uint8_t *p = row + (size_t)reflect(x + t - half, width) * 3;
-                s0 += k[t] * (float)p[0];
-                s1 += k[t] * (float)p[1];
-                s2 += k[t] * (float)p[2];
-            }
-            out[3 * x] = s0;
-            out[3 * x + 1] = s1;
-            out[3 * x + 2] = s2;
+        const uint8_t *row = rgb + (size_t)y * stride;
+        for (int x = -half; x < width + half; x++) {
+            const uint8_t *p = row + (size_t)reflect(x, width) * 3;
+            for (int c = 0; c < 3; c++)
+                pad[(size_t)(x + half) * 3 + c] = (float)p[c];
+        }
+        float *out = rows + (size_t)y * stride;
+        memset(out, 0, stride * sizeof *out);
+        for (int t = 0; t < ksize; t++) {
+            const float *src = pad + (size_t)t * 3;
+            for (size_t i = 0; i < stride; i++)
+                out[i] += k[t] * src[i];
         }
     }
-    size_t stride = (size_t)width * 3;
     for (int y = 0; y < height; y++) {
+        memset(acc, 0, stride * sizeof *acc);
+        for (int t = 0; t < ksize; t++) {
+            const float *src = rows + (size_t)reflect(y + t - half, height) * stride;
+            for (size_t i = 0; i < stride; i++)
+                acc[i] += k[t] * src[i];
+        }
         uint8_t *out = rgb + (size_t)y * stride;
         for (size_t i = 0; i < stride; i++) {
-            float s = 0.0f;
-            for (int t = 0; t < ksize; t++)
-                s += k[t] * tmp[(size_t)reflect(y + t - half, height) * stride + i];
             /* torch.round (half to even) before the cast back to uint8. */
-            float r = nearbyintf(s);
+            float r = nearbyintf(acc[i]);
             out[i] = r <= 0.0f ? 0 : r >= 255.0f ? 255 : (uint8_t)r;
         }
     }

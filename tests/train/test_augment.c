@@ -226,7 +226,7 @@ static void test_blur(void)
      * (reflect padding: nothing is lost at the borders, the sum is kept). */
     enum { W = 13, H = 11 };
     uint8_t img[W * H * 3];
-    float tmp[W * H * 3];
+    float tmp[(W * H + 2 * (W + 9)) * 3];
     memset(img, 77, sizeof img);
     lvd_gaussian_blur(img, W, H, 9, 1.7f, tmp);
     int constant = 1;
