@@ -67,8 +67,8 @@ static int make_inputs(const char *photo, uint8_t **png, size_t *png_len, uint8_
     return rc;
 }
 
-static int run(const char *name, const lvd_aug_config *c, const uint8_t *enc, size_t len,
-               int iters, lvd_error *err)
+static int run(const char *name, const lvd_aug_config *c, const uint8_t *enc, size_t len, int iters,
+               lvd_error *err)
 {
     lvd_augmenter *a;
     if (lvd_augmenter_new(c, &a, err))

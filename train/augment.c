@@ -62,8 +62,8 @@ int lvd_aug_check(const lvd_aug_config *c, lvd_error *err)
     if (bad_p(c->flip_p) || bad_p(c->jitter_p) || bad_p(c->gray_p) || bad_p(c->solarize_p) ||
         bad_p(c->blur_p[0]) || bad_p(c->blur_p[1]) || bad_p(c->blur_p[2]))
         return lvd_fail(err, "augment: probabilities must lie in [0, 1]");
-    if (!(c->brightness >= 0.0f && c->contrast >= 0.0f && c->saturation >= 0.0f &&
-          c->hue >= 0.0f && c->hue <= 0.5f))
+    if (!(c->brightness >= 0.0f && c->contrast >= 0.0f && c->saturation >= 0.0f && c->hue >= 0.0f &&
+          c->hue <= 0.5f))
         return lvd_fail(err, "augment: jitter strengths must be >= 0 (hue <= 0.5)");
     if (c->blur_kernel < 1 || c->blur_kernel > LVD_BLUR_MAX_KERNEL || c->blur_kernel % 2 == 0 ||
         !(c->blur_sigma[0] > 0.0f && c->blur_sigma[0] <= c->blur_sigma[1]))

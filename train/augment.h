@@ -29,8 +29,8 @@
  * Randomness comes from lvd_rng, a counter-based generator: a stream is a pure function of its
  * key, so an image's crops depend on (seed, epoch, position) only, never on threads or timing. The
  * draws mirror the reference's (float32 uniforms where torch draws float32) but are not torch's
- * random numbers. Grayscale inputs (Fashion-MNIST) arrive as RGB with equal channels: image/ decodes
- * them the way PIL's convert("RGB") does. */
+ * random numbers. Grayscale inputs (Fashion-MNIST) arrive as RGB with equal channels: image/
+ * decodes them the way PIL's convert("RGB") does. */
 #ifndef LVD_TRAIN_AUGMENT_H
 #define LVD_TRAIN_AUGMENT_H
 
@@ -70,8 +70,9 @@ uint64_t lvd_rng_below(lvd_rng *r, uint64_t n);
 /* ---- Configuration ---- */
 
 typedef enum lvd_blur_mode {
-    LVD_BLUR_RELEASED = 0, /* what the reference code does: global 1: 0.0, global 2: 0.9, local 0.5 */
-    LVD_BLUR_PAPER,        /* what it meant: global 1: 1.0, global 2: 0.1, local 0.5 */
+    LVD_BLUR_RELEASED =
+        0,          /* what the reference code does: global 1: 0.0, global 2: 0.9, local 0.5 */
+    LVD_BLUR_PAPER, /* what it meant: global 1: 1.0, global 2: 0.1, local 0.5 */
 } lvd_blur_mode;
 
 typedef struct lvd_aug_config {
@@ -85,10 +86,10 @@ typedef struct lvd_aug_config {
     float jitter_p;        /* ColorJitter applied with this probability (0.8) */
     float brightness, contrast, saturation, hue; /* 0.4, 0.4, 0.2, 0.1 */
     float gray_p;                                /* 0.2 */
-    float blur_p[3];     /* applied with probability: global 1, global 2, local (see top) */
-    float blur_sigma[2]; /* (0.1, 2.0) */
-    int blur_kernel;     /* odd side of the kernel (9) */
-    float solarize_p;    /* on global crop 2 only (0.2) */
+    float blur_p[3];        /* applied with probability: global 1, global 2, local (see top) */
+    float blur_sigma[2];    /* (0.1, 2.0) */
+    int blur_kernel;        /* odd side of the kernel (9) */
+    float solarize_p;       /* on global crop 2 only (0.2) */
     int solarize_threshold; /* 128 */
     float mean[3], std[3];  /* ImageNet: (0.485, 0.456, 0.406), (0.229, 0.224, 0.225) */
 } lvd_aug_config;

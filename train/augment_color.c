@@ -203,9 +203,9 @@ void lvd_gaussian_blur(uint8_t *rgb, int width, int height, int ksize, float sig
     int half = ksize / 2;
     lvd_gaussian_kernel(ksize, sigma, k);
     size_t stride = (size_t)width * 3;
-    float *rows = tmp;                                 /* (height, width * 3) horizontal pass */
-    float *pad = tmp + (size_t)height * stride;        /* one input row, reflect-padded */
-    float *acc = pad + ((size_t)width + ksize) * 3;    /* one output row of the vertical pass */
+    float *rows = tmp;                              /* (height, width * 3) horizontal pass */
+    float *pad = tmp + (size_t)height * stride;     /* one input row, reflect-padded */
+    float *acc = pad + ((size_t)width + ksize) * 3; /* one output row of the vertical pass */
     for (int y = 0; y < height; y++) {
         const uint8_t *row = rgb + (size_t)y * stride;
         for (int x = -half; x < width + half; x++) {

@@ -256,8 +256,7 @@ int loader_read_images(lvd_loader *l, const lvd_loader_config *c, lvd_error *err
 int lvd_loader_open(const lvd_loader_config *c, lvd_loader **out, lvd_error *err)
 {
     *out = NULL;
-    if (c->batch_size < 1 || c->workers < 1 || c->workers > 256 || c->ring < 0 ||
-        c->start_step < 0)
+    if (c->batch_size < 1 || c->workers < 1 || c->workers > 256 || c->ring < 0 || c->start_step < 0)
         return lvd_fail(err, "loader: need batch size >= 1, 1..256 workers, ring >= 0, start >= 0");
     if (lvd_aug_check(&c->aug, err))
         return -1;
@@ -279,7 +278,8 @@ int lvd_loader_open(const lvd_loader_config *c, lvd_loader **out, lvd_error *err
     if (rc == 0)
         rc = loader_read_images(l, c, err);
     if (rc == 0 && l->n < c->batch_size)
-        rc = lvd_fail(err, "loader: %lld usable images (%lld without a readable shard member), "
+        rc = lvd_fail(err,
+                      "loader: %lld usable images (%lld without a readable shard member), "
                       "fewer than one batch of %d",
                       (long long)l->n, (long long)l->missing, c->batch_size);
     if (rc == 0 && l->n > UINT32_MAX)

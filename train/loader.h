@@ -39,21 +39,21 @@
 enum { LVD_STREAM_CROPS = 0, LVD_STREAM_MASKS = 1, LVD_STREAM_ORDER = 2, LVD_STREAM_SUBST = 3 };
 
 typedef struct lvd_loader_config {
-    const char *db;              /* manifest path */
-    const char *model;           /* curated set of this model (v_curated.model); NULL: sources */
-    const char *method;          /* with model: only rows of this method; NULL: all */
-    const char *dataset;         /* with model: only rows of this dataset; NULL: all */
-    const char *const *sources;  /* without model: the 'ok' images of these sources */
+    const char *db;             /* manifest path */
+    const char *model;          /* curated set of this model (v_curated.model); NULL: sources */
+    const char *method;         /* with model: only rows of this method; NULL: all */
+    const char *dataset;        /* with model: only rows of this dataset; NULL: all */
+    const char *const *sources; /* without model: the 'ok' images of these sources */
     int n_sources;
-    int batch_size;              /* images per batch (B) */
-    int workers;                 /* threads (>= 1) */
-    int ring;                    /* batches prepared ahead (>= 1; 0: 2 * workers) */
+    int batch_size; /* images per batch (B) */
+    int workers;    /* threads (>= 1) */
+    int ring;       /* batches prepared ahead (>= 1; 0: 2 * workers) */
     uint64_t seed;
-    int64_t start_step;          /* first step to produce (to resume a run) */
-    int patch_size;              /* mask grid: global_size / patch_size square */
+    int64_t start_step; /* first step to produce (to resume a run) */
+    int patch_size;     /* mask grid: global_size / patch_size square */
     lvd_aug_config aug;
     lvd_mask_opts mask;
-    int64_t max_pixels;          /* decode limit per image (0: PIL's 89478485) */
+    int64_t max_pixels; /* decode limit per image (0: PIL's 89478485) */
 } lvd_loader_config;
 
 /* Defaults: lvd_aug_defaults, lvd_mask_opts_defaults, patch 14, batch 64, 2 workers, seed 0. The
@@ -64,24 +64,24 @@ void lvd_loader_defaults(lvd_loader_config *c);
 typedef struct lvd_batch {
     int64_t step;
     int64_t epoch;
-    int64_t index;         /* batch within its epoch */
-    int batch_size;        /* B */
+    int64_t index;  /* batch within its epoch */
+    int batch_size; /* B */
     int n_local;
     int global_size, local_size;
-    float *global_crops;   /* (2B, 3, global_size, global_size) */
-    float *local_crops;    /* (n_local * B, 3, local_size, local_size) */
-    int64_t *image_ids;    /* (B) manifest ids of the images used */
-    lvd_masks masks;       /* (2B, N) masks of the global crops, indices, weights */
-    int replaced;          /* samples of this batch that stand in for an undecodable image */
+    float *global_crops; /* (2B, 3, global_size, global_size) */
+    float *local_crops;  /* (n_local * B, 3, local_size, local_size) */
+    int64_t *image_ids;  /* (B) manifest ids of the images used */
+    lvd_masks masks;     /* (2B, N) masks of the global crops, indices, weights */
+    int replaced;        /* samples of this batch that stand in for an undecodable image */
 } lvd_batch;
 
 typedef struct lvd_loader_stats {
-    int64_t images;        /* usable images (selected and read) */
-    int64_t missing;       /* selected images without a readable shard member */
-    int64_t bad;           /* distinct images found undecodable so far */
-    int64_t replaced;      /* samples so far that stood in for an undecodable image */
+    int64_t images;   /* usable images (selected and read) */
+    int64_t missing;  /* selected images without a readable shard member */
+    int64_t bad;      /* distinct images found undecodable so far */
+    int64_t replaced; /* samples so far that stood in for an undecodable image */
     int64_t steps_per_epoch;
-    int64_t bytes;         /* encoded bytes held in memory */
+    int64_t bytes; /* encoded bytes held in memory */
 } lvd_loader_stats;
 
 typedef struct lvd_loader lvd_loader;

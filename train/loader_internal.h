@@ -44,9 +44,9 @@ struct lvd_loader {
 
     pthread_mutex_t mu;
     pthread_cond_t work_cv, ready_cv;
-    int64_t next_item;   /* next work item: (step - start) * (B + 1) + j, j == B: the masks */
-    int64_t released;    /* steps below this were handed back by the consumer */
-    int64_t held;        /* step the consumer holds, -1: none */
+    int64_t next_item; /* next work item: (step - start) * (B + 1) + j, j == B: the masks */
+    int64_t released;  /* steps below this were handed back by the consumer */
+    int64_t held;      /* step the consumer holds, -1: none */
     int stop, failed;
     lvd_error fail_err;
     int64_t bad_count, replaced_count;

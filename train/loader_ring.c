@@ -104,10 +104,11 @@ static int fill_sample(loader_worker *w, lvd_batch *b, int64_t step, int j, int 
         }
         *replaced = 1;
         if (k == MAX_ATTEMPTS)
-            return lvd_fail(err, "loader: no decodable image for step %lld sample %d after %d tries",
+            return lvd_fail(err,
+                            "loader: no decodable image for step %lld sample %d after %d tries",
                             (long long)step, j, MAX_ATTEMPTS);
-        lvd_rng s = lvd_rng_stream(l->c.seed, (uint64_t)e, (uint64_t)p,
-                                   LVD_STREAM_SUBST + (uint64_t)k);
+        lvd_rng s =
+            lvd_rng_stream(l->c.seed, (uint64_t)e, (uint64_t)p, LVD_STREAM_SUBST + (uint64_t)k);
         idx = (int64_t)lvd_rng_below(&s, (uint64_t)l->n);
     }
 }
@@ -115,8 +116,7 @@ static int fill_sample(loader_worker *w, lvd_batch *b, int64_t step, int j, int 
 static int fill_masks(lvd_loader *l, lvd_batch *b, int64_t step, lvd_error *err)
 {
     int64_t e = step / l->spe;
-    lvd_rng r = lvd_rng_stream(l->c.seed, (uint64_t)e, (uint64_t)(step % l->spe),
-                               LVD_STREAM_MASKS);
+    lvd_rng r = lvd_rng_stream(l->c.seed, (uint64_t)e, (uint64_t)(step % l->spe), LVD_STREAM_MASKS);
     return lvd_masks_collate(&l->gen, &l->c.mask, &r, &b->masks, err);
 }
 

@@ -83,8 +83,7 @@ static void test_rrc_distribution(void)
     CHECK_MSG(fabs(s_sum / n - 0.185) < 0.003, "mean area share %.4f", s_sum / n);
     CHECK_MSG(s_min > 0.049 && s_max < 0.321, "area share range %.4f .. %.4f", s_min, s_max);
     CHECK_MSG(fabs(lr_sum / n) < 0.006, "mean log ratio %.4f", lr_sum / n);
-    CHECK_MSG(lr_min > lo - 0.01 && lr_max < hi + 0.01 && lr_min < lo + 0.01 &&
-                  lr_max > hi - 0.01,
+    CHECK_MSG(lr_min > lo - 0.01 && lr_max < hi + 0.01 && lr_min < lo + 0.01 && lr_max > hi - 0.01,
               "log ratio range %.4f .. %.4f", lr_min, lr_max);
     CHECK_MSG(fabs(low_quarter / (double)n - 0.25) < 0.015, "low quarter share %.4f",
               low_quarter / (double)n);
@@ -168,8 +167,8 @@ static void test_color(void)
     }
     expect("hsv", hsv, (const uint8_t[]){70, 191, 200, 148, 255, 255, 0, 0, 17, 240, 251, 250}, 12);
     /* Pillow's round trip: the hue byte quantizes, so 128 comes back as 132. */
-    expect("hsv round trip", rt, (const uint8_t[]){103, 200, 50, 0, 132, 255, 17, 17, 17, 250, 4, 91},
-           12);
+    expect("hsv round trip", rt,
+           (const uint8_t[]){103, 200, 50, 0, 132, 255, 17, 17, 17, 250, 4, 91}, 12);
     memcpy(p, px4, 12);
     lvd_adjust_hue(p, 4, 0.0f);
     expect("hue 0", p, rt, 12);

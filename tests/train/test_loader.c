@@ -120,8 +120,8 @@ static int corrupt_member(const char *path, const char *name)
         if (strncmp((const char *)h, name, 100) == 0) {
             char *junk = malloc((size_t)size);
             memset(junk, 'x', (size_t)size);
-            done = fseek(f, off + 512, SEEK_SET) == 0 && fwrite(junk, 1, (size_t)size, f) ==
-                                                              (size_t)size
+            done = fseek(f, off + 512, SEEK_SET) == 0 &&
+                           fwrite(junk, 1, (size_t)size, f) == (size_t)size
                        ? 0
                        : -1;
             free(junk);
@@ -233,8 +233,7 @@ static int recompute_sample(sqlite3 *s, lvd_augmenter *a, const lvd_loader_confi
                             const lvd_batch *b, int i)
 {
     char sql[256];
-    snprintf(sql, sizeof sql, "SELECT url FROM images WHERE id = %lld",
-             (long long)b->image_ids[i]);
+    snprintf(sql, sizeof sql, "SELECT url FROM images WHERE id = %lld", (long long)b->image_ids[i]);
     char *url = sql_text(s, sql);
     size_t len;
     uint8_t *bytes = url ? read_all(url + strlen("file://"), &len) : NULL;
@@ -311,8 +310,8 @@ static void test_sources(sqlite3 *s, int64_t bad_id, int64_t missing_id)
         }
         replaced += b->replaced;
         replaced_in[b->epoch] += b->replaced;
-        lvd_rng r = lvd_rng_stream(c.seed, (uint64_t)b->epoch, (uint64_t)b->index,
-                                   LVD_STREAM_MASKS);
+        lvd_rng r =
+            lvd_rng_stream(c.seed, (uint64_t)b->epoch, (uint64_t)b->index, LVD_STREAM_MASKS);
         masks_ok &= lvd_masks_collate(&gen, &c.mask, &r, &mm, &err) == 0 &&
                     memcmp(mm.masks, b->masks.masks, 8 * 49) == 0 &&
                     mm.n_masked == b->masks.n_masked &&

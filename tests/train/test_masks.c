@@ -126,8 +126,7 @@ static void test_generate(void)
             }
         }
     CHECK(never_more && counted);
-    CHECK_MSG(share / shares > 0.95, "masks reach %.3f of their target on average",
-              share / shares);
+    CHECK_MSG(share / shares > 0.95, "masks reach %.3f of their target on average", share / shares);
     CHECK(lvd_mask_generate(&g, &r, 0, m) == 0 && lvd_mask_generate(&g, &r, -3, m) == 0);
 }
 
