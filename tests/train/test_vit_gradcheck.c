@@ -3,7 +3,7 @@
  * grids other than the stored one (local crops, non-square and larger inputs), heads of width
  * 32, stochastic depth (off, and on with the subsets a fixed seed draws), and several passes
  * accumulating into one gradient buffer. For every parameter tensor: a random direction v on
- * that tensor, the fourth-order central difference of the loss (accumulated in double) along v
+ * that tensor, a sixth-order central difference of the loss (accumulated in double) along v
  * against g . v. */
 #include "tests/train/vit_train_check.h"
 
@@ -130,19 +130,22 @@ static double check_case(fd_case *c, double tol)
             gv += (double)g[t->offset + k] * v[k];
             gn += (double)g[t->offset + k] * g[t->offset + k];
         }
-        /* Fourth-order central difference: its O(h^4) error allows a step large enough for the
-         * float32 rounding of the loss (~1e-5 here) to stay far below the signal. */
-        double h = 5e-2 * (rms > 0.1 ? rms : 0.1);
-        double lk[4];
-        static const double steps[4] = {2.0, 1.0, -1.0, -2.0};
-        for (int s = 0; s < 4; s++) {
+        /* Fourth-order central differences at h and 2h, Richardson-combined (error O(h^6)):
+         * steps large enough for the float32 rounding of the loss (~1e-5 here) to stay far
+         * below the signal, without truncation error. */
+        double h = 5e-2 * (rms > 0.3 ? rms : 0.3);
+        double lk[6];
+        static const double steps[6] = {1.0, -1.0, 2.0, -2.0, 4.0, -4.0};
+        for (int s = 0; s < 6; s++) {
             for (size_t k = 0; k < t->numel; k++) {
                 p[t->offset + k] = (float)(saved[t->offset + k] + steps[s] * h * v[k]);
             }
             lk[s] = run_case(c, 0);
         }
         memcpy(p + t->offset, saved + t->offset, sizeof(float) * t->numel);
-        double fd = (-lk[0] + 8.0 * lk[1] - 8.0 * lk[2] + lk[3]) / (12.0 * h);
+        double d1 = (8.0 * (lk[0] - lk[1]) - (lk[2] - lk[3])) / (12.0 * h);
+        double d2 = (8.0 * (lk[2] - lk[3]) - (lk[4] - lk[5])) / (24.0 * h);
+        double fd = (16.0 * d1 - d2) / 15.0;
         /* Relative to |g . v|, or to its typical size ||g|| / sqrt(3) (v uniform in [-1, 1])
          * when the random direction happens to be nearly orthogonal to g. */
         double typical = sqrt(gn / 3.0);
