@@ -3,10 +3,10 @@
  * ViT-S/14 (dim 384, 12 blocks) at 224x224 with the DINOv2 init: per batch, the student's
  * forward (grad pass, iBOT-style mask on a third of the patches, stochastic depth as given),
  * its backward, and the teacher's forward-only pass; images/s, GFLOP/s (multiply-adds of every
- * product counted twice; the backward does twice the forward's products, less the dropped
- * branches, and recomputes nothing but GELU and the attention scores: counted as 2x), and the
- * pass's memory. Best of --iters batches, per wall-clock and per CPU second (the second stays
- * meaningful on a loaded machine). On a shared machine set OMP_WAIT_POLICY=passive. */
+ * product counted twice, dropped branches not counted; the backward is counted as twice its
+ * forward, not counting its recomputed attention scores), and the peak memory. Best of --iters
+ * batches, per wall-clock and per CPU second (the second stays meaningful on a loaded machine). On
+ * a shared machine set OMP_WAIT_POLICY=passive. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,10 +90,13 @@ int main(int argc, char **argv)
     for (int i = 0; i < B * N; i++) {
         mask[i] = i % 3 == 0;
     }
+    /* With stochastic depth each branch runs on max(int(B * (1 - rate)), 1) images. */
+    int keep = rate > 0.0 ? (int)((double)B * (1.0 - rate)) : B;
+    keep = keep < 1 ? 1 : keep;
     double Dd = D, Td = T, hid = a->ffn_hidden;
-    double gflop = (2.0 * N * 588 * Dd +
-                    a->depth * (2.0 * Td * Dd * (4 * Dd + 2 * hid) + 4.0 * Td * Td * Dd)) /
-                   1e9;
+    double block = 2.0 * Td * Dd * (4 * Dd + 2 * hid) + 4.0 * Td * Td * Dd;
+    double gflop = (2.0 * N * 588 * Dd + a->depth * block * keep / B) / 1e9;
+    double gflop_teacher = (2.0 * N * 588 * Dd + a->depth * block) / 1e9;
     double best[3][2] = {{0}};
     for (int it = 0; it <= iters; it++) {
         double t[4][2];
@@ -120,13 +123,15 @@ int main(int argc, char **argv)
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("ViT-S/14 224x224, batch %d, drop %.2f: %.2f GFLOP per image forward\n", B, rate, gflop);
+    printf("ViT-S/14 224x224, batch %d, drop %.2f (%d of %d images per branch): %.2f GFLOP per "
+           "image forward (%.2f without drop)\n",
+           B, rate, keep, B, gflop, gflop_teacher);
     printf("%-18s %10s %10s %12s\n", "", "images/s", "GFLOP/s", "GFLOP/cpu-s");
     const char *names[3] = {"student forward", "student backward", "teacher forward"};
-    double mult[3] = {1.0, 2.0, 1.0};
+    double work[3] = {gflop, 2.0 * gflop, gflop_teacher};
     for (int k = 0; k < 3; k++) {
-        printf("%-18s %10.2f %10.1f %12.1f\n", names[k], best[k][0], best[k][0] * gflop * mult[k],
-               best[k][1] * gflop * mult[k]);
+        printf("%-18s %10.2f %10.1f %12.1f\n", names[k], best[k][0], best[k][0] * work[k],
+               best[k][1] * work[k]);
     }
     double step = 1.0 / (1.0 / best[0][0] + 1.0 / best[1][0] + 1.0 / best[2][0]);
     printf("forward + backward + teacher: %.2f images/s; peak RSS %.0f MB\n", step,
