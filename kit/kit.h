@@ -100,14 +100,15 @@ struct lvd_kit_opt {
 };
 
 /* Table entries. The variable arguments are the help string followed by any designators
- * (.required = 1, .def = "...", .scale = 1 << 20, .zero = 1). */
-#define LVD_OPT_STR(name_, arg_, dest_, ...)                                                            \
-    {                                                                                                   \
-        .kind = LVD_KIT_STR,                                                                          \
-     .name = name_,                                                                                \
-     .arg = arg_,                                                                                  \
-     .dest = _Generic(&(dest_), const char **: &(dest_)),                                          \
-     .help = __VA_ARGS__ \
+ * (.required = 1, .def = "...", .scale = 1 << 20, .zero = 1). A string's destination must be a
+ * const char *, a flag's an int, a number's a float or a double (checked at compile time). */
+#define LVD_KIT_STR_DEST(d)  _Generic(&(d), const char ** : &(d))
+#define LVD_KIT_FLAG_DEST(d) _Generic(&(d), int * : &(d))
+#define LVD_KIT_NUM_DEST(d)  _Generic(&(d), float * : &(d), double * : &(d))
+#define LVD_OPT_STR(name_, arg_, dest_, ...)                                                       \
+    {                                                                                              \
+        .kind = LVD_KIT_STR, .name = name_, .arg = arg_, .dest = LVD_KIT_STR_DEST(dest_),          \
+        .help = __VA_ARGS__                                                                        \
     }
 #define LVD_OPT_INT(name_, arg_, dest_, min_, max_, ...)                                           \
     {                                                                                              \
@@ -119,24 +120,15 @@ struct lvd_kit_opt {
         .kind = LVD_KIT_BYTES, .name = name_, .arg = arg_, .dest = &(dest_),                       \
         .size = sizeof(dest_), .min = min_, .max = max_, .help = __VA_ARGS__                       \
     }
-#define LVD_OPT_NUM(name_, arg_, dest_, lo_, hi_, ...)                                                  \
-    {                                                                                                   \
-        .kind = LVD_KIT_NUM,                                                                          \
-     .name = name_,                                                                                \
-     .arg = arg_,                                                                                  \
-     .dest = _Generic(&(dest_), float *: &(dest_), double *: &(dest_)),                            \
-     .size = sizeof(dest_),                                                                        \
-     .lo = lo_,                                                                                    \
-     .hi = hi_,                                                                                    \
-     .help = __VA_ARGS__ \
+#define LVD_OPT_NUM(name_, arg_, dest_, lo_, hi_, ...)                                             \
+    {                                                                                              \
+        .kind = LVD_KIT_NUM, .name = name_, .arg = arg_, .dest = LVD_KIT_NUM_DEST(dest_),          \
+        .size = sizeof(dest_), .lo = lo_, .hi = hi_, .help = __VA_ARGS__                           \
     }
-#define LVD_OPT_FLAG(name_, dest_, set_, ...)                                                           \
-    {                                                                                                   \
-        .kind = LVD_KIT_FLAG,                                                                         \
-     .name = name_,                                                                                \
-     .dest = _Generic(&(dest_), int *: &(dest_)),                                                  \
-     .set = set_,                                                                                  \
-     .help = __VA_ARGS__ \
+#define LVD_OPT_FLAG(name_, dest_, set_, ...)                                                      \
+    {                                                                                              \
+        .kind = LVD_KIT_FLAG, .name = name_, .dest = LVD_KIT_FLAG_DEST(dest_), .set = set_,        \
+        .help = __VA_ARGS__                                                                        \
     }
 #define LVD_OPT_FN(name_, arg_, dest_, fn_, ...)                                                   \
     {                                                                                              \
