@@ -8,7 +8,9 @@
 #include "curate/dedup_stage_calibrate.h"
 #include "kit/kit.h"
 
-static const char about[] =
+static const char help[] =
+    "--db DB --model NAME [options]\n"
+    "\n"
     "Samples pool images (evenly spaced by id), makes five copies of each (horizontal flip,\n"
     "JPEG quality 40, center crop of 80%, half size, slight color change), embeds them with\n"
     "the model as lvd-embed does and compares them with the stored embedding and with every\n"
@@ -20,14 +22,9 @@ static const char about[] =
     "figures are recorded as the run's counts (v_runs, stage 'calibrate'). The model needs\n"
     "weights (not an imported, external one).";
 
-typedef struct args {
-    const char *db;
-    lvd_calibrate_options o;
-} args;
-
 static int check(void *ctx, lvd_error *err)
 {
-    const lvd_calibrate_options *o = &((const args *)ctx)->o;
+    const lvd_calibrate_options *o = ctx;
     if (o->crop > o->resize)
         return lvd_fail(err, "--crop %d is larger than --resize %d", o->crop, o->resize);
     return 0;
@@ -62,7 +59,7 @@ static void print_stats(const char *name, const lvd_sim_stats *s)
 static int run(lvd_manifest *m, void *ctx, lvd_error *err)
 {
     lvd_calibrate_result r;
-    if (lvd_calibrate_run(m, &((args *)ctx)->o, &r, err))
+    if (lvd_calibrate_run(m, ctx, &r, err))
         return -1;
     printf("%-22s %6s %8s %8s %8s %8s %8s\n", "similarity", "n", "min", "p5", "median", "p95",
            "max");
@@ -83,26 +80,17 @@ static int run(lvd_manifest *m, void *ctx, lvd_error *err)
 
 int lvd_calibrate_cli(const char *prog, int argc, char **argv)
 {
-    args a = {0};
-    lvd_calibrate_options *o = &a.o;
-    lvd_calibrate_defaults(o);
+    const char *db = NULL;
+    lvd_calibrate_options o;
+    lvd_calibrate_defaults(&o);
     const lvd_kit_opt opts[] = {
-        LVD_OPT_STR("db", "DB", a.db, "manifest database", .required = 1),
-        LVD_OPT_STR("model", "NAME", o->model, "registered model with embeddings of the pool",
-                    .required = 1),
-        LVD_OPT_INT("sample", "N", o->sample, 1, 1000000, "pool images sampled"),
-        LVD_OPT_INT("resize", "S", o->resize, 1, 16384, "short side before the crop, as lvd-embed"),
-        LVD_OPT_INT("crop", "C", o->crop, 1, 16384, "crop side, as lvd-embed"),
+        LVD_OPT_DB(db),
+        LVD_OPT_MODEL(o.model, "registered model with embeddings of the pool"),
+        LVD_OPT_INT("sample", "N", o.sample, 1, 1000000, "pool images sampled"),
+        LVD_OPT_INT("resize", "S", o.resize, 1, 16384, "short side before the crop, as lvd-embed"),
+        LVD_OPT_INT("crop", "C", o.crop, 1, 16384, "crop side, as lvd-embed"),
         LVD_OPT_END,
     };
-    const lvd_kit_cmd cmd = {.name = prog,
-                             .usage = "--db DB --model NAME [options]",
-                             .about = about,
-                             .opts = opts,
-                             .check = check,
-                             .db = &a.db,
-                             .mode = LVD_MANIFEST_WRITE,
-                             .run = run,
-                             .ctx = &a};
+    const lvd_kit_cmd cmd = {prog, help, opts, run, &o, .db = LVD_KIT_WRITE, .check = check};
     return lvd_kit_main(&cmd, argc, argv);
 }

@@ -1,3 +1,5 @@
+/* The galleries of curate/export_report_gallery.h: loading each kind's groups and tiles from the
+ * views and writing them as HTML sections. */
 #include "curate/export_report_gallery.h"
 
 #include <math.h>

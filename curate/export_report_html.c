@@ -1,3 +1,5 @@
+/* The HTML helpers of curate/export_report_html.h: files replaced atomically, escaping, the page
+ * frame and tables from SQL. */
 #include "curate/export_report_html.h"
 
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* The job of curate/fetch_internal.h that carries one item through the fetch stage. */
 #include "curate/fetch_internal.h"
 
 #include <stdarg.h>

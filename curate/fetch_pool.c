@@ -1,3 +1,4 @@
+/* The worker pool of curate/fetch_internal.h: threads that read and validate jobs. */
 #include "curate/fetch_internal.h"
 
 #include <stdlib.h>

@@ -1,5 +1,6 @@
-/* Registering the items of the inputs as pending rows of the source (repeats are ignored, so a
- * rerun with the same or a longer input only adds what is new). */
+/* fetch_register of curate/fetch_internal.h. Registering the items of the inputs as pending rows of
+ * the source (repeats are ignored, so a rerun with the same or a longer input only adds what is
+ * new). */
 #include "curate/fetch_internal.h"
 #include "curate/inputs.h"
 

@@ -1,3 +1,4 @@
+/* The progress and summary lines of curate/fetch_internal.h. */
 #include "curate/fetch_internal.h"
 
 #include <time.h>

@@ -1,6 +1,6 @@
-/* Recording outcomes: failures and duplicates of already stored images go into a batch that is
- * committed about every second; accepted images go into the open shard and become ok only in
- * the transaction that marks the shard complete. */
+/* The sink of curate/fetch_internal.h. Recording outcomes: failures and duplicates of already
+ * stored images go into a batch that is committed about every second; accepted images go into the
+ * open shard and become ok only in the transaction that marks the shard complete. */
 #include "curate/fetch_internal.h"
 
 #include <cjson/cJSON.h>

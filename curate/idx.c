@@ -1,3 +1,4 @@
+/* The IDX reader of curate/idx.h (plain or gzipped) and the Fashion-MNIST class names. */
 #include "curate/idx.h"
 
 #include <errno.h>

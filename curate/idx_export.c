@@ -1,3 +1,4 @@
+/* lvd_idx_export of curate/idx_export.h: the selection and the PNG class folders. */
 #include "curate/idx_export.h"
 
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* The grayscale PNG encoder and the write-if-changed of curate/idx_png.h. */
 #include "curate/idx_png.h"
 
 #include <errno.h>

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "index/index.h"
+#include "kit/kit.h"
 #include "store/error.h"
 #include "store/manifest.h"
 
@@ -21,6 +22,15 @@
 
 /* Default number of inverted lists an IVF search visits. */
 #define LVD_STAGE_NPROBE 16
+
+/* The options of a stage that searches an index it builds (lvd-dedup, lvd-retrieve) as entries
+ * of a kit table (kit/kit.h): --factory, --memory-budget MB, --nprobe. */
+#define LVD_OPT_SEARCH_INDEX(factory_, memory_budget_, nprobe_)                                    \
+    LVD_OPT_STR("factory", "STRING", factory_, "FAISS index factory string",                       \
+                .def = "chosen from the count"),                                                   \
+        LVD_OPT_INT("memory-budget", "MB", memory_budget_, 1, (int64_t)1 << 30,                    \
+                    "index memory budget when no factory is given", .scale = 1 << 20),             \
+        LVD_OPT_INT("nprobe", "N", nprobe_, 1, 1 << 20, "lists searched by IVF indexes")
 
 /* Builds an index over the n unit rows x (row i gets id i): from factory, or when it is NULL from
  * lvd_index_choose(n, d, memory_budget); trains it on a sample (lvd_index_train_sample), adds the

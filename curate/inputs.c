@@ -1,3 +1,4 @@
+/* lvd_inputs_read of curate/inputs.h: a folder or a URL list, item by item. */
 #include "curate/inputs.h"
 
 #include <dirent.h>

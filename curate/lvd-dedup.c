@@ -7,7 +7,9 @@
 #include "curate/index_stage.h"
 #include "kit/kit.h"
 
-static const char about[] =
+static const char help[] =
+    "--db DB --model NAME [options]\n"
+    "\n"
     "Removes near-duplicates within the pool sources and decontaminates the pool against the\n"
     "eval sources, using the model's embeddings. Pool images linked by a cosine similarity\n"
     "above the threshold among their k nearest neighbours form components; each component\n"
@@ -17,15 +19,10 @@ static const char about[] =
     "With --calibrate, instead measures copy detection to choose --threshold (the options of\n"
     "lvd-calibrate; see lvd-dedup --calibrate --help).";
 
-typedef struct args {
-    const char *db;
-    lvd_dedup_stage_options o;
-} args;
-
 static int run(lvd_manifest *m, void *ctx, lvd_error *err)
 {
     lvd_dedup_stage_counts c;
-    if (lvd_dedup_stage_run(m, &((args *)ctx)->o, &c, err))
+    if (lvd_dedup_stage_run(m, ctx, &c, err))
         return -1;
     printf("pool %lld (new %lld), eval %lld, index %s: %lld components, %lld duplicates, "
            "%lld removed by eval, %lld kept\n",
@@ -51,35 +48,23 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
         if (strcmp(argv[i], "--calibrate") == 0)
             return calibrate(argc, argv);
-    args a = {0};
-    lvd_dedup_stage_options *o = &a.o;
-    lvd_dedup_stage_defaults(o);
+    const char *db = NULL;
+    lvd_dedup_stage_options o;
+    lvd_dedup_stage_defaults(&o);
     int calibrate_flag = 0; /* handled above: listed for --help */
     const lvd_kit_opt opts[] = {
-        LVD_OPT_STR("db", "DB", a.db, "manifest database", .required = 1),
-        LVD_OPT_STR("model", "NAME", o->model, "registered model whose embeddings are used",
-                    .required = 1),
-        LVD_OPT_INT("k", "K", o->k, 1, 4096, "neighbours searched per image"),
-        LVD_OPT_NUM("threshold", "T", o->threshold, -1, 1, "duplicate similarity threshold"),
-        LVD_OPT_NUM("eval-threshold", "T", o->eval_threshold, -1, 1,
+        LVD_OPT_DB(db),
+        LVD_OPT_MODEL(o.model, "registered model whose embeddings are used"),
+        LVD_OPT_INT("k", "K", o.k, 1, 4096, "neighbours searched per image"),
+        LVD_OPT_NUM("threshold", "T", o.threshold, -1, 1, "duplicate similarity threshold"),
+        LVD_OPT_NUM("eval-threshold", "T", o.eval_threshold, -1, 1,
                     "contamination similarity threshold"),
-        LVD_OPT_STR("factory", "STRING", o->factory, "FAISS index factory string",
-                    .def = "chosen from the count"),
-        LVD_OPT_INT("memory-budget", "MB", o->memory_budget, 1, (int64_t)1 << 30,
-                    "index memory budget when no factory is given", .scale = 1 << 20),
-        LVD_OPT_INT("nprobe", "N", o->nprobe, 1, 1 << 20, "lists searched by IVF indexes"),
-        LVD_OPT_FLAG("full", o->full, 1, "reprocess every pool image"),
+        LVD_OPT_SEARCH_INDEX(o.factory, o.memory_budget, o.nprobe),
+        LVD_OPT_FLAG("full", o.full, 1, "reprocess every pool image"),
         LVD_OPT_FLAG("calibrate", calibrate_flag, 1,
                      "instead, measure copy detection (lvd-calibrate)"),
         LVD_OPT_END,
     };
-    const lvd_kit_cmd cmd = {.name = "lvd-dedup",
-                             .usage = "--db DB --model NAME [options]",
-                             .about = about,
-                             .opts = opts,
-                             .db = &a.db,
-                             .mode = LVD_MANIFEST_WRITE,
-                             .run = run,
-                             .ctx = &a};
+    const lvd_kit_cmd cmd = {"lvd-dedup", help, opts, run, &o, .db = LVD_KIT_WRITE};
     return lvd_kit_main(&cmd, argc, argv);
 }

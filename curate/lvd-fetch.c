@@ -8,7 +8,9 @@
 #include "curate/fetch.h"
 #include "kit/kit.h"
 
-static const char about[] =
+static const char help[] =
+    "--db DB --source NAME [options] INPUT...\n"
+    "\n"
     "Registers every item of the inputs under source NAME in the manifest DB, downloads or\n"
     "reads each pending one, validates it by content and stores it in WebDataset tar shards.\n"
     "An INPUT is a folder (recursive; class/file.jpg gives label 'class') or a URL list:\n"
@@ -148,18 +150,9 @@ int main(int argc, char **argv)
         LVD_OPT_NUM("log-interval", "S", o.log_interval_s, 0, 1e9, "seconds between log lines"),
         LVD_OPT_END,
     };
-    const lvd_kit_cmd cmd = {.name = "lvd-fetch",
-                             .usage = "--db DB --source NAME [options] INPUT...",
-                             .about = about,
-                             .opts = opts,
-                             .footer = footer,
-                             .operands = "at least one INPUT",
-                             .min_operands = 1,
-                             .max_operands = -1,
-                             .operand = &o.inputs,
-                             .n_operands = &o.n_inputs,
-                             .check = check,
-                             .run = run,
-                             .ctx = &o};
+    const lvd_kit_operands inputs = {"at least one INPUT", 1, -1, &o.inputs, &o.n_inputs};
+    lvd_kit_cmd cmd = {"lvd-fetch", help, opts, run, &o, .db = LVD_KIT_NO_DB, .check = check};
+    cmd.operands = &inputs;
+    cmd.footer = footer;
     return lvd_kit_main(&cmd, argc, argv);
 }

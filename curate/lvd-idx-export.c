@@ -7,7 +7,9 @@
 #include "curate/idx_export.h"
 #include "kit/kit.h"
 
-static const char about[] =
+static const char help[] =
+    "--images FILE --labels FILE --out DIR [options]\n"
+    "\n"
     "Writes the selected records of an IDX image/label pair (Fashion-MNIST, plain or\n"
     ".gz) as grayscale PNG files OUT/<class>/<index>.png, index being the record number\n"
     "(5 digits). Classes: tshirt-top trouser pullover dress coat sandal shirt sneaker\n"
@@ -67,11 +69,6 @@ int main(int argc, char **argv)
         LVD_OPT_STR("db", "DB", db, "accepted and ignored (lvd-run passes it to every stage)"),
         LVD_OPT_END,
     };
-    const lvd_kit_cmd cmd = {.name = "lvd-idx-export",
-                             .usage = "--images FILE --labels FILE --out DIR [options]",
-                             .about = about,
-                             .opts = opts,
-                             .run = run,
-                             .ctx = &o};
+    const lvd_kit_cmd cmd = {"lvd-idx-export", help, opts, run, &o, .db = LVD_KIT_NO_DB};
     return lvd_kit_main(&cmd, argc, argv);
 }

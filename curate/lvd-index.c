@@ -4,7 +4,9 @@
 #include "curate/index_stage.h"
 #include "kit/kit.h"
 
-static const char about[] =
+static const char help[] =
+    "--db DB --model NAME [options]\n"
+    "\n"
     "Builds an inner-product index over the model's L2-normalized embeddings (cosine\n"
     "similarity): exact (Flat) for small sets, IVF or IVF-PQ chosen from the count and the\n"
     "memory budget otherwise. Saves it beside DB and records it with its id-map (index row ->\n"
@@ -25,9 +27,8 @@ int main(int argc, char **argv)
 {
     lvd_index_stage_options o = {NULL, NULL, NULL, NULL, LVD_STAGE_MEMORY_BUDGET, LVD_STAGE_NPROBE};
     const lvd_kit_opt opts[] = {
-        LVD_OPT_STR("db", "DB", o.db, "manifest database", .required = 1),
-        LVD_OPT_STR("model", "NAME", o.model, "registered model whose embeddings are indexed",
-                    .required = 1),
+        LVD_OPT_DB(o.db),
+        LVD_OPT_MODEL(o.model, "registered model whose embeddings are indexed"),
         LVD_OPT_STR("source", "NAME", o.source, "index only this source's images",
                     .def = "every source"),
         LVD_OPT_STR("factory", "STRING", o.factory, "FAISS index factory string",
@@ -38,13 +39,6 @@ int main(int argc, char **argv)
                     "lists an IVF index visits per query, saved with it"),
         LVD_OPT_END,
     };
-    const lvd_kit_cmd cmd = {.name = "lvd-index",
-                             .usage = "--db DB --model NAME [options]",
-                             .about = about,
-                             .opts = opts,
-                             .db = &o.db,
-                             .mode = LVD_MANIFEST_WRITE,
-                             .run = run,
-                             .ctx = &o};
+    const lvd_kit_cmd cmd = {"lvd-index", help, opts, run, &o, .db = LVD_KIT_WRITE};
     return lvd_kit_main(&cmd, argc, argv);
 }

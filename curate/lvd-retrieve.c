@@ -3,10 +3,13 @@
 #include <stdio.h>
 
 #include "curate/hkmeans_stage.h"
+#include "curate/index_stage.h"
 #include "curate/retrieve_stage.h"
 #include "kit/kit.h"
 
-static const char about[] =
+static const char help[] =
+    "--db DB --model NAME [options]\n"
+    "\n"
     "Builds the curated set: every seed image, plus pool images that lvd-dedup kept, found by\n"
     "their similarity to the seed sources (the model's embeddings). Sample-based: the N nearest\n"
     "kept pool images of every seed image. Cluster-based: k-means of the kept pool; a cluster\n"
@@ -105,9 +108,8 @@ int main(int argc, char **argv)
     lvd_retrieve_stage_defaults(r);
     lvd_hkmeans_stage_defaults(h);
     const lvd_kit_opt opts[] = {
-        LVD_OPT_STR("db", "DB", a.db, "manifest database", .required = 1),
-        LVD_OPT_STR("model", "NAME", r->model, "registered model whose embeddings are used",
-                    .required = 1),
+        LVD_OPT_DB(a.db),
+        LVD_OPT_MODEL(r->model, "registered model whose embeddings are used"),
         LVD_OPT_STR("seed-source", "NAME", r->seed_source,
                     "only this seed source; only its curated rows are replaced"),
         LVD_OPT_INT("per-seed", "N", a.per_seed, 1, 1 << 20,
@@ -140,21 +142,10 @@ int main(int argc, char **argv)
                     "hierarchical: images per cluster in a resampling step", .def = "10"),
         LVD_OPT_FLAG("float64", h->float64, 1,
                      "hierarchical: centroid sums in float64 (Lloyd passes after FAISS)"),
-        LVD_OPT_STR("factory", "STRING", r->factory, "FAISS index for the sample-based search",
-                    .def = "from the count"),
-        LVD_OPT_INT("memory-budget", "MB", r->memory_budget, 1, (int64_t)1 << 30,
-                    "index memory budget when no factory is given", .scale = 1 << 20),
-        LVD_OPT_INT("nprobe", "N", r->nprobe, 1, 1 << 20, "lists searched by IVF indexes"),
+        LVD_OPT_SEARCH_INDEX(r->factory, r->memory_budget, r->nprobe),
         LVD_OPT_END,
     };
-    const lvd_kit_cmd cmd = {.name = "lvd-retrieve",
-                             .usage = "--db DB --model NAME [options]",
-                             .about = about,
-                             .opts = opts,
-                             .check = check,
-                             .db = &a.db,
-                             .mode = LVD_MANIFEST_WRITE,
-                             .run = run,
-                             .ctx = &a};
+    const lvd_kit_cmd cmd = {"lvd-retrieve",      help,          opts, run, &a,
+                             .db = LVD_KIT_WRITE, .check = check};
     return lvd_kit_main(&cmd, argc, argv);
 }

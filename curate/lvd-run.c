@@ -4,7 +4,9 @@
 #include "curate/pipeline.h"
 #include "kit/kit.h"
 
-static const char about[] =
+static const char help[] =
+    "PIPELINE.ini [--db DB] [--from STEP] [--dry-run]\n"
+    "\n"
     "Runs the steps of PIPELINE.ini in order. Step [STAGE] or [STAGE:NAME] runs the\n"
     "executable lvd-STAGE (looked up in $LVD_STAGE_PATH, beside lvd-run, then on $PATH)\n"
     "as: lvd-STAGE ARGS... --db DB --key value ... where each `key = value` line gives\n"
@@ -56,15 +58,8 @@ int main(int argc, char **argv)
                      "print the plan (run or skip, why, the command) and run nothing"),
         LVD_OPT_END,
     };
-    const lvd_kit_cmd cmd = {.name = "lvd-run",
-                             .usage = "PIPELINE.ini [--db DB] [--from STEP] [--dry-run]",
-                             .about = about,
-                             .opts = opts,
-                             .operands = "exactly one PIPELINE file",
-                             .min_operands = 1,
-                             .max_operands = 1,
-                             .operand = &a.file,
-                             .run = run,
-                             .ctx = &a};
+    const lvd_kit_operands file = {"exactly one PIPELINE file", 1, 1, &a.file, NULL};
+    const lvd_kit_cmd cmd = {"lvd-run",        help, opts, run, &a, .db = LVD_KIT_NO_DB,
+                             .operands = &file};
     return lvd_kit_main(&cmd, argc, argv);
 }

@@ -4,7 +4,9 @@
 #include "kit/kit.h"
 #include "store/manifest.h"
 
-static const char about[] =
+static const char help[] =
+    "--db DB\n"
+    "\n"
     "Prints what the manifest DB records: items per source by status, embeddings per\n"
     "model and source (against the source's ok items), dedup results and curated rows\n"
     "per model, and the last run of every stage (pipeline steps appear as\n"
@@ -126,13 +128,6 @@ int main(int argc, char **argv)
         LVD_OPT_STR("db", "DB", db, "manifest database (must exist)", .required = 1),
         LVD_OPT_END,
     };
-    const lvd_kit_cmd cmd = {.name = "lvd-status",
-                             .usage = "--db DB",
-                             .about = about,
-                             .opts = opts,
-                             .db = &db,
-                             .mode = LVD_MANIFEST_READ,
-                             .run = run,
-                             .ctx = &db};
+    const lvd_kit_cmd cmd = {"lvd-status", help, opts, run, &db, .db = LVD_KIT_READ};
     return lvd_kit_main(&cmd, argc, argv);
 }

@@ -1,3 +1,4 @@
+/* The downloads of curate/net.h: libcurl multi, retries with backoff, limits and classes. */
 #include "curate/net.h"
 
 #include <curl/curl.h>

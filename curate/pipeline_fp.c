@@ -1,3 +1,4 @@
+/* The fingerprints of curate/pipeline_fp.h: input paths and manifest facts. */
 #include "curate/pipeline_fp.h"
 
 #include <dirent.h>

@@ -1,5 +1,6 @@
-/* Loading a pipeline file: libinih does the syntax; a line-counting reader gives every section
- * (empty ones included) and the line of every key for error messages. */
+/* lvd_pipeline_load of curate/pipeline.h. Loading a pipeline file: libinih does the syntax; a
+ * line-counting reader gives every section (empty ones included) and the line of every key for
+ * error messages. */
 #include "curate/pipeline.h"
 
 #include <ctype.h>

@@ -10,7 +10,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "curate/pipeline_fp.h"
@@ -207,13 +206,6 @@ static int spawn_wait(char *const *argv, int *code, int *signo, lvd_error *err)
     return rc;
 }
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static cJSON *run_params(const lvd_pipeline *p, const lvd_pipeline_step *s, char *const *argv)
 {
     char abs[PATH_MAX];
@@ -246,10 +238,10 @@ static int execute(lvd_manifest *m, const lvd_pipeline *p, const lvd_pipeline_st
         return -1;
     fflush(out);
     fflush(stderr);
-    double t0 = now_s();
+    double t0 = lvd_kit_now();
     int code, signo;
     int rc = spawn_wait(argv, &code, &signo, err);
-    double secs = now_s() - t0;
+    double secs = lvd_kit_now() - t0;
     int ok = rc == 0 && code == 0;
     /* A step that succeeded records what it read (its skip fingerprint); a failed one how it
      * ended. */

@@ -1,3 +1,4 @@
+/* The URL helpers of curate/inputs.h: schemes and file:// URLs. */
 #include "curate/inputs.h"
 
 #include <ctype.h>

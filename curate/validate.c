@@ -1,3 +1,4 @@
+/* lvd_validate of curate/validate.h: content sniffing, header checks, decoding and re-encoding. */
 #include "curate/validate.h"
 
 #include <math.h>

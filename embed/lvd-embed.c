@@ -5,7 +5,10 @@
 #include "embed/stage.h"
 #include "kit/kit.h"
 
-static const char about[] =
+static const char help[] =
+    "--db DB --model NAME [options]\n"
+    "--db DB --model NAME --import FILE.npy --ids FILE.txt [--source NAME]\n"
+    "\n"
     "Embeds every stored ('ok') image of the manifest DB that has no embedding of model NAME\n"
     "(registered with lvd-model add): reads it from its tar shard, decodes it as PIL\n"
     "convert(\"RGB\") does (alpha dropped, EXIF orientation not applied), resizes the short\n"
@@ -60,8 +63,8 @@ int main(int argc, char **argv)
     a.o.progress = isatty(STDERR_FILENO);
     lvd_embed_opts *o = &a.o;
     const lvd_kit_opt opts[] = {
-        LVD_OPT_STR("db", "DB", o->db, "manifest database", .required = 1),
-        LVD_OPT_STR("model", "NAME", o->model, "registered model (lvd-model list)", .required = 1),
+        LVD_OPT_DB(o->db),
+        LVD_OPT_MODEL(o->model, "registered model (lvd-model list)"),
         LVD_OPT_STR("source", "NAME", o->source, "only images of this source"),
         LVD_OPT_INT("batch", "N", o->batch, 1, 4096, "images per forward pass"),
         LVD_OPT_INT("threads", "N", o->threads, 1, 1024,
@@ -86,15 +89,6 @@ int main(int argc, char **argv)
         LVD_OPT_NUM("log-interval", "S", o->log_interval_s, 1, 86400, "seconds between log lines"),
         LVD_OPT_END,
     };
-    const lvd_kit_cmd cmd = {
-        .name = "lvd-embed",
-        .usage = "--db DB --model NAME [options]\n"
-                 "--db DB --model NAME --import FILE.npy --ids FILE.txt [--source NAME]",
-        .about = about,
-        .opts = opts,
-        .check = check,
-        .run = run,
-        .ctx = &a,
-    };
+    const lvd_kit_cmd cmd = {"lvd-embed", help, opts, run, &a, .db = LVD_KIT_NO_DB, .check = check};
     return lvd_kit_main(&cmd, argc, argv);
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "embed/stage.h"
+#include "kit/kit.h"
 #include "store/manifest.h"
 
 #define STAGE_MSG 256 /* bytes kept of one failure message */
@@ -91,12 +92,6 @@ int stage_plan_job(lvd_manifest *m, const stage_plan *plan, size_t i, const stag
 
 /* The part of path after its last '/'. */
 const char *stage_base_name(const char *path);
-
-/* Monotonic seconds. */
-double stage_now(void);
-
-/* CPU seconds of the process, all threads. */
-double stage_cpu_now(void);
 
 /* Progress of an embed run: a line rewritten in place on a terminal, else a log line every
  * interval_s seconds. */

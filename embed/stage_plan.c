@@ -1,5 +1,5 @@
-/* What an embed run has to do: the shards with images lacking an embedding, and each shard's
- * images. */
+/* stage_plan_make / stage_plan_job of embed/stage_internal.h. What an embed run has to do: the
+ * shards with images lacking an embedding, and each shard's images. */
 #include "embed/stage_internal.h"
 
 #include <stdlib.h>

@@ -5,7 +5,7 @@ void stage_report_tick(stage_report *r, int force)
 {
     if (!r->log)
         return;
-    double now = stage_now();
+    double now = lvd_kit_now();
     if (!force && now - r->last < (r->tty ? 0.25 : r->interval_s))
         return;
     r->last = now;

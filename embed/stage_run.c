@@ -1,5 +1,5 @@
-/* lvd_embed_run: setup, the consumer loop (ViT, normalization, .npy output) and the per-shard
- * commit. */
+/* lvd_embed_run of embed/stage.h: setup, the consumer loop (ViT, normalization, .npy output) and
+ * the per-shard commit. */
 #include "embed/stage_internal.h"
 
 #include <math.h>
@@ -352,15 +352,15 @@ static int run_stage(embed_ctx *c, lvd_error *err)
         return -1;
     if (!o->source)
         c->filter.source_id = -1; /* every source */
-    double start = stage_now(), cpu_start = stage_cpu_now();
+    double start = lvd_kit_now(), cpu_start = lvd_kit_cpu_now();
     c->rep = (stage_report){.log = o->log,
                             .tty = o->progress,
                             .interval_s = o->log_interval_s,
                             .start = start,
                             .last = start};
     int rc = embed_all(c, err);
-    c->sum->seconds = stage_now() - start;
-    c->sum->cpu_seconds = stage_cpu_now() - cpu_start;
+    c->sum->seconds = lvd_kit_now() - start;
+    c->sum->cpu_seconds = lvd_kit_cpu_now() - cpu_start;
     rc = lvd_kit_run_finish(c->m, c->sum->run_id, rc, NULL, counts_json(c->sum), err);
     if (rc == 0)
         stage_report_summary(&c->rep, c->sum);

@@ -82,14 +82,9 @@ static int parse_args(opts *o, int *fn_value, char *msg, size_t size, ...)
         LVD_OPT_FN("twice", "X", *fn_value, twice, "custom", .lo = 0, .hi = 10, .def = "0"),
         LVD_OPT_END,
     };
-    const lvd_kit_cmd c = {.name = "lvd-test",
-                           .usage = "--db DB [options] FILE...",
-                           .opts = table,
-                           .operands = "at least one FILE",
-                           .min_operands = 1,
-                           .max_operands = 2,
-                           .operand = &o->operand,
-                           .n_operands = &o->n_operands};
+    const lvd_kit_operands files = {"at least one FILE", 1, 2, &o->operand, &o->n_operands};
+    const lvd_kit_cmd c = {"lvd-test", "--db DB [options] FILE...\n\nWhat it does.", table,
+                           .operands = &files};
     char *argv[32] = {"lvd-test"};
     int argc = 1;
     va_list ap;
@@ -167,7 +162,7 @@ static void test_options(void)
     help[n] = '\0';
     if (f)
         fclose(f);
-    CHECK(strstr(help, "usage: lvd-test --db DB [options] FILE...\n") == help);
+    CHECK(strstr(help, "usage: lvd-test --db DB [options] FILE...\n\nWhat it does.\n\n") == help);
     CHECK(strstr(help, "  -k K                neighbours (default 64)\n") != NULL);
     CHECK(strstr(help, "  --memory MB         megabytes (default 4096)\n") != NULL);
     CHECK(strstr(help, "  --threshold T       a float (default 0.5)\n") != NULL);
