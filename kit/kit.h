@@ -15,8 +15,8 @@
  * 2. Manifests. lvd_kit_main (or lvd_kit_open) opens the manifest of the --db option in the
  *    command's mode (store/manifest.h: CREATE, WRITE = must exist, READ = read only, never
  *    created, immutable where WAL cannot be used) and takes the command's stage lock, keyed on
- *    the database file's identity. lvd_kit_lock_dir locks an output folder (lvd-export,
- * lvd-report).
+ *    the database file's identity. lvd_kit_lock_dir locks an output folder (lvd-export and
+ *    lvd-report write into one).
  * 3. Runs. lvd_kit_run_start / lvd_kit_run_finish record a run in v_runs: stage, parameters,
  *    counts, ok / failed / interrupted. Starting a run marks every run that a dead process left
  *    'running' as interrupted, whatever its stage (store/manifest.h, run locks).
@@ -93,7 +93,7 @@ struct lvd_kit_opt {
     size_t size;      /* sizeof the destination (INT, BYTES, NUM) */
     int64_t min, max; /* range of INT and BYTES (after the suffix, before scale) */
     double lo, hi;    /* range of NUM */
-    double scale;     /* INT, BYTES, NUM: stored = given x scale; 0 means 1 */
+    double scale;     /* stored = given x scale (a whole number for INT and BYTES); 0 means 1 */
     int zero;         /* INT, BYTES, NUM: 0 is accepted too (it means off) */
     int set;          /* FLAG: the value stored */
     int required;     /* the command fails without it */

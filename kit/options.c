@@ -95,7 +95,9 @@ static int set_int(const lvd_kit_opt *o, const char *value, lvd_error *err)
     if (!ok)
         return lvd_fail(err, "'%s' is not %s%s in [%lld, %lld]", value, o->zero ? "0 or " : "",
                         what, (long long)o->min, (long long)o->max);
-    store_int(o->dest, o->size, (int64_t)((double)v * scale_of(o)));
+    /* In integers: doubles lose the low bits of large values. The table's range keeps
+     * max x scale within the destination. */
+    store_int(o->dest, o->size, v * (int64_t)scale_of(o));
     return 0;
 }
 
@@ -282,9 +284,9 @@ static void default_text(const lvd_kit_opt *o, char *buf, size_t size)
         if (v)
             snprintf(buf, size, "%s", v);
     } else if (o->kind == LVD_KIT_INT) {
-        snprintf(buf, size, "%lld", (long long)((double)load_int(o->dest, o->size) / s));
+        snprintf(buf, size, "%lld", (long long)(load_int(o->dest, o->size) / (int64_t)s));
     } else if (o->kind == LVD_KIT_BYTES) {
-        int64_t v = (int64_t)((double)load_int(o->dest, o->size) / s);
+        int64_t v = load_int(o->dest, o->size) / (int64_t)s;
         int u = 0;
         while (u < 3 && v != 0 && v % 1024 == 0) {
             v /= 1024;
