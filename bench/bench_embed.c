@@ -19,7 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "embed/stage.h"
+#include "curate/stages/embed_stage.h"
 #include "image/image.h"
 #include "kit/kit.h"
 
