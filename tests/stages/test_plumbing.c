@@ -201,7 +201,7 @@ static int run_readonly(const char *ro, const char *log, ...)
 /* Defect 11: read-only tools on a read-only filesystem. */
 static void test_readonly(void)
 {
-    char ro[512], db[600], log[600], out[600], report[600], id[32], cmd[1400];
+    char ro[512], db[600], log[600], out[600], report[600], id[32], cmd[2600];
     snprintf(ro, sizeof ro, "%s/ro", dir);
     snprintf(db, sizeof db, "%s/m.db", ro);
     snprintf(log, sizeof log, "%s/ro.log", dir);
@@ -224,6 +224,22 @@ static void test_readonly(void)
     /* A writing stage says why it cannot. */
     rc = run_readonly(ro, log, tool[T_INDEX], "--db", db, "--model", "synth", NULL);
     CHECK(rc == 1 && strstr(slurp(log), "Read-only file system") != NULL);
+    /* A copy with transactions still in its write-ahead log (no -shm): reading it immutable would
+     * miss them, so the tool says what to do. */
+    sqlite3 *w;
+    CHECK(sqlite3_open(db_path, &w) == SQLITE_OK);
+    CHECK(sqlite3_exec(w,
+                       "PRAGMA wal_autocheckpoint = 0; INSERT INTO sources (name, role) VALUES "
+                       "('late', 'pool')",
+                       NULL, NULL, NULL) == SQLITE_OK);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s/w.db' && cp '%s-wal' '%s/w.db-wal'", db_path, ro,
+             db_path, ro);
+    CHECK(system(cmd) == 0);
+    sqlite3_close(w);
+    snprintf(db, sizeof db, "%s/w.db", ro);
+    rc = run_readonly(ro, log, tool[T_STATUS], "--db", db, NULL);
+    CHECK_MSG(rc == 1 && strstr(slurp(log), "write-ahead log") != NULL, "exit %d: %s", rc,
+              slurp(log));
 }
 
 int main(int argc, char **argv)
