@@ -1,3 +1,4 @@
+/* Saving and loading indexes (index/index.h). */
 #include "index/internal.h"
 
 #include <errno.h>

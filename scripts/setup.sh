@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # lvd set-up on Debian 12, as root. One entry point for people and CI:
 #   scripts/setup.sh demo   install what is missing, build, run the main job (the demo)
-#   scripts/setup.sh test   install what is missing, build (-Werror), run the test suite twice:
-#                           a release build and an AddressSanitizer + UBSan build
+#   scripts/setup.sh test   install what is missing, check the formatting of every C file, build
+#                           (-Werror), run the test suite twice: a release build and an
+#                           AddressSanitizer + UBSan build
 #   scripts/setup.sh deps   only install what is missing
 #   scripts/setup.sh build  install and build (build/ holds the executables)
 set -euo pipefail
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 packages=(
-  build-essential pkg-config meson ninja-build clang libclang-rt-14-dev python3
+  build-essential pkg-config meson ninja-build clang clang-format-14 libclang-rt-14-dev python3
   libopenblas-dev libjpeg62-turbo-dev libpng-dev libwebp-dev zlib1g-dev
   libsqlite3-dev sqlite3 libcurl4-openssl-dev libarchive-dev libcjson-dev libinih-dev
   libzip-dev libssl-dev libfaiss-dev dpkg-dev g++
@@ -72,7 +73,26 @@ run_suite() {
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then failed=$((failed + 1)); fi
 }
 
+# Every C file of the tree formatted as .clang-format says (clang-format-14, the version CI
+# installs: another version formats some constructs differently). A file that would change fails.
+check_format() {
+  say "clang-format check"
+  local files
+  if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    files=$(git ls-files --cached --others --exclude-standard '*.c' '*.h')
+  else
+    files=$(find . -name '*.[ch]' -not -path './build*')
+  fi
+  if echo "$files" | xargs clang-format-14 --dry-run -Werror; then
+    say "formatting: ok"
+  else
+    say "formatting: run clang-format-14 -i on the files above"
+    failed=$((failed + 1))
+  fi
+}
+
 run_tests() {
+  check_format
   build_release
   build_asan
   run_suite build release

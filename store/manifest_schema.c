@@ -1,6 +1,6 @@
-/* The manifest's migrations. Append only: a released migration is never edited, because
- * existing manifests already ran it. Later stages (embeddings per model, dedup, curated sets,
- * models registry) add a new entry at the end. */
+/* lvd_manifest_migration of store/manifest.h. The manifest's migrations. Append only: a released
+ * migration is never edited, because existing manifests already ran it. Later stages (embeddings
+ * per model, dedup, curated sets, models registry) add a new entry at the end. */
 #include "store/manifest.h"
 
 #include <stddef.h>

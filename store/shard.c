@@ -1,3 +1,4 @@
+/* The tar shard writer of store/shard.h. */
 #include "store/shard.h"
 
 #include <archive.h>
