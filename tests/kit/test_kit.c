@@ -85,7 +85,8 @@ static int parse_args(opts *o, int *fn_value, char *msg, size_t size, ...)
     const lvd_kit_operands files = {"at least one FILE", 1, 2, &o->operand, &o->n_operands};
     const lvd_kit_cmd c = {"lvd-test", "--db DB [options] FILE...\n\nWhat it does.", table,
                            .operands = &files};
-    char *argv[32] = {"lvd-test"};
+    static char *argv[32]; /* the operands point into it after the call */
+    argv[0] = "lvd-test";
     int argc = 1;
     va_list ap;
     va_start(ap, size);
