@@ -1,6 +1,7 @@
 /* Tar shard writer (WebDataset layout: members <key>.<ext> grouped by key), crash safe: the
  * archive is written to "<path>.tmp", flushed to disk and renamed to <path> only when complete,
- * so a reader never sees a partial shard under its final name. */
+ * so a reader never sees a partial shard under its final name. Members carry no timestamp (mtime
+ * 0, owner 0): the file is a function of the members added, in their order. */
 #ifndef LVD_STORE_SHARD_H
 #define LVD_STORE_SHARD_H
 
