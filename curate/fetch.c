@@ -427,7 +427,8 @@ static int run_stage(const lvd_fetch_opts *o, lvd_manifest *m, const char *out_d
     l.max_in_flight = WINDOW_PER_DOWNLOAD * o->parallel + l.max_pooled;
     fetch_report rep = {
         .log = o->log, .tty = o->progress, .interval_s = o->log_interval_s, .counts = l.counts};
-    rc = fetch_register(m, source_id, o->inputs, o->n_inputs, &sum->inputs, &sum->new_items, err);
+    rc = fetch_register(m, source_id, o->inputs, o->n_inputs, o->stop, &l.stopping, &sum->inputs,
+                        &sum->new_items, err);
     if (rc == 0)
         rc = prepare_todo(m, source_id, o->retry_failed, &sum->todo, err);
     rep.todo = sum->todo;
@@ -440,7 +441,7 @@ static int run_stage(const lvd_fetch_opts *o, lvd_manifest *m, const char *out_d
         rc = fetch_pool_start(threads, &o->validate, &o->net, wake, l.net, &l.pool, err);
     if (rc == 0)
         rc = fetch_sink_open(m, sum->run_id, out_dir, o->shard_size, &l.sink, err);
-    if (rc == 0)
+    if (rc == 0 && !l.stopping)
         rc = main_loop(&l, &rep);
     if (rc == 0)
         rc = fetch_sink_flush(l.sink, err);

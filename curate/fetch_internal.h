@@ -82,9 +82,12 @@ void fetch_sink_close(fetch_sink *s);
 /* Deletes the files of shards left 'writing' by an interrupted run and forgets them. */
 int fetch_recover(lvd_manifest *m, lvd_error *err);
 
-/* Registers the items of every input under source_id; counts inputs and new items. */
+/* Registers the items of every input under source_id; counts inputs and new items. When *stop
+ * becomes non-zero (stop may be NULL) it keeps what it registered, sets *stopped and returns 0:
+ * a signal also ends a read blocked on a list that is a FIFO. */
 int fetch_register(lvd_manifest *m, int64_t source_id, const char *const *inputs, int n_inputs,
-                   int64_t *n_inputs_read, int64_t *n_new, lvd_error *err);
+                   volatile sig_atomic_t *stop, int *stopped, int64_t *n_inputs_read,
+                   int64_t *n_new, lvd_error *err);
 
 /* Progress reporting. */
 typedef struct fetch_report {

@@ -1,3 +1,4 @@
+/* URL helpers of curate/inputs.h: schemes and file:// URLs. */
 #include "curate/inputs.h"
 
 #include <ctype.h>
@@ -67,6 +68,10 @@ int lvd_file_url_path(const char *url, char **path, lvd_error *err)
     for (; *p; p++) {
         int hi, lo;
         if (*p == '%' && (hi = hex_value(p[1])) >= 0 && (lo = hex_value(p[2])) >= 0) {
+            if (hi == 0 && lo == 0) { /* the path would end there: another file's */
+                free(out);
+                return lvd_fail(err, "%s: %%00 in a file URL (a path cannot hold a NUL byte)", url);
+            }
             out[n++] = (char)(hi * 16 + lo);
             p += 2;
             continue;

@@ -1,8 +1,11 @@
+/* The manifest of store/manifest.h: opening, migrations, batches, sources and runs. */
 #include "store/manifest.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "store/json.h"
 
 /* Long enough to ride out another process's shard commit; short enough to report a stuck lock. */
 #define BUSY_TIMEOUT_MS 60000
@@ -214,7 +217,7 @@ int lvd_manifest_source(lvd_manifest *m, const char *name, lvd_source_role role,
 /* Serializes json (NULL gives "{}") into a malloc'd string. */
 static char *json_text(const cJSON *json)
 {
-    return json ? cJSON_PrintUnformatted(json) : strdup("{}");
+    return json ? lvd_json_print(json) : strdup("{}");
 }
 
 int lvd_manifest_run_start(lvd_manifest *m, const char *stage, const cJSON *params, int64_t *run_id,
