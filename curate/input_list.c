@@ -26,8 +26,9 @@ typedef struct list_reader {
     long line;
     char *buf; /* the current record (one line, or several for a quoted CSV field) */
     size_t len, cap;
-    unsigned char in[65536]; /* bytes read from the file, not yet consumed */
+    const unsigned char *in; /* bytes read, not yet consumed: buffer, or the whole list in memory */
     size_t in_pos, in_len;
+    unsigned char buffer[65536];
     int eof;
     int col[N_COLS]; /* column index of each known column, -1 when absent */
     lvd_input_fn fn;
@@ -72,17 +73,18 @@ static int reserve(list_reader *r, size_t need, lvd_error *err)
     return 0;
 }
 
-/* Refills r->in; 0 at the end of the file. */
+/* Refills r->in; 0 at the end of the file (or of a list in memory: no gz). */
 static int refill(list_reader *r, lvd_error *err)
 {
-    if (r->eof)
+    if (r->eof || !r->gz)
         return 0;
-    int n = gzread(r->gz, r->in, sizeof r->in);
+    int n = gzread(r->gz, r->buffer, sizeof r->buffer);
     if (n < 0) {
         int code;
         const char *msg = gzerror(r->gz, &code);
         return lvd_fail(err, "%s:%ld: read error: %s", r->path, r->line + 1, msg);
     }
+    r->in = r->buffer;
     r->in_pos = 0;
     r->in_len = (size_t)n;
     r->eof = n == 0;
@@ -111,9 +113,9 @@ static int append_line(list_reader *r, lvd_error *err)
                 break;
         }
         any = 1;
-        unsigned char *from = r->in + r->in_pos;
+        const unsigned char *from = r->in + r->in_pos;
         size_t avail = r->in_len - r->in_pos;
-        unsigned char *nl = memchr(from, '\n', avail);
+        const unsigned char *nl = memchr(from, '\n', avail);
         size_t take = nl ? (size_t)(nl - from) : avail;
         for (size_t i = 0; i < take; i++) {
             if (reserve(r, 3, err) != 0)
@@ -355,21 +357,40 @@ static int read_text(list_reader *r, lvd_error *err)
     }
 }
 
+static int read_list(list_reader *r, lvd_error *err)
+{
+    list_format fmt = format_of(r->path);
+    if (fmt == LIST_JSONL)
+        return read_jsonl(r, err);
+    if (fmt == LIST_TEXT)
+        return read_text(r, err);
+    return read_table(r, fmt, err);
+}
+
 int lvd_inputs_read_list(const char *path, lvd_input_fn fn, void *ctx, lvd_error *err)
 {
-    list_reader r = {.path = path, .fn = fn, .ctx = ctx};
-    r.gz = gzopen(path, "rb");
-    if (!r.gz)
-        return lvd_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    list_format fmt = format_of(path);
-    int rc;
-    if (fmt == LIST_JSONL)
-        rc = read_jsonl(&r, err);
-    else if (fmt == LIST_TEXT)
-        rc = read_text(&r, err);
-    else
-        rc = read_table(&r, fmt, err);
-    gzclose(r.gz);
-    free(r.buf);
+    list_reader *r = calloc(1, sizeof *r);
+    if (!r)
+        return lvd_fail(err, "%s: out of memory", path);
+    *r = (list_reader){.path = path, .fn = fn, .ctx = ctx};
+    r->gz = gzopen(path, "rb");
+    int rc = r->gz ? read_list(r, err) : lvd_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    if (r->gz)
+        gzclose(r->gz);
+    free(r->buf);
+    free(r);
+    return rc;
+}
+
+int lvd_inputs_parse_list(const char *name, const void *data, size_t len, lvd_input_fn fn,
+                          void *ctx, lvd_error *err)
+{
+    list_reader *r = calloc(1, sizeof *r);
+    if (!r)
+        return lvd_fail(err, "%s: out of memory", name);
+    *r = (list_reader){.path = name, .in = data, .in_len = len, .fn = fn, .ctx = ctx};
+    int rc = read_list(r, err);
+    free(r->buf);
+    free(r);
     return rc;
 }

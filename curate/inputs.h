@@ -38,6 +38,11 @@ int lvd_inputs_read(const char *input, lvd_input_fn fn, void *ctx, lvd_error *er
 /* Reads a URL list (see above) from path. */
 int lvd_inputs_read_list(const char *path, lvd_input_fn fn, void *ctx, lvd_error *err);
 
+/* Reads a URL list held in memory (len bytes, not gzipped) as lvd_inputs_read_list reads a file
+ * called name (its extension gives the format; messages name it). For the fuzz targets. */
+int lvd_inputs_parse_list(const char *name, const void *data, size_t len, lvd_input_fn fn,
+                          void *ctx, lvd_error *err);
+
 /* Writes into out (size cap) a file:// URL for the absolute path, percent-encoding bytes
  * outside the unreserved set and '/'. Fails when it does not fit. */
 int lvd_file_url(const char *abs_path, char *out, size_t cap, lvd_error *err);
