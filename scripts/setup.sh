@@ -3,7 +3,8 @@
 #   scripts/setup.sh demo   install what is missing, build, run the main job (the demo)
 #   scripts/setup.sh test   install what is missing, check the formatting of every C file, build
 #                           (-Werror), run the test suite twice: a release build and an
-#                           AddressSanitizer + UBSan build
+#                           AddressSanitizer + UBSan build, then every libFuzzer target for a few
+#                           seconds (clang, tests/fuzz/README.md)
 #   scripts/setup.sh deps   only install what is missing
 #   scripts/setup.sh build  install and build (build/ holds the executables)
 set -euo pipefail
@@ -58,12 +59,22 @@ build_asan() {
   ninja -C build-asan
 }
 
+# The libFuzzer targets only (clang, ASan + UBSan), for suite 'fuzz'.
+build_fuzz() {
+  CC=clang configure build-fuzz -Dfuzz=true --buildtype=debugoptimized \
+    -Db_sanitize=address,undefined -Db_lundef=false
+  local targets
+  targets=$(cd build-fuzz && ninja -t targets all | grep -o '^tests/[a-z]*/fuzz_[a-z]*' | sort -u)
+  ninja -C build-fuzz $targets
+}
+
 # Runs the suite in DIR; adds its counts to the totals from meson's JSON test log.
 passed=0; failed=0; skipped=0
 run_suite() {
   local dir=$1 label=$2 rc=0
+  shift 2
   say "tests ($label)"
-  meson test -C "$dir" --print-errorlogs --num-processes 2 --timeout-multiplier 3 || rc=$?
+  meson test -C "$dir" --print-errorlogs --num-processes 2 --timeout-multiplier 3 "$@" || rc=$?
   local log="$dir/meson-logs/testlog.json"
   local p f s
   p=$(grep -Ec '"result": "(OK|EXPECTEDFAIL)"' "$log" || true)
@@ -97,6 +108,8 @@ run_tests() {
   build_asan
   run_suite build release
   run_suite build-asan "asan+ubsan"
+  build_fuzz
+  run_suite build-fuzz "fuzz, a few seconds per target" --no-rebuild --suite fuzz
   echo "$passed passed, $failed failed, $skipped skipped"
   [ "$failed" -eq 0 ]
 }

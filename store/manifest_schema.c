@@ -182,6 +182,28 @@ static const char *const migrations[] = {
     "CREATE VIEW v_hkmeans AS"
     "  SELECT h.image_id, m.name AS model, h.dataset, h.level, h.cluster, h.run_id"
     "  FROM hkmeans h JOIN models m ON m.id = h.model_id;",
+
+    /* 4: how a model's embeddings were made (JSON; NULL until it has rows): lvd-embed's
+     * {"resize": S, "crop": C, "normalize": true|false}, or for imported rows {"imported": true,
+     * "normalize": true|false}. Every row of a model is made the same way, so a run with other
+     * settings is refused. Existing models take the settings of their first file. */
+    "ALTER TABLE models ADD COLUMN embed_settings TEXT;"
+    "UPDATE models SET embed_settings = ("
+    "  SELECT json_object('resize', json_extract(r.params, '$.resize'),"
+    "                     'crop', json_extract(r.params, '$.crop'),"
+    "                     'normalize', json(CASE WHEN json_extract(r.params, '$.normalize')"
+    "                                   THEN 'true' ELSE 'false' END))"
+    "  FROM runs r WHERE r.stage = 'embed'"
+    "    AND r.id IN (SELECT f.run_id FROM embedding_files f WHERE f.model_id = models.id)"
+    "  ORDER BY r.id LIMIT 1);"
+    "UPDATE models SET embed_settings = ("
+    "  SELECT json_object('imported', json('true'),"
+    "                     'normalize', json(CASE WHEN f.normalized THEN 'true' ELSE 'false' END))"
+    "  FROM embedding_files f WHERE f.model_id = models.id ORDER BY f.id LIMIT 1)"
+    "  WHERE embed_settings IS NULL;"
+    "DROP VIEW v_models;"
+    "CREATE VIEW v_models AS"
+    "  SELECT name, path, sha256, arch, dim, params, embed_settings FROM models;",
 };
 
 int lvd_manifest_schema_version(void)

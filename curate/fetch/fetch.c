@@ -134,6 +134,13 @@ static cJSON *counts_json(const lvd_fetch_summary *sum)
     return c;
 }
 
+/* Dispatched jobs not yet recorded, per allowed download: a finished item waits there for every
+ * earlier one (so that what is kept and the shards' member order depend on the inputs only, not
+ * on which answer came first), so a slow download holds back recording but not downloading. */
+#define WINDOW_PER_DOWNLOAD 4
+/* The bytes finished items may hold while they wait for an earlier one. */
+#define MAX_HELD_BYTES ((int64_t)256 << 20)
+
 /* The state of one run of the main loop. */
 typedef struct fetch_loop {
     const lvd_fetch_opts *o;
@@ -144,12 +151,15 @@ typedef struct fetch_loop {
     fetch_job *queue; /* items read but not dispatched yet */
     fetch_job *queue_tail;
     int exhausted; /* no more items in the manifest */
-    int in_flight; /* dispatched, not yet recorded */
+    /* Dispatched, not yet recorded, in item id order (the order they are recorded in). */
+    fetch_job *order_head, *order_tail;
+    int in_flight; /* the length of that list */
     int max_in_flight;
+    int max_pooled;     /* local items handed to the workers at a time */
+    int64_t held_bytes; /* of the finished jobs in the list */
     lvd_net *net;
     fetch_pool *pool;
     fetch_sink *sink;
-    fetch_job *net_done; /* finished downloads waiting for a worker (from the net callback) */
     int64_t counts[LVD_FETCH_N_CLASSES];
     lvd_error *err;
     int stopping; /* a stop was requested: finish what is in hand */
@@ -194,17 +204,45 @@ static int read_page(fetch_loop *l)
     return 0;
 }
 
+/* The bytes a finished job holds. */
+static int64_t job_bytes(const fetch_job *job)
+{
+    return (int64_t)(job->len + job->stored.len);
+}
+
+static void finished(fetch_loop *l, fetch_job *job)
+{
+    job->done = 1;
+    l->held_bytes += job_bytes(job);
+}
+
 static int record(fetch_loop *l, fetch_job *job)
 {
     int rc = fetch_sink_record(l->sink, job, l->err);
     int cls = job->failed ? lvd_fetch_class_index(job->err.cls) : job->duplicate_of ? 1 : 0;
     if (cls < 0)
         cls = lvd_fetch_class_index("decode");
-    l->in_flight--;
     fetch_job_free(job);
     if (rc == 0)
         l->counts[cls]++;
     return rc;
+}
+
+/* Records the finished jobs at the head of the dispatch list, up to the first unfinished or
+ * cancelled one: outcomes reach the sink in item id order. */
+static int record_ready(fetch_loop *l)
+{
+    while (l->order_head && l->order_head->done && !l->order_head->cancelled) {
+        fetch_job *job = l->order_head;
+        l->order_head = job->order;
+        if (!l->order_head)
+            l->order_tail = NULL;
+        l->in_flight--;
+        l->held_bytes -= job_bytes(job);
+        if (record(l, job) != 0)
+            return -1;
+    }
+    return 0;
 }
 
 static void on_download(void *ctx, lvd_net_result *res)
@@ -215,12 +253,12 @@ static void on_download(void *ctx, lvd_net_result *res)
     if (res->failed) {
         job->failed = 1;
         job->err = res->err;
+        finished(l, job);
     } else {
         job->body = res->body;
         job->len = res->len;
+        fetch_pool_submit(l->pool, job);
     }
-    job->next = l->net_done;
-    l->net_done = job;
 }
 
 static int is_http(const char *url)
@@ -228,37 +266,49 @@ static int is_http(const char *url)
     return strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0;
 }
 
-/* Starts the queued items while there is room: downloads go to the network, local files and
- * finished downloads to the workers. */
+/* Starts the queued items, in id order, while there is room: downloads go to the network, local
+ * files and finished downloads to the workers. */
 static int dispatch(fetch_loop *l)
 {
-    while (l->in_flight < l->max_in_flight) {
+    while (l->in_flight < l->max_in_flight && l->held_bytes < MAX_HELD_BYTES) {
         if (!l->queue && !l->exhausted && read_page(l) != 0)
             return -1;
         fetch_job *job = l->queue;
         if (!job)
             return 0;
         int http = is_http(job->url);
+        int local = !http && strncmp(job->url, "file://", 7) == 0;
         if (http && lvd_net_pending(l->net) >= l->o->parallel)
+            return 0;
+        if (local && fetch_pool_held(l->pool) >= l->max_pooled)
             return 0;
         l->queue = job->next;
         if (!l->queue)
             l->queue_tail = NULL;
+        job->next = NULL;
+        if (l->order_tail)
+            l->order_tail->order = job;
+        else
+            l->order_head = job;
+        l->order_tail = job;
         l->in_flight++;
         job->attempts = 1;
-        if (http) {
-            if (lvd_net_add(l->net, job->url, job, l->err) != 0) {
-                l->in_flight--;
-                fetch_job_free(job);
+        size_t url_len = strlen(job->url);
+        if (http && url_len > LVD_FETCH_MAX_URL) {
+            fetch_job_fail(job, "http_4xx",
+                           "URL of %zu bytes: longer than the %d bytes lvd-fetch"
+                           " requests (servers refuse far shorter ones with 414)",
+                           url_len, LVD_FETCH_MAX_URL);
+            finished(l, job);
+        } else if (http) {
+            if (lvd_net_add(l->net, job->url, job, l->err) != 0)
                 return -1;
-            }
-        } else if (strncmp(job->url, "file://", 7) == 0) {
+        } else if (local) {
             job->local = 1;
             fetch_pool_submit(l->pool, job);
         } else {
             fetch_job_fail(job, "connect", "unsupported URL scheme (http, https and file only)");
-            if (record(l, job) != 0)
-                return -1;
+            finished(l, job);
         }
     }
     return 0;
@@ -266,25 +316,9 @@ static int dispatch(fetch_loop *l)
 
 static int drain(fetch_loop *l)
 {
-    while (l->net_done) {
-        fetch_job *job = l->net_done;
-        l->net_done = job->next;
-        if (job->failed) {
-            if (record(l, job) != 0)
-                return -1;
-        } else {
-            fetch_pool_submit(l->pool, job);
-        }
-    }
-    for (fetch_job *job = fetch_pool_take(l->pool); job;) {
-        fetch_job *next = job->next;
-        if (record(l, job) != 0) {
-            fetch_job_free_list(next);
-            return -1;
-        }
-        job = next;
-    }
-    return 0;
+    for (fetch_job *job = fetch_pool_take(l->pool); job; job = job->next)
+        finished(l, job);
+    return record_ready(l);
 }
 
 static void wake(void *ctx)
@@ -292,17 +326,18 @@ static void wake(void *ctx)
     lvd_net_wakeup(ctx);
 }
 
-static void free_job(void *job)
+static void cancel_job(void *job)
 {
-    fetch_job_free(job);
+    ((fetch_job *)job)->cancelled = 1;
 }
 
-/* Honours a stop request: no new items, downloads cancelled (they stay pending). */
+/* Honours a stop request: no new items, downloads and items no worker started are cancelled
+ * (they stay pending, and so does every item after the first of them). */
 static void stop(fetch_loop *l)
 {
     l->stopping = 1;
-    l->in_flight -= lvd_net_pending(l->net);
-    lvd_net_cancel(l->net, free_job);
+    lvd_net_cancel(l->net, cancel_job);
+    fetch_pool_cancel(l->pool);
 }
 
 static int main_loop(fetch_loop *l, fetch_report *rep)
@@ -312,8 +347,10 @@ static int main_loop(fetch_loop *l, fetch_report *rep)
             stop(l);
         if (!l->stopping && dispatch(l) != 0)
             return -1;
-        if (l->in_flight == 0 && (l->stopping || (!l->queue && l->exhausted)))
+        if (!l->stopping && l->in_flight == 0 && !l->queue && l->exhausted)
             return 0;
+        if (l->stopping && fetch_pool_held(l->pool) == 0)
+            return drain(l);
         if (lvd_net_poll(l->net, 250, on_download, l, l->err) != 0 || drain(l) != 0 ||
             fetch_sink_tick(l->sink, l->err) != 0)
             return -1;
@@ -365,11 +402,12 @@ static int run_stage(const lvd_fetch_opts *o, lvd_manifest *m, const char *out_d
     int threads = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1)
         threads = 1;
-    l.max_in_flight = o->parallel + 2 * threads;
+    l.max_pooled = 2 * threads;
+    l.max_in_flight = WINDOW_PER_DOWNLOAD * o->parallel + l.max_pooled;
     fetch_report rep = {
         .log = o->log, .tty = o->progress, .interval_s = o->log_interval_s, .counts = l.counts};
-    int rc =
-        fetch_register(m, source_id, o->inputs, o->n_inputs, &sum->inputs, &sum->new_items, err);
+    int rc = fetch_register(m, source_id, o->inputs, o->n_inputs, o->stop, &l.stopping, &sum->inputs,
+                        &sum->new_items, err);
     if (rc == 0)
         rc = prepare_todo(m, source_id, o->retry_failed, &sum->todo, err);
     rep.todo = sum->todo;
@@ -379,19 +417,23 @@ static int run_stage(const lvd_fetch_opts *o, lvd_manifest *m, const char *out_d
     if (rc == 0)
         rc = lvd_net_create(&o->net, &l.net, err);
     if (rc == 0)
-        rc = fetch_pool_start(threads, &o->validate, o->net.max_bytes, wake, l.net, &l.pool, err);
+        rc = fetch_pool_start(threads, &o->validate, &o->net, wake, l.net, &l.pool, err);
     if (rc == 0)
         rc = fetch_sink_open(m, sum->run_id, out_dir, o->shard_size, &l.sink, err);
-    if (rc == 0)
+    if (rc == 0 && !l.stopping)
         rc = main_loop(&l, &rep);
     if (rc == 0)
         rc = fetch_sink_flush(l.sink, err);
     fetch_pool_stop(l.pool);
     sum->shards = l.sink ? fetch_sink_shards(l.sink) : 0;
     fetch_sink_close(l.sink);
+    lvd_net_destroy(l.net, NULL);
     fetch_job_free_list(l.queue);
-    fetch_job_free_list(l.net_done);
-    lvd_net_destroy(l.net, free_job);
+    while (l.order_head) {
+        fetch_job *next = l.order_head->order;
+        fetch_job_free(l.order_head);
+        l.order_head = next;
+    }
     sqlite3_finalize(l.page);
     memcpy(sum->counts, l.counts, sizeof sum->counts);
     sum->seconds = fetch_now() - start;

@@ -6,7 +6,14 @@
  * transaction that marks its shard complete, after the shard was renamed into place. A shard is
  * registered as 'writing' before its file is created; on start the files of such shards are
  * deleted and the items they held are still pending, so a rerun after kill -9 redoes exactly the
- * unfinished work. Failures are committed in batches; an uncommitted one is simply redone. */
+ * unfinished work. Failures are committed in batches; an uncommitted one is simply redone.
+ *
+ * Determinism: items are processed concurrently but recorded in item id order (the order of the
+ * input lines, or of the sorted folder walk), so of identical stored bytes the earliest item is
+ * the one kept, shards hold their members in item order and are cut at the same places, and tar
+ * members carry no timestamp: the manifest and the shards are a function of the inputs (and of
+ * what earlier runs recorded), whatever the order in which answers arrive and whatever
+ * --parallel. */
 #ifndef LVD_CURATE_FETCH_FETCH_H
 #define LVD_CURATE_FETCH_FETCH_H
 
@@ -18,6 +25,10 @@
 #include "curate/fetch/validate.h"
 #include "store/error.h"
 #include "store/manifest.h"
+
+/* The longest http(s) URL requested; a longer one fails as http_4xx (servers answer 414 well
+ * before). */
+#define LVD_FETCH_MAX_URL 65536
 
 /* Every terminal class, in report order: index 0 is "ok", 1 "duplicate", then the failures. */
 #define LVD_FETCH_N_CLASSES 13

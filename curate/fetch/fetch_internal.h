@@ -10,18 +10,23 @@
 #include "store/manifest.h"
 #include "store/shard.h"
 
+/* One item on its way. Jobs are owned by the main loop's dispatch list (in item id order) from
+ * dispatch until they are recorded; the network and the worker pool only borrow them. */
 typedef struct fetch_job {
     int64_t id;
     char *url, *key, *label, *caption;
     int local;     /* 1: read url (file://) in the worker */
+    int done;      /* 1: finished (failed or validated), waiting to be recorded in order */
+    int cancelled; /* 1: its download was cancelled by a stop: it stays pending */
     uint8_t *body; /* downloaded bytes (http items), owned by the job */
     size_t len;
     int attempts;
     int failed;
-    lvd_error err;        /* the failure, with its class */
-    lvd_stored stored;    /* the accepted bytes when not failed */
-    int64_t duplicate_of; /* set by the sink: the item whose stored bytes are the same */
-    struct fetch_job *next;
+    lvd_error err;           /* the failure, with its class */
+    lvd_stored stored;       /* the accepted bytes when not failed */
+    int64_t duplicate_of;    /* set by the sink: the item whose stored bytes are the same */
+    struct fetch_job *next;  /* in the worker pool's queues */
+    struct fetch_job *order; /* in the dispatch list */
 } fetch_job;
 
 /* A job for row id with copies of the strings (key, label, caption may be NULL). */
@@ -38,17 +43,24 @@ void fetch_job_fail(fetch_job *job, const char *cls, const char *fmt, ...)
 /* Worker threads: each submitted job is read (when local) and validated, then queued as done. */
 typedef struct fetch_pool fetch_pool;
 
-/* wake(wake_ctx) is called after each finished job, from the worker thread. */
-int fetch_pool_start(int threads, const lvd_validate_opts *vopts, int64_t max_bytes,
+/* wake(wake_ctx) is called after each finished job, from the worker thread. Local files obey
+ * net's max_bytes and timeout_ms like downloads. */
+int fetch_pool_start(int threads, const lvd_validate_opts *vopts, const lvd_net_opts *net,
                      void (*wake)(void *), void *wake_ctx, fetch_pool **out, lvd_error *err);
 void fetch_pool_submit(fetch_pool *p, fetch_job *job);
 /* The finished jobs so far, as a list (oldest first), or NULL. */
 fetch_job *fetch_pool_take(fetch_pool *p);
-/* Stops the threads (after the queued jobs) and frees the pool and any untaken jobs. */
+/* Jobs submitted and not yet taken back (queued, running or finished). */
+int fetch_pool_held(fetch_pool *p);
+/* Hands the queued jobs that no worker started back as finished with cancelled set. */
+void fetch_pool_cancel(fetch_pool *p);
+/* Stops the threads (after the queued jobs) and frees the pool; the jobs stay the caller's. */
 void fetch_pool_stop(fetch_pool *p);
 
-/* Reads and validates one job in the calling thread (what a worker does). */
-void fetch_process(fetch_job *job, const lvd_validate_opts *vopts, int64_t max_bytes);
+/* Reads and validates one job in the calling thread (what a worker does). A file:// item must
+ * be a regular file (a FIFO, device, socket or folder is refused without reading it: http_4xx)
+ * of at most net->max_bytes bytes (too_large) read within net->timeout_ms (timeout). */
+void fetch_process(fetch_job *job, const lvd_validate_opts *vopts, const lvd_net_opts *net);
 
 /* The sink records outcomes: failures in batched transactions, accepted items into shards. */
 typedef struct fetch_sink fetch_sink;
@@ -70,9 +82,12 @@ void fetch_sink_close(fetch_sink *s);
 /* Deletes the files of shards left 'writing' by an interrupted run and forgets them. */
 int fetch_recover(lvd_manifest *m, lvd_error *err);
 
-/* Registers the items of every input under source_id; counts inputs and new items. */
+/* Registers the items of every input under source_id; counts inputs and new items. When *stop
+ * becomes non-zero (stop may be NULL) it keeps what it registered, sets *stopped and returns 0:
+ * a signal also ends a read blocked on a list that is a FIFO. */
 int fetch_register(lvd_manifest *m, int64_t source_id, const char *const *inputs, int n_inputs,
-                   int64_t *n_inputs_read, int64_t *n_new, lvd_error *err);
+                   volatile sig_atomic_t *stop, int *stopped, int64_t *n_inputs_read,
+                   int64_t *n_new, lvd_error *err);
 
 /* Progress reporting. */
 typedef struct fetch_report {

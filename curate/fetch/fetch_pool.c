@@ -1,4 +1,4 @@
-/* The worker pool of curate/fetch/fetch_internal.h: threads that read and validate jobs. */
+/* The worker pool of the fetch stage (fetch_internal.h): threads that read and validate jobs. */
 #include "curate/fetch/fetch_internal.h"
 
 #include <stdlib.h>
@@ -8,11 +8,12 @@ struct fetch_pool {
     pthread_cond_t work;
     fetch_job *todo, *todo_tail;
     fetch_job *done, *done_tail;
+    int held; /* submitted, not taken */
     int stopping;
     pthread_t *threads;
     int n_threads;
     lvd_validate_opts vopts;
-    int64_t max_bytes;
+    lvd_net_opts net;
     void (*wake)(void *);
     void *wake_ctx;
 };
@@ -41,7 +42,7 @@ static void *worker(void *arg)
         if (!p->todo)
             p->todo_tail = NULL;
         pthread_mutex_unlock(&p->lock);
-        fetch_process(job, &p->vopts, p->max_bytes);
+        fetch_process(job, &p->vopts, &p->net);
         pthread_mutex_lock(&p->lock);
         push(&p->done, &p->done_tail, job);
         p->wake(p->wake_ctx);
@@ -50,7 +51,7 @@ static void *worker(void *arg)
     return NULL;
 }
 
-int fetch_pool_start(int threads, const lvd_validate_opts *vopts, int64_t max_bytes,
+int fetch_pool_start(int threads, const lvd_validate_opts *vopts, const lvd_net_opts *net,
                      void (*wake)(void *), void *wake_ctx, fetch_pool **out, lvd_error *err)
 {
     *out = NULL;
@@ -62,7 +63,7 @@ int fetch_pool_start(int threads, const lvd_validate_opts *vopts, int64_t max_by
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->work, NULL);
     p->vopts = *vopts;
-    p->max_bytes = max_bytes;
+    p->net = *net;
     p->wake = wake;
     p->wake_ctx = wake_ctx;
     for (; p->n_threads < threads; p->n_threads++) {
@@ -79,7 +80,29 @@ void fetch_pool_submit(fetch_pool *p, fetch_job *job)
 {
     pthread_mutex_lock(&p->lock);
     push(&p->todo, &p->todo_tail, job);
+    p->held++;
     pthread_cond_signal(&p->work);
+    pthread_mutex_unlock(&p->lock);
+}
+
+int fetch_pool_held(fetch_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    int n = p->held;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
+void fetch_pool_cancel(fetch_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    while (p->todo) {
+        fetch_job *job = p->todo;
+        p->todo = job->next;
+        job->cancelled = 1;
+        push(&p->done, &p->done_tail, job);
+    }
+    p->todo_tail = NULL;
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -87,6 +110,8 @@ fetch_job *fetch_pool_take(fetch_pool *p)
 {
     pthread_mutex_lock(&p->lock);
     fetch_job *jobs = p->done;
+    for (fetch_job *j = jobs; j; j = j->next)
+        p->held--;
     p->done = p->done_tail = NULL;
     pthread_mutex_unlock(&p->lock);
     return jobs;
@@ -102,8 +127,6 @@ void fetch_pool_stop(fetch_pool *p)
     pthread_mutex_unlock(&p->lock);
     for (int i = 0; i < p->n_threads; i++)
         pthread_join(p->threads[i], NULL);
-    fetch_job_free_list(p->todo);
-    fetch_job_free_list(p->done);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->work);
     free(p->threads);

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "store/json.h"
+
 #define BATCH_SECONDS 1.0
 
 /* An item of the open shard: stored in it, or a duplicate of one stored in it (first != 0). */
@@ -296,7 +298,7 @@ static char *member_json(const fetch_job *job)
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
-    cJSON_AddStringToObject(o, "url", job->url);
+    lvd_json_add_url(o, "url", job->url);
     cJSON_AddStringToObject(o, "sha256", job->stored.sha256_hex);
     cJSON_AddNumberToObject(o, "width", job->stored.width);
     cJSON_AddNumberToObject(o, "height", job->stored.height);
@@ -308,7 +310,7 @@ static char *member_json(const fetch_job *job)
         cJSON_AddStringToObject(o, "key", job->key);
     if (job->caption)
         cJSON_AddStringToObject(o, "caption", job->caption);
-    char *text = cJSON_PrintUnformatted(o);
+    char *text = lvd_json_print(o);
     cJSON_Delete(o);
     return text;
 }

@@ -1,4 +1,4 @@
-/* URL lists: text, CSV, TSV and JSON Lines, each optionally gzipped. */
+/* URL lists of curate/fetch/inputs.h: text, CSV, TSV and JSON Lines, each optionally gzipped. */
 #include "curate/fetch/inputs.h"
 
 #include <cjson/cJSON.h>
@@ -17,12 +17,19 @@ typedef enum list_format { LIST_TEXT, LIST_CSV, LIST_TSV, LIST_JSONL } list_form
 enum { COL_URL, COL_LABEL, COL_CAPTION, COL_KEY, N_COLS };
 static const char *const column_names[N_COLS] = {"url", "label", "caption", "key"};
 
+/* The longest record read (a URL list line, or a quoted CSV record over several lines). */
+#define MAX_RECORD (64 << 20)
+
 typedef struct list_reader {
     const char *path;
     gzFile gz;
     long line;
     char *buf; /* the current record (one line, or several for a quoted CSV field) */
     size_t len, cap;
+    const unsigned char *in; /* bytes read, not yet consumed: buffer, or the whole list in memory */
+    size_t in_pos, in_len;
+    unsigned char buffer[65536];
+    int eof;
     int col[N_COLS]; /* column index of each known column, -1 when absent */
     lvd_input_fn fn;
     void *ctx;
@@ -48,43 +55,92 @@ static list_format format_of(const char *path)
     return LIST_TEXT;
 }
 
-/* Appends the next physical line (without its newline) to r->buf. Returns 1 when a line was
- * read, 0 at the end of the file, -1 on error. */
+/* Makes room for need more bytes and the terminating NUL in r->buf. */
+static int reserve(list_reader *r, size_t need, lvd_error *err)
+{
+    if (r->len + need + 1 <= r->cap)
+        return 0;
+    if (r->len + need > MAX_RECORD)
+        return lvd_fail(err, "%s:%ld: line longer than %d bytes", r->path, r->line + 1, MAX_RECORD);
+    size_t cap = r->cap ? r->cap : 8192;
+    while (cap < r->len + need + 1)
+        cap *= 2;
+    char *buf = realloc(r->buf, cap);
+    if (!buf)
+        return lvd_fail(err, "%s: out of memory", r->path);
+    r->buf = buf;
+    r->cap = cap;
+    return 0;
+}
+
+/* Refills r->in; 0 at the end of the file (or of a list in memory: no gz). */
+static int refill(list_reader *r, lvd_error *err)
+{
+    if (r->eof || !r->gz)
+        return 0;
+    int n = gzread(r->gz, r->buffer, sizeof r->buffer);
+    if (n < 0) {
+        int code;
+        const char *msg = gzerror(r->gz, &code);
+        return lvd_fail(err, "%s:%ld: read error: %s", r->path, r->line + 1, msg);
+    }
+    r->in = r->buffer;
+    r->in_pos = 0;
+    r->in_len = (size_t)n;
+    r->eof = n == 0;
+    return n > 0;
+}
+
+/* Appends the next physical line (without its newline) to r->buf. Only '\n' ends a line, so
+ * every line is one record whatever bytes it holds; a NUL byte, which a C string cannot hold,
+ * becomes the three characters "%00" (in a URL, the same byte percent-encoded). Returns 1 when
+ * a line was read, 0 at the end of the file, -1 on error. */
 static int append_line(list_reader *r, lvd_error *err)
 {
     size_t start = r->len;
-    if (start > 0)
-        r->buf[r->len++] = '\n'; /* a quoted CSV field goes on: keep its line break */
-    size_t body = r->len;
+    if (start > 0) { /* a quoted CSV field goes on: keep its line break */
+        if (reserve(r, 1, err) != 0)
+            return -1;
+        r->buf[r->len++] = '\n';
+    }
+    int any = 0;
     for (;;) {
-        if (r->cap - r->len < 4096) {
-            size_t cap = r->cap ? r->cap * 2 : 8192;
-            char *buf = realloc(r->buf, cap);
-            if (!buf)
-                return lvd_fail(err, "%s: out of memory", r->path);
-            r->buf = buf;
-            r->cap = cap;
+        if (r->in_pos == r->in_len) {
+            int got = refill(r, err);
+            if (got < 0)
+                return -1;
+            if (got == 0)
+                break;
         }
-        if (!gzgets(r->gz, r->buf + r->len, (int)(r->cap - r->len))) {
-            int code;
-            const char *msg = gzerror(r->gz, &code);
-            if (code != Z_OK && code != Z_BUF_ERROR)
-                return lvd_fail(err, "%s:%ld: read error: %s", r->path, r->line + 1, msg);
-            if (r->len == body) {
-                r->len = start;
-                r->buf[r->len] = '\0';
-                return 0;
-            }
-            r->buf[r->len] = '\0';
-            break;
+        any = 1;
+        const unsigned char *from = r->in + r->in_pos;
+        size_t avail = r->in_len - r->in_pos;
+        const unsigned char *nl = memchr(from, '\n', avail);
+        size_t take = nl ? (size_t)(nl - from) : avail;
+        for (size_t i = 0; i < take; i++) {
+            if (reserve(r, 3, err) != 0)
+                return -1;
+            if (from[i])
+                r->buf[r->len++] = (char)from[i];
+            else
+                r->len += (size_t)sprintf(r->buf + r->len, "%%00");
         }
-        r->len += strlen(r->buf + r->len);
-        if (r->len > body && r->buf[r->len - 1] == '\n')
+        r->in_pos += take + (nl != NULL);
+        if (nl)
             break;
     }
+    if (!any) {
+        r->len = start;
+        if (r->buf)
+            r->buf[r->len] = '\0';
+        return 0;
+    }
+    if (reserve(r, 0, err) != 0)
+        return -1;
     r->line++;
-    while (r->len > body && (r->buf[r->len - 1] == '\n' || r->buf[r->len - 1] == '\r'))
-        r->buf[--r->len] = '\0';
+    while (r->len > start && r->buf[r->len - 1] == '\r')
+        r->len--;
+    r->buf[r->len] = '\0';
     return 1;
 }
 
@@ -301,21 +357,40 @@ static int read_text(list_reader *r, lvd_error *err)
     }
 }
 
+static int read_list(list_reader *r, lvd_error *err)
+{
+    list_format fmt = format_of(r->path);
+    if (fmt == LIST_JSONL)
+        return read_jsonl(r, err);
+    if (fmt == LIST_TEXT)
+        return read_text(r, err);
+    return read_table(r, fmt, err);
+}
+
 int lvd_inputs_read_list(const char *path, lvd_input_fn fn, void *ctx, lvd_error *err)
 {
-    list_reader r = {.path = path, .fn = fn, .ctx = ctx};
-    r.gz = gzopen(path, "rb");
-    if (!r.gz)
-        return lvd_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    list_format fmt = format_of(path);
-    int rc;
-    if (fmt == LIST_JSONL)
-        rc = read_jsonl(&r, err);
-    else if (fmt == LIST_TEXT)
-        rc = read_text(&r, err);
-    else
-        rc = read_table(&r, fmt, err);
-    gzclose(r.gz);
-    free(r.buf);
+    list_reader *r = calloc(1, sizeof *r);
+    if (!r)
+        return lvd_fail(err, "%s: out of memory", path);
+    *r = (list_reader){.path = path, .fn = fn, .ctx = ctx};
+    r->gz = gzopen(path, "rb");
+    int rc = r->gz ? read_list(r, err) : lvd_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    if (r->gz)
+        gzclose(r->gz);
+    free(r->buf);
+    free(r);
+    return rc;
+}
+
+int lvd_inputs_parse_list(const char *name, const void *data, size_t len, lvd_input_fn fn,
+                          void *ctx, lvd_error *err)
+{
+    list_reader *r = calloc(1, sizeof *r);
+    if (!r)
+        return lvd_fail(err, "%s: out of memory", name);
+    *r = (list_reader){.path = name, .in = data, .in_len = len, .fn = fn, .ctx = ctx};
+    int rc = read_list(r, err);
+    free(r->buf);
+    free(r);
     return rc;
 }

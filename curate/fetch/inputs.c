@@ -1,4 +1,7 @@
-/* lvd_inputs_read of curate/fetch/inputs.h: a folder or a URL list, item by item. */
+/* Folder inputs of curate/fetch/inputs.h: the sorted recursive walk. Every visible entry that is not a
+ * folder walked into becomes an item, so that a bad one (dangling symlink, self-link, symlink
+ * loop, FIFO, unreadable subfolder) is recorded as a failure of its own by the fetch stage
+ * instead of stopping the walk. */
 #include "curate/fetch/inputs.h"
 
 #include <dirent.h>
@@ -9,8 +12,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* Bounds the walk through symlinked folder loops. */
+/* Folders below the root walked into at most; a deeper one is an item (refused when read). */
 #define MAX_DEPTH 64
+
+/* The folders from the root down to the one being walked, to recognise a symlink back up. */
+typedef struct walk_path {
+    dev_t dev[MAX_DEPTH + 1];
+    ino_t ino[MAX_DEPTH + 1];
+    int depth;
+} walk_path;
 
 static int visible(const struct dirent *e)
 {
@@ -32,27 +42,46 @@ static int emit_file(const char *path, const char *label, lvd_input_fn fn, void 
     return fn(ctx, &item, err);
 }
 
-/* label: the name of dir when dir is below the root, else NULL. */
-static int walk(const char *dir, const char *label, int depth, lvd_input_fn fn, void *ctx,
-                lvd_error *err)
+static int on_path(const walk_path *w, const struct stat *st)
 {
-    if (depth > MAX_DEPTH)
-        return lvd_fail(err, "%s: folders nested too deeply (symlink loop?)", dir);
+    for (int i = 0; i <= w->depth; i++)
+        if (w->dev[i] == st->st_dev && w->ino[i] == st->st_ino)
+            return 1;
+    return 0;
+}
+
+/* Walks the folder dir (listed as list[0..n)); label: the name of dir when below the root. */
+static int walk_list(const char *dir, struct dirent **list, int n, const char *label, walk_path *w,
+                     lvd_input_fn fn, void *ctx, lvd_error *err);
+
+/* Walks into the folder path (status st) when it can, else emits it as an item. */
+static int walk_folder(const char *path, const char *name, const struct stat *st, const char *label,
+                       walk_path *w, lvd_input_fn fn, void *ctx, lvd_error *err)
+{
     struct dirent **list;
-    int n = scandir(dir, &list, visible, by_name);
-    if (n < 0)
-        return lvd_fail(err, "%s: cannot list: %s", dir, strerror(errno));
+    int n;
+    if (w->depth >= MAX_DEPTH || on_path(w, st) || (n = scandir(path, &list, visible, by_name)) < 0)
+        return emit_file(path, label, fn, ctx, err);
+    w->depth++;
+    w->dev[w->depth] = st->st_dev;
+    w->ino[w->depth] = st->st_ino;
+    int rc = walk_list(path, list, n, name, w, fn, ctx, err);
+    w->depth--;
+    return rc;
+}
+
+static int walk_list(const char *dir, struct dirent **list, int n, const char *label, walk_path *w,
+                     lvd_input_fn fn, void *ctx, lvd_error *err)
+{
     int rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
         char path[PATH_MAX];
         struct stat st;
         if (snprintf(path, sizeof path, "%s/%s", dir, list[i]->d_name) >= (int)sizeof path)
             rc = lvd_fail(err, "%s/%s: path too long", dir, list[i]->d_name);
-        else if (stat(path, &st) != 0)
-            rc = lvd_fail(err, "%s: cannot stat: %s", path, strerror(errno));
-        else if (S_ISDIR(st.st_mode))
-            rc = walk(path, list[i]->d_name, depth + 1, fn, ctx, err);
-        else if (S_ISREG(st.st_mode))
+        else if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            rc = walk_folder(path, list[i]->d_name, &st, label, w, fn, ctx, err);
+        else /* a file, or an entry that cannot be followed: the fetch says which */
             rc = emit_file(path, label, fn, ctx, err);
     }
     for (int i = 0; i < n; i++)
@@ -71,5 +100,10 @@ int lvd_inputs_read(const char *input, lvd_input_fn fn, void *ctx, lvd_error *er
     char root[PATH_MAX];
     if (!realpath(input, root))
         return lvd_fail(err, "%s: cannot resolve: %s", input, strerror(errno));
-    return walk(root, NULL, 0, fn, ctx, err);
+    struct dirent **list;
+    int n = scandir(root, &list, visible, by_name);
+    if (n < 0)
+        return lvd_fail(err, "%s: cannot list: %s", root, strerror(errno));
+    walk_path w = {.dev = {st.st_dev}, .ino = {st.st_ino}, .depth = 0};
+    return walk_list(root, list, n, NULL, &w, fn, ctx, err);
 }

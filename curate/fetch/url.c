@@ -1,4 +1,4 @@
-/* The URL helpers of curate/fetch/inputs.h: schemes and file:// URLs. */
+/* URL helpers of curate/fetch/inputs.h: schemes and file:// URLs. */
 #include "curate/fetch/inputs.h"
 
 #include <ctype.h>
@@ -68,6 +68,10 @@ int lvd_file_url_path(const char *url, char **path, lvd_error *err)
     for (; *p; p++) {
         int hi, lo;
         if (*p == '%' && (hi = hex_value(p[1])) >= 0 && (lo = hex_value(p[2])) >= 0) {
+            if (hi == 0 && lo == 0) { /* the path would end there: another file's */
+                free(out);
+                return lvd_fail(err, "%s: %%00 in a file URL (a path cannot hold a NUL byte)", url);
+            }
             out[n++] = (char)(hi * 16 + lo);
             p += 2;
             continue;

@@ -58,6 +58,9 @@ typedef struct lvd_pipeline {
  * value naming an unset ${VAR}, or a file with no steps. */
 int lvd_pipeline_load(const char *path, lvd_pipeline **out, lvd_error *err);
 
+/* The same from an open stream (read to its end; path names it in messages and in p->path). */
+int lvd_pipeline_parse(FILE *file, const char *path, lvd_pipeline **out, lvd_error *err);
+
 /* Frees p (NULL allowed). */
 void lvd_pipeline_free(lvd_pipeline *p);
 

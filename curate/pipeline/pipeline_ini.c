@@ -320,16 +320,12 @@ static void finish_steps(parse_ctx *c)
     }
 }
 
-int lvd_pipeline_load(const char *path, lvd_pipeline **out, lvd_error *err)
+int lvd_pipeline_parse(FILE *file, const char *path, lvd_pipeline **out, lvd_error *err)
 {
     *out = NULL;
-    parse_ctx c = {.path = path, .at_line_start = 1};
-    c.file = fopen(path, "r");
-    if (!c.file)
-        return lvd_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    parse_ctx c = {.path = path, .at_line_start = 1, .file = file};
     c.p = calloc(1, sizeof *c.p);
     if (!c.p || !(c.p->path = strdup(path))) {
-        fclose(c.file);
         lvd_pipeline_free(c.p);
         return lvd_fail(err, "%s: out of memory", path);
     }
@@ -341,7 +337,6 @@ int lvd_pipeline_load(const char *path, lvd_pipeline **out, lvd_error *err)
     ini_allow_multiline = false;
     ini_stop_on_first_error = true;
     int rc = ini_parse_stream(reader, &c, handler, &c);
-    fclose(c.file);
     if (rc > 0 && (!c.err_line || rc < c.err_line))
         problem(&c, rc, "syntax error (expected [section], key = value, key or a comment)");
     else if (rc < 0)
@@ -357,6 +352,17 @@ int lvd_pipeline_load(const char *path, lvd_pipeline **out, lvd_error *err)
     }
     *out = c.p;
     return 0;
+}
+
+int lvd_pipeline_load(const char *path, lvd_pipeline **out, lvd_error *err)
+{
+    *out = NULL;
+    FILE *file = fopen(path, "r");
+    if (!file)
+        return lvd_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    int rc = lvd_pipeline_parse(file, path, out, err);
+    fclose(file);
+    return rc;
 }
 
 void lvd_pipeline_free(lvd_pipeline *p)

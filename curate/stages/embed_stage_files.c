@@ -1,5 +1,5 @@
-/* Bookkeeping of curate/stages/embed_stage_internal.h shared by embedding and import: the output folder, crash
- * recovery and recording a written file. */
+/* Bookkeeping shared by embedding and import (curate/stages/embed_stage_internal.h): the lock, the output
+ * folder, crash recovery, a model's embedding settings and recording a written file. */
 #include "curate/stages/embed_stage_internal.h"
 
 #include <dirent.h>
@@ -120,6 +120,95 @@ int stage_recover(lvd_manifest *m, const char *dir, lvd_error *err)
     }
     closedir(d);
     return rc;
+}
+
+static cJSON *settings_json(const stage_settings *s)
+{
+    cJSON *j = cJSON_CreateObject();
+    if (s->imported) {
+        cJSON_AddBoolToObject(j, "imported", 1);
+    } else {
+        cJSON_AddNumberToObject(j, "resize", s->resize);
+        cJSON_AddNumberToObject(j, "crop", s->crop);
+    }
+    cJSON_AddBoolToObject(j, "normalize", s->normalize);
+    return j;
+}
+
+int stage_settings_read(lvd_manifest *m, int64_t model_id, stage_settings *s, int *recorded,
+                        lvd_error *err)
+{
+    memset(s, 0, sizeof *s);
+    *recorded = 0;
+    sqlite3_stmt *st;
+    if (lvd_manifest_prepare(m, "SELECT embed_settings FROM models WHERE id = ?1", &st, err) != 0)
+        return -1;
+    sqlite3_bind_int64(st, 1, model_id);
+    int rc = sqlite3_step(st);
+    const char *text = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+    int present = text != NULL;
+    cJSON *j = present ? cJSON_Parse(text) : NULL;
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW)
+        return lvd_manifest_fail(m, err, "reading the model's embedding settings");
+    if (!present)
+        return 0;
+    const cJSON *imported = cJSON_GetObjectItemCaseSensitive(j, "imported");
+    const cJSON *resize = cJSON_GetObjectItemCaseSensitive(j, "resize");
+    const cJSON *crop = cJSON_GetObjectItemCaseSensitive(j, "crop");
+    const cJSON *normalize = cJSON_GetObjectItemCaseSensitive(j, "normalize");
+    *recorded = 1;
+    s->imported = cJSON_IsTrue(imported);
+    s->resize = cJSON_IsNumber(resize) ? resize->valueint : 0;
+    s->crop = cJSON_IsNumber(crop) ? crop->valueint : 0;
+    s->normalize = cJSON_IsTrue(normalize);
+    int bad = !cJSON_IsBool(normalize) ||
+              (!s->imported && (!cJSON_IsNumber(resize) || !cJSON_IsNumber(crop)));
+    cJSON_Delete(j);
+    if (bad)
+        return lvd_fail(err, "model %lld: unreadable embed_settings in the manifest",
+                        (long long)model_id);
+    return 0;
+}
+
+int stage_settings_record(lvd_manifest *m, int64_t model_id, const stage_settings *s,
+                          lvd_error *err)
+{
+    cJSON *j = settings_json(s);
+    char *text = j ? cJSON_PrintUnformatted(j) : NULL;
+    cJSON_Delete(j);
+    sqlite3_stmt *st;
+    if (!text)
+        return lvd_fail(err, "out of memory");
+    if (lvd_manifest_prepare(m,
+                             "UPDATE models SET embed_settings = ?2 WHERE id = ?1 AND "
+                             "embed_settings IS NULL",
+                             &st, err) != 0) {
+        free(text);
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, model_id);
+    sqlite3_bind_text(st, 2, text, -1, free);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : lvd_manifest_fail(m, err, "recording embedding settings");
+}
+
+int stage_settings_equal(const stage_settings *a, const stage_settings *b)
+{
+    if (a->imported != b->imported || !a->normalize != !b->normalize)
+        return 0;
+    return a->imported || (a->resize == b->resize && a->crop == b->crop);
+}
+
+void stage_settings_describe(const stage_settings *s, char *buf, size_t cap)
+{
+    if (s->imported)
+        snprintf(buf, cap, "lvd-embed --import of %s rows",
+                 s->normalize ? "L2-normalized" : "unnormalized");
+    else
+        snprintf(buf, cap, "--resize %d --crop %d%s", s->resize, s->crop,
+                 s->normalize ? "" : " --no-normalize");
 }
 
 static int insert_file(lvd_manifest *m, int64_t model_id, int64_t run_id, const char *path,

@@ -1,4 +1,4 @@
-/* lvd_embed_import: attaching embeddings computed elsewhere to existing images. */
+/* lvd_embed_import (curate/stages/embed_stage.h): attaching embeddings computed elsewhere to existing images. */
 #include "curate/stages/embed_stage_internal.h"
 
 #include <ctype.h>
@@ -212,7 +212,50 @@ typedef struct import_ctx {
     int model_found;
     char dir[PATH_MAX];
     int64_t run_id;
+    stage_settings settings; /* imported, normalized or not */
 } import_ctx;
+
+/* Every row has finite values and is not all zeros: such a row has no direction, and would
+ * break every later stage of the model. Errors name the line and the image. */
+static int check_rows(const import_ctx *c, lvd_error *err)
+{
+    const float *x = c->t->data;
+    int64_t rows = c->t->shape[0], cols = c->t->shape[1];
+    for (int64_t i = 0; i < rows; i++) {
+        double ss = 0;
+        int finite = 1;
+        for (int64_t j = 0; j < cols; j++) {
+            float v = x[i * cols + j];
+            finite &= isfinite(v) != 0;
+            ss += (double)v * v;
+        }
+        if (!finite || ss == 0)
+            return lvd_fail(err, "%s: row %lld (line %lld of %s, image %lld) %s", c->o->npy,
+                            (long long)i, (long long)i + 1, c->o->ids, (long long)c->ids.ids[i],
+                            finite ? "is all zeros" : "holds NaN or infinite values");
+    }
+    return 0;
+}
+
+/* An existing model's rows must be made the same way as the imported ones. */
+static int check_settings(import_ctx *c, lvd_error *err)
+{
+    c->settings = (stage_settings){
+        .imported = 1, .normalize = rows_normalized(c->t->data, c->t->shape[0], c->t->shape[1])};
+    stage_settings had;
+    int recorded = 0;
+    if (c->model_found && stage_settings_read(c->m, c->model.id, &had, &recorded, err) != 0)
+        return -1;
+    if (!recorded || stage_settings_equal(&had, &c->settings))
+        return 0;
+    char was[96], now[96];
+    stage_settings_describe(&had, was, sizeof was);
+    stage_settings_describe(&c->settings, now, sizeof now);
+    return lvd_fail(err,
+                    "model '%s' has embeddings made with %s; these are %s, and rows made "
+                    "otherwise are not comparable: import them under another model name",
+                    c->o->model, was, now);
+}
 
 static int record(import_ctx *c, const char *path, lvd_error *err)
 {
@@ -220,9 +263,10 @@ static int record(import_ctx *c, const char *path, lvd_error *err)
     if (rc == 0 && !c->model_found)
         rc = lvd_model_add_external(c->m, c->o->model, (int)c->t->shape[1], &c->model, err);
     if (rc == 0)
-        rc = stage_record_file(
-            c->m, c->model.id, c->run_id, path, c->t->shape[0], (int)c->t->shape[1],
-            rows_normalized(c->t->data, c->t->shape[0], c->t->shape[1]), c->ids.ids, err);
+        rc = stage_settings_record(c->m, c->model.id, &c->settings, err);
+    if (rc == 0)
+        rc = stage_record_file(c->m, c->model.id, c->run_id, path, c->t->shape[0],
+                               (int)c->t->shape[1], c->settings.normalize, c->ids.ids, err);
     if (rc == 0)
         rc = lvd_manifest_commit(c->m, err);
     if (rc != 0)
@@ -276,6 +320,8 @@ static int import_checked(import_ctx *c, lvd_error *err)
     if ((int64_t)c->ids.n != c->t->shape[0])
         return lvd_fail(err, "%s has %lld rows but %s has %zu lines", o->npy,
                         (long long)c->t->shape[0], o->ids, c->ids.n);
+    if (check_rows(c, err) != 0 || check_settings(c, err) != 0)
+        return -1;
     if (check_unique(c->m, o, &c->ids, c->model_found ? c->model.id : -1, err) != 0 ||
         stage_model_dir(o->db, o->out_dir, o->model, c->dir, err) != 0 ||
         stage_recover(c->m, c->dir, err) != 0)

@@ -120,6 +120,30 @@ int stage_model_dir(const char *db, const char *out_dir, const char *model, char
  * "*.r<run>.npy" files of runs that are not running and not recorded in embedding_files. */
 int stage_recover(lvd_manifest *m, const char *dir, lvd_error *err);
 
+/* How a model's rows were made (models.embed_settings, JSON): lvd-embed's eval transform and
+ * normalization, or rows attached by import (settings unknown). Rows made otherwise are not
+ * comparable, so every row of a model is made the same way. */
+typedef struct stage_settings {
+    int imported;     /* 1: {"imported": true, "normalize": B}; resize and crop unused */
+    int resize, crop; /* lvd-embed's eval transform */
+    int normalize;    /* unit rows */
+} stage_settings;
+
+/* Reads the model's recorded settings; *recorded is 0 when it has none yet. */
+int stage_settings_read(lvd_manifest *m, int64_t model_id, stage_settings *s, int *recorded,
+                        lvd_error *err);
+
+/* Inside the caller's transaction: records s as the model's settings unless some are. */
+int stage_settings_record(lvd_manifest *m, int64_t model_id, const stage_settings *s,
+                          lvd_error *err);
+
+/* 1 when a and b make the same rows. */
+int stage_settings_equal(const stage_settings *a, const stage_settings *b);
+
+/* "--resize 256 --crop 224" (plus " --no-normalize"), or "lvd-embed --import of (un)normalized
+ * rows". */
+void stage_settings_describe(const stage_settings *s, char *buf, size_t cap);
+
 /* Inside the caller's transaction: records the file (rows x cols) and row i of it for ids[i];
  * writes the new file id. */
 int stage_record_file(lvd_manifest *m, int64_t model_id, int64_t run_id, const char *path,

@@ -35,7 +35,8 @@ typedef struct embed_ctx {
     lvd_embed_summary *sum;
     stage_report rep;
     stage_plan plan;
-    float *feats; /* (batch, dim) */
+    stage_settings settings; /* of this run's rows */
+    float *feats;            /* (batch, dim) */
 } embed_ctx;
 
 /* The output of one shard being written. */
@@ -176,6 +177,8 @@ static int finish_shard(embed_ctx *c, shard_out *s, lvd_error *err)
     }
     int rc = lvd_manifest_begin(c->m, err);
     if (rc == 0 && s->rows > 0)
+        rc = stage_settings_record(c->m, c->model.id, &c->settings, err);
+    if (rc == 0 && s->rows > 0)
         rc = stage_record_file(c->m, c->model.id, c->sum->run_id, s->path, s->rows, c->model.dim,
                                c->o->normalize, s->ids, err);
     if (rc == 0)
@@ -314,6 +317,42 @@ static int check_opts(const lvd_embed_opts *o, lvd_error *err)
     return 0;
 }
 
+/* Refuses a run whose settings differ from those of the model's rows: mixing them would give
+ * incomparable rows (say of norm 20 and of norm 1) under one model. */
+static int check_settings(embed_ctx *c, lvd_error *err)
+{
+    const lvd_embed_opts *o = c->o;
+    c->settings = (stage_settings){.resize = o->resize, .crop = o->crop, .normalize = o->normalize};
+    stage_settings had;
+    int recorded;
+    if (stage_settings_read(c->m, c->model.id, &had, &recorded, err) != 0)
+        return -1;
+    if (!recorded || stage_settings_equal(&had, &c->settings))
+        return 0;
+    char was[96], now[96], add[PATH_MAX + 128];
+    stage_settings_describe(&had, was, sizeof was);
+    stage_settings_describe(&c->settings, now, sizeof now);
+    const char *features =
+        c->model.features == LVD_FEATURES_CLS_PATCHMEAN ? " --features cls+patchmean" : "";
+    if (c->model.random_spec[0])
+        snprintf(add, sizeof add, "lvd-model add --db %s --name NEW --random %s --seed %llu%s",
+                 o->db, c->model.random_spec, (unsigned long long)c->model.seed, features);
+    else
+        snprintf(add, sizeof add, "lvd-model add --db %s --name NEW%s %s", o->db, features,
+                 c->model.path);
+    if (had.imported)
+        return lvd_fail(err,
+                        "model '%s' holds rows made by %s; rows of lvd-embed (%s) would not be "
+                        "comparable with them: register the weights under another name (%s) and "
+                        "embed with --model NEW",
+                        o->model, was, now, add);
+    return lvd_fail(err,
+                    "model '%s' has embeddings made with %s; this run asks for %s, and rows made "
+                    "otherwise are not comparable: run with %s, or register the same weights "
+                    "under another name (%s) and embed with --model NEW",
+                    o->model, was, now, was, add);
+}
+
 /* The model, its feature mode and the crop size, checked before anything is recorded. */
 static int open_model(embed_ctx *c, lvd_error *err)
 {
@@ -324,6 +363,8 @@ static int open_model(embed_ctx *c, lvd_error *err)
         return lvd_fail(err, "model '%s' is external (imported embeddings, no weights)", o->model);
     if (o->features >= 0 &&
         lvd_model_set_features(c->m, &c->model, (lvd_model_features)o->features, err) != 0)
+        return -1;
+    if (check_settings(c, err) != 0)
         return -1;
     c->pool = c->model.features == LVD_FEATURES_CLS_PATCHMEAN ? LVD_VIT_POOL_CLS_MEANPATCH
                                                               : LVD_VIT_POOL_CLS;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "kit/kit.h"
+#include "store/json.h"
 #include "store/shard.h"
 
 /* One curated image to copy: its fetch shard and its image member there. */
@@ -184,7 +185,7 @@ static cJSON *manifest_line(sqlite3_stmt *st)
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "key", key);
     cJSON_AddNumberToObject(j, "image_id", (double)sqlite3_column_int64(st, 0));
-    cJSON_AddStringToObject(j, "url", (const char *)sqlite3_column_text(st, 1));
+    lvd_json_add_url(j, "url", (const char *)sqlite3_column_text(st, 1));
     cJSON_AddStringToObject(j, "dataset", (const char *)sqlite3_column_text(st, 2));
     cJSON_AddStringToObject(j, "method", (const char *)sqlite3_column_text(st, 3));
     static const char *const optional[] = {"similarity", "seed_image_id", "rank", "cluster"};
@@ -214,7 +215,7 @@ static int write_lines(lvd_manifest *m, const char *model, FILE *f, int64_t *row
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         cJSON *j = manifest_line(st);
-        char *text = cJSON_PrintUnformatted(j);
+        char *text = lvd_json_print(j);
         cJSON_Delete(j);
         if (!text)
             break;

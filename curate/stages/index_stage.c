@@ -1,11 +1,26 @@
-/* The index stage of curate/stages/index_stage.h: building an index, the run that saves and records it,
- * and opening a recorded one. */
+/* The index stage of curate/stages/index_stage.h: building, saving and recording an index, and
+ * opening a recorded one.
+ *
+ * Index files: a run writes its index into "<final>.tmp.<pid>", created exclusively and locked
+ * (flock) for the rest of the run, then renames it to its final name; the lock follows the file,
+ * so an index file whose lock can be taken belongs to no live run. Before building, a run
+ * removes every index file of the manifest that no live run holds and no record references:
+ * temporary files of killed runs, files renamed but never recorded (a kill before the commit),
+ * and files of replaced indexes left by a kill or by a concurrent run. The indexes to replace are
+ * read inside the transaction that replaces them, so concurrent runs each remove what they
+ * replaced. */
 #include "curate/stages/index_stage.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "curate/stages/embeddings_read.h"
@@ -110,13 +125,17 @@ static int insert_rows(lvd_manifest *m, int64_t index_id, const lvd_embeddings *
     return rc;
 }
 
-/* Replaces the record of the model/source index by the new one, in one transaction. */
+/* Replaces the record of the model/source index by the new one, in one transaction; the paths
+ * of the replaced ones (read in it) are left in *old for removal after the commit. */
 static int record_index(lvd_manifest *m, int64_t model_id, int64_t source_id, int64_t run,
-                        const lvd_embeddings *e, lvd_index_stage_result *res, lvd_error *err)
+                        const lvd_embeddings *e, lvd_index_stage_result *res, char ***old,
+                        int *n_old, lvd_error *err)
 {
     sqlite3_stmt *st;
     if (lvd_manifest_begin(m, err))
         return -1;
+    if (old_paths(m, model_id, source_id, old, n_old, err))
+        goto fail;
     if (lvd_manifest_prepare(m, "DELETE FROM indexes WHERE model_id = ?1 AND source_id IS ?2", &st,
                              err))
         goto fail;
@@ -157,6 +176,124 @@ fail:
 
 static const lvd_kit_rows index_rows = {.where = "?2 = 0 OR i.source_id = ?2"};
 
+/* An index file being written: "<final>.tmp.<pid>", open and locked. */
+typedef struct index_claim {
+    int fd;
+    char tmp[PATH_MAX + 32];
+} index_claim;
+
+static int same_file(int fd, const char *path)
+{
+    struct stat a, b;
+    return fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
+           a.st_ino == b.st_ino;
+}
+
+/* Creates and locks the temporary file of path. */
+static int claim(const char *path, index_claim *c, lvd_error *err)
+{
+    c->fd = -1;
+    if (snprintf(c->tmp, sizeof c->tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof c->tmp)
+        return lvd_fail(err, "%s: path too long", path);
+    for (int tries = 0; tries < 16; tries++) {
+        int fd = open(c->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0 && errno == EEXIST) { /* a dead process with this pid left it */
+            unlink(c->tmp);
+            continue;
+        }
+        if (fd < 0)
+            return lvd_fail(err, "%s: cannot create: %s", c->tmp, strerror(errno));
+        /* A sweep that took the file before the lock removed it: create it again. */
+        if (flock(fd, LOCK_EX) == 0 && same_file(fd, c->tmp)) {
+            c->fd = fd;
+            return 0;
+        }
+        close(fd);
+    }
+    return lvd_fail(err, "%s: cannot create and lock it", c->tmp);
+}
+
+/* Writes the index into the claimed file and renames it to path; the lock goes with it. */
+static int save_claimed(const lvd_index *ix, index_claim *c, const char *path, lvd_error *err)
+{
+    int fd = dup(c->fd); /* the stream's close must not release the lock */
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (!f) {
+        if (fd >= 0)
+            close(fd);
+        return lvd_fail(err, "%s: %s", c->tmp, strerror(errno));
+    }
+    int rc = lvd_index_write(ix, f, c->tmp, err);
+    if (fclose(f) != 0 && rc == 0)
+        rc = lvd_fail(err, "%s: close failed: %s", c->tmp, strerror(errno));
+    if (rc == 0 && rename(c->tmp, path) != 0)
+        rc = lvd_fail(err, "%s: cannot rename %s over it: %s", path, c->tmp, strerror(errno));
+    return rc;
+}
+
+/* Unlocks the claimed file, removing it when it was not renamed into place. */
+static void release(index_claim *c)
+{
+    if (c->fd < 0)
+        return;
+    if (same_file(c->fd, c->tmp))
+        unlink(c->tmp);
+    close(c->fd);
+    c->fd = -1;
+}
+
+static int recorded(lvd_manifest *m, const char *path, int *yes, lvd_error *err)
+{
+    sqlite3_stmt *st;
+    if (lvd_manifest_prepare(m, "SELECT COUNT(*) FROM indexes WHERE path = ?1", &st, err))
+        return -1;
+    sqlite3_bind_text(st, 1, path, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    *yes = rc == SQLITE_ROW && sqlite3_column_int(st, 0) > 0;
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : lvd_manifest_fail(m, err, "reading indexes");
+}
+
+/* Removes the index files of the manifest db that no live run holds and no record references. */
+static int sweep(lvd_manifest *m, const char *db, lvd_error *err)
+{
+    char abs[PATH_MAX], dir_buf[PATH_MAX], base_buf[PATH_MAX], prefix[PATH_MAX + 8];
+    if (!realpath(db, abs))
+        return lvd_fail(err, "%s: cannot resolve the manifest path", db);
+    snprintf(dir_buf, sizeof dir_buf, "%s", abs);
+    snprintf(base_buf, sizeof base_buf, "%s", abs);
+    const char *dir = dirname(dir_buf);
+    snprintf(prefix, sizeof prefix, "%s.index-", basename(base_buf));
+    DIR *d = opendir(dir);
+    if (!d)
+        return lvd_fail(err, "%s: cannot list: %s", dir, strerror(errno));
+    int rc = 0;
+    size_t np = strlen(prefix);
+    for (struct dirent *e; rc == 0 && (e = readdir(d));) {
+        const char *name = e->d_name;
+        size_t n = strlen(name);
+        int tmp = strstr(name, ".faiss.tmp.") != NULL;
+        if (strncmp(name, prefix, np) != 0 || (!tmp && (n < 6 || strcmp(name + n - 6, ".faiss"))))
+            continue;
+        char path[PATH_MAX];
+        if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
+            continue;
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0)
+            continue;
+        int yes = 0;
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0 && same_file(fd, path)) {
+            if (!tmp)
+                rc = recorded(m, path, &yes, err);
+            if (rc == 0 && !yes)
+                unlink(path);
+        }
+        close(fd);
+    }
+    closedir(d);
+    return rc;
+}
+
 static int build_and_record(lvd_manifest *m, const lvd_index_stage_options *o, int64_t model_id,
                             int dim, int64_t source_id, int64_t run, lvd_index_stage_result *res,
                             lvd_error *err)
@@ -168,15 +305,16 @@ static int build_and_record(lvd_manifest *m, const lvd_index_stage_options *o, i
     char **old = NULL;
     int n_old = 0;
     int rc = -1;
+    index_claim c = {.fd = -1};
     if (e.n == 0)
         lvd_fail(err, "model '%s' has no embeddings%s%s", o->model, o->source ? " in source " : "",
                  o->source ? o->source : "");
-    else if (lvd_stage_build_index(e.x, e.n, dim, o->factory, o->memory_budget, o->nprobe, &ix,
+    else if (index_path(o->db, model_id, source_id, run, res->path, sizeof res->path, err) == 0 &&
+             claim(res->path, &c, err) == 0 &&
+             lvd_stage_build_index(e.x, e.n, dim, o->factory, o->memory_budget, o->nprobe, &ix,
                                    res->factory, sizeof res->factory, err) == 0 &&
-             index_path(o->db, model_id, source_id, run, res->path, sizeof res->path, err) == 0 &&
-             lvd_index_save(ix, res->path, err) == 0 &&
-             old_paths(m, model_id, source_id, &old, &n_old, err) == 0) {
-        rc = record_index(m, model_id, source_id, run, &e, res, err);
+             save_claimed(ix, &c, res->path, err) == 0) {
+        rc = record_index(m, model_id, source_id, run, &e, res, &old, &n_old, err);
         if (rc)
             unlink(res->path);
     }
@@ -186,6 +324,7 @@ static int build_and_record(lvd_manifest *m, const lvd_index_stage_options *o, i
         free(old[i]);
     }
     free(old);
+    release(&c);
     res->rows = e.n;
     lvd_index_free(ix);
     lvd_embeddings_free(&e);
@@ -211,7 +350,9 @@ int lvd_index_stage_run(lvd_manifest *m, const lvd_index_stage_options *o,
     cJSON_AddNumberToObject(params, "nprobe", (double)o->nprobe);
     if (lvd_kit_run_start(m, "index", params, &run, err))
         return -1;
-    int rc = build_and_record(m, o, model_id, dim, source_id, run, res, err);
+    int rc = sweep(m, o->db, err);
+    if (rc == 0)
+        rc = build_and_record(m, o, model_id, dim, source_id, run, res, err);
     cJSON *counts = cJSON_CreateObject();
     cJSON_AddNumberToObject(counts, "rows", (double)res->rows);
     cJSON_AddStringToObject(counts, "factory", res->factory);

@@ -17,9 +17,13 @@ Listens on 127.0.0.1 on an ephemeral port and prints "PORT <n>" once ready. Rout
   /bomb.png              a PNG whose header claims 100000x100000 pixels
   /small.png, /medium.png, /wide.png   valid 10x10, 300x200 and 400x40 PNGs
   /data/<path>           a file below the folder given with --root DIR (the benchmark)
+  /shuffle/<path>        the same after a random delay of 0-40 ms, so that concurrent answers
+                         arrive in random order (a query string is ignored: /shuffle/a.jpg?2
+                         is a second URL of the same bytes)
 """
 import glob
 import os
+import random
 import socket
 import struct
 import sys
@@ -90,6 +94,10 @@ class Handler(BaseHTTPRequestHandler):
         head = parts[0]
         if head in ("img", "copy") and len(parts) == 2:
             return self.photo(parts[1])
+        if head == "shuffle" and ROOT:
+            time.sleep(random.random() * 0.04)
+            parts = self.path.split("?")[0].strip("/").split("/")
+            head = "data"
         if head == "data" and ROOT:
             path = os.path.realpath(os.path.join(ROOT, *parts[1:]))
             if not path.startswith(ROOT + os.sep) or not os.path.isfile(path):

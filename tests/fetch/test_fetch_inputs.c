@@ -80,6 +80,18 @@ int main(void)
     gzclose(gz);
     check_list(path, "http://a/1.jpg|x|7|-\nhttp://a/2.jpg|-|-|c\n");
 
+    /* Only a newline ends a line: a NUL byte is read as %00, it never merges two lines. */
+    snprintf(path, sizeof path, "%s/nul.txt", dir);
+    FILE *nul = fopen(path, "wb");
+    fwrite("http://a/1.jpg\0x\nhttp://a/2.jpg\n", 1, 32, nul);
+    fclose(nul);
+    check_list(path, "http://a/1.jpg%00x|-|-|-\nhttp://a/2.jpg|-|-|-\n");
+    snprintf(path, sizeof path, "%s/nul.csv", dir);
+    nul = fopen(path, "wb");
+    fwrite("url,label\nhttp://a/1.jpg,c\0t\nhttp://a/2.jpg,d\n", 1, 46, nul);
+    fclose(nul);
+    check_list(path, "http://a/1.jpg|-|c%00t|-\nhttp://a/2.jpg|-|d|-\n");
+
     /* A path without a scheme is a local file. */
     snprintf(path, sizeof path, "%s/local.txt", dir);
     write_text(path, "/some where/x%.jpg\n");
@@ -89,6 +101,7 @@ int main(void)
           strcmp(decoded, "/some where/x%.jpg") == 0);
     free(decoded);
     CHECK(lvd_file_url_path("file://remote/x.jpg", &decoded, &err) == -1);
+    CHECK(lvd_file_url_path("file:///etc/passwd%00.jpg", &decoded, &err) == -1);
     CHECK(lvd_url_has_scheme("s3+x://a") == 1 && lvd_url_has_scheme("/a://b") == 0);
 
     snprintf(path, sizeof path, "%s/nourl.csv", dir);
