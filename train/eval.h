@@ -13,9 +13,11 @@
  * lower class index (labels are numbered in sorted order), so a class without votes can fill
  * the top-5 when fewer than 5 classes got votes, as it does in the reference. Similarities come
  * from cblas_sgemm over blocks of test rows x bank rows (both chunk sizes bound the memory) and
- * a per-row heap; the result does not depend on the chunk sizes or the thread count.
- * (FAISS's exact search is not used: its heap keeps either of two equal similarities at the k
- * boundary depending on their arrival order, so the answer would change with the chunking.)
+ * a per-row heap; the rows that float rounding could move across the K-th are re-ranked in
+ * double precision (lvd_knn_neighbours), so the result does not depend on the chunk sizes or
+ * the thread count. (FAISS's exact search is not used: sgemm's rounding changes with the block
+ * shape, and FAISS's heap keeps either of two equal similarities at the k boundary depending on
+ * their arrival order, so its answer would change with the chunking.)
  *
  * Linear probe (linear.py): one linear layer (weights N(0, 0.01), bias 0) per learning rate of
  * a grid, all trained together in each step on the same batch of precomputed features (the
@@ -63,14 +65,17 @@ typedef struct lvd_knn_result {
 
 /* For each of the nq unit rows of q (dim values each), its K most similar rows of the bank
  * (n_bank unit rows; K <= n_bank): sims[i * K + j] descending, ids[i * K + j] the bank rows,
- * ties to the lower row. Blocks of o->query_chunk x o->bank_chunk. */
+ * ties to the lower row. A similarity is the double-precision dot product of the float rows in
+ * index order; the float sgemm blocks (o->query_chunk x o->bank_chunk) only preselect the rows
+ * within its rounding error bound of the K-th, which are then re-ranked exactly, so the
+ * answer depends on neither the chunk sizes nor the threads. */
 int lvd_knn_neighbours(const float *bank, int64_t n_bank, const float *q, int64_t nq, int dim,
-                       int K, const lvd_knn_opts *o, float *sims, int64_t *ids, lvd_error *err);
+                       int K, const lvd_knn_opts *o, double *sims, int64_t *ids, lvd_error *err);
 
 /* The class scores of one test row from its K neighbours (sims descending, their labels in
  * [0, n_classes)): scores[c] = sum over the first k <= K neighbours of label c of
  * exp(sims[j] / T) / sum_{j < K} exp(sims[j] / T), in double precision. */
-void lvd_knn_vote(const float *sims, const int32_t *labels, int K, int k, double temperature,
+void lvd_knn_vote(const double *sims, const int32_t *labels, int K, int k, double temperature,
                   int n_classes, double *scores);
 
 /* The (up to) 5 best classes of scores: descending score, ties to the lower class; slots
