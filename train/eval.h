@@ -149,20 +149,20 @@ typedef enum lvd_eval_pool {
 
 typedef struct lvd_eval_knn_options {
     const char *model, *train, *test;
-    int pool;          /* an lvd_eval_pool */
+    int pool; /* an lvd_eval_pool */
     lvd_knn_opts knn;
-    int embed;         /* 1: embed images without a stored embedding (lvd-embed's stage) */
-    int resize, crop;  /* eval transform for embedding (256, 224) */
-    int batch;         /* images per forward pass (32) */
-    int threads;       /* ViT threads; <= 0: OpenMP's default */
-    FILE *log;         /* progress lines; NULL: silent */
+    int embed;        /* 1: embed images without a stored embedding (lvd-embed's stage) */
+    int resize, crop; /* eval transform for embedding (256, 224) */
+    int batch;        /* images per forward pass (32) */
+    int threads;      /* ViT threads; <= 0: OpenMP's default */
+    FILE *log;        /* progress lines; NULL: silent */
 } lvd_eval_knn_options;
 
 typedef struct lvd_eval_knn_report {
     int64_t run_id;
-    int64_t n_train, n_test;            /* rows evaluated */
-    int64_t failed_train, failed_test;  /* images left out: they do not decode */
-    int64_t embedded;                   /* images this run embedded through the embed stage */
+    int64_t n_train, n_test;           /* rows evaluated */
+    int64_t failed_train, failed_test; /* images left out: they do not decode */
+    int64_t embedded;                  /* images this run embedded through the embed stage */
     int n_classes;
     char setting[32];                   /* "cls", "cls+mean" or "external" */
     int stored;                         /* 1: stored embeddings, 0: features computed here */
@@ -187,8 +187,8 @@ void lvd_eval_knn_print(FILE *out, const lvd_eval_knn_options *o, const lvd_eval
 
 typedef struct lvd_eval_linear_options {
     const char *model, *train, *test;
-    int blocks;       /* cls tokens of the last 1 or 4 blocks, each final-normed (1) */
-    int meanpatch;    /* 1: also the mean patch token of the last block */
+    int blocks;    /* cls tokens of the last 1 or 4 blocks, each final-normed (1) */
+    int meanpatch; /* 1: also the mean patch token of the last block */
     lvd_linear_opts linear;
     double val_share; /* share of the train source carved out for validation (0.1) */
     int resize, crop; /* eval transform (256, 224) */

@@ -120,8 +120,8 @@ int eval_images_read(lvd_manifest *m, int64_t src, const char *name, const eval_
                      eval_images *out, lvd_error *err)
 {
     memset(out, 0, sizeof *out);
-    int64_t n = count_images(m, "SELECT COUNT(*) FROM images WHERE source_id = ?1 AND status = 'ok'",
-                             src, err);
+    int64_t n = count_images(
+        m, "SELECT COUNT(*) FROM images WHERE source_id = ?1 AND status = 'ok'", src, err);
     int64_t unlabeled = count_images(m,
                                      "SELECT COUNT(*) FROM images WHERE source_id = ?1 AND status "
                                      "= 'ok' AND (label IS NULL OR label = '')",
@@ -165,8 +165,8 @@ int eval_images_read(lvd_manifest *m, int64_t src, const char *name, const eval_
         out->member[i] = member ? strdup(member) : NULL;
         out->n++;
         if (out->label[i] < 0 || !out->shard[i] || !out->member[i])
-            rc = lvd_fail(err, "source '%s': image %lld has no label, shard or member",
-                          name, (long long)out->id[i]);
+            rc = lvd_fail(err, "source '%s': image %lld has no label, shard or member", name,
+                          (long long)out->id[i]);
     }
     if (rc == 0 && step != SQLITE_ROW && step != SQLITE_DONE)
         rc = lvd_manifest_fail(m, err, "reading the images");
@@ -190,9 +190,8 @@ static int64_t find_id(const int64_t *ids, int64_t n, int64_t id)
     return lo < n && ids[lo] == id ? lo : -1;
 }
 
-int eval_stored_read(lvd_manifest *m, int64_t model_id, int64_t src, int dim,
-                     const eval_images *im, float *x, uint8_t *have, int64_t *n_missing,
-                     int64_t *n_failed, lvd_error *err)
+int eval_stored_read(lvd_manifest *m, int64_t model_id, int64_t src, int dim, const eval_images *im,
+                     float *x, uint8_t *have, int64_t *n_missing, int64_t *n_failed, lvd_error *err)
 {
     static const char *const rows_sql =
         "SELECT e.image_id, f.path, e.row FROM embeddings e"
@@ -255,13 +254,13 @@ typedef struct vit_pass {
     const eval_images *im;
     const eval_vit_spec *s;
     int D, N, dim;
-    float *chw;      /* (batch, 3, crop, crop) */
-    int64_t *slot;   /* (batch): image index of each waiting image */
-    int nb;          /* waiting images */
-    float *inter;    /* (blocks, batch, D) */
-    float *patch;    /* (batch, N, D), with meanpatch */
+    float *chw;           /* (batch, 3, crop, crop) */
+    int64_t *slot;        /* (batch): image index of each waiting image */
+    int nb;               /* waiting images */
+    float *inter;         /* (blocks, batch, D) */
+    float *patch;         /* (batch, N, D), with meanpatch */
     const int64_t *group; /* image indices of the shard being read */
-    uint8_t *seen;   /* (n): the image's member came */
+    uint8_t *seen;        /* (n): the image's member came */
     float *x;
     uint8_t *have;
     int64_t *n_failed, done;
@@ -274,8 +273,8 @@ static int pass_flush(vit_pass *p, lvd_error *err)
     if (p->nb == 0)
         return 0;
     const eval_vit_spec *s = p->s;
-    lvd_vit_outputs out = {.n_inter = s->blocks, .inter_cls = p->inter,
-                           .patch = s->meanpatch ? p->patch : NULL};
+    lvd_vit_outputs out = {
+        .n_inter = s->blocks, .inter_cls = p->inter, .patch = s->meanpatch ? p->patch : NULL};
     if (lvd_vit_forward(p->vit, p->chw, p->nb, s->crop, s->crop, NULL, &out, err))
         return -1;
     int D = p->D;
@@ -321,8 +320,8 @@ static int on_member(void *ctx, int64_t i, const char *name, const unsigned char
         return 0;
     }
     size_t plane = (size_t)3 * p->s->crop * p->s->crop;
-    int rc = lvd_image_preprocess(&img, p->s->resize, p->s->crop, p->chw + (size_t)p->nb * plane,
-                                  &derr);
+    int rc =
+        lvd_image_preprocess(&img, p->s->resize, p->s->crop, p->chw + (size_t)p->nb * plane, &derr);
     lvd_image_free(&img);
     if (rc) {
         (*p->n_failed)++;
@@ -356,9 +355,8 @@ static int pass_shards(vit_pass *p, int64_t *order, const char **members, lvd_er
             return -1;
         for (int64_t k = i; k < j; k++)
             if (!p->seen[order[k]])
-                return lvd_fail(err, "%s: member %s (image %lld) is missing",
-                                im->shard[order[k]], im->member[order[k]],
-                                (long long)im->id[order[k]]);
+                return lvd_fail(err, "%s: member %s (image %lld) is missing", im->shard[order[k]],
+                                im->member[order[k]], (long long)im->id[order[k]]);
         i = j;
     }
     return pass_flush(p, err);
@@ -370,14 +368,20 @@ int eval_vit_features(lvd_vit *vit, const eval_images *im, const eval_vit_spec *
     const lvd_vit_info *info = lvd_vit_get_info(vit);
     if (s->blocks < 1 || s->blocks > info->depth)
         return lvd_fail(err, "the model has %d blocks, %d asked for", info->depth, s->blocks);
-    if (s->crop < info->patch || s->crop % info->patch != 0 || s->resize < s->crop ||
-        s->batch < 1)
-        return lvd_fail(err, "crop %d must be a multiple of the patch size %d, resize %d at least "
-                             "the crop, batch at least 1",
+    if (s->crop < info->patch || s->crop % info->patch != 0 || s->resize < s->crop || s->batch < 1)
+        return lvd_fail(err,
+                        "crop %d must be a multiple of the patch size %d, resize %d at least "
+                        "the crop, batch at least 1",
                         s->crop, info->patch, s->resize);
-    vit_pass p = {.vit = vit, .im = im, .s = s, .D = info->dim,
+    vit_pass p = {.vit = vit,
+                  .im = im,
+                  .s = s,
+                  .D = info->dim,
                   .N = (s->crop / info->patch) * (s->crop / info->patch),
-                  .dim = eval_vit_dim(vit, s), .x = x, .have = have, .n_failed = n_failed,
+                  .dim = eval_vit_dim(vit, s),
+                  .x = x,
+                  .have = have,
+                  .n_failed = n_failed,
                   .log = log};
     *n_failed = 0;
     memset(have, 0, (size_t)im->n);

@@ -42,9 +42,9 @@ void eval_images_free(eval_images *im);
 /* The stored embeddings of model_id (dim values, unit rows) for the images of im: x[i] and
  * have[i] = 1 where image i has one. n_missing counts the images without one, n_failed those of
  * them the embed stage recorded as failed (v_embedding_failures). */
-int eval_stored_read(lvd_manifest *m, int64_t model_id, int64_t src, int dim,
-                     const eval_images *im, float *x, uint8_t *have, int64_t *n_missing,
-                     int64_t *n_failed, lvd_error *err);
+int eval_stored_read(lvd_manifest *m, int64_t model_id, int64_t src, int dim, const eval_images *im,
+                     float *x, uint8_t *have, int64_t *n_missing, int64_t *n_failed,
+                     lvd_error *err);
 
 /* What eval_vit_features computes per image: the cls tokens of the last `blocks` blocks (each
  * final-normed; earliest first), then with meanpatch the mean patch token of the last block. */

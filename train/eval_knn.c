@@ -331,8 +331,8 @@ int lvd_knn_neighbours(const float *bank, int64_t n_bank, const float *q, int64_
     int rc = 0;
     for (int64_t q0 = 0; q0 < nq && rc == 0; q0 += w.qc) {
         int64_t n = nq - q0 < w.qc ? nq - q0 : w.qc;
-        rc = neighbours_chunk(&w, bank, n_bank, q + (size_t)q0 * dim, n, dim,
-                              sims + (size_t)q0 * K, ids + (size_t)q0 * K, err);
+        rc = neighbours_chunk(&w, bank, n_bank, q + (size_t)q0 * dim, n, dim, sims + (size_t)q0 * K,
+                              ids + (size_t)q0 * K, err);
     }
     work_free(&w);
     return rc;
@@ -395,8 +395,8 @@ static int check_labels(const int32_t *y, int64_t n, int n_classes, const char *
  * the votes neighbour by neighbour gives each k's scores as lvd_knn_vote does. */
 static void score_chunk(const double *sims, const int64_t *ids, const int32_t *bank_labels,
                         const int32_t *test_labels, int64_t n, int K, int n_classes,
-                        const lvd_knn_opts *o, const int *order, const int *k_used,
-                        double *scratch, int64_t *c1, int64_t *c5, int32_t *pred)
+                        const lvd_knn_opts *o, const int *order, const int *k_used, double *scratch,
+                        int64_t *c1, int64_t *c5, int32_t *pred)
 {
 #pragma omp parallel
     {

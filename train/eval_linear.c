@@ -99,11 +99,10 @@ static int probe_alloc(probe *p, int G, int C, int D, int B, int64_t n, lvd_erro
     p->scratch = malloc((size_t)omp_get_max_threads() * C * sizeof *p->scratch);
     p->perm = malloc((size_t)n * sizeof *p->perm);
     p->yb = malloc((size_t)B * sizeof *p->yb);
-    if (!p->params || !p->grad || !p->mom || !p->diverged || !p->xb || !p->logits ||
-        !p->rowloss || !p->scratch || !p->perm || !p->yb) {
+    if (!p->params || !p->grad || !p->mom || !p->diverged || !p->xb || !p->logits || !p->rowloss ||
+        !p->scratch || !p->perm || !p->yb) {
         probe_free(p);
-        return lvd_fail(err, "linear probe: out of memory for %d classifiers of %d x %d", G, C,
-                        D);
+        return lvd_fail(err, "linear probe: out of memory for %d classifiers of %d x %d", G, C, D);
     }
     p->W = p->params;
     p->b = p->params + gc * D;
@@ -228,8 +227,8 @@ static void probe_score(probe *p, const float *x, const int32_t *y, int64_t n, d
                     lvd_knn_top5(s, C, top);
                     int32_t t = y[r0 + r];
                     h1[g] += top[0] == t;
-                    h5[g] += top[0] == t || top[1] == t || top[2] == t || top[3] == t ||
-                             top[4] == t;
+                    h5[g] +=
+                        top[0] == t || top[1] == t || top[2] == t || top[3] == t || top[4] == t;
                 }
         }
     }
@@ -252,8 +251,8 @@ static int check_labels(const int32_t *y, int64_t n, int n_classes, const char *
 static int check_args(int64_t n_train, int64_t n_val, int64_t n_test, int dim, int n_classes,
                       const lvd_linear_opts *o, lvd_error *err)
 {
-    if (n_train < 1 || n_val < 1 || n_test < 0 || dim < 1 || n_classes < 1 ||
-        n_train > INT32_MAX || (int64_t)n_classes * o->n_lrs * dim > INT32_MAX)
+    if (n_train < 1 || n_val < 1 || n_test < 0 || dim < 1 || n_classes < 1 || n_train > INT32_MAX ||
+        (int64_t)n_classes * o->n_lrs * dim > INT32_MAX)
         return lvd_fail(err, "linear probe: bad sizes (train %lld, val %lld, dim %d, classes %d)",
                         (long long)n_train, (long long)n_val, dim, n_classes);
     if (o->n_lrs < 1 || o->n_lrs > LVD_LINEAR_MAX_LRS)

@@ -95,8 +95,9 @@ static int vit_features(const lvd_model_record *rec, const eval_vit_spec *spec, 
                         side *tr, side *te, int *dim, FILE *log, lvd_error *err)
 {
     if (rec->features == LVD_FEATURES_EXTERNAL)
-        return lvd_fail(err, "model '%s' has no weights (external embeddings): features need a "
-                             "ViT model",
+        return lvd_fail(err,
+                        "model '%s' has no weights (external embeddings): features need a "
+                        "ViT model",
                         rec->name);
     lvd_vit *vit;
     if (lvd_model_open(rec, &vit, err))
@@ -157,16 +158,15 @@ static int embed_missing(lvd_manifest *m, const lvd_eval_knn_options *o, const s
 
 /* The stored embeddings of both sides, embedding the missing ones when allowed. */
 static int stored_features(lvd_manifest *m, const lvd_eval_knn_options *o,
-                           const lvd_model_record *rec, side *tr, side *te,
-                           lvd_eval_knn_report *r, lvd_error *err)
+                           const lvd_model_record *rec, side *tr, side *te, lvd_eval_knn_report *r,
+                           lvd_error *err)
 {
     side *sides[2] = {tr, te};
     for (int k = 0; k < 2; k++) {
         side *s = sides[k];
         int64_t missing, failed;
-        if (side_alloc(s, rec->dim, err) ||
-            eval_stored_read(m, rec->id, s->src, rec->dim, &s->im, s->x, s->have, &missing,
-                             &failed, err))
+        if (side_alloc(s, rec->dim, err) || eval_stored_read(m, rec->id, s->src, rec->dim, &s->im,
+                                                             s->x, s->have, &missing, &failed, err))
             return -1;
         if (missing > failed) {
             long long todo = (long long)(missing - failed);
@@ -226,8 +226,8 @@ typedef struct eval_row {
     int64_t n_train, n_test, train_src, test_src;
 } eval_row;
 
-static int insert_rows(lvd_manifest *m, int64_t run, int64_t model_id, const eval_row *rows,
-                       int n, lvd_error *err)
+static int insert_rows(lvd_manifest *m, int64_t run, int64_t model_id, const eval_row *rows, int n,
+                       lvd_error *err)
 {
     sqlite3_stmt *st;
     if (lvd_manifest_begin(m, err))
@@ -274,15 +274,14 @@ static int insert_rows(lvd_manifest *m, int64_t run, int64_t model_id, const eva
     return -1;
 }
 
-static int knn_record(lvd_manifest *m, const lvd_model_record *rec, const side *tr,
-                      const side *te, const lvd_eval_knn_options *o, lvd_eval_knn_report *r,
-                      lvd_error *err)
+static int knn_record(lvd_manifest *m, const lvd_model_record *rec, const side *tr, const side *te,
+                      const lvd_eval_knn_options *o, lvd_eval_knn_report *r, lvd_error *err)
 {
     eval_row rows[LVD_KNN_MAX_KS];
     for (int q = 0; q < o->knn.n_ks; q++)
-        rows[q] = (eval_row){"knn",         r->setting,       "test",   r->res[q].k_used, 0,
-                             r->res[q].top1, r->res[q].top5, tr->n,    te->n,
-                             tr->src,       te->src};
+        rows[q] =
+            (eval_row){"knn",          r->setting, "test", r->res[q].k_used, 0,      r->res[q].top1,
+                       r->res[q].top5, tr->n,      te->n,  tr->src,          te->src};
     return insert_rows(m, r->run_id, rec->id, rows, o->knn.n_ks, err);
 }
 
@@ -298,7 +297,8 @@ static int knn_body(lvd_manifest *m, const lvd_eval_knn_options *o, const lvd_mo
     } else {
         eval_vit_spec spec = {1, o->pool == LVD_EVAL_POOL_CLS_MEAN, o->resize, o->crop, o->batch};
         if (vit_features(rec, &spec, o->threads, tr, te, &dim, o->log, err) ||
-            lvd_normalize_rows(tr->x, tr->n, dim, err) || lvd_normalize_rows(te->x, te->n, dim, err))
+            lvd_normalize_rows(tr->x, tr->n, dim, err) ||
+            lvd_normalize_rows(te->x, te->n, dim, err))
             return -1;
     }
     r->n_train = tr->n;
@@ -390,13 +390,14 @@ int lvd_eval_knn_run(lvd_manifest *m, const lvd_eval_knn_options *o, lvd_eval_kn
     int stored = 1;
     if (rec.features == LVD_FEATURES_EXTERNAL) {
         if (o->pool != LVD_EVAL_POOL_MODEL)
-            return lvd_fail(err, "model '%s' is external: only its stored embeddings can be "
-                                 "evaluated (leave out --pool)",
+            return lvd_fail(err,
+                            "model '%s' is external: only its stored embeddings can be "
+                            "evaluated (leave out --pool)",
                             o->model);
         snprintf(r->setting, sizeof r->setting, "external");
     } else {
-        int registered = rec.features == LVD_FEATURES_CLS ? LVD_EVAL_POOL_CLS
-                                                          : LVD_EVAL_POOL_CLS_MEAN;
+        int registered =
+            rec.features == LVD_FEATURES_CLS ? LVD_EVAL_POOL_CLS : LVD_EVAL_POOL_CLS_MEAN;
         int pool = o->pool == LVD_EVAL_POOL_MODEL ? registered : o->pool;
         stored = pool == registered;
         snprintf(r->setting, sizeof r->setting, "%s", pool_name(pool));
@@ -423,8 +424,7 @@ int lvd_eval_knn_run(lvd_manifest *m, const lvd_eval_knn_options *o, lvd_eval_kn
 void lvd_eval_knn_print(FILE *out, const lvd_eval_knn_options *o, const lvd_eval_knn_report *r)
 {
     fprintf(out, "k-NN of model %s, %s features (%s), T = %g, run %lld\n", o->model, r->setting,
-            r->stored ? "stored embeddings" : "computed", o->knn.temperature,
-            (long long)r->run_id);
+            r->stored ? "stored embeddings" : "computed", o->knn.temperature, (long long)r->run_id);
     fprintf(out, "train '%s' %lld images, test '%s' %lld images, %d classes", o->train,
             (long long)r->n_train, o->test, (long long)r->n_test, r->n_classes);
     if (r->failed_train || r->failed_test)
@@ -530,20 +530,13 @@ static int linear_record(lvd_manifest *m, const lvd_model_record *rec, const sid
     const lvd_linear_result *res = &r->res;
     int n = 0;
     for (int g = 0; g < res->n_lrs; g++)
-        rows[n++] = (eval_row){"linear",         r->setting,         "val",    0,
-                               o->linear.lrs[g], res->val_top1[g], res->val_top5[g],
-                               r->n_train,       r->n_val,           tr->src, tr->src};
-    rows[n++] = (eval_row){"linear",
-                           r->setting,
-                           "test",
-                           0,
-                           o->linear.lrs[res->best],
-                           res->test_top1,
-                           res->test_top5,
-                           r->n_train,
-                           r->n_test,
-                           tr->src,
-                           te->src};
+        rows[n++] = (eval_row){
+            "linear",         r->setting, "val",    0,       o->linear.lrs[g], res->val_top1[g],
+            res->val_top5[g], r->n_train, r->n_val, tr->src, tr->src};
+    rows[n++] =
+        (eval_row){"linear",       r->setting,     "test",     0,         o->linear.lrs[res->best],
+                   res->test_top1, res->test_top5, r->n_train, r->n_test, tr->src,
+                   te->src};
     return insert_rows(m, r->run_id, rec->id, rows, n, err);
 }
 
@@ -585,8 +578,8 @@ static int linear_body(void *p)
         fprintf(o->log, "training %d linear classifiers on %lld rows of %d features\n",
                 o->linear.n_lrs, (long long)s.n, r->dim);
     if (rc == 0)
-        rc = lvd_linear_probe(s.x, s.y, s.n, s.vx, s.vy, s.nv, c->te->x, c->te->y, c->te->n,
-                              r->dim, r->n_classes, &o->linear, &r->res, c->err);
+        rc = lvd_linear_probe(s.x, s.y, s.n, s.vx, s.vy, s.nv, c->te->x, c->te->y, c->te->n, r->dim,
+                              r->n_classes, &o->linear, &r->res, c->err);
     split_free(&s);
     r->seconds_train = now_s() - t1;
     if (rc == 0 && r->res.best < 0)
@@ -645,16 +638,15 @@ int lvd_eval_linear_run(lvd_manifest *m, const lvd_eval_linear_options *o,
                         "model '%s' has no weights (external embeddings): the linear probe "
                         "needs a ViT model",
                         o->model);
-    snprintf(r->setting, sizeof r->setting, "blocks=%d%s", o->blocks,
-             o->meanpatch ? "+mean" : "");
+    snprintf(r->setting, sizeof r->setting, "blocks=%d%s", o->blocks, o->meanpatch ? "+mean" : "");
     side tr, te;
     eval_labels labels;
     int rc = sides_read(m, o->train, o->test, &tr, &te, &labels, err);
     r->n_classes = labels.n;
     if (rc == 0) {
         linear_ctx c = {m, o, &rec, &tr, &te, r, err};
-        rc = run_stage(m, "eval-linear", linear_params(o, r->setting), &r->run_id, linear_body,
-                       &c, linear_counts, err);
+        rc = run_stage(m, "eval-linear", linear_params(o, r->setting), &r->run_id, linear_body, &c,
+                       linear_counts, err);
     }
     side_free(&tr);
     side_free(&te);
@@ -668,8 +660,7 @@ void lvd_eval_linear_print(FILE *out, const lvd_eval_linear_options *o,
     const lvd_linear_result *res = &r->res;
     fprintf(out, "linear probe of model %s, %s (%d features), run %lld\n", o->model, r->setting,
             r->dim, (long long)r->run_id);
-    fprintf(out,
-            "train '%s' %lld rows + %lld validation rows, test '%s' %lld images, %d classes\n",
+    fprintf(out, "train '%s' %lld rows + %lld validation rows, test '%s' %lld images, %d classes\n",
             o->train, (long long)r->n_train, (long long)r->n_val, o->test, (long long)r->n_test,
             r->n_classes);
     if (r->failed_train || r->failed_test)

@@ -72,8 +72,8 @@ static const char linear_usage[] =
     "  --help               this text\n";
 
 /* A comma-separated list of integers (ints) or floats (floats) for option opt. */
-static int parse_list(const char *opt, const char *text, int max, int *ints, float *floats,
-                      int *n, lvd_error *err)
+static int parse_list(const char *opt, const char *text, int max, int *ints, float *floats, int *n,
+                      lvd_error *err)
 {
     char buf[1024];
     if (strlen(text) >= sizeof buf)
@@ -97,8 +97,8 @@ static int parse_list(const char *opt, const char *text, int max, int *ints, flo
 
 /* Options both subcommands share; returns 1 when c was one of them. */
 static int common_opt(int c, const char **db, const char **model, const char **train,
-                      const char **test, int *resize, int *crop, int *batch, int *threads,
-                      int *rc, lvd_error *err)
+                      const char **test, int *resize, int *crop, int *batch, int *threads, int *rc,
+                      lvd_error *err)
 {
     int64_t v;
     *rc = 0;
@@ -140,7 +140,9 @@ static int common_opt(int c, const char **db, const char **model, const char **t
         {"train", required_argument, 0, 'a'}, {"test", required_argument, 0, 'e'},                 \
         {"resize", required_argument, 0, 'R'}, {"crop", required_argument, 0, 'C'},                \
         {"vit-batch", required_argument, 0, 'B'}, {"threads", required_argument, 0, 'T'},          \
-        {"help", no_argument, 0, 'h'}
+    {                                                                                              \
+        "help", no_argument, 0, 'h'                                                                \
+    }
 
 /* Returns 0 to run, 1 after --help, -1 on bad usage. */
 static int parse_knn(int argc, char **argv, const char **db, lvd_eval_knn_options *o,
