@@ -362,17 +362,25 @@ static int pass_shards(vit_pass *p, int64_t *order, const char **members, lvd_er
     return pass_flush(p, err);
 }
 
-int eval_vit_features(lvd_vit *vit, const eval_images *im, const eval_vit_spec *s, float *x,
-                      uint8_t *have, int64_t *n_failed, FILE *log, lvd_error *err)
+int eval_vit_check(const lvd_vit *vit, const eval_vit_spec *s, lvd_error *err)
 {
     const lvd_vit_info *info = lvd_vit_get_info(vit);
     if (s->blocks < 1 || s->blocks > info->depth)
         return lvd_fail(err, "the model has %d blocks, %d asked for", info->depth, s->blocks);
     if (s->crop < info->patch || s->crop % info->patch != 0 || s->resize < s->crop || s->batch < 1)
         return lvd_fail(err,
-                        "crop %d must be a multiple of the patch size %d, resize %d at least "
-                        "the crop, batch at least 1",
-                        s->crop, info->patch, s->resize);
+                        "crop %d must be a multiple of the patch size %d and resize %d at least "
+                        "the crop; batch %d at least 1",
+                        s->crop, info->patch, s->resize, s->batch);
+    return 0;
+}
+
+int eval_vit_features(lvd_vit *vit, const eval_images *im, const eval_vit_spec *s, float *x,
+                      uint8_t *have, int64_t *n_failed, FILE *log, lvd_error *err)
+{
+    if (eval_vit_check(vit, s, err))
+        return -1;
+    const lvd_vit_info *info = lvd_vit_get_info(vit);
     vit_pass p = {.vit = vit,
                   .im = im,
                   .s = s,

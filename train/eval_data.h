@@ -57,10 +57,14 @@ typedef struct eval_vit_spec {
 /* Values per image: (blocks + meanpatch) * D. */
 int eval_vit_dim(const lvd_vit *vit, const eval_vit_spec *s);
 
+/* Checks s against the model: 1 <= blocks <= depth, crop a multiple of the patch size,
+ * resize >= crop, batch >= 1. */
+int eval_vit_check(const lvd_vit *vit, const eval_vit_spec *s, lvd_error *err);
+
 /* Features (not normalized) of every image of im into x (n x eval_vit_dim), reading shard by
- * shard; have[i] = 0 for an image that does not decode (counted in *n_failed). Fails on an
- * unreadable shard, a member missing from its shard, or a ViT error. Progress lines go to log
- * (NULL: none). */
+ * shard; have[i] = 0 for an image that does not decode (counted in *n_failed). Fails as
+ * eval_vit_check does, on an unreadable shard, a member missing from its shard, or a ViT error.
+ * Progress lines go to log (NULL: none). */
 int eval_vit_features(lvd_vit *vit, const eval_images *im, const eval_vit_spec *s, float *x,
                       uint8_t *have, int64_t *n_failed, FILE *log, lvd_error *err);
 

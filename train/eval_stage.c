@@ -90,34 +90,37 @@ static int find_model(lvd_manifest *m, const char *name, lvd_model_record *rec, 
     return found ? 0 : lvd_fail(err, "unknown model '%s'", name);
 }
 
-/* Features of both sides through the model's ViT from the shards. */
-static int vit_features(const lvd_model_record *rec, const eval_vit_spec *spec, int threads,
-                        side *tr, side *te, int *dim, FILE *log, lvd_error *err)
+/* Opens the ViT of a model with weights; what names the caller in the message. */
+static int open_vit(const lvd_model_record *rec, int threads, const char *what, lvd_vit **vit,
+                    lvd_error *err)
 {
     if (rec->features == LVD_FEATURES_EXTERNAL)
         return lvd_fail(err,
-                        "model '%s' has no weights (external embeddings): features need a "
-                        "ViT model",
-                        rec->name);
-    lvd_vit *vit;
-    if (lvd_model_open(rec, &vit, err))
+                        "model '%s' has no weights (external embeddings): %s needs a ViT model",
+                        rec->name, what);
+    if (lvd_model_open(rec, vit, err))
         return -1;
-    lvd_vit_set_threads(vit, threads);
+    lvd_vit_set_threads(*vit, threads);
+    return 0;
+}
+
+/* Features of both sides through the ViT from the shards. */
+static int vit_features(lvd_vit *vit, const char *model, const eval_vit_spec *spec, side *tr,
+                        side *te, int *dim, FILE *log, lvd_error *err)
+{
     *dim = eval_vit_dim(vit, spec);
-    int rc = 0;
     side *sides[2] = {tr, te};
-    for (int k = 0; k < 2 && rc == 0; k++) {
+    for (int k = 0; k < 2; k++) {
         side *s = sides[k];
         if (log)
             fprintf(log, "features of source '%s' (%lld images) through model '%s'\n", s->name,
-                    (long long)s->im.n, rec->name);
-        rc = side_alloc(s, *dim, err) ||
-             eval_vit_features(vit, &s->im, spec, s->x, s->have, &s->failed, log, err);
-        if (rc == 0)
-            side_compact(s, *dim);
+                    (long long)s->im.n, model);
+        if (side_alloc(s, *dim, err) ||
+            eval_vit_features(vit, &s->im, spec, s->x, s->have, &s->failed, log, err))
+            return -1;
+        side_compact(s, *dim);
     }
-    lvd_vit_free(vit);
-    return rc ? -1 : 0;
+    return 0;
 }
 
 /* ---- k-NN ---------------------------------------------------------------------------------- */
@@ -286,17 +289,17 @@ static int knn_record(lvd_manifest *m, const lvd_model_record *rec, const side *
 }
 
 static int knn_body(lvd_manifest *m, const lvd_eval_knn_options *o, const lvd_model_record *rec,
-                    int stored, side *tr, side *te, int n_classes, lvd_eval_knn_report *r,
+                    lvd_vit *vit, side *tr, side *te, int n_classes, lvd_eval_knn_report *r,
                     lvd_error *err)
 {
     double t0 = now_s();
     int dim = rec->dim;
-    if (stored) {
+    if (!vit) {
         if (stored_features(m, o, rec, tr, te, r, err))
             return -1;
     } else {
         eval_vit_spec spec = {1, o->pool == LVD_EVAL_POOL_CLS_MEAN, o->resize, o->crop, o->batch};
-        if (vit_features(rec, &spec, o->threads, tr, te, &dim, o->log, err) ||
+        if (vit_features(vit, rec->name, &spec, tr, te, &dim, o->log, err) ||
             lvd_normalize_rows(tr->x, tr->n, dim, err) ||
             lvd_normalize_rows(te->x, te->n, dim, err))
             return -1;
@@ -358,7 +361,7 @@ typedef struct knn_ctx {
     lvd_manifest *m;
     const lvd_eval_knn_options *o;
     const lvd_model_record *rec;
-    int stored;
+    lvd_vit *vit; /* NULL: stored embeddings */
     side *tr, *te;
     lvd_eval_knn_report *r;
     lvd_error *err;
@@ -367,7 +370,7 @@ typedef struct knn_ctx {
 static int knn_body_cb(void *p)
 {
     knn_ctx *c = p;
-    return knn_body(c->m, c->o, c->rec, c->stored, c->tr, c->te, c->r->n_classes, c->r, c->err);
+    return knn_body(c->m, c->o, c->rec, c->vit, c->tr, c->te, c->r->n_classes, c->r, c->err);
 }
 
 static cJSON *knn_counts_cb(void *p)
@@ -407,18 +410,24 @@ int lvd_eval_knn_run(lvd_manifest *m, const lvd_eval_knn_options *o, lvd_eval_kn
                 o->model);
     side tr, te;
     eval_labels labels;
+    lvd_vit *vit = NULL;
+    eval_vit_spec spec = {1, 0, o->resize, o->crop, o->batch};
     int rc = sides_read(m, o->train, o->test, &tr, &te, &labels, err);
     r->n_classes = labels.n;
+    if (rc == 0 && !stored)
+        rc = open_vit(&rec, o->threads, "lvd-eval knn", &vit, err) ||
+             eval_vit_check(vit, &spec, err);
     if (rc == 0) {
-        knn_ctx c = {m, o, &rec, stored, &tr, &te, r, err};
+        knn_ctx c = {m, o, &rec, vit, &tr, &te, r, err};
         rc = run_stage(m, "eval-knn", knn_params(o, r->setting), &r->run_id, knn_body_cb, &c,
                        knn_counts_cb, err);
     }
     r->stored = stored;
+    lvd_vit_free(vit);
     side_free(&tr);
     side_free(&te);
     eval_labels_free(&labels);
-    return rc;
+    return rc ? -1 : 0;
 }
 
 void lvd_eval_knn_print(FILE *out, const lvd_eval_knn_options *o, const lvd_eval_knn_report *r)
@@ -544,6 +553,7 @@ typedef struct linear_ctx {
     lvd_manifest *m;
     const lvd_eval_linear_options *o;
     const lvd_model_record *rec;
+    lvd_vit *vit;
     side *tr, *te;
     lvd_eval_linear_report *r;
     lvd_error *err;
@@ -556,7 +566,7 @@ static int linear_body(void *p)
     lvd_eval_linear_report *r = c->r;
     double t0 = now_s();
     eval_vit_spec spec = {o->blocks, o->meanpatch, o->resize, o->crop, o->batch};
-    if (vit_features(c->rec, &spec, o->threads, c->tr, c->te, &r->dim, o->log, c->err))
+    if (vit_features(c->vit, c->rec->name, &spec, c->tr, c->te, &r->dim, o->log, c->err))
         return -1;
     r->failed_train = c->tr->failed;
     r->failed_test = c->te->failed;
@@ -633,21 +643,24 @@ int lvd_eval_linear_run(lvd_manifest *m, const lvd_eval_linear_options *o,
     lvd_model_record rec;
     if (find_model(m, o->model, &rec, err))
         return -1;
-    if (rec.features == LVD_FEATURES_EXTERNAL)
-        return lvd_fail(err,
-                        "model '%s' has no weights (external embeddings): the linear probe "
-                        "needs a ViT model",
-                        o->model);
     snprintf(r->setting, sizeof r->setting, "blocks=%d%s", o->blocks, o->meanpatch ? "+mean" : "");
+    lvd_vit *vit = NULL;
+    eval_vit_spec spec = {o->blocks, o->meanpatch, o->resize, o->crop, o->batch};
+    if (open_vit(&rec, o->threads, "the linear probe", &vit, err) ||
+        eval_vit_check(vit, &spec, err)) {
+        lvd_vit_free(vit);
+        return -1;
+    }
     side tr, te;
     eval_labels labels;
     int rc = sides_read(m, o->train, o->test, &tr, &te, &labels, err);
     r->n_classes = labels.n;
     if (rc == 0) {
-        linear_ctx c = {m, o, &rec, &tr, &te, r, err};
+        linear_ctx c = {m, o, &rec, vit, &tr, &te, r, err};
         rc = run_stage(m, "eval-linear", linear_params(o, r->setting), &r->run_id, linear_body, &c,
                        linear_counts, err);
     }
+    lvd_vit_free(vit);
     side_free(&tr);
     side_free(&te);
     eval_labels_free(&labels);
