@@ -165,12 +165,14 @@ typedef struct lvd_eval_knn_report {
     int64_t embedded;                  /* images this run embedded through the embed stage */
     int n_classes;
     char setting[32];                   /* "cls", "cls+mean" or "external" */
+    int resize, crop;                   /* the eval transform used */
     int stored;                         /* 1: stored embeddings, 0: features computed here */
     lvd_knn_result res[LVD_KNN_MAX_KS]; /* one per k */
     double seconds_features, seconds_knn;
 } lvd_eval_knn_report;
 
-/* pool model, k 10 20 100 200, T 0.07, embed 1, 256 / 224, batch 32, log stderr. */
+/* pool model, k 10 20 100 200, T 0.07, embed 1, transform 0 (the stored one), batch 32, log
+ * stderr. */
 void lvd_eval_knn_defaults(lvd_eval_knn_options *o);
 
 /* The k-NN stage. With pool = the model's features (LVD_EVAL_POOL_MODEL, or the mode the model
@@ -191,7 +193,7 @@ typedef struct lvd_eval_linear_options {
     int meanpatch; /* 1: also the mean patch token of the last block */
     lvd_linear_opts linear;
     double val_share; /* share of the train source carved out for validation (0.1) */
-    int resize, crop; /* eval transform (256, 224) */
+    int resize, crop; /* eval transform; 0 as in lvd_eval_knn_options */
     int batch;        /* images per forward pass (32) */
     int threads;      /* ViT threads; <= 0: OpenMP's default */
     FILE *log;
@@ -203,12 +205,13 @@ typedef struct lvd_eval_linear_report {
     int64_t failed_train, failed_test; /* images left out: they do not decode */
     int n_classes, dim;
     char setting[32]; /* "blocks=1", "blocks=4+mean", ... */
+    int resize, crop; /* the eval transform used */
     lvd_linear_result res;
     double seconds_features, seconds_train;
 } lvd_eval_linear_report;
 
 /* blocks 1, no mean patch, the reference grid, 10 epochs, batch 128, seed 0, val share 0.1,
- * 256 / 224, batch 32, log stderr. */
+ * transform 0 (as the stored embeddings), batch 32, log stderr. */
 void lvd_eval_linear_defaults(lvd_eval_linear_options *o);
 
 /* The linear stage: features of both sources through the model's ViT from the shards, the

@@ -74,6 +74,7 @@ static int sides_read(lvd_manifest *m, const char *train, const char *test, side
                       eval_labels *labels, lvd_error *err)
 {
     memset(labels, 0, sizeof *labels);
+    memset(te, 0, sizeof *te);
     if (side_open(m, train, tr, err) || side_open(m, test, te, err) ||
         eval_labels_read(m, tr->src, te->src, labels, err) ||
         eval_images_read(m, tr->src, train, labels, &tr->im, err) ||
@@ -88,6 +89,49 @@ static int find_model(lvd_manifest *m, const char *name, lvd_model_record *rec, 
     if (lvd_model_find(m, name, rec, &found, err))
         return -1;
     return found ? 0 : lvd_fail(err, "unknown model '%s'", name);
+}
+
+/* The eval transform of the model's stored embeddings: resize and crop of its last embed run
+ * that embedded images (*run = 0 and both 0 when there is none). */
+static int embedded_transform(lvd_manifest *m, const char *model, int *resize, int *crop,
+                              int64_t *run, lvd_error *err)
+{
+    sqlite3_stmt *st;
+    *resize = *crop = 0;
+    *run = 0;
+    if (lvd_manifest_prepare(m,
+                             "SELECT id, json_extract(params, '$.resize'), "
+                             "json_extract(params, '$.crop') FROM runs WHERE stage = 'embed' AND "
+                             "status = 'ok' AND json_extract(params, '$.model') = ?1 AND "
+                             "json_extract(counts, '$.embedded') > 0 ORDER BY id DESC LIMIT 1",
+                             &st, err))
+        return -1;
+    sqlite3_bind_text(st, 1, model, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *run = sqlite3_column_int64(st, 0);
+        *resize = sqlite3_column_int(st, 1);
+        *crop = sqlite3_column_int(st, 2);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return lvd_manifest_fail(m, err, "reading the embed runs");
+    return 0;
+}
+
+/* Resolves the transform options (0: as the model's stored embeddings, else 256 / 224). */
+static int resolve_transform(lvd_manifest *m, const char *model, int *resize, int *crop,
+                             lvd_error *err)
+{
+    int r, c;
+    int64_t run;
+    if (embedded_transform(m, model, &r, &c, &run, err))
+        return -1;
+    if (*resize == 0)
+        *resize = r > 0 ? r : 256;
+    if (*crop == 0)
+        *crop = c > 0 ? c : 224;
+    return 0;
 }
 
 /* Opens the ViT of a model with weights; what names the caller in the message. */
@@ -131,8 +175,6 @@ void lvd_eval_knn_defaults(lvd_eval_knn_options *o)
     o->pool = LVD_EVAL_POOL_MODEL;
     lvd_knn_opts_default(&o->knn);
     o->embed = 1;
-    o->resize = 256;
-    o->crop = 224;
     o->batch = 32;
     o->log = stderr;
 }
@@ -183,6 +225,16 @@ static int stored_features(lvd_manifest *m, const lvd_eval_knn_options *o,
                                 "%lld images of source '%s' have no embedding of model '%s': "
                                 "run lvd-embed --db DB --model %s --source %s",
                                 todo, s->name, rec->name, rec->name, s->name);
+            int pr, pc;
+            int64_t prun;
+            if (embedded_transform(m, rec->name, &pr, &pc, &prun, err))
+                return -1;
+            if (prun > 0 && (pr != o->resize || pc != o->crop))
+                return lvd_fail(err,
+                                "model '%s' embedded its images at resize %d, crop %d (run "
+                                "%lld): embedding %lld more at resize %d, crop %d would mix "
+                                "transforms",
+                                rec->name, pr, pc, (long long)prun, todo, o->resize, o->crop);
             if (o->log)
                 fprintf(o->log, "embedding %lld images of source '%s' with model '%s'\n", todo,
                         s->name, rec->name);
@@ -379,17 +431,21 @@ static cJSON *knn_counts_cb(void *p)
     return knn_counts(c->o, c->r);
 }
 
-int lvd_eval_knn_run(lvd_manifest *m, const lvd_eval_knn_options *o, lvd_eval_knn_report *r,
+int lvd_eval_knn_run(lvd_manifest *m, const lvd_eval_knn_options *opts, lvd_eval_knn_report *r,
                      lvd_error *err)
 {
     memset(r, 0, sizeof *r);
-    if (!o->model || !o->train || !o->test)
+    if (!opts->model || !opts->train || !opts->test)
         return lvd_fail(err, "k-NN: a model, a train and a test source are needed");
-    if (o->pool < LVD_EVAL_POOL_MODEL || o->pool > LVD_EVAL_POOL_CLS_MEAN)
-        return lvd_fail(err, "k-NN: unknown pooling %d", o->pool);
+    if (opts->pool < LVD_EVAL_POOL_MODEL || opts->pool > LVD_EVAL_POOL_CLS_MEAN)
+        return lvd_fail(err, "k-NN: unknown pooling %d", opts->pool);
+    lvd_eval_knn_options resolved = *opts, *o = &resolved;
     lvd_model_record rec;
-    if (find_model(m, o->model, &rec, err))
+    if (find_model(m, o->model, &rec, err) ||
+        resolve_transform(m, o->model, &resolved.resize, &resolved.crop, err))
         return -1;
+    r->resize = o->resize;
+    r->crop = o->crop;
     int stored = 1;
     if (rec.features == LVD_FEATURES_EXTERNAL) {
         if (o->pool != LVD_EVAL_POOL_MODEL)
@@ -404,10 +460,10 @@ int lvd_eval_knn_run(lvd_manifest *m, const lvd_eval_knn_options *o, lvd_eval_kn
         int pool = o->pool == LVD_EVAL_POOL_MODEL ? registered : o->pool;
         stored = pool == registered;
         snprintf(r->setting, sizeof r->setting, "%s", pool_name(pool));
+        if (!stored && o->log)
+            fprintf(o->log, "model '%s' stores %s embeddings: computing %s features\n", o->model,
+                    pool_name(registered), pool_name(pool));
     }
-    if (!stored && o->pool == LVD_EVAL_POOL_CLS_MEAN && o->log)
-        fprintf(o->log, "model '%s' stores cls embeddings: computing cls+mean features\n",
-                o->model);
     side tr, te;
     eval_labels labels;
     lvd_vit *vit = NULL;
@@ -432,8 +488,12 @@ int lvd_eval_knn_run(lvd_manifest *m, const lvd_eval_knn_options *o, lvd_eval_kn
 
 void lvd_eval_knn_print(FILE *out, const lvd_eval_knn_options *o, const lvd_eval_knn_report *r)
 {
-    fprintf(out, "k-NN of model %s, %s features (%s), T = %g, run %lld\n", o->model, r->setting,
-            r->stored ? "stored embeddings" : "computed", o->knn.temperature, (long long)r->run_id);
+    char transform[64] = "";
+    if (strcmp(r->setting, "external") != 0) /* imported rows: no transform of lvd's */
+        snprintf(transform, sizeof transform, ", resize %d, crop %d", r->resize, r->crop);
+    fprintf(out, "k-NN of model %s, %s features (%s%s), T = %g, run %lld\n", o->model, r->setting,
+            r->stored ? "stored embeddings" : "computed", transform, o->knn.temperature,
+            (long long)r->run_id);
     fprintf(out, "train '%s' %lld images, test '%s' %lld images, %d classes", o->train,
             (long long)r->n_train, o->test, (long long)r->n_test, r->n_classes);
     if (r->failed_train || r->failed_test)
@@ -459,8 +519,6 @@ void lvd_eval_linear_defaults(lvd_eval_linear_options *o)
     o->blocks = 1;
     lvd_linear_opts_default(&o->linear);
     o->val_share = 0.1;
-    o->resize = 256;
-    o->crop = 224;
     o->batch = 32;
     o->log = stderr;
 }
@@ -629,20 +687,24 @@ static cJSON *linear_counts(void *p)
     return j;
 }
 
-int lvd_eval_linear_run(lvd_manifest *m, const lvd_eval_linear_options *o,
+int lvd_eval_linear_run(lvd_manifest *m, const lvd_eval_linear_options *opts,
                         lvd_eval_linear_report *r, lvd_error *err)
 {
     memset(r, 0, sizeof *r);
     r->res.best = -1;
-    if (!o->model || !o->train || !o->test)
+    if (!opts->model || !opts->train || !opts->test)
         return lvd_fail(err, "linear probe: a model, a train and a test source are needed");
-    if (o->blocks < 1)
+    if (opts->blocks < 1)
         return lvd_fail(err, "linear probe: blocks must be at least 1");
-    if (!(o->val_share > 0 && o->val_share < 1))
+    if (!(opts->val_share > 0 && opts->val_share < 1))
         return lvd_fail(err, "linear probe: the validation share must be in (0, 1)");
+    lvd_eval_linear_options resolved = *opts, *o = &resolved;
     lvd_model_record rec;
-    if (find_model(m, o->model, &rec, err))
+    if (find_model(m, o->model, &rec, err) ||
+        resolve_transform(m, o->model, &resolved.resize, &resolved.crop, err))
         return -1;
+    r->resize = o->resize;
+    r->crop = o->crop;
     snprintf(r->setting, sizeof r->setting, "blocks=%d%s", o->blocks, o->meanpatch ? "+mean" : "");
     lvd_vit *vit = NULL;
     eval_vit_spec spec = {o->blocks, o->meanpatch, o->resize, o->crop, o->batch};
@@ -671,8 +733,8 @@ void lvd_eval_linear_print(FILE *out, const lvd_eval_linear_options *o,
                            const lvd_eval_linear_report *r)
 {
     const lvd_linear_result *res = &r->res;
-    fprintf(out, "linear probe of model %s, %s (%d features), run %lld\n", o->model, r->setting,
-            r->dim, (long long)r->run_id);
+    fprintf(out, "linear probe of model %s, %s (%d features, resize %d, crop %d), run %lld\n",
+            o->model, r->setting, r->dim, r->resize, r->crop, (long long)r->run_id);
     fprintf(out, "train '%s' %lld rows + %lld validation rows, test '%s' %lld images, %d classes\n",
             o->train, (long long)r->n_train, (long long)r->n_val, o->test, (long long)r->n_test,
             r->n_classes);

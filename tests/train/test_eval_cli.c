@@ -7,8 +7,9 @@
  * - The ViT path with the built-in random ViT-S/14 at 28 x 28: features computed from the
  *   shards (several per source) match a direct lvd_vit_forward of the decoded files (cls of the
  *   last 4 blocks and the mean patch token); lvd-eval knn embeds the missing images through the
- *   embed stage, and its stored cls embeddings equal the computed ones; --pool cls+mean and
- *   lvd-eval linear run and record their rows.
+ *   embed stage, and its stored cls embeddings equal the computed ones; more images are
+ *   embedded with the stored embeddings' transform and refused with another; --pool cls+mean
+ *   and lvd-eval linear (transform as stored) run and record their rows.
  * - Errors: unknown source or model, unlabeled images (with their count), a model without
  *   embeddings (external, or --no-embed), linear on an external model, bad usage.
  * Usage: test_eval_cli LVD-FETCH LVD-MODEL LVD-EMBED LVD-EVAL */
@@ -132,6 +133,17 @@ static void write_images(void)
             }
         }
     }
+    snprintf(path, sizeof path, "%s/te2", dir);
+    st_mkdir(path);
+    for (int c = 0; c < NCLS; c++) {
+        snprintf(path, sizeof path, "%s/te2/%s", dir, cls_name[c]);
+        st_mkdir(path);
+        for (int i = 0; i < 2; i++) {
+            snprintf(path, sizeof path, "%s/te2/%s/te2%s%02d.jpg", dir, cls_name[c], cls_name[c],
+                     i);
+            CHECK(st_write_jpeg(path, 44, 40 + i, (uint32_t)(7000 + c * 10 + i)) == 0);
+        }
+    }
     snprintf(path, sizeof path, "%s/nolab", dir);
     st_mkdir(path);
     for (int i = 0; i < 3; i++) {
@@ -141,6 +153,7 @@ static void write_images(void)
     CHECK(fetch("tr", "seed", "tr") == 0);
     CHECK(fetch("te", "eval", "te") == 0);
     CHECK(fetch("nolab", "pool", "nolab") == 0);
+    CHECK(fetch("te2", "eval", "te2") == 0);
 }
 
 /* ---- k-NN on imported embeddings ----------------------------------------------------------- */
@@ -414,10 +427,10 @@ static void test_vit(sqlite3 *db)
     free(err);
     /* Default: the embed stage embeds them, then the stored rows are used. */
     int rc = eval(&out, &err, "knn", "--model", "rnd", "--train", "tr", "--test", "te", "--resize",
-                  "28", "--crop", "28", "--vit-batch", "8", NULL);
+                  "28", "--crop", "28", "--vit-batch", "8", "--threads", "1", NULL);
     CHECK_MSG(rc == 0, "%s", err);
     fputs(out, stdout);
-    CHECK(strstr(out, "cls features (stored embeddings)"));
+    CHECK(strstr(out, "cls features (stored embeddings, resize 28, crop 28)"));
     CHECK(st_int(db, "SELECT COUNT(*) FROM v_embeddings WHERE model = 'rnd'") == N_TR + N_TE);
     CHECK(st_int(db, "SELECT COUNT(*) FROM v_evals WHERE model = 'rnd' AND setting = 'cls'") == 4);
     CHECK(st_int(db,
@@ -427,24 +440,41 @@ static void test_vit(sqlite3 *db)
     free(err);
     test_vit_features(db);
 
+    /* More images to embed: at the stored embeddings' transform (28 / 28), not another one. */
+    CHECK(eval(&out, &err, "knn", "--model", "rnd", "--train", "tr", "--test", "te2", "--resize",
+               "56", "--crop", "56", "--threads", "1", NULL) == 1);
+    CHECK_MSG(strstr(err, "model 'rnd' embedded its images at resize 28, crop 28 (run ") &&
+                  strstr(err, "embedding 6 more at resize 56, crop 56 would mix transforms"),
+              "%s", err);
+    free(out);
+    free(err);
+    rc = eval(&out, &err, "knn", "--model", "rnd", "--train", "tr", "--test", "te2", "--threads",
+              "1", NULL);
+    CHECK_MSG(rc == 0, "%s", err);
+    CHECK(strstr(out, "cls features (stored embeddings, resize 28, crop 28)"));
+    CHECK(st_int(db, "SELECT COUNT(*) FROM v_embeddings WHERE model = 'rnd'") == N_TR + N_TE + 6);
+    free(out);
+    free(err);
+
     /* Another pooling: computed from the shards, nothing stored. */
     rc = eval(&out, &err, "knn", "--model", "rnd", "--train", "tr", "--test", "te", "--pool",
               "cls+mean", "--resize", "28", "--crop", "28", "--threads", "1", NULL);
     CHECK_MSG(rc == 0, "%s", err);
-    CHECK(strstr(out, "cls+mean features (computed)"));
+    CHECK(strstr(out, "cls+mean features (computed, resize 28, crop 28)"));
     CHECK(st_int(db, "SELECT COUNT(*) FROM v_evals WHERE model = 'rnd' AND setting = "
                      "'cls+mean' AND n_train = 30 AND n_test = 12") == 4);
-    CHECK(st_int(db, "SELECT COUNT(*) FROM v_embeddings WHERE model = 'rnd'") == N_TR + N_TE);
+    CHECK(st_int(db, "SELECT COUNT(*) FROM v_embeddings WHERE model = 'rnd'") == N_TR + N_TE + 6);
     free(out);
     free(err);
 
     /* The linear probe: 2 learning rates, 6 of the 30 train images for validation. */
-    rc = eval(&out, &err, "linear", "--model", "rnd", "--train", "tr", "--test", "te", "--resize",
-              "28", "--crop", "28", "--blocks", "4", "--meanpatch", "--lrs", "0.01,0.1", "--epochs",
-              "3", "--batch-size", "8", "--val-share", "0.2", NULL);
+    rc = eval(&out, &err, "linear", "--model", "rnd", "--train", "tr", "--test", "te", "--blocks",
+              "4", "--meanpatch", "--lrs", "0.01,0.1", "--epochs", "3", "--batch-size", "8",
+              "--val-share", "0.2", "--threads", "1", NULL);
     CHECK_MSG(rc == 0, "%s", err);
     fputs(out, stdout);
-    CHECK(strstr(out, "blocks=4+mean (1920 features)") && strstr(out, "<- best"));
+    CHECK(strstr(out, "blocks=4+mean (1920 features, resize 28, crop 28)") &&
+          strstr(out, "<- best"));
     CHECK(st_int(db, "SELECT COUNT(*) FROM v_evals WHERE protocol = 'linear' AND split = 'val' "
                      "AND setting = 'blocks=4+mean' AND n_train = 24 AND n_test = 6 AND test = "
                      "'tr' AND k IS NULL") == 2);
