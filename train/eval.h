@@ -15,7 +15,9 @@
  * from cblas_sgemm over blocks of test rows x bank rows (both chunk sizes bound the memory) and
  * a per-row heap; the rows that float rounding could move across the K-th are re-ranked in
  * double precision (lvd_knn_neighbours), so the result does not depend on the chunk sizes or
- * the thread count. (FAISS's exact search is not used: sgemm's rounding changes with the block
+ * the thread count. (When nearly all similarities lie within that rounding bound of each
+ * other, as for a random ViT whose cls tokens barely differ, nearly every row is re-ranked: the
+ * cost approaches a double-precision brute force.) (FAISS's exact search is not used: sgemm's rounding changes with the block
  * shape, and FAISS's heap keeps either of two equal similarities at the k boundary depending on
  * their arrival order, so its answer would change with the chunking.)
  *
