@@ -17,9 +17,9 @@
  * double precision (lvd_knn_neighbours), so the result does not depend on the chunk sizes or
  * the thread count. (When nearly all similarities lie within that rounding bound of each
  * other, as for a random ViT whose cls tokens barely differ, nearly every row is re-ranked: the
- * cost approaches a double-precision brute force.) (FAISS's exact search is not used: sgemm's rounding changes with the block
- * shape, and FAISS's heap keeps either of two equal similarities at the k boundary depending on
- * their arrival order, so its answer would change with the chunking.)
+ * cost approaches a double-precision brute force.) (FAISS's exact search is not used: sgemm's
+ * rounding changes with the block shape, and FAISS's heap keeps either of two equal similarities at
+ * the k boundary depending on their arrival order, so its answer would change with the chunking.)
  *
  * Linear probe (linear.py): one linear layer (weights N(0, 0.01), bias 0) per learning rate of
  * a grid, all trained together in each step on the same batch of precomputed features (the
