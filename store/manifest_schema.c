@@ -204,6 +204,32 @@ static const char *const migrations[] = {
     "DROP VIEW v_models;"
     "CREATE VIEW v_models AS"
     "  SELECT name, path, sha256, arch, dim, params, embed_settings FROM models;",
+    /* 5: evaluation results (lvd-eval knn / linear): one row per score a run measured. k is the
+     * k-NN neighbour count, lr a linear probe's base learning rate; split 'val' rows score the
+     * validation rows carved from the train source, 'test' rows the test source. */
+    "CREATE TABLE evals ("
+    "  id INTEGER PRIMARY KEY,"
+    "  run_id INTEGER NOT NULL REFERENCES runs(id),"
+    "  model_id INTEGER NOT NULL REFERENCES models(id),"
+    "  protocol TEXT NOT NULL CHECK (protocol IN ('knn', 'linear')),"
+    "  setting TEXT NOT NULL,"
+    "  k INTEGER,"
+    "  lr REAL,"
+    "  split TEXT NOT NULL CHECK (split IN ('val', 'test')),"
+    "  top1 REAL NOT NULL,"
+    "  top5 REAL NOT NULL,"
+    "  n_train INTEGER NOT NULL,"
+    "  n_test INTEGER NOT NULL,"
+    "  train_source_id INTEGER NOT NULL REFERENCES sources(id),"
+    "  test_source_id INTEGER NOT NULL REFERENCES sources(id),"
+    "  created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));"
+    "CREATE INDEX evals_by_model ON evals(model_id, protocol);"
+    "CREATE VIEW v_evals AS"
+    "  SELECT e.run_id AS run, m.name AS model, e.protocol, e.setting, e.k, e.lr, e.split,"
+    "         e.top1, e.top5, e.n_train, e.n_test, tr.name AS train, te.name AS test, e.created"
+    "  FROM evals e JOIN models m ON m.id = e.model_id"
+    "  JOIN sources tr ON tr.id = e.train_source_id"
+    "  JOIN sources te ON te.id = e.test_source_id;",
 };
 
 int lvd_manifest_schema_version(void)
