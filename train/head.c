@@ -229,9 +229,10 @@ int lvd_head_load_tensors(lvd_head *h, const lvd_tensors *ts, const char *prefix
         for (int d = 0; ok && d < p->ndim && t->ndim == p->ndim; d++)
             ok = t->shape[d] == p->shape[d];
         if (!ok) {
+            lvd_fail(err, "dino head: %s%s missing or not of the shape of the others", prefix,
+                     p->name);
             lvd_head_free(h);
-            return lvd_fail(err, "dino head: %s%s missing or not of the shape of the others",
-                            prefix, p->name);
+            return -1;
         }
         memcpy(h->params + p->offset, t->data, p->numel * sizeof(float));
     }

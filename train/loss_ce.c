@@ -13,7 +13,7 @@ LVD_TRAIN_SIMD static float row_max(const float *s, int K)
 {
     float m = -INFINITY;
     for (int k = 0; k < K; k++)
-        m = fmaxf(m, s[k]);
+        m = s[k] > m ? s[k] : m;
     return m;
 }
 

@@ -6,8 +6,9 @@
 
 #include "train/loss.h"
 
-#define KOLEO_EPS 1e-8f /* KoLeoLoss: F.normalize eps, PairwiseDistance eps and the log's offset   \
-                         */
+#define KOLEO_EPS                                                                                  \
+    1e-8f /* KoLeoLoss: F.normalize eps, PairwiseDistance eps and the log's offset                 \
+           */
 #define MAX_ROWS (1 << 16)
 
 int lvd_koleo_loss(const float *x, int n, int d, double scale, double *loss, float *dx,

@@ -29,21 +29,33 @@ static int reduce(const lvd_allreduce *ar, double *buf, size_t n, int op, lvd_er
     return 0;
 }
 
-/* col (K) = column sums of m (n, K) in double, each summed in row order (the same bits for any
- * thread count). */
+/* Column reductions: each thread takes one contiguous range of columns and runs through the rows
+ * in order, so every column is reduced in row order whatever the thread count, and each thread
+ * reads long contiguous row segments (narrow column blocks strided by a whole row stall on memory
+ * latency: 3x slower). col_range gives thread t of nt its columns [*c0, *c0 + *w). */
+static void col_range(int K, int t, int nt, int *c0, int *w)
+{
+    int lo = (int)((int64_t)K * t / nt), hi = (int)((int64_t)K * (t + 1) / nt);
+    *c0 = lo;
+    *w = hi - lo;
+}
+
+LVD_TRAIN_SIMD static void seg_add(double *acc, const float *row, int w)
+{
+    for (int c = 0; c < w; c++)
+        acc[c] += row[c];
+}
+
+/* col (K) = column sums of m (n, K) in double. */
 static void column_sums(double *col, const float *m, int n, int K)
 {
-    int blocks = (K + 63) / 64;
-#pragma omp parallel for schedule(static)
-    for (int b = 0; b < blocks; b++) {
-        double acc[64] = {0};
-        int c0 = b * 64, w = K - c0 < 64 ? K - c0 : 64;
-        for (int r = 0; r < n; r++) {
-            const float *row = m + (size_t)r * (size_t)K + c0;
-            for (int c = 0; c < w; c++)
-                acc[c] += row[c];
-        }
-        memcpy(col + c0, acc, (size_t)w * sizeof *acc);
+#pragma omp parallel
+    {
+        int c0, w;
+        col_range(K, omp_get_thread_num(), omp_get_num_threads(), &c0, &w);
+        memset(col + c0, 0, (size_t)w * sizeof *col);
+        for (int r = 0; w > 0 && r < n; r++)
+            seg_add(col + c0, m + (size_t)r * (size_t)K + c0, w);
     }
 }
 
@@ -86,8 +98,10 @@ void lvd_center_apply(lvd_center *c)
 LVD_TRAIN_SIMD static float row_max_centered(const float *t, const float *c, int K)
 {
     float m = -INFINITY;
-    for (int k = 0; k < K; k++)
-        m = fmaxf(m, t[k] - c[k]);
+    for (int k = 0; k < K; k++) {
+        float v = t[k] - c[k];
+        m = v > m ? v : m;
+    }
     return m;
 }
 
@@ -157,8 +171,10 @@ int lvd_center_update(lvd_center *c, const float *t, int n, const lvd_allreduce 
 LVD_TRAIN_SIMD static double row_max_shifted(const float *t, double inv, const double *a, int K)
 {
     double m = -INFINITY;
-    for (int k = 0; k < K; k++)
-        m = fmax(m, t[k] * inv + a[k]);
+    for (int k = 0; k < K; k++) {
+        double v = t[k] * inv + a[k];
+        m = v > m ? v : m;
+    }
     return m;
 }
 
@@ -181,39 +197,47 @@ LVD_TRAIN_SIMD static void row_exp_shifted(float *out, const float *t, double in
         out[k] = vit_expf((float)(t[k] * inv + a[k] + c));
 }
 
+/* m (w) = max(m, row * inv + beta). */
+LVD_TRAIN_SIMD static void seg_max(double *m, const float *row, double inv, double beta, int w)
+{
+    for (int c = 0; c < w; c++) {
+        double v = row[c] * inv + beta;
+        m[c] = v > m[c] ? v : m[c];
+    }
+}
+
+/* s (w) += exp(row * inv + beta - m). */
+LVD_TRAIN_SIMD static void seg_sum_exp(double *s, const float *row, double inv, double beta,
+                                       const double *m, int w)
+{
+    for (int c = 0; c < w; c++)
+        s[c] += vit_expf((float)(row[c] * inv + beta - m[c]));
+}
+
 /* For each column k of t (n, K): mx[k] = max_b (t[b, k] * inv + beta[b]) and sm[k] = sum_b
  * exp(t[b, k] * inv + beta[b] - mx[k]), rows in order; with a hook the maximum, then the sums
  * over ranks. */
 static int column_lse(double *mx, double *sm, const float *t, double inv, const double *beta, int n,
                       int K, const lvd_allreduce *ar, lvd_error *err)
 {
-    int blocks = (K + 63) / 64;
-#pragma omp parallel for schedule(static)
-    for (int b = 0; b < blocks; b++) {
-        int c0 = b * 64, w = K - c0 < 64 ? K - c0 : 64;
-        double *m = mx + c0;
+#pragma omp parallel
+    {
+        int c0, w;
+        col_range(K, omp_get_thread_num(), omp_get_num_threads(), &c0, &w);
         for (int c = 0; c < w; c++)
-            m[c] = -INFINITY;
-        for (int r = 0; r < n; r++) {
-            const float *row = t + (size_t)r * (size_t)K + c0;
-            for (int c = 0; c < w; c++)
-                m[c] = fmax(m[c], row[c] * inv + beta[r]);
-        }
+            mx[c0 + c] = -INFINITY;
+        for (int r = 0; w > 0 && r < n; r++)
+            seg_max(mx + c0, t + (size_t)r * (size_t)K + c0, inv, beta[r], w);
     }
     if (reduce(ar, mx, (size_t)K, LVD_REDUCE_MAX, err) != 0)
         return -1;
-#pragma omp parallel for schedule(static)
-    for (int b = 0; b < blocks; b++) {
-        int c0 = b * 64, w = K - c0 < 64 ? K - c0 : 64;
-        double *s = sm + c0;
-        const double *m = mx + c0;
-        for (int c = 0; c < w; c++)
-            s[c] = 0.0;
-        for (int r = 0; r < n; r++) {
-            const float *row = t + (size_t)r * (size_t)K + c0;
-            for (int c = 0; c < w; c++)
-                s[c] += vit_expf((float)(row[c] * inv + beta[r] - m[c]));
-        }
+#pragma omp parallel
+    {
+        int c0, w;
+        col_range(K, omp_get_thread_num(), omp_get_num_threads(), &c0, &w);
+        memset(sm + c0, 0, (size_t)w * sizeof *sm);
+        for (int r = 0; w > 0 && r < n; r++)
+            seg_sum_exp(sm + c0, t + (size_t)r * (size_t)K + c0, inv, beta[r], mx + c0, w);
     }
     return reduce(ar, sm, (size_t)K, LVD_REDUCE_SUM, err);
 }

@@ -234,7 +234,8 @@ static void init_and_refusals(void)
     t[2].shape[0] = 48; /* mlp.2.weight (96, 96) stored as (48, 192) */
     t[2].shape[1] = 192;
     CHECK(lvd_safetensors_write(path, t, 8, NULL, 0, &err) == 0);
-    CHECK(lvd_head_load(&h2, path, "", &err) == -1 && strstr(err.msg, "mlp.2.weight"));
+    CHECK_MSG(lvd_head_load(&h2, path, "", &err) == -1 && strstr(err.msg, "mlp.2.weight"), "%s",
+              err.msg);
     CHECK(lvd_head_load(&h2, "/nonexistent/head.safetensors", NULL, &err) == -1);
     unlink(path);
     lvd_head_free(&h);
@@ -265,8 +266,12 @@ static void finite_differences(void)
 {
     const int nl[4] = {1, 2, 3, 4}, bias[4] = {1, 0, 1, 0};
     for (int v = 0; v < 4; v++) {
-        lvd_head_config c = {.in_dim = 5, .hidden_dim = 6, .bottleneck_dim = 4, .out_dim = 7,
-                             .nlayers = nl[v], .mlp_bias = bias[v]};
+        lvd_head_config c = {.in_dim = 5,
+                             .hidden_dim = 6,
+                             .bottleneck_dim = 4,
+                             .out_dim = 7,
+                             .nlayers = nl[v],
+                             .mlp_bias = bias[v]};
         lvd_error err;
         lvd_head h;
         lvd_head_acts a;
