@@ -48,7 +48,7 @@ typedef struct lvd_center {
     int K;
     float momentum;  /* 0.9 in DINOv2 */
     float *center;   /* (K) the current center, owned; set it to restore a checkpoint */
-    double *pending; /* (K) the batch mean waiting to be applied, private */
+    double *pending; /* (K + 1) the batch mean waiting to be applied, private */
     int has_pending; /* nonzero while an update waits */
 } lvd_center;
 
@@ -91,8 +91,8 @@ int lvd_sinkhorn_targets(const float *t, int n, int K, float temp, int n_iter,
  * DINOLoss.forward's total is the sum of these over the student crops. With D = 2 +
  * max(2 * n_local, 1) loss terms, the DINOv2 step calls it once per local crop with both teacher
  * crops (scale 1 / D) and once on all 2B global rows against the swapped teacher rows (scale
- * 2 / D). Student temperature 0.1. *loss receives the loss; ds (n, K), unless NULL, receives d loss
- * / d s (written; may be s). */
+ * 2 / D). Student temperature 0.1. *loss receives the loss; ds (n, K), unless NULL, receives
+ * d loss / d s (written; ds may be s but must not overlap the targets). */
 int lvd_dino_loss(const float *s, const float *const *t, int n_t, int n, int K, float temp,
                   double scale, double *loss, float *ds, lvd_error *err);
 
