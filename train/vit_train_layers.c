@@ -67,6 +67,27 @@ void vt_matmul_backward(float *dinp, int ldi, float *dw, float *db, const float 
     }
 }
 
+void vt_matmul_forward(float *out, const float *inp, int lda, const float *w, const float *bias,
+                       int BT, int C, int OC, int threads)
+{
+#pragma omp parallel num_threads(threads)
+    {
+        int nt = omp_get_num_threads(), t = omp_get_thread_num(), lo, hi;
+        split(BT, t, nt, &lo, &hi);
+        for (int r = lo; r < hi; r++) {
+            if (bias) {
+                memcpy(out + (size_t)r * OC, bias, sizeof(float) * OC);
+            } else {
+                memset(out + (size_t)r * OC, 0, sizeof(float) * OC);
+            }
+        }
+        if (hi > lo) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, OC, C, 1.0f,
+                        inp + (size_t)lo * lda, lda, w, C, 1.0f, out + (size_t)lo * OC, OC);
+        }
+    }
+}
+
 void vt_layernorm_forward_sub(float *out, float *mean, float *rstd, const float *x, const int *sub,
                               int n, int T, const float *w, const float *b, int C, float eps,
                               int threads)
