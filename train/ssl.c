@@ -61,6 +61,8 @@ void lvd_ssl_free(lvd_ssl *t)
     }
     lvd_center_free(&t->cdino);
     lvd_center_free(&t->cibot);
+    lvd_center_free(&t->saved[0]);
+    lvd_center_free(&t->saved[1]);
     lvd_vit_pass_free(t->tpass);
     lvd_vit_pass_free(t->sglobal);
     lvd_vit_pass_free(t->slocal);
@@ -236,6 +238,7 @@ static int init_buffers(lvd_ssl *t, lvd_error *err)
     }
     float mom = (float)c->center_momentum;
     if (lvd_center_init(&t->cdino, K, mom, err) || lvd_center_init(&t->cibot, Ki, mom, err) ||
+        lvd_center_init(&t->saved[0], K, mom, err) || lvd_center_init(&t->saved[1], Ki, mom, err) ||
         center_layout(&t->center_layout[0], K, err) ||
         center_layout(&t->center_layout[1], Ki, err)) {
         return lvd_error_prefix(err, "ssl");

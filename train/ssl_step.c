@@ -69,6 +69,22 @@ static void gather_patches(float *dst, const lvd_vit_pass *p, const int *idx, in
     }
 }
 
+/* dst = src (center, pending update and its flag; same K). */
+static void copy_center(lvd_center *dst, const lvd_center *src)
+{
+    memcpy(dst->center, src->center, (size_t)src->K * sizeof *src->center);
+    memcpy(dst->pending, src->pending, ((size_t)src->K + 1) * sizeof *src->pending);
+    dst->has_pending = src->has_pending;
+}
+
+/* The centers as before the last forward_backward (its teacher step applied and recorded
+ * updates): a failed iteration leaves no trace in them. */
+static void restore_centers(lvd_ssl *t)
+{
+    copy_center(&t->cdino, &t->saved[0]);
+    copy_center(&t->cibot, &t->saved[1]);
+}
+
 static int threads_of(const lvd_ssl *t)
 {
     return t->cfg.threads > 0 ? t->cfg.threads : 1;
@@ -278,16 +294,21 @@ int lvd_ssl_forward_backward(lvd_ssl *t, const lvd_ssl_batch *b, double teacher_
         return -1;
     }
     st->n_masked = t->n_masked;
+    copy_center(&t->saved[0], &t->cdino);
+    copy_center(&t->saved[1], &t->cibot);
     double t0 = now();
     if (teacher(t, b, teacher_temp, err) != 0) {
+        restore_centers(t);
         return -1;
     }
     double t1 = now();
     if (student(t, b, err) != 0 || losses(t, st, err) != 0) {
+        restore_centers(t);
         return -1;
     }
     double t2 = now();
     if (backward(t, st, err) != 0) {
+        restore_centers(t);
         return -1;
     }
     double t3 = now();
@@ -317,6 +338,8 @@ int lvd_ssl_update(lvd_ssl *t, const lvd_schedule_values *s, lvd_ssl_stats *st, 
     }
     for (int i = 0; i < t->n_parts; i++) {
         if (!isfinite(norm[i])) {
+            restore_centers(t);
+            t->ready = 0;
             return lvd_fail(err, "ssl: gradient norm of the %s is %g", t->parts[i].name, norm[i]);
         }
     }
