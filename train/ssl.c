@@ -255,7 +255,9 @@ int lvd_ssl_create(const lvd_ssl_config *cfg, lvd_ssl_models *models, lvd_ssl **
         }
         return lvd_fail(err, "ssl: a configuration, student and teacher are needed");
     }
-    const lvd_vit_info *a = lvd_vit_train_info(models->student);
+    /* A copy: the models are freed on the failures below. */
+    lvd_vit_info arch = *lvd_vit_train_info(models->student);
+    const lvd_vit_info *a = &arch;
     if (check_config(cfg, a->patch, err) != 0) {
         lvd_ssl_models_free(models);
         return -1;
