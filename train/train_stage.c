@@ -347,8 +347,8 @@ int lvd_train_run(lvd_manifest *m, void *ctx, lvd_error *err)
         rc = register_model(&r, err);
     if (rc && r.saved >= 0) {
         size_t n = strlen(err->msg);
-        snprintf(err->msg + n, sizeof err->msg - n, "; the last checkpoint (step %lld) is kept",
-                 (long long)r.saved);
+        snprintf(err->msg + n, sizeof err->msg - n, "; the last checkpoint (step %lld) is kept: %s",
+                 (long long)r.saved, r.f.ckpt);
     }
     lvd_loader_stats ls;
     lvd_loader_stats_get(r.loader, &ls);
