@@ -52,7 +52,8 @@ int main(int argc, char **argv)
         LVD_OPT_INT("registers", "R", o.registers, 0, 64, "register tokens"),
         LVD_OPT_STR("ffn", "KIND", o.ffn, "mlp or swiglu", .def = "preset's"),
         LVD_OPT_NUM("layerscale", "X", o.layerscale, 0, 10, "LayerScale init", .zero = 1),
-        LVD_OPT_NUM("drop-path", "RATE", o.drop_path, 0, 1, "student stochastic depth rate"),
+        LVD_OPT_NUM("drop-path", "RATE", o.drop_path, 0, 1, "student stochastic depth rate",
+                    .def = "preset's: tiny 0, ViT 0.3, ViT-g 0.4"),
         LVD_OPT_STR("init", "FILE", o.init, "start the backbone from this checkpoint"),
         LVD_OPT_INT("prototypes", "K", o.prototypes, 1, 1 << 20, "DINO head prototypes",
                     .def = "preset's"),
@@ -122,8 +123,8 @@ int main(int argc, char **argv)
         LVD_OPT_INT("stop-at", "K", o.stop_at, 1, (int64_t)1 << 40,
                     "stop after step K; the schedules still span --steps", .def = "--steps"),
         LVD_OPT_NUM("minutes", "M", o.minutes, 0, 1e9,
-                    "wall-clock budget; the run stops after the step that\n"
-                    "exceeds it (0: none)",
+                    "wall-clock budget: no step starts after M minutes\n"
+                    "(0: none)",
                     .zero = 1),
         LVD_OPT_INT("seed", "S", o.seed, 0, INT64_MAX, "seed of the init, crops and masks"),
         LVD_OPT_INT("threads", "N", o.threads, 0, 1024, "compute threads (0: one per CPU)",
