@@ -136,5 +136,24 @@ int main(void)
     lvd_schedule_config_default(&c);
     c.freeze_last_layer_epochs = -1;
     CHECK(lvd_schedules_init(&s, &c, &err) == -1 && strstr(err.msg, "last-layer"));
+
+    /* total_iterations: a run of 30 iterations in epochs of 8 (warm-up 1 epoch): the lr cosine
+     * spans the 22 iterations after the warm-up whatever c.epochs says; a warm-up longer than
+     * that length is refused */
+    lvd_schedule_config_default(&c);
+    c.epoch_length = 8;
+    c.warmup_epochs = 1;
+    c.total_iterations = 30;
+    CHECK(lvd_schedules_init(&s, &c, &err) == 0);
+    lvd_schedules_at(&s, 7, &v);
+    CHECK(v.lr == c.lr);
+    lvd_schedules_at(&s, 8 + 11, &v);
+    CHECK_NEAR(v.lr, c.min_lr + 0.5 * (c.lr - c.min_lr) * (1 + cos(M_PI * 11 / 22)));
+    lvd_schedules_at(&s, 30, &v);
+    CHECK(v.lr == c.min_lr && v.wd == c.weight_decay_end);
+    c.warmup_epochs = 4;
+    CHECK(lvd_schedules_init(&s, &c, &err) == -1 && strstr(err.msg, "longer than training"));
+    c.total_iterations = -1;
+    CHECK(lvd_schedules_init(&s, &c, &err) == -1 && strstr(err.msg, "training length"));
     return check_finish();
 }
