@@ -74,12 +74,39 @@ typedef enum lvd_vit_pool {
     LVD_VIT_POOL_CLS_MEANPATCH, /* features = [cls, mean of patch tokens] (2 * D values) */
 } lvd_vit_pool;
 
+/* One parameter tensor: official state-dict name, PyTorch shape, float32 data. */
+typedef struct lvd_vit_param {
+    char name[64];
+    int ndim;
+    int64_t shape[4];
+    const float *data; /* NULL in a table made from an architecture alone */
+} lvd_vit_param;
+
 /* Opens the tensor file at path and loads the model from it; the file stays mapped until
  * lvd_vit_free. On failure *out is NULL and err names the file and the problem. */
 int lvd_vit_load(const char *path, lvd_vit **out, lvd_error *err);
 
 /* Loads the model from an opened collection, which the model borrows: ts must outlive it. */
 int lvd_vit_load_tensors(lvd_tensors *ts, lvd_vit **out, lvd_error *err);
+
+/* Like lvd_vit_load_tensors, from the tensors whose names start with prefix (stripped before
+ * the key handling; the others are ignored), e.g. "student.backbone." in a training file. */
+int lvd_vit_load_tensors_prefix(lvd_tensors *ts, const char *prefix, lvd_vit **out, lvd_error *err);
+
+/* Completes an architecture the way lvd_vit_init_random does (below) without creating a model:
+ * out = arch with heads, ffn_hidden, eps, pos_antialias and n_params derived. Fails on an
+ * unsupported architecture. */
+int lvd_vit_arch_derive(const lvd_vit_info *arch, lvd_vit_info *out, lvd_error *err);
+
+/* The parameter tensors of a complete architecture (as lvd_vit_arch_derive gives) in the
+ * canonical order: patch_embed.proj.{weight,bias}, cls_token, register_tokens (R > 0),
+ * mask_token, pos_embed, per block norm1, attn.qkv, attn.proj, ls1.gamma, norm2, mlp.fc1|w12,
+ * mlp.fc2|w3, ls2.gamma, and norm.{weight,bias}. Writes min(cap, count) entries (data NULL) into
+ * table (NULL: none) and returns the count, 0 when memory runs out. */
+size_t lvd_vit_param_table(const lvd_vit_info *info, lvd_vit_param *table, size_t cap);
+
+/* The same table for a model, with data pointing at its weights (valid until lvd_vit_free). */
+size_t lvd_vit_param_list(lvd_vit *m, lvd_vit_param *table, size_t cap);
 
 /* Creates a model with random weights (DINOv2 init: linear and conv weights and pos_embed
  * truncated normal std 0.02 cut at 2 std, biases 0, LayerNorm 1 and 0, cls and register tokens

@@ -24,7 +24,7 @@ static int acts_ensure(lvd_vit *m, size_t rows, size_t T, int threads, lvd_error
 {
     lvd_vit_acts *a = &m->acts;
     const lvd_vit_info *in = &m->info;
-    size_t att = (size_t)threads * vit_attention_scratch((int)T);
+    size_t att = (size_t)threads * lvd_vit_attention_scratch((int)T);
     if (rows <= a->cap_rows && att <= a->cap_att) {
         return 0;
     }
@@ -49,35 +49,6 @@ static int acts_ensure(lvd_vit *m, size_t rows, size_t T, int threads, lvd_error
     return 0;
 }
 
-/* x (B, T, D) = [cls + pos0, registers, (patch or mask_token) + pos] per image. */
-static void embed_tokens(const lvd_vit *m, const float *pos, const float *emb, const uint8_t *mask,
-                         int B, int N, int threads, float *x)
-{
-    const lvd_vit_params *p = &m->p;
-    int D = m->info.dim;
-    int R = m->info.n_reg;
-    int T = 1 + R + N;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int r = 0; r < B * T; r++) {
-        int b = r / T;
-        int t = r % T;
-        float *o = x + (size_t)r * D;
-        if (t > 0 && t <= R) {
-            memcpy(o, p->reg_tokens + (size_t)(t - 1) * D, sizeof(float) * D);
-            continue;
-        }
-        int n = t == 0 ? -1 : t - 1 - R; /* patch index, -1 for cls */
-        const float *src = p->cls_token;
-        if (n >= 0) {
-            src = mask && mask[(size_t)b * N + n] ? p->mask_token : emb + ((size_t)b * N + n) * D;
-        }
-        const float *pe = pos + (size_t)(n + 1) * D;
-        for (int d = 0; d < D; d++) {
-            o[d] = src[d] + pe[d];
-        }
-    }
-}
-
 /* branch (BT, D) = fc2(act(fc1(ln))), without fc2's bias. The FFN runs on all rows at once:
  * splitting it into cache-sized row chunks (256 rows) was measured 8% slower for the whole
  * forward, as each smaller sgemm packs the weights again. */
@@ -88,13 +59,13 @@ static void ffn_forward(const lvd_vit *m, const lvd_vit_block *bl, lvd_vit_acts 
     int D = in->dim;
     int hid = in->ffn_hidden;
     int f1 = in->ffn == LVD_VIT_SWIGLU ? 2 * hid : hid;
-    vit_matmul_forward(a->fch, a->ln, D, bl->fc1_w, NULL, BT, D, f1, threads);
+    lvd_vit_matmul_forward(a->fch, a->ln, D, bl->fc1_w, NULL, BT, D, f1, threads);
     if (in->ffn == LVD_VIT_SWIGLU) {
-        vit_swiglu_forward(a->fch, bl->fc1_b, BT, hid, threads);
+        lvd_vit_swiglu_forward(a->fch, bl->fc1_b, BT, hid, threads);
     } else {
-        vit_gelu_forward(a->fch, bl->fc1_b, BT, hid, threads);
+        lvd_vit_gelu_forward(a->fch, bl->fc1_b, BT, hid, threads);
     }
-    vit_matmul_forward(a->branch, a->fch, f1, bl->fc2_w, NULL, BT, hid, D, threads);
+    lvd_vit_matmul_forward(a->branch, a->fch, f1, bl->fc2_w, NULL, BT, hid, D, threads);
 }
 
 static void block_forward(const lvd_vit *m, const lvd_vit_block *bl, lvd_vit_acts *a, int B, int T,
@@ -103,16 +74,16 @@ static void block_forward(const lvd_vit *m, const lvd_vit_block *bl, lvd_vit_act
     const lvd_vit_info *in = &m->info;
     int D = in->dim;
     int BT = B * T;
-    vit_layernorm_forward(a->ln, NULL, NULL, a->x, bl->norm1_w, bl->norm1_b, BT, D, in->eps,
-                          threads);
-    vit_matmul_forward(a->qkv, a->ln, D, bl->qkv_w, bl->qkv_b, BT, D, 3 * D, threads);
-    vit_attention_forward(a->atty, a->att, a->qkv, B, T, D, in->heads, threads);
-    vit_matmul_forward(a->branch, a->atty, D, bl->proj_w, NULL, BT, D, D, threads);
-    vit_residual_forward(a->x, a->branch, bl->proj_b, bl->ls1, BT, D, threads);
-    vit_layernorm_forward(a->ln, NULL, NULL, a->x, bl->norm2_w, bl->norm2_b, BT, D, in->eps,
-                          threads);
+    lvd_vit_layernorm_forward(a->ln, NULL, NULL, a->x, bl->norm1_w, bl->norm1_b, BT, D, in->eps,
+                              threads);
+    lvd_vit_matmul_forward(a->qkv, a->ln, D, bl->qkv_w, bl->qkv_b, BT, D, 3 * D, threads);
+    lvd_vit_attention_forward(a->atty, a->att, a->qkv, B, T, D, in->heads, threads);
+    lvd_vit_matmul_forward(a->branch, a->atty, D, bl->proj_w, NULL, BT, D, D, threads);
+    lvd_vit_residual_forward(a->x, a->branch, bl->proj_b, bl->ls1, BT, D, threads);
+    lvd_vit_layernorm_forward(a->ln, NULL, NULL, a->x, bl->norm2_w, bl->norm2_b, BT, D, in->eps,
+                              threads);
     ffn_forward(m, bl, a, BT, threads);
-    vit_residual_forward(a->x, a->branch, bl->fc2_b, bl->ls2, BT, D, threads);
+    lvd_vit_residual_forward(a->x, a->branch, bl->fc2_b, bl->ls2, BT, D, threads);
 }
 
 /* One forward call: inputs, sizes and requested outputs. */
@@ -138,8 +109,8 @@ static void copy_tokens(float *dst, const float *src, int b0, int nb, int T, int
 /* Final LayerNorm of rows tokens of the residual stream v->x into v->ln. */
 static void final_norm(const lvd_vit *m, lvd_vit_acts *v, int rows, int threads)
 {
-    vit_layernorm_forward(v->ln, NULL, NULL, v->x, m->p.norm_w, m->p.norm_b, rows, m->info.dim,
-                          m->info.eps, threads);
+    lvd_vit_layernorm_forward(v->ln, NULL, NULL, v->x, m->p.norm_w, m->p.norm_b, rows, m->info.dim,
+                              m->info.eps, threads);
 }
 
 /* The activation buffers from image b0 on (the model's buffers, offset), with att as the
@@ -174,10 +145,10 @@ static void forward_images(const lvd_vit *m, const fwd *f, int b0, int nb, int t
     int D = in->dim, T = f->T, N = f->N, t0 = 1 + in->n_reg;
     lvd_vit_acts v = acts_view(m, f, b0, att);
     const float *x = f->x + (size_t)b0 * 3 * f->H * f->W;
-    vit_patch_embed_forward(v.branch, v.cols, x, nb, f->H, f->W, in->patch, m->p.patch_w,
-                            m->p.patch_b, D, threads);
-    embed_tokens(m, f->pos, v.branch, f->mask ? f->mask + (size_t)b0 * N : NULL, nb, N, threads,
-                 v.x);
+    lvd_vit_patch_embed_forward(v.branch, v.cols, x, nb, f->H, f->W, in->patch, m->p.patch_w,
+                                m->p.patch_b, D, threads);
+    lvd_vit_embed_tokens(v.x, v.branch, f->mask ? f->mask + (size_t)b0 * N : NULL, m->p.cls_token,
+                         m->p.reg_tokens, m->p.mask_token, f->pos, nb, N, in->n_reg, D, threads);
     int n_inter = out ? out->n_inter : 0;
     for (int l = 0; l < in->depth; l++) {
         block_forward(m, &m->p.blocks[l], &v, nb, T, threads);
@@ -261,7 +232,7 @@ static int forward(lvd_vit *m, const float *x, int B, int H, int W, const uint8_
             int b0 = B * t / nt, b1 = B * (t + 1) / nt;
             if (b1 > b0) {
                 forward_images(m, &f, b0, b1 - b0, 1,
-                               m->acts.att + (size_t)t * vit_attention_scratch(f.T));
+                               m->acts.att + (size_t)t * lvd_vit_attention_scratch(f.T));
             }
         }
     } else {

@@ -5,36 +5,14 @@
 #include <string.h>
 
 #include "embed/vit_model.h"
-
-typedef struct rng {
-    uint64_t state;
-} rng;
-
-static uint64_t splitmix64(rng *r)
-{
-    uint64_t z = (r->state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in (0, 1). */
-static double uniform(rng *r)
-{
-    return ((double)(splitmix64(r) >> 11) + 0.5) / 9007199254740992.0;
-}
-
-static double normal(rng *r)
-{
-    return sqrt(-2.0 * log(uniform(r))) * cos(6.283185307179586 * uniform(r));
-}
+#include "embed/vit_rng.h"
 
 /* Normal with std, redrawn outside +-2 std. */
-static float trunc_normal(rng *r, double std)
+static float trunc_normal(lvd_rng *r, double std)
 {
     double v;
     do {
-        v = normal(r);
+        v = lvd_rng_normal(r);
     } while (v < -2.0 || v > 2.0);
     return (float)(v * std);
 }
@@ -72,7 +50,7 @@ static init_kind kind_of(const char *name)
     return INIT_TRUNC_NORMAL; /* linear and conv weights, pos_embed */
 }
 
-static void fill(const vit_param_desc *d, float *data, rng *r)
+static void fill(const vit_param_desc *d, float *data, lvd_rng *r)
 {
     int64_t n = vit_desc_numel(d);
     init_kind kind = kind_of(d->name);
@@ -88,7 +66,7 @@ static void fill(const vit_param_desc *d, float *data, rng *r)
             data[i] = 1e-5f;
             break;
         case INIT_TOKEN:
-            data[i] = (float)(normal(r) * 1e-6);
+            data[i] = (float)(lvd_rng_normal(r) * 1e-6);
             break;
         case INIT_TRUNC_NORMAL:
             data[i] = trunc_normal(r, 0.02);
@@ -97,8 +75,9 @@ static void fill(const vit_param_desc *d, float *data, rng *r)
     }
 }
 
-static int check_arch(const lvd_vit_info *a, lvd_error *err)
+int lvd_vit_arch_derive(const lvd_vit_info *arch, lvd_vit_info *out, lvd_error *err)
 {
+    const lvd_vit_info *a = arch;
     if (a->dim < 64 || a->dim % 64 != 0 || a->dim > 65536 || a->depth < 1 || a->depth > 1000 ||
         a->patch < 1 || a->patch > 1024 || a->grid < 1 || a->grid > 1024 || a->n_reg < 0 ||
         a->n_reg > 1024 || (a->ffn != LVD_VIT_MLP && a->ffn != LVD_VIT_SWIGLU)) {
@@ -107,20 +86,27 @@ static int check_arch(const lvd_vit_info *a, lvd_error *err)
                         "registers %d (dim must be a positive multiple of 64)",
                         a->dim, a->depth, a->patch, a->grid, a->n_reg);
     }
+    lvd_vit_info d = *arch;
+    d.heads = d.dim / 64;
+    d.ffn_hidden = d.ffn == LVD_VIT_SWIGLU ? (4 * d.dim * 2 / 3 + 7) / 8 * 8 : 4 * d.dim;
+    d.eps = 1e-6f;
+    d.pos_antialias = d.n_reg > 0;
+    lvd_vit *m;
+    if (vit_model_alloc(&d, &m, err) != 0) {
+        return -1;
+    }
+    *out = m->info;
+    lvd_vit_free(m);
     return 0;
 }
 
 int lvd_vit_init_random(const lvd_vit_info *arch, uint64_t seed, lvd_vit **out, lvd_error *err)
 {
     *out = NULL;
-    if (check_arch(arch, err) != 0) {
+    lvd_vit_info a;
+    if (lvd_vit_arch_derive(arch, &a, err) != 0) {
         return -1;
     }
-    lvd_vit_info a = *arch;
-    a.heads = a.dim / 64;
-    a.ffn_hidden = a.ffn == LVD_VIT_SWIGLU ? (4 * a.dim * 2 / 3 + 7) / 8 * 8 : 4 * a.dim;
-    a.eps = 1e-6f;
-    a.pos_antialias = a.n_reg > 0;
     lvd_vit *m;
     if (vit_model_alloc(&a, &m, err) != 0) {
         return -1;
@@ -135,7 +121,7 @@ int lvd_vit_init_random(const lvd_vit_info *arch, uint64_t seed, lvd_vit **out, 
         return lvd_fail(err, "vit: out of memory for %lld parameters", n);
     }
     vit_param_descs(m, d);
-    rng r = {seed};
+    lvd_rng r = {seed};
     float *next = m->owned_params;
     for (size_t i = 0; i < nd; i++) {
         fill(&d[i], next, &r);

@@ -1,15 +1,15 @@
-/* ViT layers, forward only: each a plain function over contiguous row-major buffers (the
- * llm.c style), so that a backward pass can be written next to each one. Large products are
- * single-threaded OpenBLAS sgemm calls on row blocks split over OpenMP threads (faster here than
- * one OpenBLAS-threaded call; see bench/bench_vit.c). */
+/* ViT layer kernels (embed/vit_layers.h), forward only: each a plain function over contiguous
+ * row-major buffers (the llm.c style); the training path writes each backward next to them.
+ * Large products are single-threaded OpenBLAS sgemm calls on row blocks split over OpenMP
+ * threads (faster here than one OpenBLAS-threaded call; see bench/bench_vit.c). */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stddef.h>
 #include <string.h>
 
+#include "embed/vit_layers.h"
 #include "embed/vit_math.h"
-#include "embed/vit_model.h"
 
 /* Element-wise kernels are compiled for AVX-512, AVX2 and baseline x86-64 and picked at load
  * time: the 16-wide version runs GELU 3x faster than the default SSE2 build. */
@@ -23,8 +23,8 @@ VIT_SIMD static void add_row(float *row, const float *bias, int n)
     }
 }
 
-void vit_matmul_forward(float *out, const float *inp, int lda, const float *w, const float *bias,
-                        int BT, int C, int OC, int threads)
+void lvd_vit_matmul_forward(float *out, const float *inp, int lda, const float *w,
+                            const float *bias, int BT, int C, int OC, int threads)
 {
 #pragma omp parallel num_threads(threads)
     {
@@ -42,9 +42,8 @@ void vit_matmul_forward(float *out, const float *inp, int lda, const float *w, c
     }
 }
 
-/* o (C) = LayerNorm of x (C); returns the mean, stores 1 / std in *rstd. */
-VIT_SIMD static float layernorm_row(float *o, const float *x, const float *w, const float *b, int C,
-                                    float eps, float *rstd)
+VIT_SIMD float lvd_vit_layernorm_row(float *o, const float *x, const float *w, const float *b,
+                                     int C, float eps, float *rstd)
 {
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
@@ -66,13 +65,13 @@ VIT_SIMD static float layernorm_row(float *o, const float *x, const float *w, co
     return m;
 }
 
-void vit_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
-                           const float *b, int N, int C, float eps, int threads)
+void lvd_vit_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                               const float *w, const float *b, int N, int C, float eps, int threads)
 {
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int i = 0; i < N; i++) {
         float s;
-        float m = layernorm_row(out + (size_t)i * C, inp + (size_t)i * C, w, b, C, eps, &s);
+        float m = lvd_vit_layernorm_row(out + (size_t)i * C, inp + (size_t)i * C, w, b, C, eps, &s);
         if (mean) {
             mean[i] = m;
         }
@@ -82,10 +81,10 @@ void vit_layernorm_forward(float *out, float *mean, float *rstd, const float *in
     }
 }
 
-/* row (n) = exp(row - max(row)) in place; returns 1 / sum of the new row. The normalization is
- * left to the caller, which applies it to the 64-wide attention output row instead of the
- * T-wide probability row (one pass over T x T fewer). */
-VIT_SIMD static float softmax_exp_row(float *row, int n)
+/* row (n) = exp(row - max(row)) in place; returns the sum of the new row and stores max(row) in
+ * *max. The normalization is left to the caller, which applies it to the 64-wide attention
+ * output row instead of the T-wide probability row (one pass over T x T fewer). */
+VIT_SIMD static float softmax_exp_row(float *row, int n, float *max)
 {
     float mx = row[0];
 #pragma omp simd reduction(max : mx)
@@ -101,7 +100,8 @@ VIT_SIMD static float softmax_exp_row(float *row, int n)
         row[j] = d < -60.0f ? 0.0f : vit_expf(d);
         sum += row[j];
     }
-    return 1.0f / sum;
+    *max = mx;
+    return sum;
 }
 
 /* row (n) *= s. */
@@ -112,37 +112,45 @@ VIT_SIMD static void scale_row(float *row, float s, int n)
     }
 }
 
-size_t vit_attention_scratch(int T)
+size_t lvd_vit_attention_scratch(int T)
 {
     return (size_t)T * (size_t)(T + 1);
 }
 
-void vit_attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int heads,
-                           int threads)
+void lvd_vit_attention_head(float *o, int ldo, float *s, const float *q, const float *k,
+                            const float *v, int ld, int T, int hd, float *lse)
+{
+    float scale = 1.0f / sqrtf((float)hd);
+    float *inv = s + (size_t)T * T;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, ld, k, ld, 0.0f, s, T);
+    for (int i = 0; i < T; i++) {
+        float mx;
+        float sum = softmax_exp_row(s + (size_t)i * T, T, &mx);
+        inv[i] = 1.0f / sum;
+        if (lse) {
+            lse[i] = mx + logf(sum);
+        }
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, s, T, v, ld, 0.0f, o,
+                ldo);
+    for (int i = 0; i < T; i++) {
+        scale_row(o + (size_t)i * ldo, inv[i], hd);
+    }
+}
+
+void lvd_vit_attention_forward(float *out, float *att, const float *qkv, int B, int T, int D,
+                               int heads, int threads)
 {
     int hd = D / heads;
     int ld = 3 * D;
-    float scale = 1.0f / sqrtf((float)hd);
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int bh = 0; bh < B * heads; bh++) {
         int b = bh / heads;
         int h = bh % heads;
-        float *s = att + (size_t)omp_get_thread_num() * vit_attention_scratch(T);
-        float *inv = s + (size_t)T * T;
+        float *s = att + (size_t)omp_get_thread_num() * lvd_vit_attention_scratch(T);
         const float *q = qkv + (size_t)b * T * ld + (size_t)h * hd;
-        const float *k = q + D;
-        const float *v = q + 2 * D;
-        float *o = out + (size_t)b * T * D + (size_t)h * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, ld, k, ld, 0.0f, s,
-                    T);
-        for (int i = 0; i < T; i++) {
-            inv[i] = softmax_exp_row(s + (size_t)i * T, T);
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, s, T, v, ld, 0.0f, o,
-                    D);
-        for (int i = 0; i < T; i++) {
-            scale_row(o + (size_t)i * D, inv[i], hd);
-        }
+        lvd_vit_attention_head(out + (size_t)b * T * D + (size_t)h * hd, D, s, q, q + D, q + 2 * D,
+                               ld, T, hd, NULL);
     }
 }
 
@@ -150,14 +158,12 @@ void vit_attention_forward(float *out, float *att, const float *qkv, int B, int 
  * from there (a separate output row costs a third stream). */
 VIT_SIMD static void bias_gelu_row(float *h, const float *bias, int n)
 {
-    const float inv_sqrt2 = 0.70710678118654752f;
     for (int j = 0; j < n; j++) {
-        float x = h[j] + bias[j];
-        h[j] = 0.5f * x * (1.0f + vit_erff(x * inv_sqrt2));
+        h[j] = vit_gelu(h[j] + bias[j]);
     }
 }
 
-void vit_gelu_forward(float *h, const float *bias, int BT, int hidden, int threads)
+void lvd_vit_gelu_forward(float *h, const float *bias, int BT, int hidden, int threads)
 {
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int r = 0; r < BT; r++) {
@@ -169,12 +175,11 @@ void vit_gelu_forward(float *h, const float *bias, int BT, int hidden, int threa
 VIT_SIMD static void bias_swiglu_row(float *h, const float *bias, int n)
 {
     for (int j = 0; j < n; j++) {
-        float a = h[j] + bias[j];
-        h[j] = a / (1.0f + vit_expf(-a)) * (h[n + j] + bias[n + j]);
+        h[j] = vit_silu(h[j] + bias[j]) * (h[n + j] + bias[n + j]);
     }
 }
 
-void vit_swiglu_forward(float *h, const float *bias, int BT, int hidden, int threads)
+void lvd_vit_swiglu_forward(float *h, const float *bias, int BT, int hidden, int threads)
 {
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int r = 0; r < BT; r++) {
@@ -191,8 +196,8 @@ VIT_SIMD static void residual_row(float *x, const float *branch, const float *bi
     }
 }
 
-void vit_residual_forward(float *x, const float *branch, const float *bias, const float *ls, int N,
-                          int C, int threads)
+void lvd_vit_residual_forward(float *x, const float *branch, const float *bias, const float *ls,
+                              int N, int C, int threads)
 {
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int i = 0; i < N; i++) {
@@ -200,8 +205,7 @@ void vit_residual_forward(float *x, const float *branch, const float *bias, cons
     }
 }
 
-void vit_patch_embed_forward(float *emb, float *cols, const float *x, int B, int H, int W, int P,
-                             const float *w, const float *bias, int D, int threads)
+void lvd_vit_im2col(float *cols, const float *x, int B, int H, int W, int P, int threads)
 {
     int gh = H / P;
     int gw = W / P;
@@ -221,5 +225,38 @@ void vit_patch_embed_forward(float *emb, float *cols, const float *x, int B, int
             }
         }
     }
-    vit_matmul_forward(emb, cols, K, w, bias, rows, K, D, threads);
+}
+
+void lvd_vit_patch_embed_forward(float *emb, float *cols, const float *x, int B, int H, int W,
+                                 int P, const float *w, const float *bias, int D, int threads)
+{
+    int K = 3 * P * P;
+    lvd_vit_im2col(cols, x, B, H, W, P, threads);
+    lvd_vit_matmul_forward(emb, cols, K, w, bias, B * (H / P) * (W / P), K, D, threads);
+}
+
+void lvd_vit_embed_tokens(float *x, const float *emb, const uint8_t *mask, const float *cls,
+                          const float *reg, const float *mask_token, const float *pos, int B, int N,
+                          int R, int D, int threads)
+{
+    int T = 1 + R + N;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int r = 0; r < B * T; r++) {
+        int b = r / T;
+        int t = r % T;
+        float *o = x + (size_t)r * D;
+        if (t > 0 && t <= R) {
+            memcpy(o, reg + (size_t)(t - 1) * D, sizeof(float) * D);
+            continue;
+        }
+        int n = t == 0 ? -1 : t - 1 - R; /* patch index, -1 for cls */
+        const float *src = cls;
+        if (n >= 0) {
+            src = mask && mask[(size_t)b * N + n] ? mask_token : emb + ((size_t)b * N + n) * D;
+        }
+        const float *pe = pos + (size_t)(n + 1) * D;
+        for (int d = 0; d < D; d++) {
+            o[d] = src[d] + pe[d];
+        }
+    }
 }

@@ -227,11 +227,20 @@ static int bind_params(lvd_vit *m, const vit_param_desc *d, size_t nd, const bin
     return 0;
 }
 
-static int load_entries(lvd_tensors *ts, entry *e, size_t n, lvd_vit **out, lvd_error *err)
+/* Loads from the tensors of ts under prefix; e has room for all of them. */
+static int load_entries(lvd_tensors *ts, const char *prefix, entry *e, lvd_vit **out,
+                        lvd_error *err)
 {
-    for (size_t i = 0; i < n; i++) {
-        e[i].t = lvd_tensors_at(ts, i);
-        vit_canonical_name(e[i].t->name, e[i].name, sizeof e[i].name, &e[i].part);
+    size_t plen = strlen(prefix);
+    size_t n = 0;
+    for (size_t i = 0; i < lvd_tensors_count(ts); i++) {
+        const lvd_tensor *t = lvd_tensors_at(ts, i);
+        if (strncmp(t->name, prefix, plen) != 0) {
+            continue;
+        }
+        e[n].t = t;
+        vit_canonical_name(t->name + plen, e[n].name, sizeof e[n].name, &e[n].part);
+        n++;
     }
     lvd_vit_info a = {0};
     a.eps = 1e-6f;
@@ -266,7 +275,7 @@ static int load_entries(lvd_tensors *ts, entry *e, size_t n, lvd_vit **out, lvd_
     return 0;
 }
 
-int lvd_vit_load_tensors(lvd_tensors *ts, lvd_vit **out, lvd_error *err)
+int lvd_vit_load_tensors_prefix(lvd_tensors *ts, const char *prefix, lvd_vit **out, lvd_error *err)
 {
     *out = NULL;
     size_t n = lvd_tensors_count(ts);
@@ -274,9 +283,14 @@ int lvd_vit_load_tensors(lvd_tensors *ts, lvd_vit **out, lvd_error *err)
     if (!e) {
         return lvd_fail(err, "out of memory");
     }
-    int rc = load_entries(ts, e, n, out, err);
+    int rc = load_entries(ts, prefix, e, out, err);
     free(e);
     return rc;
+}
+
+int lvd_vit_load_tensors(lvd_tensors *ts, lvd_vit **out, lvd_error *err)
+{
+    return lvd_vit_load_tensors_prefix(ts, "", out, err);
 }
 
 int lvd_vit_load(const char *path, lvd_vit **out, lvd_error *err)

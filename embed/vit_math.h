@@ -1,6 +1,7 @@
-/* Branch-free float approximations of exp and erf, inline so that the layer loops calling them
- * vectorize (libm's expf and erff are scalar calls; erff costs ~30 ns here, more than the
- * matrix products around it). */
+/* Branch-free float approximations of exp and erf, and the GELU and SiLU built on them, inline so
+ * that the layer loops calling them vectorize (libm's expf and erff are scalar calls; erff costs
+ * ~30 ns here, more than the matrix products around it). Public: the training path
+ * (train/vit_train.h) differentiates exactly these functions. */
 #ifndef LVD_EMBED_VIT_MATH_H
 #define LVD_EMBED_VIT_MATH_H
 
@@ -51,6 +52,18 @@ static inline float vit_erff(float x)
     q = q * x2 + -7.37332916720468e-03f;
     q = q * x2 + -1.42647390514189e-02f;
     return x * p / q;
+}
+
+/* Exact (erf) GELU: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), not the tanh form. */
+static inline float vit_gelu(float x)
+{
+    return 0.5f * x * (1.0f + vit_erff(x * 0.70710678118654752f));
+}
+
+/* SiLU: x * sigmoid(x). */
+static inline float vit_silu(float x)
+{
+    return x / (1.0f + vit_expf(-x));
 }
 
 #endif

@@ -1,6 +1,7 @@
 /* The ViT parameter table (names, shapes, destinations) and the model's lifetime. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "embed/vit_model.h"
 
@@ -117,6 +118,39 @@ int vit_model_alloc(const lvd_vit_info *info, lvd_vit **out, lvd_error *err)
     free(descs);
     *out = m;
     return 0;
+}
+
+size_t lvd_vit_param_list(lvd_vit *m, lvd_vit_param *table, size_t cap)
+{
+    size_t n = vit_param_descs(m, NULL);
+    vit_param_desc *d = table ? calloc(n, sizeof *d) : NULL;
+    if (table && !d) {
+        return 0;
+    }
+    if (d) {
+        vit_param_descs(m, d);
+    }
+    for (size_t i = 0; d && i < n && i < cap; i++) {
+        lvd_vit_param *t = &table[i];
+        memset(t, 0, sizeof *t);
+        snprintf(t->name, sizeof t->name, "%s", d[i].name);
+        t->ndim = d[i].ndim;
+        memcpy(t->shape, d[i].shape, sizeof t->shape);
+        t->data = *d[i].dst;
+    }
+    free(d);
+    return n;
+}
+
+size_t lvd_vit_param_table(const lvd_vit_info *info, lvd_vit_param *table, size_t cap)
+{
+    lvd_vit *m;
+    if (vit_model_alloc(info, &m, NULL) != 0) {
+        return 0;
+    }
+    size_t n = lvd_vit_param_list(m, table, cap);
+    lvd_vit_free(m);
+    return n;
 }
 
 const lvd_vit_info *lvd_vit_get_info(const lvd_vit *m)

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "embed/vit.h"
+#include "embed/vit_layers.h"
 
 typedef struct lvd_vit_block {
     const float *norm1_w, *norm1_b; /* (D) */
@@ -38,7 +39,7 @@ typedef struct lvd_vit_params {
 } lvd_vit_params;
 
 /* Activations of one forward pass of B images, T tokens, reused block after block (inference
- * keeps no per-block copy; a backward pass would allocate depth sets of the per-block buffers).
+ * keeps no per-block copy; the training path, train/vit_train.h, has its own per-block ones).
  * Every buffer is row-major with one row per token, images one after the other; branch first
  * holds the (B, N, D) patch embeddings. */
 typedef struct lvd_vit_acts {
@@ -51,7 +52,7 @@ typedef struct lvd_vit_acts {
     float *atty;     /* (B, T, D) attention output before the projection */
     float *branch;   /* (B, T, D) proj / FFN output before bias and LayerScale */
     float *fch;      /* (B, T, F1) fc1 / w12 output, then GELU / SwiGLU in place */
-    float *att;      /* threads * vit_attention_scratch(T): one head's scores per thread */
+    float *att;      /* threads * lvd_vit_attention_scratch(T): one head's scores per thread */
 } lvd_vit_acts;
 
 typedef struct vit_pos_entry {
@@ -99,41 +100,5 @@ void vit_acts_free(lvd_vit_acts *a);
 
 /* Frees the cached resized positional tables. */
 void vit_pos_cache_free(lvd_vit *m);
-
-/* Layers (embed/vit_layers.c). Rows are tokens; every function is threaded with OpenMP over
- * `threads` threads and expects OpenBLAS to be single-threaded. */
-
-/* out (BT, OC) = inp (BT, C) @ w (OC, C)^T + bias (OC, may be NULL); lda is inp's row stride. */
-void vit_matmul_forward(float *out, const float *inp, int lda, const float *w, const float *bias,
-                        int BT, int C, int OC, int threads);
-
-/* out (N, C) = LayerNorm over each row of inp (N, C); mean and rstd (N) are stored if not NULL. */
-void vit_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
-                           const float *b, int N, int C, float eps, int threads);
-
-/* Floats of attention scratch one thread needs for T tokens: the T x T scores and T sums. */
-size_t vit_attention_scratch(int T);
-
-/* Multi-head self-attention of B images: qkv (B, T, 3D) -> out (B, T, D); att is scratch of
- * threads * vit_attention_scratch(T) floats. */
-void vit_attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int heads,
-                           int threads);
-
-/* h (BT, hidden) = exact GELU of h + bias (fc1's bias, added here: one pass fewer), in place. */
-void vit_gelu_forward(float *h, const float *bias, int BT, int hidden, int threads);
-
-/* h (BT, 2 * hidden): the first half of each row becomes silu(h[:, :hidden] + bias[:hidden]) *
- * (h[:, hidden:] + bias[hidden:]) (w12's bias), in place; the second half is left as scratch. */
-void vit_swiglu_forward(float *h, const float *bias, int BT, int hidden, int threads);
-
-/* x (N, C) += ls (C) * (branch (N, C) + bias (C)), row by row: the LayerScale'd residual add,
- * with the bias of the linear layer that produced branch. */
-void vit_residual_forward(float *x, const float *branch, const float *bias, const float *ls, int N,
-                          int C, int threads);
-
-/* Patch embedding of B images x (B, 3, H, W) with patch P: cols (B, N, 3 * P * P) receives the
- * im2col patches (c, ky, kx order, as the conv weight), emb (B, N, D) the embeddings. */
-void vit_patch_embed_forward(float *emb, float *cols, const float *x, int B, int H, int W, int P,
-                             const float *w, const float *bias, int D, int threads);
 
 #endif

@@ -2,11 +2,13 @@
  * the official models: without registers bicubic (a = -0.75, clamped borders, align_corners
  * False) driven by the scale factor (out + 0.1) / in; with registers antialiased bicubic
  * (a = -0.5, support widened by the downscale factor, normalized weights) to the exact size.
- * Both are separable: one (out, in) weight matrix per axis. */
+ * Both are separable: one (out, in) weight matrix per axis (embed/vit_layers.h exposes them, the
+ * resize and its transpose for the training path); vit_pos_embed caches resized tables. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "embed/vit_layers.h"
 #include "embed/vit_model.h"
 
 static float cubic_near(float x, float a) /* |x| <= 1 */
@@ -69,8 +71,7 @@ static void antialias_row(float *row, int o, int in, int out)
     }
 }
 
-/* The (out, in) resampling matrix of one axis. */
-static void axis_matrix(float *mat, int in, int out, int antialias)
+void lvd_vit_pos_axis_matrix(float *mat, int in, int out, int antialias)
 {
     memset(mat, 0, sizeof(float) * (size_t)in * (size_t)out);
     for (int o = 0; o < out; o++) {
@@ -82,8 +83,7 @@ static void axis_matrix(float *mat, int in, int out, int antialias)
     }
 }
 
-/* dst (gh * gw, D) = resize of src (G * G, D); tmp holds (G * gw, D). */
-static void resize_grid(float *dst, float *tmp, const float *src, int G, int gh, int gw, int D,
+void lvd_vit_pos_resize(float *dst, float *tmp, const float *src, int G, int gh, int gw, int D,
                         const float *wy, const float *wx)
 {
     memset(tmp, 0, sizeof(float) * (size_t)G * gw * D);
@@ -114,6 +114,37 @@ static void resize_grid(float *dst, float *tmp, const float *src, int G, int gh,
     }
 }
 
+void lvd_vit_pos_resize_backward(float *dsrc, float *tmp, const float *ddst, int G, int gh, int gw,
+                                 int D, const float *wy, const float *wx)
+{
+    /* The forward's two passes transposed, in reverse order: rows (y), then columns (x). */
+    memset(tmp, 0, sizeof(float) * (size_t)G * gw * D);
+    for (int y = 0; y < gh; y++) {
+        for (int i = 0; i < G; i++) {
+            float w = wy[(size_t)y * G + i];
+            for (int x = 0; w != 0.0f && x < gw; x++) {
+                const float *g = ddst + ((size_t)y * gw + x) * D;
+                float *o = tmp + ((size_t)i * gw + x) * D;
+                for (int d = 0; d < D; d++) {
+                    o[d] += w * g[d];
+                }
+            }
+        }
+    }
+    for (int y = 0; y < G; y++) {
+        for (int x = 0; x < gw; x++) {
+            const float *g = tmp + ((size_t)y * gw + x) * D;
+            for (int i = 0; i < G; i++) {
+                float w = wx[(size_t)x * G + i];
+                float *o = dsrc + ((size_t)y * G + i) * D;
+                for (int d = 0; w != 0.0f && d < D; d++) {
+                    o[d] += w * g[d];
+                }
+            }
+        }
+    }
+}
+
 /* A newly allocated resized table (1 + gh * gw, D), or NULL when memory runs out. */
 static float *resized_table(const lvd_vit *m, int gh, int gw)
 {
@@ -124,10 +155,10 @@ static float *resized_table(const lvd_vit *m, int gh, int gw)
     float *wy = malloc(sizeof(float) * (size_t)gh * G);
     float *wx = malloc(sizeof(float) * (size_t)gw * G);
     if (table && tmp && wy && wx) {
-        axis_matrix(wy, G, gh, m->info.pos_antialias);
-        axis_matrix(wx, G, gw, m->info.pos_antialias);
+        lvd_vit_pos_axis_matrix(wy, G, gh, m->info.pos_antialias);
+        lvd_vit_pos_axis_matrix(wx, G, gw, m->info.pos_antialias);
         memcpy(table, m->p.pos_embed, sizeof(float) * D);
-        resize_grid(table + D, tmp, m->p.pos_embed + D, G, gh, gw, D, wy, wx);
+        lvd_vit_pos_resize(table + D, tmp, m->p.pos_embed + D, G, gh, gw, D, wy, wx);
     } else {
         free(table);
         table = NULL;

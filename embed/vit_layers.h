@@ -1,0 +1,94 @@
+/* ViT layer kernels, forward only, public: the inference forward (embed/vit_forward.c) is built
+ * from them and the training path (train/vit_train.h) reuses them, so that both compute the same
+ * numbers, and writes the backward of each next to its own activations.
+ *
+ * Every buffer is row-major with one row per token, images one after the other (B images of T
+ * tokens are B * T rows). Linear weights are (out, in) as in PyTorch. Functions taking `threads`
+ * split their rows (or images and heads) over that many OpenMP threads and expect OpenBLAS to be
+ * single-threaded (openblas_set_num_threads(1)): each thread calls sgemm on its own rows. Results
+ * are bitwise deterministic for a fixed thread count. The scalar math (exp, erf, GELU, SiLU) is
+ * in embed/vit_math.h. */
+#ifndef LVD_EMBED_VIT_LAYERS_H
+#define LVD_EMBED_VIT_LAYERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* out (BT, OC) = inp (BT, C) @ w (OC, C)^T + bias (OC, may be NULL); lda is inp's row stride. */
+void lvd_vit_matmul_forward(float *out, const float *inp, int lda, const float *w,
+                            const float *bias, int BT, int C, int OC, int threads);
+
+/* o (C) = LayerNorm of one row x (C) with weight w and bias b; returns the row's mean and stores
+ * 1 / sqrt(var + eps) in *rstd (biased variance, as PyTorch). */
+float lvd_vit_layernorm_row(float *o, const float *x, const float *w, const float *b, int C,
+                            float eps, float *rstd);
+
+/* out (N, C) = LayerNorm over each row of inp (N, C); mean and rstd (N) are stored if not NULL. */
+void lvd_vit_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                               const float *w, const float *b, int N, int C, float eps,
+                               int threads);
+
+/* Floats of attention scratch one (image, head) needs for T tokens: the T x T scores and T sums. */
+size_t lvd_vit_attention_scratch(int T);
+
+/* Softmax attention of one image and head: o (T, hd; row stride ldo) = softmax(q k^T / sqrt(hd))
+ * v, where q, k, v are (T, hd) with row stride ld (views into a qkv buffer). s is scratch of
+ * lvd_vit_attention_scratch(T) floats. Scores more than 60 below their row's maximum count as 0
+ * (they would be subnormal and slow the products down). lse (T) receives each row's
+ * log-sum-exp of the scaled scores when not NULL: softmax row i = exp(scores_i - lse_i), which
+ * a backward pass uses to recompute the probabilities instead of storing them. */
+void lvd_vit_attention_head(float *o, int ldo, float *s, const float *q, const float *k,
+                            const float *v, int ld, int T, int hd, float *lse);
+
+/* Multi-head self-attention of B images: qkv (B, T, 3D; rows q, k, v, each head-major) ->
+ * out (B, T, D); att is scratch of threads * lvd_vit_attention_scratch(T) floats. */
+void lvd_vit_attention_forward(float *out, float *att, const float *qkv, int B, int T, int D,
+                               int heads, int threads);
+
+/* h (BT, hidden) = exact GELU of h + bias (fc1's bias, added here: one pass fewer), in place. */
+void lvd_vit_gelu_forward(float *h, const float *bias, int BT, int hidden, int threads);
+
+/* h (BT, 2 * hidden): the first half of each row becomes silu(h[:, :hidden] + bias[:hidden]) *
+ * (h[:, hidden:] + bias[hidden:]) (w12's bias), in place; the second half is left as scratch. */
+void lvd_vit_swiglu_forward(float *h, const float *bias, int BT, int hidden, int threads);
+
+/* x (N, C) += ls (C) * (branch (N, C) + bias (C)), row by row: the LayerScale'd residual add,
+ * with the bias of the linear layer that produced branch. */
+void lvd_vit_residual_forward(float *x, const float *branch, const float *bias, const float *ls,
+                              int N, int C, int threads);
+
+/* im2col of B images x (B, 3, H, W) for patch P (H, W multiples of P): cols (B, N, 3 * P * P),
+ * N = (H / P) * (W / P) patches row-major, each in (c, ky, kx) order as the conv weight
+ * (D, 3, P, P), so the patch embedding is cols @ weight^T + bias. */
+void lvd_vit_im2col(float *cols, const float *x, int B, int H, int W, int P, int threads);
+
+/* Patch embedding: cols receives the im2col patches, emb (B, N, D) the embeddings. */
+void lvd_vit_patch_embed_forward(float *emb, float *cols, const float *x, int B, int H, int W,
+                                 int P, const float *w, const float *bias, int D, int threads);
+
+/* Token preparation of B images: x (B, T, D), T = 1 + R + N, = [cls + pos[0], reg (R, D) without
+ * positions, then for each patch n (emb (B, N, D), or mask_token where mask (B, N) is nonzero;
+ * mask may be NULL) + pos[1 + n]]. pos is the (1 + N, D) table for the patch grid. */
+void lvd_vit_embed_tokens(float *x, const float *emb, const uint8_t *mask, const float *cls,
+                          const float *reg, const float *mask_token, const float *pos, int B, int N,
+                          int R, int D, int threads);
+
+/* The positional-embedding resize is linear and separable: table (gh * gw, D) = Wy (gh, G) and
+ * Wx (gw, G) applied along the two axes of the stored (G * G, D) grid. */
+
+/* The (out, in) resampling matrix of one axis: antialias 0 is bicubic a = -0.75 with clamped
+ * borders driven by the scale factor (out + 0.1) / in (models without registers); antialias 1
+ * is antialiased bicubic a = -0.5 to the exact size, rows normalized (register models). */
+void lvd_vit_pos_axis_matrix(float *mat, int in, int out, int antialias);
+
+/* dst (gh * gw, D) = resize of src (G * G, D) with the axis matrices wy (gh, G) and wx (gw, G);
+ * tmp is scratch of G * gw * D floats. */
+void lvd_vit_pos_resize(float *dst, float *tmp, const float *src, int G, int gh, int gw, int D,
+                        const float *wy, const float *wx);
+
+/* The transpose: dsrc (G * G, D) += resize^T of ddst (gh * gw, D) (the gradient of the stored
+ * grid given the gradient of the resized table); tmp is scratch of G * gw * D floats. */
+void lvd_vit_pos_resize_backward(float *dsrc, float *tmp, const float *ddst, int G, int gh, int gw,
+                                 int D, const float *wy, const float *wx);
+
+#endif

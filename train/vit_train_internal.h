@@ -1,0 +1,106 @@
+/* Internals of the trainable ViT shared by the train/vit_train*.c files: the model struct, the
+ * parameter pointers into a flat buffer, and the backward kernels. Not a public API. */
+#ifndef LVD_TRAIN_VIT_TRAIN_INTERNAL_H
+#define LVD_TRAIN_VIT_TRAIN_INTERNAL_H
+
+#include <stddef.h>
+
+#include "train/vit_train.h"
+
+/* One block's tensors in a flat buffer (parameters or gradients). */
+typedef struct vt_block {
+    float *norm1_w, *norm1_b; /* (D) */
+    float *qkv_w, *qkv_b;     /* (3D, D), (3D) */
+    float *proj_w, *proj_b;   /* (D, D), (D) */
+    float *ls1;               /* (D) */
+    float *norm2_w, *norm2_b; /* (D) */
+    float *fc1_w, *fc1_b;     /* (F1, D), (F1) */
+    float *fc2_w, *fc2_b;     /* (D, hid), (D) */
+    float *ls2;               /* (D) */
+} vt_block;
+
+typedef struct vt_tensors {
+    float *patch_w, *patch_b; /* (D, 3, P, P), (D) */
+    float *cls;               /* (D) */
+    float *reg;               /* (R, D) or NULL */
+    float *mask_token;        /* (D) */
+    float *pos;               /* (1 + G * G, D) */
+    vt_block *blocks;         /* depth entries */
+    float *norm_w, *norm_b;   /* (D) */
+} vt_tensors;
+
+struct lvd_vit_train {
+    lvd_vit_info info;
+    lvd_param_layout layout;
+    float *params; /* layout.total */
+    float *grads;  /* layout.total */
+    vt_tensors p;  /* into params */
+    vt_tensors g;  /* into grads */
+    int threads;
+};
+
+/* The thread count calls of m use. */
+int vt_threads(const lvd_vit_train *m);
+
+/* Fails unless p was made for m's architecture and has scratch for m's threads. */
+int vt_check_pass(const lvd_vit_train *m, const lvd_vit_pass *p, lvd_error *err);
+
+/* Kernels (train/vit_train_layers.c), OpenMP over `threads`, OpenBLAS single-threaded. */
+
+/* Backward of out (BT, OC; row stride ldo) = inp (BT, C; stride lda) @ w (OC, C)^T + bias:
+ * dinp (BT, C; stride ldi) = dout @ w when dinp is not NULL (overwritten), dw (OC, C) +=
+ * dout^T @ inp, db (OC) += column sums of dout when db is not NULL. */
+void vt_matmul_backward(float *dinp, int ldi, float *dw, float *db, const float *dout, int ldo,
+                        const float *inp, int lda, const float *w, int BT, int C, int OC,
+                        int threads);
+
+/* LayerNorm over a subset of images: for j < n, t < T, row j * T + t of out (mean, rstd) is the
+ * norm of row sub[j] * T + t of x. */
+void vt_layernorm_forward_sub(float *out, float *mean, float *rstd, const float *x, const int *sub,
+                              int n, int T, const float *w, const float *b, int C, float eps,
+                              int threads);
+
+/* Backward of vt_layernorm_forward_sub given dout (n * T, C): dx rows sub[j] * T + t +=, dw and
+ * db (C) += the column sums of dout * xhat and dout. sub NULL: the identity (n images). */
+void vt_layernorm_backward_sub(float *dx, float *dw, float *db, const float *dout, const float *x,
+                               const float *mean, const float *rstd, const float *w, const int *sub,
+                               int n, int T, int C, int threads);
+
+/* out (B, T, C) = in + the scattered residual: row t of image b gets scale * ls (C) * y (row
+ * pos[b] * T + t of y), for every image b with pos[b] >= 0 (its index in the subset); rows of
+ * the other images are copied (out may equal in). */
+void vt_residual_forward_sub(float *out, const float *in, const float *y, const float *ls,
+                             float scale, const int *pos, int B, int T, int C, int threads);
+
+/* Backward of vt_residual_forward_sub for the branch: dy (n * T, C) = scale * ls * dout rows of
+ * the subset, dls (C) += scale * column sums of dout (subset rows) * y. */
+void vt_residual_backward_sub(float *dy, float *dls, const float *dout, const float *y,
+                              const float *ls, float scale, const int *sub, int n, int T, int C,
+                              int threads);
+
+/* act (BT, hid) = GELU(h) (ffn MLP, h (BT, hid)) or silu(h[:, :hid]) * h[:, hid:] (SwiGLU,
+ * h (BT, 2 hid)). */
+void vt_ffn_act_forward(float *act, const float *h, int BT, int hid, int swiglu, int threads);
+
+/* Backward of vt_ffn_act_forward in place: dh (BT, F1) holds d act in the first hid columns of
+ * each row on entry and d h on return. */
+void vt_ffn_act_backward(float *dh, const float *h, int BT, int hid, int swiglu, int threads);
+
+/* Floats of attention backward scratch per (image, head) for T tokens. */
+size_t vt_attention_backward_scratch(int T);
+
+/* Multi-head attention backward of n images: dqkv (n, T, 3D) = gradient given datty (n, T, D),
+ * from qkv, the forward output atty and lse (n, heads, T); att is threads *
+ * vt_attention_backward_scratch(T) floats. */
+void vt_attention_backward(float *dqkv, const float *datty, const float *qkv, const float *atty,
+                           const float *lse, float *att, int n, int T, int D, int heads,
+                           int threads);
+
+/* Multi-head attention forward of n images keeping lse (n, heads, T) (lse NULL: not kept). */
+void vt_attention_forward(float *atty, float *lse, float *att, const float *qkv, int n, int T,
+                          int D, int heads, int threads);
+
+/* out (T, C) = sum over the B images of x (B, T, C), image by image in order. */
+void vt_sum_images(float *out, const float *x, int B, int T, int C, int threads);
+
+#endif

@@ -1,0 +1,364 @@
+/* Training kernels of the ViT (train/vit_train_internal.h): the backward of each layer, and the
+ * forward variants that keep what the backward needs or run on a subset of images (stochastic
+ * depth). Products are single-threaded OpenBLAS sgemm calls on blocks split over OpenMP
+ * threads: rows of the input gradient, rows of the weight gradient (so no thread reduces
+ * another's partial sums). Column sums (bias, LayerNorm, LayerScale gradients) are split by
+ * column blocks and add rows in order, so they do not depend on the thread count. */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "embed/vit_layers.h"
+#include "embed/vit_math.h"
+#include "train/vit_train_internal.h"
+
+#define VT_SIMD __attribute__((target_clones("avx512f", "avx2", "default")))
+
+/* Columns per block of a column sum: one 64-byte line of floats per row. */
+#define COLS 16
+
+/* [lo, hi) of n items for thread t of nt. */
+static void split(int n, int t, int nt, int *lo, int *hi)
+{
+    *lo = (int)((int64_t)n * t / nt);
+    *hi = (int)((int64_t)n * (t + 1) / nt);
+}
+
+/* acc (n) += row (n). */
+VT_SIMD static void add_to(float *acc, const float *row, int n)
+{
+    for (int j = 0; j < n; j++) {
+        acc[j] += row[j];
+    }
+}
+
+void vt_matmul_backward(float *dinp, int ldi, float *dw, float *db, const float *dout, int ldo,
+                        const float *inp, int lda, const float *w, int BT, int C, int OC,
+                        int threads)
+{
+#pragma omp parallel num_threads(threads)
+    {
+        int nt = omp_get_num_threads(), t = omp_get_thread_num(), lo, hi;
+        split(BT, t, nt, &lo, &hi);
+        if (dinp && hi > lo) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, C, OC, 1.0f,
+                        dout + (size_t)lo * ldo, ldo, w, C, 0.0f, dinp + (size_t)lo * ldi, ldi);
+        }
+        split(OC, t, nt, &lo, &hi);
+        if (hi > lo) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hi - lo, C, BT, 1.0f, dout + lo,
+                        ldo, inp, lda, 1.0f, dw + (size_t)lo * C, C);
+        }
+        if (db && hi > lo) {
+            float acc[COLS];
+            for (int c0 = lo; c0 < hi; c0 += COLS) {
+                int nc = hi - c0 < COLS ? hi - c0 : COLS;
+                memset(acc, 0, sizeof acc);
+                for (int r = 0; r < BT; r++) {
+                    add_to(acc, dout + (size_t)r * ldo + c0, nc);
+                }
+                add_to(db + c0, acc, nc);
+            }
+        }
+    }
+}
+
+void vt_layernorm_forward_sub(float *out, float *mean, float *rstd, const float *x, const int *sub,
+                              int n, int T, const float *w, const float *b, int C, float eps,
+                              int threads)
+{
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int r = 0; r < n * T; r++) {
+        size_t src = (size_t)sub[r / T] * T + r % T;
+        float s;
+        mean[r] = lvd_vit_layernorm_row(out + (size_t)r * C, x + src * C, w, b, C, eps, &s);
+        rstd[r] = s;
+    }
+}
+
+/* dx (C) += the LayerNorm input gradient of one row. */
+VT_SIMD static void layernorm_backward_row(float *dx, const float *dy, const float *x, float mean,
+                                           float rstd, const float *w, int C)
+{
+    float sum_g = 0.0f, sum_gx = 0.0f;
+#pragma omp simd reduction(+ : sum_g, sum_gx)
+    for (int j = 0; j < C; j++) {
+        float g = dy[j] * w[j];
+        sum_g += g;
+        sum_gx += g * (x[j] - mean) * rstd;
+    }
+    float mg = sum_g / (float)C, mgx = sum_gx / (float)C;
+    for (int j = 0; j < C; j++) {
+        float xhat = (x[j] - mean) * rstd;
+        dx[j] += rstd * (dy[j] * w[j] - mg - xhat * mgx);
+    }
+}
+
+/* dw (n) += dy * xhat, db (n) += dy over one row's block of n columns. */
+VT_SIMD static void layernorm_param_row(float *dw, float *db, const float *dy, const float *x,
+                                        float mean, float rstd, int n)
+{
+    for (int j = 0; j < n; j++) {
+        dw[j] += dy[j] * ((x[j] - mean) * rstd);
+        db[j] += dy[j];
+    }
+}
+
+void vt_layernorm_backward_sub(float *dx, float *dw, float *db, const float *dout, const float *x,
+                               const float *mean, const float *rstd, const float *w, const int *sub,
+                               int n, int T, int C, int threads)
+{
+#pragma omp parallel num_threads(threads)
+    {
+#pragma omp for schedule(static)
+        for (int r = 0; r < n * T; r++) {
+            size_t src = (size_t)(sub ? sub[r / T] : r / T) * T + r % T;
+            layernorm_backward_row(dx + src * C, dout + (size_t)r * C, x + src * C, mean[r],
+                                   rstd[r], w, C);
+        }
+        int nt = omp_get_num_threads(), t = omp_get_thread_num(), lo, hi;
+        split((C + COLS - 1) / COLS, t, nt, &lo, &hi);
+        for (int blk = lo; blk < hi; blk++) {
+            int c0 = blk * COLS, nc = C - c0 < COLS ? C - c0 : COLS;
+            float aw[COLS] = {0}, ab[COLS] = {0};
+            for (int r = 0; r < n * T; r++) {
+                size_t src = (size_t)(sub ? sub[r / T] : r / T) * T + r % T;
+                layernorm_param_row(aw, ab, dout + (size_t)r * C + c0, x + src * C + c0, mean[r],
+                                    rstd[r], nc);
+            }
+            add_to(dw + c0, aw, nc);
+            add_to(db + c0, ab, nc);
+        }
+    }
+}
+
+/* o (n) = x + scale * ls (n) * y. */
+VT_SIMD static void scaled_add_row(float *o, const float *x, float scale, const float *ls,
+                                   const float *y, int n)
+{
+    for (int j = 0; j < n; j++) {
+        o[j] = x[j] + scale * ls[j] * y[j];
+    }
+}
+
+void vt_residual_forward_sub(float *out, const float *in, const float *y, const float *ls,
+                             float scale, const int *pos, int B, int T, int C, int threads)
+{
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int r = 0; r < B * T; r++) {
+        int j = pos[r / T];
+        float *o = out + (size_t)r * C;
+        const float *x = in + (size_t)r * C;
+        if (j >= 0) {
+            scaled_add_row(o, x, scale, ls, y + ((size_t)j * T + r % T) * C, C);
+        } else if (o != x) {
+            memcpy(o, x, sizeof(float) * C);
+        }
+    }
+}
+
+/* dy (n) = scale * ls (n) * g. */
+VT_SIMD static void residual_backward_row(float *dy, float scale, const float *ls, const float *g,
+                                          int n)
+{
+    for (int j = 0; j < n; j++) {
+        dy[j] = scale * ls[j] * g[j];
+    }
+}
+
+/* acc (n) += g * y. */
+VT_SIMD static void mul_add_row(float *acc, const float *g, const float *y, int n)
+{
+    for (int j = 0; j < n; j++) {
+        acc[j] += g[j] * y[j];
+    }
+}
+
+void vt_residual_backward_sub(float *dy, float *dls, const float *dout, const float *y,
+                              const float *ls, float scale, const int *sub, int n, int T, int C,
+                              int threads)
+{
+#pragma omp parallel num_threads(threads)
+    {
+#pragma omp for schedule(static)
+        for (int r = 0; r < n * T; r++) {
+            size_t src = (size_t)sub[r / T] * T + r % T;
+            residual_backward_row(dy + (size_t)r * C, scale, ls, dout + src * C, C);
+        }
+        int nt = omp_get_num_threads(), t = omp_get_thread_num(), lo, hi;
+        split((C + COLS - 1) / COLS, t, nt, &lo, &hi);
+        for (int blk = lo; blk < hi; blk++) {
+            int c0 = blk * COLS, nc = C - c0 < COLS ? C - c0 : COLS;
+            float acc[COLS] = {0};
+            for (int r = 0; r < n * T; r++) {
+                size_t src = (size_t)sub[r / T] * T + r % T;
+                mul_add_row(acc, dout + src * C + c0, y + (size_t)r * C + c0, nc);
+            }
+            for (int c = 0; c < nc; c++) {
+                dls[c0 + c] += scale * acc[c];
+            }
+        }
+    }
+}
+
+VT_SIMD static void gelu_row(float *a, const float *h, int n)
+{
+    for (int j = 0; j < n; j++) {
+        a[j] = vit_gelu(h[j]);
+    }
+}
+
+VT_SIMD static void swiglu_row(float *a, const float *h, int n)
+{
+    for (int j = 0; j < n; j++) {
+        a[j] = vit_silu(h[j]) * h[n + j];
+    }
+}
+
+void vt_ffn_act_forward(float *act, const float *h, int BT, int hid, int swiglu, int threads)
+{
+    int f1 = swiglu ? 2 * hid : hid;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int r = 0; r < BT; r++) {
+        if (swiglu) {
+            swiglu_row(act + (size_t)r * hid, h + (size_t)r * f1, hid);
+        } else {
+            gelu_row(act + (size_t)r * hid, h + (size_t)r * f1, hid);
+        }
+    }
+}
+
+/* d (n) = d * GELU'(h): Phi(h) + h phi(h), the derivative of the exact (erf) GELU. */
+VT_SIMD static void gelu_backward_row(float *d, const float *h, int n)
+{
+    const float inv_sqrt2 = 0.70710678118654752f, inv_sqrt_2pi = 0.39894228040143268f;
+    for (int j = 0; j < n; j++) {
+        float x = h[j];
+        float cdf = 0.5f * (1.0f + vit_erff(x * inv_sqrt2));
+        float pdf = inv_sqrt_2pi * vit_expf(-0.5f * x * x);
+        d[j] *= cdf + x * pdf;
+    }
+}
+
+/* d[:n] = d a * h2 * silu'(h1), d[n:] = d a * silu(h1), with d a in d[:n] on entry. */
+VT_SIMD static void swiglu_backward_row(float *d, const float *h, int n)
+{
+    for (int j = 0; j < n; j++) {
+        float x = h[j];
+        float sig = 1.0f / (1.0f + vit_expf(-x));
+        float da = d[j];
+        d[j] = da * h[n + j] * sig * (1.0f + x * (1.0f - sig));
+        d[n + j] = da * x * sig;
+    }
+}
+
+void vt_ffn_act_backward(float *dh, const float *h, int BT, int hid, int swiglu, int threads)
+{
+    int f1 = swiglu ? 2 * hid : hid;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int r = 0; r < BT; r++) {
+        if (swiglu) {
+            swiglu_backward_row(dh + (size_t)r * f1, h + (size_t)r * f1, hid);
+        } else {
+            gelu_backward_row(dh + (size_t)r * f1, h + (size_t)r * f1, hid);
+        }
+    }
+}
+
+void vt_attention_forward(float *atty, float *lse, float *att, const float *qkv, int n, int T,
+                          int D, int heads, int threads)
+{
+    int hd = D / heads;
+    int ld = 3 * D;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int bh = 0; bh < n * heads; bh++) {
+        int b = bh / heads, h = bh % heads;
+        float *s = att + (size_t)omp_get_thread_num() * vt_attention_backward_scratch(T);
+        const float *q = qkv + (size_t)b * T * ld + (size_t)h * hd;
+        lvd_vit_attention_head(atty + (size_t)b * T * D + (size_t)h * hd, D, s, q, q + D, q + 2 * D,
+                               ld, T, hd, lse ? lse + (size_t)bh * T : NULL);
+    }
+}
+
+size_t vt_attention_backward_scratch(int T)
+{
+    return 2 * (size_t)T * (size_t)(T + 1);
+}
+
+/* p (n) = exp(s - lse), with the forward's cutoff of negligible terms. */
+VT_SIMD static void probs_row(float *p, float lse, int n)
+{
+    for (int j = 0; j < n; j++) {
+        float d = p[j] - lse;
+        p[j] = d < -60.0f ? 0.0f : vit_expf(d);
+    }
+}
+
+/* ds (n) = p * (dp - dot). */
+VT_SIMD static void softmax_backward_row(float *ds, const float *p, float dot, int n)
+{
+    for (int j = 0; j < n; j++) {
+        ds[j] = p[j] * (ds[j] - dot);
+    }
+}
+
+/* One image and head: dq, dk, dv (T, hd; row stride ld) from dout and the forward's q, k, v
+ * (stride ld), o and lse; s is vt_attention_backward_scratch(T) floats. */
+static void attention_head_backward(float *dq, float *dk, float *dv, const float *dout,
+                                    const float *q, const float *k, const float *v, int ld,
+                                    const float *o, int ldo, const float *lse, int T, int hd,
+                                    float *s)
+{
+    float scale = 1.0f / sqrtf((float)hd);
+    float *p = s, *dp = s + (size_t)T * T;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, ld, k, ld, 0.0f, p, T);
+    for (int i = 0; i < T; i++) {
+        probs_row(p + (size_t)i * T, lse[i], T);
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, p, T, dout, ldo, 0.0f, dv,
+                ld);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dout, ldo, v, ld, 0.0f, dp,
+                T);
+    for (int i = 0; i < T; i++) {
+        float dot = 0.0f;
+        for (int d = 0; d < hd; d++) {
+            dot += dout[(size_t)i * ldo + d] * o[(size_t)i * ldo + d];
+        }
+        softmax_backward_row(dp + (size_t)i * T, p + (size_t)i * T, dot, T);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, scale, dp, T, k, ld, 0.0f, dq,
+                ld);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, dp, T, q, ld, 0.0f, dk,
+                ld);
+}
+
+void vt_attention_backward(float *dqkv, const float *datty, const float *qkv, const float *atty,
+                           const float *lse, float *att, int n, int T, int D, int heads,
+                           int threads)
+{
+    int hd = D / heads;
+    int ld = 3 * D;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int bh = 0; bh < n * heads; bh++) {
+        int b = bh / heads, h = bh % heads;
+        float *s = att + (size_t)omp_get_thread_num() * vt_attention_backward_scratch(T);
+        size_t qo = (size_t)b * T * ld + (size_t)h * hd;
+        size_t oo = (size_t)b * T * D + (size_t)h * hd;
+        attention_head_backward(dqkv + qo, dqkv + qo + D, dqkv + qo + 2 * D, datty + oo, qkv + qo,
+                                qkv + qo + D, qkv + qo + 2 * D, ld, atty + oo, D,
+                                lse + (size_t)bh * T, T, hd, s);
+    }
+}
+
+void vt_sum_images(float *out, const float *x, int B, int T, int C, int threads)
+{
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int t = 0; t < T; t++) {
+        float *o = out + (size_t)t * C;
+        memset(o, 0, sizeof(float) * C);
+        for (int b = 0; b < B; b++) {
+            add_to(o, x + ((size_t)b * T + t) * C, C);
+        }
+    }
+}
