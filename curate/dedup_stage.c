@@ -1,3 +1,5 @@
+/* The dedup stage of curate/dedup_stage.h: components, decontamination, the incremental rerun and
+ * the one transaction of results. */
 #include "curate/dedup_stage.h"
 
 #include <math.h>
@@ -20,19 +22,15 @@ void lvd_dedup_stage_defaults(lvd_dedup_stage_options *o)
 
 /* Pool rows: those processed before first (ordered by image id, tag = their recorded
  * component), then the new ones (tag 0). ?2 = 1 forgets what was processed (a full run). */
-static const char *const pool_sql =
-    "SELECT e.image_id, f.path, e.row, d.component FROM embeddings e"
-    " JOIN embedding_files f ON f.id = e.file_id"
-    " JOIN images i ON i.id = e.image_id JOIN sources s ON s.id = i.source_id"
-    " LEFT JOIN dedup d ON d.model_id = e.model_id AND d.image_id = e.image_id AND ?2 = 0"
-    " WHERE e.model_id = ?1 AND s.role = 'pool'"
-    " ORDER BY d.image_id IS NULL, e.image_id";
+static const lvd_kit_rows pool_rows = {
+    .where = "s.role = 'pool'",
+    .join = "LEFT JOIN dedup d ON d.model_id = ?1 AND d.image_id = e.image_id AND ?2 = 0",
+    .tag = "d.component",
+    .order = "d.image_id IS NULL, e.image_id",
+};
 
-static const char *const eval_sql =
-    "SELECT e.image_id, f.path, e.row FROM embeddings e"
-    " JOIN embedding_files f ON f.id = e.file_id"
-    " JOIN images i ON i.id = e.image_id JOIN sources s ON s.id = i.source_id"
-    " WHERE e.model_id = ?1 AND s.role = 'eval' ORDER BY e.image_id";
+/* The eval set; lvd-report's eval matches read it too (curate/export_report_eval.c). */
+const lvd_kit_rows lvd_dedup_eval_rows = {.where = "s.role = 'eval'"};
 
 /* Work arrays, one entry per pool row. */
 typedef struct dedup_work {
@@ -250,10 +248,11 @@ static int dedup(lvd_manifest *m, const lvd_dedup_stage_options *o, int64_t mode
                  int full, int64_t run, lvd_dedup_stage_counts *counts, lvd_error *err)
 {
     dedup_work w = {0};
-    int64_t binds[2] = {model_id, full};
+    int64_t f = full;
     int rc = -1;
-    if (lvd_embeddings_read(m, pool_sql, binds, 2, dim, &w.pool, err) ||
-        lvd_embeddings_read(m, eval_sql, binds, 1, dim, &w.eval, err) || alloc_work(&w, err))
+    if (lvd_embeddings_read(m, model_id, &pool_rows, &f, 1, dim, &w.pool, err) ||
+        lvd_embeddings_read(m, model_id, &lvd_dedup_eval_rows, NULL, 0, dim, &w.eval, err) ||
+        alloc_work(&w, err))
         goto done;
     counts->pool = w.pool.n;
     counts->eval = w.eval.n;
@@ -312,15 +311,8 @@ int lvd_dedup_stage_run(lvd_manifest *m, const lvd_dedup_stage_options *o,
         params_changed(m, o, &changed, err))
         return -1;
     int full = o->full || changed;
-    cJSON *params = params_json(o, full);
-    int rc = lvd_manifest_run_start(m, "dedup", params, &run, err);
-    cJSON_Delete(params);
-    if (rc)
+    if (lvd_kit_run_start(m, "dedup", params_json(o, full), &run, err))
         return -1;
-    rc = dedup(m, o, model_id, dim, full, run, counts, err);
-    cJSON *cj = counts_json(counts);
-    lvd_error ferr;
-    int frc = lvd_manifest_run_finish(m, run, rc ? "failed" : "ok", cj, rc ? &ferr : err);
-    cJSON_Delete(cj);
-    return rc || frc ? -1 : 0;
+    int rc = dedup(m, o, model_id, dim, full, run, counts, err);
+    return lvd_kit_run_finish(m, run, rc, NULL, counts_json(counts), err);
 }

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kit/kit.h"
 #include "store/error.h"
 #include "store/manifest.h"
 
@@ -45,6 +46,9 @@ typedef struct lvd_dedup_stage_counts {
     int64_t kept;
     char factory[128]; /* index used */
 } lvd_dedup_stage_counts;
+
+/* The eval images' embedding rows, as dedup compares the pool with them. */
+extern const lvd_kit_rows lvd_dedup_eval_rows;
 
 /* k 64, threshold 0.6, eval_threshold 0.45, automatic index with 4 GiB, nprobe 16. */
 void lvd_dedup_stage_defaults(lvd_dedup_stage_options *o);

@@ -1,3 +1,5 @@
+/* Threshold calibration of curate/dedup_stage_calibrate.h: the sample, the copies, their
+ * embeddings, the false-positive count and the run that records the figures. */
 #include "curate/dedup_stage_calibrate.h"
 
 #include <cblas.h>
@@ -7,8 +9,8 @@
 
 #include "curate/embeddings_read.h"
 #include "curate/embeddings_vit.h"
-#include "curate/export_members.h"
 #include "index/index.h"
+#include "store/shard.h"
 
 static const char *const variant_names[LVD_CALIBRATE_VARIANTS] = {"flip", "jpeg40", "crop80",
                                                                   "half", "color"};
@@ -16,11 +18,7 @@ static const char *const variant_names[LVD_CALIBRATE_VARIANTS] = {"flip", "jpeg4
 /* Pool rows per sgemm block of the false-positive count. */
 #define POOL_BLOCK 4096
 
-static const char *const pool_sql =
-    "SELECT e.image_id, f.path, e.row FROM embeddings e"
-    " JOIN embedding_files f ON f.id = e.file_id"
-    " JOIN images i ON i.id = e.image_id JOIN sources s ON s.id = i.source_id"
-    " WHERE e.model_id = ?1 AND s.role = 'pool' ORDER BY e.image_id";
+static const lvd_kit_rows pool_rows = {.where = "s.role = 'pool'"};
 
 /* One sampled pool image: its embedding row and where its bytes are. */
 typedef struct sampled {
@@ -168,7 +166,7 @@ static int reencode(const lvd_image *in, lvd_image *out, lvd_error *err)
     size_t len = 0;
     int rc = lvd_image_encode_jpeg(in, 40, &jpeg, &len, err);
     if (rc == 0)
-        rc = lvd_stage_decode(jpeg, len, out, err);
+        rc = lvd_image_decode_rgb(jpeg, len, out, err);
     free(jpeg);
     return rc;
 }
@@ -210,16 +208,15 @@ typedef struct scan_ctx {
 } scan_ctx;
 
 /* An image that does not decode is left out of the figures (as lvd-embed leaves it out). */
-static int on_member(void *ctx, int64_t i, const char *name, const unsigned char *data, size_t len,
+static int on_member(void *ctx, size_t i, const char *name, const uint8_t *data, size_t len,
                      lvd_error *err)
 {
+    (void)name;
     scan_ctx *x = ctx;
     const sampled *s = x->items[i];
-    if (strcmp(name, s->member) != 0)
-        return 0;
     lvd_image img;
     lvd_error derr;
-    if (lvd_stage_decode(data, len, &img, &derr))
+    if (lvd_image_decode_rgb(data, len, &img, &derr))
         return 0;
     int rc = measure(x->c, s, &img, err);
     lvd_image_free(&img);
@@ -248,7 +245,8 @@ static int measure_copies(calib *c, lvd_error *err)
         for (; j < c->n_items && strcmp(order[j]->shard, order[i]->shard) == 0; j++)
             members[j - i] = order[j]->member;
         scan_ctx x = {c, order + i};
-        rc = lvd_shard_scan(order[i]->shard, members, j - i, on_member, &x, err);
+        rc = lvd_shard_read(order[i]->shard, members, (size_t)(j - i), LVD_SHARD_BY_NAME, on_member,
+                            &x, err);
         i = j;
     }
     free(order);
@@ -427,7 +425,7 @@ static cJSON *counts_json(const lvd_calibrate_result *r)
 static int calibrate(lvd_manifest *m, calib *c, int64_t model_id, int dim,
                      lvd_calibrate_result *res, lvd_error *err)
 {
-    if (lvd_embeddings_read(m, pool_sql, &model_id, 1, dim, &c->pool, err))
+    if (lvd_embeddings_read(m, model_id, &pool_rows, NULL, 0, dim, &c->pool, err))
         return -1;
     if (c->pool.n < 2)
         return lvd_fail(err, "model '%s' has %lld pool embeddings: calibration needs 2 or more",
@@ -455,16 +453,10 @@ int lvd_calibrate_run(lvd_manifest *m, const lvd_calibrate_options *o, lvd_calib
     cJSON_AddNumberToObject(params, "sample", o->sample);
     cJSON_AddNumberToObject(params, "resize", o->resize);
     cJSON_AddNumberToObject(params, "crop", o->crop);
-    int rc = lvd_manifest_run_start(m, "calibrate", params, &run, err);
-    cJSON_Delete(params);
-    if (rc)
+    if (lvd_kit_run_start(m, "calibrate", params, &run, err))
         return -1;
     calib c = {.o = o};
-    rc = calibrate(m, &c, model_id, dim, res, err);
+    int rc = calibrate(m, &c, model_id, dim, res, err);
     calib_free(&c);
-    cJSON *counts = counts_json(res);
-    lvd_error ferr;
-    int frc = lvd_manifest_run_finish(m, run, rc ? "failed" : "ok", counts, rc ? &ferr : err);
-    cJSON_Delete(counts);
-    return rc || frc ? -1 : 0;
+    return lvd_kit_run_finish(m, run, rc, NULL, counts_json(res), err);
 }

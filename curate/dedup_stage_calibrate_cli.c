@@ -1,17 +1,14 @@
+/* lvd_calibrate_cli of curate/dedup_stage_calibrate_cli.h: the options table, the run and the
+ * printed figures. */
 #include "curate/dedup_stage_calibrate_cli.h"
 
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "curate/dedup_stage_calibrate.h"
-#include "curate/stages_cli.h"
+#include "kit/kit.h"
 
-static const char usage[] =
-    "usage: lvd-calibrate --db DB --model NAME [options]\n"
-    "       lvd-dedup --calibrate --db DB --model NAME [options]\n"
-    "\n"
+static const char about[] =
     "Samples pool images (evenly spaced by id), makes five copies of each (horizontal flip,\n"
     "JPEG quality 40, center crop of 80%, half size, slight color change), embeds them with\n"
     "the model as lvd-embed does and compares them with the stored embedding and with every\n"
@@ -21,62 +18,16 @@ static const char usage[] =
     "is a sampled image or copy above t to another pool image (precision = TP / (TP + FP); '-'\n"
     "when nothing is above t). Copies already in the pool count as false positives. The\n"
     "figures are recorded as the run's counts (v_runs, stage 'calibrate'). The model needs\n"
-    "weights (not an imported, external one).\n"
-    "\n"
-    "  --db DB          manifest database\n"
-    "  --model NAME     registered model with embeddings of the pool\n"
-    "  --sample N       pool images sampled (default 100)\n"
-    "  --resize S       short side before the crop, as lvd-embed (default 256)\n"
-    "  --crop C         crop side, as lvd-embed (default 224)\n"
-    "  --help           this text\n"
-    "\n"
-    "Exit status 0 on success, 1 on failure, 2 on bad usage.\n";
+    "weights (not an imported, external one).";
 
-static int parse(int argc, char **argv, const char **db, lvd_calibrate_options *o, lvd_error *err)
+typedef struct args {
+    const char *db;
+    lvd_calibrate_options o;
+} args;
+
+static int check(void *ctx, lvd_error *err)
 {
-    static const struct option longs[] = {{"db", required_argument, 0, 'd'},
-                                          {"model", required_argument, 0, 'm'},
-                                          {"sample", required_argument, 0, 's'},
-                                          {"resize", required_argument, 0, 'r'},
-                                          {"crop", required_argument, 0, 'c'},
-                                          {"help", no_argument, 0, 'h'},
-                                          {0, 0, 0, 0}};
-    int c, rc;
-    int64_t v = 0;
-    while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
-        rc = 0;
-        switch (c) {
-        case 'd':
-            *db = optarg;
-            break;
-        case 'm':
-            o->model = optarg;
-            break;
-        case 's':
-            rc = lvd_cli_int("--sample", optarg, 1, 1000000, &v, err);
-            o->sample = (int)v;
-            break;
-        case 'r':
-            rc = lvd_cli_int("--resize", optarg, 1, 16384, &v, err);
-            o->resize = (int)v;
-            break;
-        case 'c':
-            rc = lvd_cli_int("--crop", optarg, 1, 16384, &v, err);
-            o->crop = (int)v;
-            break;
-        case 'h':
-            fputs(usage, stdout);
-            return 1;
-        default:
-            return lvd_fail(err, "unknown option");
-        }
-        if (rc)
-            return -1;
-    }
-    if (optind < argc)
-        return lvd_fail(err, "unexpected argument '%s'", argv[optind]);
-    if (!*db || !o->model)
-        return lvd_fail(err, "--db and --model are required");
+    const lvd_calibrate_options *o = &((const args *)ctx)->o;
     if (o->crop > o->resize)
         return lvd_fail(err, "--crop %d is larger than --resize %d", o->crop, o->resize);
     return 0;
@@ -108,25 +59,11 @@ static void print_stats(const char *name, const lvd_sim_stats *s)
            s->median, s->p95, s->max);
 }
 
-int lvd_calibrate_cli(const char *prog, int argc, char **argv)
+static int run(lvd_manifest *m, void *ctx, lvd_error *err)
 {
-    const char *db = NULL;
-    lvd_calibrate_options o;
-    lvd_calibrate_defaults(&o);
-    lvd_error err;
-    int p = parse(argc, argv, &db, &o, &err);
-    if (p == 1)
-        return 0;
-    if (p)
-        return lvd_cli_usage_fail(prog, err.msg);
-    lvd_manifest *m;
-    if (lvd_cli_open(prog, db, &m))
-        return 1;
     lvd_calibrate_result r;
-    int rc = lvd_calibrate_run(m, &o, &r, &err);
-    lvd_manifest_close(m);
-    if (rc)
-        return lvd_cli_fail(prog, &err);
+    if (lvd_calibrate_run(m, &((args *)ctx)->o, &r, err))
+        return -1;
     printf("%-22s %6s %8s %8s %8s %8s %8s\n", "similarity", "n", "min", "p5", "median", "p95",
            "max");
     for (int v = 0; v < LVD_CALIBRATE_VARIANTS; v++)
@@ -142,4 +79,30 @@ int lvd_calibrate_cli(const char *prog, int argc, char **argv)
                r.threshold, r.nearest_other.p95);
     print_table(&r);
     return 0;
+}
+
+int lvd_calibrate_cli(const char *prog, int argc, char **argv)
+{
+    args a = {0};
+    lvd_calibrate_options *o = &a.o;
+    lvd_calibrate_defaults(o);
+    const lvd_kit_opt opts[] = {
+        LVD_OPT_STR("db", "DB", a.db, "manifest database", .required = 1),
+        LVD_OPT_STR("model", "NAME", o->model, "registered model with embeddings of the pool",
+                    .required = 1),
+        LVD_OPT_INT("sample", "N", o->sample, 1, 1000000, "pool images sampled"),
+        LVD_OPT_INT("resize", "S", o->resize, 1, 16384, "short side before the crop, as lvd-embed"),
+        LVD_OPT_INT("crop", "C", o->crop, 1, 16384, "crop side, as lvd-embed"),
+        LVD_OPT_END,
+    };
+    const lvd_kit_cmd cmd = {.name = prog,
+                             .usage = "--db DB --model NAME [options]",
+                             .about = about,
+                             .opts = opts,
+                             .check = check,
+                             .db = &a.db,
+                             .mode = LVD_MANIFEST_WRITE,
+                             .run = run,
+                             .ctx = &a};
+    return lvd_kit_main(&cmd, argc, argv);
 }

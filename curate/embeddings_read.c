@@ -1,3 +1,4 @@
+/* lvd_embeddings_read of curate/embeddings_read.h: the kit's selection, then each file once. */
 #include "curate/embeddings_read.h"
 
 #include <stdlib.h>
@@ -22,22 +23,13 @@ typedef struct selection {
 int lvd_embeddings_model(lvd_manifest *m, const char *name, int64_t *model_id, int *dim,
                          lvd_error *err)
 {
-    sqlite3_stmt *st;
-    if (lvd_manifest_prepare(m, "SELECT id, dim FROM models WHERE name = ?1", &st, err))
+    lvd_model_record rec;
+    if (lvd_model_find(m, name, &rec, NULL, err))
         return -1;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *model_id = sqlite3_column_int64(st, 0);
-        *dim = sqlite3_column_int(st, 1);
-    }
-    sqlite3_finalize(st);
-    if (rc == SQLITE_DONE)
-        return lvd_fail(err, "unknown model '%s' (register it with lvd-model)", name);
-    if (rc != SQLITE_ROW)
-        return lvd_manifest_fail(m, err, "reading models");
-    if (*dim < 1)
-        return lvd_fail(err, "model '%s' has dim %d", name, *dim);
+    if (rec.dim < 1)
+        return lvd_fail(err, "model '%s' has dim %d", name, rec.dim);
+    *model_id = rec.id;
+    *dim = rec.dim;
     return 0;
 }
 
@@ -107,14 +99,13 @@ static int add_row(selection *s, lvd_embeddings *e, sqlite3_stmt *st, int has_ta
     return 0;
 }
 
-static int select_rows(lvd_manifest *m, const char *sql, const int64_t *binds, int n_binds,
-                       selection *s, lvd_embeddings *e, lvd_error *err)
+static int select_rows(lvd_manifest *m, int64_t model_id, const lvd_kit_rows *q,
+                       const int64_t *binds, int n_binds, selection *s, lvd_embeddings *e,
+                       lvd_error *err)
 {
     sqlite3_stmt *st;
-    if (lvd_manifest_prepare(m, sql, &st, err))
+    if (lvd_kit_embeddings(m, model_id, q, binds, n_binds, &st, err))
         return -1;
-    for (int i = 0; i < n_binds; i++)
-        sqlite3_bind_int64(st, i + 1, binds[i]);
     int has_tag = sqlite3_column_count(st) > 3;
     int64_t cap = 0;
     int rc;
@@ -178,13 +169,14 @@ static int read_files(selection *s, lvd_embeddings *e, lvd_error *err)
     return 0;
 }
 
-int lvd_embeddings_read(lvd_manifest *m, const char *sql, const int64_t *binds, int n_binds,
-                        int dim, lvd_embeddings *out, lvd_error *err)
+int lvd_embeddings_read(lvd_manifest *m, int64_t model_id, const lvd_kit_rows *q,
+                        const int64_t *binds, int n_binds, int dim, lvd_embeddings *out,
+                        lvd_error *err)
 {
     memset(out, 0, sizeof *out);
     out->dim = dim;
     selection s = {0};
-    int rc = select_rows(m, sql, binds, n_binds, &s, out, err);
+    int rc = select_rows(m, model_id, q, binds, n_binds, &s, out, err);
     if (rc == 0 && out->n > 0) {
         out->x = malloc((size_t)out->n * (size_t)dim * sizeof *out->x);
         if (!out->x)

@@ -1,3 +1,4 @@
+/* The model's ViT for fresh embeddings (curate/embeddings_vit.h). */
 #include "curate/embeddings_vit.h"
 
 #include <stdlib.h>
@@ -6,19 +7,13 @@
 #include "embed/model_registry.h"
 #include "index/index.h"
 
-/* The fetch stage's default pixel cap. */
-#define VIT_MAX_PIXELS 89478485
-
 int lvd_stage_vit_open(lvd_manifest *m, const char *model, int dim, const char *what,
                        lvd_stage_vit *out, lvd_error *err)
 {
     memset(out, 0, sizeof *out);
     lvd_model_record rec;
-    int found;
-    if (lvd_model_find(m, model, &rec, &found, err))
+    if (lvd_model_find(m, model, &rec, NULL, err))
         return -1;
-    if (!found)
-        return lvd_fail(err, "unknown model '%s'", model);
     if (rec.features == LVD_FEATURES_EXTERNAL)
         return lvd_fail(err,
                         "model '%s' has no weights (external embeddings): %s needs a ViT model",
@@ -41,16 +36,6 @@ void lvd_stage_vit_close(lvd_stage_vit *v)
         return;
     lvd_vit_free(v->vit);
     memset(v, 0, sizeof *v);
-}
-
-int lvd_stage_decode(const uint8_t *buf, size_t len, lvd_image *out, lvd_error *err)
-{
-    lvd_decode_opts o;
-    memset(&o, 0, sizeof o);
-    o.max_pixels = VIT_MAX_PIXELS;
-    o.alpha = LVD_ALPHA_DROP;
-    o.apply_orientation = 0; /* PIL convert("RGB") keeps the stored orientation */
-    return lvd_image_decode(buf, len, &o, out, err);
 }
 
 int lvd_stage_vit_embed(lvd_stage_vit *v, const lvd_image *imgs, int n, int resize, int crop,

@@ -1,7 +1,7 @@
 /* Embedding images with a registered model the way lvd-embed does, for the stages that need
- * fresh embeddings (lvd-query --image, lvd-calibrate): decoding as PIL convert("RGB") (no EXIF
- * orientation, alpha dropped), the eval transform (lvd_image_preprocess) and the model's
- * feature mode, rows L2-normalized. */
+ * fresh embeddings (lvd-query --image, lvd-calibrate): images decoded with lvd_image_decode_rgb
+ * (image/image.h, the embed stage's decoding), the eval transform (lvd_image_preprocess) and the
+ * model's feature mode, rows L2-normalized. */
 #ifndef LVD_CURATE_EMBEDDINGS_VIT_H
 #define LVD_CURATE_EMBEDDINGS_VIT_H
 
@@ -26,9 +26,6 @@ int lvd_stage_vit_open(lvd_manifest *m, const char *model, int dim, const char *
                        lvd_stage_vit *out, lvd_error *err);
 
 void lvd_stage_vit_close(lvd_stage_vit *v);
-
-/* Decodes encoded image bytes as lvd-embed does; refuses more than 89,478,485 pixels. */
-int lvd_stage_decode(const uint8_t *buf, size_t len, lvd_image *out, lvd_error *err);
 
 /* Embeds n images (one forward pass): preprocess with resize / crop, features, unit rows into
  * out (n x dim). */

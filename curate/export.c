@@ -1,3 +1,5 @@
+/* The export stage of curate/export.h: the curated images copied shard by shard, the manifest
+ * file, the folder lock. */
 #include "curate/export.h"
 
 #include <errno.h>
@@ -8,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "curate/export_members.h"
+#include "kit/kit.h"
 #include "store/shard.h"
 
 /* One curated image to copy: its fetch shard and its image member there. */
@@ -118,8 +120,8 @@ typedef struct copy_ctx {
 } copy_ctx;
 
 /* Copies one fetch member of item i's key into the output under the item's own key. */
-static int copy_member(void *ctx, int64_t i, const char *name, const unsigned char *data,
-                       size_t len, lvd_error *err)
+static int copy_member(void *ctx, size_t i, const char *name, const uint8_t *data, size_t len,
+                       lvd_error *err)
 {
     copy_ctx *c = ctx;
     export_item *it = &c->group[i];
@@ -149,7 +151,8 @@ static int copy_shard(export_state *s, export_item *group, int64_t n, lvd_error 
     for (int64_t i = 0; i < n; i++)
         members[i] = group[i].member;
     copy_ctx c = {s, group};
-    int rc = lvd_shard_scan(group[0].shard, members, n, copy_member, &c, err);
+    int rc =
+        lvd_shard_read(group[0].shard, members, (size_t)n, LVD_SHARD_BY_KEY, copy_member, &c, err);
     free(members);
     for (int64_t i = 0; i < n && rc == 0; i++)
         if (!group[i].found)
@@ -262,6 +265,9 @@ int lvd_export_run(lvd_manifest *m, const lvd_export_options *o, lvd_export_coun
     memset(counts, 0, sizeof *counts);
     if (mkdir(o->out_dir, 0755) != 0 && errno != EEXIST)
         return lvd_fail(err, "%s: cannot create folder: %s", o->out_dir, strerror(errno));
+    int lock;
+    if (lvd_kit_lock_dir(o->out_dir, "lvd-export", &lock, err))
+        return -1;
     export_item *items = NULL;
     int64_t n = 0;
     export_state s = {o, NULL, 0, counts};
@@ -274,5 +280,6 @@ int lvd_export_run(lvd_manifest *m, const lvd_export_options *o, lvd_export_coun
     if (rc == 0)
         remove_stale(&s);
     items_free(items, n);
+    close(lock);
     return rc;
 }

@@ -7,7 +7,8 @@
  * it duplicates). A shard is closed at the first key that finds it past shard_bytes, so a key's
  * members stay in one shard. "<out>/manifest.jsonl" (written atomically) has one line per
  * curated row: key, image_id, url, dataset, method, similarity, seed_image_id, rank, cluster,
- * model. Shards of an earlier export beyond the new count are removed. */
+ * model. Shards of an earlier export beyond the new count are removed. One export writes into a
+ * folder at a time (lvd_kit_lock_dir); the manifest is only read. */
 #ifndef LVD_CURATE_EXPORT_H
 #define LVD_CURATE_EXPORT_H
 
@@ -29,8 +30,8 @@ typedef struct lvd_export_counts {
     int64_t members; /* tar members written */
 } lvd_export_counts;
 
-/* Writes the shards and the manifest file. Fails when nothing is curated, an image has no
- * stored shard member, or a fetch shard cannot be read. */
+/* Writes the shards and the manifest file. Fails when another export writes into the folder,
+ * nothing is curated, an image has no stored shard member, or a fetch shard cannot be read. */
 int lvd_export_run(lvd_manifest *m, const lvd_export_options *o, lvd_export_counts *counts,
                    lvd_error *err);
 

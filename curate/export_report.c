@@ -1,14 +1,18 @@
+/* lvd_report_run of curate/export_report.h: the model, the galleries, the thumbnails and the
+ * pages, index.html last. */
 #include "curate/export_report.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "curate/embeddings_read.h"
 #include "curate/export_report_gallery.h"
 #include "curate/export_report_html.h"
 #include "curate/export_report_thumbs.h"
+#include "kit/kit.h"
 
 void lvd_report_defaults(lvd_report_options *o)
 {
@@ -201,7 +205,10 @@ int lvd_report_run(lvd_manifest *m, const lvd_report_options *o, lvd_report_coun
     }
     lvd_gallery g[LVD_GALLERY_COUNT];
     memset(g, 0, sizeof g);
+    int lock = -1;
     int rc = make_dir(o->out, err);
+    if (rc == 0)
+        rc = lvd_kit_lock_dir(o->out, "lvd-report", &lock, err);
     for (int k = 0; rc == 0 && k < LVD_GALLERY_COUNT; k++)
         rc = lvd_gallery_load(m, (lvd_gallery_kind)k, md.id, md.dim, o->groups, o->per_group, &g[k],
                               err);
@@ -217,5 +224,7 @@ int lvd_report_run(lvd_manifest *m, const lvd_report_options *o, lvd_report_coun
     for (int k = 0; k < LVD_GALLERY_COUNT; k++)
         lvd_gallery_free(&g[k]);
     free(md.name);
+    if (lock >= 0)
+        close(lock);
     return rc;
 }

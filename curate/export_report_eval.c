@@ -1,31 +1,25 @@
+/* lvd_report_eval_match of curate/export_report_eval.h. */
 #include "curate/export_report_eval.h"
 
 #include <stdlib.h>
 
+#include "curate/dedup_stage.h"
 #include "curate/embeddings_read.h"
 #include "index/index.h"
 
-/* The eval set as lvd-dedup reads it. */
-static const char *const eval_sql =
-    "SELECT e.image_id, f.path, e.row FROM embeddings e"
-    " JOIN embedding_files f ON f.id = e.file_id"
-    " JOIN images i ON i.id = e.image_id JOIN sources s ON s.id = i.source_id"
-    " WHERE e.model_id = ?1 AND s.role = 'eval' ORDER BY e.image_id";
-
-static const char *const member_sql =
-    "SELECT e.image_id, f.path, e.row FROM embeddings e"
-    " JOIN embedding_files f ON f.id = e.file_id"
-    " JOIN dedup d ON d.model_id = e.model_id AND d.image_id = e.image_id"
-    " WHERE e.model_id = ?1 AND d.component = ?2 AND d.reason = 'eval' ORDER BY e.image_id";
+/* The members of component ?2 that decontamination removed. */
+static const lvd_kit_rows member_rows = {
+    .join = "JOIN dedup d ON d.model_id = ?1 AND d.image_id = e.image_id",
+    .where = "d.component = ?2 AND d.reason = 'eval'",
+};
 
 /* The best pair of one component; out->pool_id stays -1 when it has no embedded member. */
 static int match_one(lvd_manifest *m, const lvd_index *ev, const lvd_embeddings *eval,
                      int64_t model_id, int dim, int64_t component, lvd_eval_match *out,
                      lvd_error *err)
 {
-    int64_t binds[2] = {model_id, component};
     lvd_embeddings mem = {0};
-    if (lvd_embeddings_read(m, member_sql, binds, 2, dim, &mem, err))
+    if (lvd_embeddings_read(m, model_id, &member_rows, &component, 1, dim, &mem, err))
         return -1;
     size_t cap = (size_t)(mem.n > 0 ? mem.n : 1);
     float *sims = malloc(cap * sizeof *sims);
@@ -50,7 +44,7 @@ int lvd_report_eval_match(lvd_manifest *m, int64_t model_id, int dim, const int6
     if (n == 0)
         return 0;
     lvd_embeddings eval = {0};
-    if (lvd_embeddings_read(m, eval_sql, &model_id, 1, dim, &eval, err))
+    if (lvd_embeddings_read(m, model_id, &lvd_dedup_eval_rows, NULL, 0, dim, &eval, err))
         return -1;
     if (eval.n == 0) {
         lvd_embeddings_free(&eval);

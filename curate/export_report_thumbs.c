@@ -1,15 +1,14 @@
+/* lvd_report_thumbs of curate/export_report_thumbs.h: the shown images read shard by shard,
+ * shrunk and written as JPEG files. */
 #include "curate/export_report_thumbs.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "curate/export_members.h"
 #include "curate/export_report_html.h"
 #include "image/image.h"
-
-/* Larger images are not decoded for a thumbnail. */
-#define THUMB_MAX_PIXELS 89478485
+#include "store/shard.h"
 
 /* One wanted image: where it is and whether its thumbnail was written. */
 typedef struct want {
@@ -31,7 +30,7 @@ static uint8_t *thumb_jpeg(const unsigned char *data, size_t len, int box, size_
 {
     lvd_decode_opts o;
     memset(&o, 0, sizeof o);
-    o.max_pixels = THUMB_MAX_PIXELS;
+    o.max_pixels = LVD_IMAGE_MAX_PIXELS; /* larger images get no thumbnail */
     o.alpha = LVD_ALPHA_ON_WHITE;
     o.apply_orientation = 1;
     lvd_image img, small = {0};
@@ -65,13 +64,14 @@ static int write_thumb(const char *dir, int64_t id, const uint8_t *jpeg, size_t 
     return lvd_html_close(&h, ok, err);
 }
 
-static int scan_member(void *ctx, int64_t i, const char *name, const unsigned char *data,
-                       size_t len, lvd_error *err)
+static int scan_member(void *ctx, size_t i, const char *name, const uint8_t *data, size_t len,
+                       lvd_error *err)
 {
+    (void)name;
     scan_ctx *c = ctx;
     want *w = &c->w[i];
-    if (c->made[w->index] || strcmp(name, w->member) != 0)
-        return 0; /* the key's .json member, or a second copy */
+    if (c->made[w->index])
+        return 0; /* a second copy */
     size_t jlen = 0;
     uint8_t *jpeg = thumb_jpeg(data, len, c->box, &jlen);
     if (!jpeg)
@@ -140,7 +140,8 @@ int lvd_report_thumbs(lvd_manifest *m, const int64_t *ids, int64_t n, const char
         scan_ctx c = {w + i, ids, made, thumbs_dir, box, 0};
         lvd_error scan_err;
         /* An unreadable shard leaves its images without thumbnails; a write failure is fatal. */
-        if (lvd_shard_scan(w[i].shard, members, j - i, scan_member, &c, &scan_err) &&
+        if (lvd_shard_read(w[i].shard, members, (size_t)(j - i), LVD_SHARD_BY_NAME, scan_member, &c,
+                           &scan_err) &&
             c.write_failed) {
             *err = scan_err;
             rc = -1;

@@ -1,16 +1,17 @@
+/* The fetch stage's run (curate/fetch.h): the manifest and its lock, crash recovery, the main
+ * loop over pending items and the run record. */
 #include "curate/fetch.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "curate/fetch_internal.h"
+#include "kit/kit.h"
 
 /* Items read from the manifest at a time: bounds memory whatever the input length. */
 #define PAGE_ROWS 256
@@ -54,24 +55,6 @@ void lvd_fetch_opts_init(lvd_fetch_opts *o)
     o->shard_size = 256 << 20;
     o->log_interval_s = 10.0;
     o->log = stderr;
-}
-
-/* One fetch process per manifest at a time: a second one would take the first one's open shard
- * for the leftover of a crash. */
-static int take_lock(const char *db, int *fd, lvd_error *err)
-{
-    char path[PATH_MAX];
-    if (snprintf(path, sizeof path, "%s-fetch.lock", db) >= (int)sizeof path)
-        return lvd_fail(err, "%s: path too long", db);
-    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (*fd < 0)
-        return lvd_fail(err, "%s: cannot create: %s", path, strerror(errno));
-    if (flock(*fd, LOCK_EX | LOCK_NB) != 0) {
-        close(*fd);
-        *fd = -1;
-        return lvd_fail(err, "%s: another lvd-fetch is working on this manifest", db);
-    }
-    return 0;
 }
 
 int fetch_recover(lvd_manifest *m, lvd_error *err)
@@ -374,12 +357,8 @@ static int run_stage(const lvd_fetch_opts *o, lvd_manifest *m, const char *out_d
 {
     int64_t source_id;
     if (lvd_manifest_source(m, o->source, o->role, &source_id, err) != 0 ||
-        lvd_manifest_runs_interrupted(m, "fetch", NULL, err) != 0 || fetch_recover(m, err) != 0)
-        return -1;
-    cJSON *params = params_json(o, out_dir);
-    int rc = lvd_manifest_run_start(m, "fetch", params, &sum->run_id, err);
-    cJSON_Delete(params);
-    if (rc != 0)
+        fetch_recover(m, err) != 0 ||
+        lvd_kit_run_start(m, "fetch", params_json(o, out_dir), &sum->run_id, err) != 0)
         return -1;
     double start = fetch_now();
     fetch_loop l = {.o = o, .m = m, .source_id = source_id, .err = err};
@@ -389,7 +368,8 @@ static int run_stage(const lvd_fetch_opts *o, lvd_manifest *m, const char *out_d
     l.max_in_flight = o->parallel + 2 * threads;
     fetch_report rep = {
         .log = o->log, .tty = o->progress, .interval_s = o->log_interval_s, .counts = l.counts};
-    rc = fetch_register(m, source_id, o->inputs, o->n_inputs, &sum->inputs, &sum->new_items, err);
+    int rc =
+        fetch_register(m, source_id, o->inputs, o->n_inputs, &sum->inputs, &sum->new_items, err);
     if (rc == 0)
         rc = prepare_todo(m, source_id, o->retry_failed, &sum->todo, err);
     rep.todo = sum->todo;
@@ -415,13 +395,9 @@ static int run_stage(const lvd_fetch_opts *o, lvd_manifest *m, const char *out_d
     sqlite3_finalize(l.page);
     memcpy(sum->counts, l.counts, sizeof sum->counts);
     sum->seconds = fetch_now() - start;
-    cJSON *counts = counts_json(sum);
-    lvd_error ignored; /* the stage's own failure is the one worth reporting */
     sum->interrupted = l.stopping;
-    const char *status = rc != 0 ? "failed" : l.stopping ? "interrupted" : "ok";
-    if (lvd_manifest_run_finish(m, sum->run_id, status, counts, rc == 0 ? err : &ignored) != 0)
-        rc = -1;
-    cJSON_Delete(counts);
+    rc = lvd_kit_run_finish(m, sum->run_id, rc, rc == 0 && l.stopping ? "interrupted" : NULL,
+                            counts_json(sum), err);
     if (rc == 0)
         fetch_report_summary(&rep, sum);
     return rc;
@@ -431,14 +407,13 @@ int lvd_fetch_run(const lvd_fetch_opts *o, lvd_fetch_summary *sum, lvd_error *er
 {
     memset(sum, 0, sizeof *sum);
     char out_dir[PATH_MAX];
-    int lock = -1;
     lvd_manifest *m = NULL;
-    if (make_out_dir(o, out_dir, err) != 0 || take_lock(o->db, &lock, err) != 0)
+    /* One fetch per manifest at a time: a second one would take the first one's open shard for
+     * the leftover of a crash. */
+    if (make_out_dir(o, out_dir, err) != 0 ||
+        lvd_kit_open(o->db, LVD_MANIFEST_CREATE, "fetch", &m, err) != 0)
         return -1;
-    int rc = lvd_manifest_open(o->db, &m, err);
-    if (rc == 0)
-        rc = run_stage(o, m, out_dir, sum, err);
+    int rc = run_stage(o, m, out_dir, sum, err);
     lvd_manifest_close(m);
-    close(lock);
     return rc;
 }

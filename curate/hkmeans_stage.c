@@ -1,3 +1,5 @@
+/* The hierarchical k-means stage of curate/hkmeans_stage.h: the best of several fits, the
+ * balanced sample and the one transaction of rows. */
 #include "curate/hkmeans_stage.h"
 
 #include <errno.h>
@@ -9,12 +11,11 @@
 #include "index/index.h"
 
 /* Tag = the image's own source (curated.source_id of an 'hkmeans' row). */
-static const char *const pool_sql =
-    "SELECT e.image_id, f.path, e.row, i.source_id FROM embeddings e"
-    " JOIN embedding_files f ON f.id = e.file_id"
-    " JOIN dedup d ON d.model_id = e.model_id AND d.image_id = e.image_id"
-    " JOIN images i ON i.id = e.image_id"
-    " WHERE e.model_id = ?1 AND d.kept = 1 ORDER BY e.image_id";
+static const lvd_kit_rows pool_rows = {
+    .join = "JOIN dedup d ON d.model_id = ?1 AND d.image_id = e.image_id",
+    .where = "d.kept = 1",
+    .tag = "i.source_id",
+};
 
 void lvd_hkmeans_stage_defaults(lvd_hkmeans_stage_options *o)
 {
@@ -59,15 +60,13 @@ static int check_options(const lvd_hkmeans_stage_options *o, lvd_error *err)
 /* Fails when name is a source's name: v_curated.dataset would mix the two. */
 static int check_name(lvd_manifest *m, const char *name, lvd_error *err)
 {
-    sqlite3_stmt *st;
-    if (lvd_manifest_prepare(m, "SELECT 1 FROM sources WHERE name = ?1", &st, err))
+    int64_t id;
+    int found;
+    if (lvd_source_find(m, name, -1, &id, &found, err))
         return -1;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc == SQLITE_ROW)
+    if (found)
         return lvd_fail(err, "--name '%s' is the name of a source: choose another", name);
-    return rc == SQLITE_DONE ? 0 : lvd_manifest_fail(m, err, "reading sources");
+    return 0;
 }
 
 /* One picked pool row, ranked within its top-level cluster. */
@@ -291,7 +290,7 @@ static int curate(lvd_manifest *m, const lvd_hkmeans_stage_options *o, int64_t m
                   int64_t run, lvd_hkmeans_stage_counts *counts, lvd_error *err)
 {
     lvd_embeddings pool;
-    if (lvd_embeddings_read(m, pool_sql, &model_id, 1, dim, &pool, err))
+    if (lvd_embeddings_read(m, model_id, &pool_rows, NULL, 0, dim, &pool, err))
         return -1;
     counts->pool = pool.n;
     fitted f = {0};
@@ -342,15 +341,8 @@ int lvd_hkmeans_stage_run(lvd_manifest *m, const lvd_hkmeans_stage_options *o,
     if (check_options(o, err) || lvd_embeddings_model(m, o->model, &model_id, &dim, err) ||
         check_name(m, o->name, err))
         return -1;
-    cJSON *params = params_json(o);
-    int rc = lvd_manifest_run_start(m, "hkmeans", params, &run, err);
-    cJSON_Delete(params);
-    if (rc)
+    if (lvd_kit_run_start(m, "hkmeans", params_json(o), &run, err))
         return -1;
-    rc = curate(m, o, model_id, dim, run, counts, err);
-    cJSON *cj = counts_json(counts);
-    lvd_error ferr;
-    int frc = lvd_manifest_run_finish(m, run, rc ? "failed" : "ok", cj, rc ? &ferr : err);
-    cJSON_Delete(cj);
-    return rc || frc ? -1 : 0;
+    int rc = curate(m, o, model_id, dim, run, counts, err);
+    return lvd_kit_run_finish(m, run, rc, NULL, counts_json(counts), err);
 }

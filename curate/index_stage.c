@@ -1,3 +1,5 @@
+/* The index stage of curate/index_stage.h: building an index, the run that saves and records it,
+ * and opening a recorded one. */
 #include "curate/index_stage.h"
 
 #include <limits.h>
@@ -35,25 +37,6 @@ int lvd_stage_build_index(const float *x, int64_t n, int d, const char *factory,
         snprintf(used, used_size, "%s", factory);
     *out = ix;
     return 0;
-}
-
-/* Id of the source called name (0 for NULL); fails when it does not exist. */
-static int find_source(lvd_manifest *m, const char *name, int64_t *id, lvd_error *err)
-{
-    *id = 0;
-    if (!name)
-        return 0;
-    sqlite3_stmt *st;
-    if (lvd_manifest_prepare(m, "SELECT id FROM sources WHERE name = ?1", &st, err))
-        return -1;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        *id = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    if (rc == SQLITE_DONE)
-        return lvd_fail(err, "unknown source '%s'", name);
-    return rc == SQLITE_ROW ? 0 : lvd_manifest_fail(m, err, "reading sources");
 }
 
 static void bind_source(sqlite3_stmt *st, int i, int64_t source_id)
@@ -172,19 +155,14 @@ fail:
     return -1;
 }
 
-static const char *const index_rows_sql =
-    "SELECT e.image_id, f.path, e.row FROM embeddings e"
-    " JOIN embedding_files f ON f.id = e.file_id"
-    " JOIN images i ON i.id = e.image_id"
-    " WHERE e.model_id = ?1 AND (?2 = 0 OR i.source_id = ?2) ORDER BY e.image_id";
+static const lvd_kit_rows index_rows = {.where = "?2 = 0 OR i.source_id = ?2"};
 
 static int build_and_record(lvd_manifest *m, const lvd_index_stage_options *o, int64_t model_id,
                             int dim, int64_t source_id, int64_t run, lvd_index_stage_result *res,
                             lvd_error *err)
 {
     lvd_embeddings e;
-    int64_t binds[2] = {model_id, source_id};
-    if (lvd_embeddings_read(m, index_rows_sql, binds, 2, dim, &e, err))
+    if (lvd_embeddings_read(m, model_id, &index_rows, &source_id, 1, dim, &e, err))
         return -1;
     lvd_index *ix = NULL;
     char **old = NULL;
@@ -221,7 +199,7 @@ int lvd_index_stage_run(lvd_manifest *m, const lvd_index_stage_options *o,
     int64_t model_id, source_id, run;
     int dim;
     if (lvd_embeddings_model(m, o->model, &model_id, &dim, err) ||
-        find_source(m, o->source, &source_id, err))
+        lvd_source_find(m, o->source, -1, &source_id, NULL, err))
         return -1;
     cJSON *params = cJSON_CreateObject();
     cJSON_AddStringToObject(params, "model", o->model);
@@ -231,18 +209,13 @@ int lvd_index_stage_run(lvd_manifest *m, const lvd_index_stage_options *o,
         cJSON_AddStringToObject(params, "factory", o->factory);
     cJSON_AddNumberToObject(params, "memory_budget", (double)o->memory_budget);
     cJSON_AddNumberToObject(params, "nprobe", (double)o->nprobe);
-    int rc = lvd_manifest_run_start(m, "index", params, &run, err);
-    cJSON_Delete(params);
-    if (rc)
+    if (lvd_kit_run_start(m, "index", params, &run, err))
         return -1;
-    rc = build_and_record(m, o, model_id, dim, source_id, run, res, err);
+    int rc = build_and_record(m, o, model_id, dim, source_id, run, res, err);
     cJSON *counts = cJSON_CreateObject();
     cJSON_AddNumberToObject(counts, "rows", (double)res->rows);
     cJSON_AddStringToObject(counts, "factory", res->factory);
-    lvd_error ferr;
-    int frc = lvd_manifest_run_finish(m, run, rc ? "failed" : "ok", counts, rc ? &ferr : err);
-    cJSON_Delete(counts);
-    return rc || frc ? -1 : 0;
+    return lvd_kit_run_finish(m, run, rc, NULL, counts, err);
 }
 
 static int load_id_map(lvd_manifest *m, int64_t index_id, lvd_stage_index *si, lvd_error *err)
@@ -276,7 +249,7 @@ int lvd_stage_index_open(lvd_manifest *m, int64_t model_id, const char *source,
 {
     memset(out, 0, sizeof *out);
     int64_t source_id;
-    if (find_source(m, source, &source_id, err))
+    if (lvd_source_find(m, source, -1, &source_id, NULL, err))
         return -1;
     sqlite3_stmt *st;
     if (lvd_manifest_prepare(m,

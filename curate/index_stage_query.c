@@ -1,3 +1,4 @@
+/* lvd_query_run of curate/index_stage_query.h: the query vector and the neighbours. */
 #include "curate/index_stage_query.h"
 
 #include <stdlib.h>
@@ -19,12 +20,8 @@ static int stored_vector(lvd_manifest *m, int64_t model_id, int dim, int64_t ima
                          lvd_error *err)
 {
     lvd_embeddings e;
-    int64_t binds[2] = {model_id, image_id};
-    if (lvd_embeddings_read(m,
-                            "SELECT e.image_id, f.path, e.row FROM embeddings e JOIN "
-                            "embedding_files f ON f.id = e.file_id WHERE e.model_id = ?1 AND "
-                            "e.image_id = ?2",
-                            binds, 2, dim, &e, err))
+    const lvd_kit_rows one = {.where = "e.image_id = ?2"};
+    if (lvd_embeddings_read(m, model_id, &one, &image_id, 1, dim, &e, err))
         return -1;
     int rc = e.n == 1
                  ? 0
@@ -76,7 +73,7 @@ static int embedded_vector(lvd_manifest *m, const lvd_query_options *o, int dim,
     lvd_image img = {0};
     lvd_stage_vit v = {0};
     int rc = read_file(o->image, &buf, &len, err);
-    if (rc == 0 && lvd_stage_decode(buf, len, &img, err))
+    if (rc == 0 && lvd_image_decode_rgb(buf, len, &img, err))
         rc = lvd_error_prefix(err, "%s", o->image);
     free(buf);
     if (rc == 0)

@@ -1,103 +1,41 @@
 /* lvd-dedup: near-duplicate removal and decontamination of the pool (curate/dedup_stage.h). */
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "curate/dedup_stage.h"
 #include "curate/dedup_stage_calibrate_cli.h"
-#include "curate/stages_cli.h"
+#include "curate/index_stage.h"
+#include "kit/kit.h"
 
-static const char usage[] =
-    "usage: lvd-dedup --db DB --model NAME [options]\n"
-    "\n"
+static const char about[] =
     "Removes near-duplicates within the pool sources and decontaminates the pool against the\n"
     "eval sources, using the model's embeddings. Pool images linked by a cosine similarity\n"
     "above the threshold among their k nearest neighbours form components; each component\n"
     "keeps its image with the lowest id. A component holding an image above the eval\n"
     "threshold to any eval image is removed whole. Reruns process only new pool images\n"
     "(the result equals a full rerun). Results: view v_duplicates.\n"
-    "\n"
-    "  --db DB                manifest database\n"
-    "  --model NAME           registered model whose embeddings are used\n"
-    "  -k K                   neighbours searched per image (default 64)\n"
-    "  --threshold T          duplicate similarity threshold (default 0.6)\n"
-    "  --eval-threshold T     contamination similarity threshold (default 0.45)\n"
-    "  --factory STRING       FAISS index factory string (default: chosen from the count)\n"
-    "  --memory-budget MB     index memory budget when no factory is given (default 4096)\n"
-    "  --nprobe N             lists searched by IVF indexes (default 16)\n"
-    "  --full                 reprocess every pool image\n"
-    "  --calibrate            instead, measure copy detection to choose --threshold (the\n"
-    "                         options of lvd-calibrate; see lvd-dedup --calibrate --help)\n"
-    "  --help                 this text\n"
-    "\n"
-    "Exit status 0 on success, 1 on failure, 2 on bad usage.\n";
+    "With --calibrate, instead measures copy detection to choose --threshold (the options of\n"
+    "lvd-calibrate; see lvd-dedup --calibrate --help).";
 
-static int parse(int argc, char **argv, const char **db, lvd_dedup_stage_options *o, lvd_error *err)
+typedef struct args {
+    const char *db;
+    lvd_dedup_stage_options o;
+} args;
+
+static int run(lvd_manifest *m, void *ctx, lvd_error *err)
 {
-    static const struct option longs[] = {{"db", required_argument, 0, 'd'},
-                                          {"model", required_argument, 0, 'm'},
-                                          {"threshold", required_argument, 0, 't'},
-                                          {"eval-threshold", required_argument, 0, 'e'},
-                                          {"factory", required_argument, 0, 'f'},
-                                          {"memory-budget", required_argument, 0, 'b'},
-                                          {"nprobe", required_argument, 0, 'p'},
-                                          {"full", no_argument, 0, 'F'},
-                                          {"help", no_argument, 0, 'h'},
-                                          {0, 0, 0, 0}};
-    int c;
-    int64_t v;
-    while ((c = getopt_long(argc, argv, "k:", longs, NULL)) != -1) {
-        switch (c) {
-        case 'd':
-            *db = optarg;
-            break;
-        case 'm':
-            o->model = optarg;
-            break;
-        case 'k':
-            if (lvd_cli_int("-k", optarg, 1, 4096, &v, err))
-                return -1;
-            o->k = (int)v;
-            break;
-        case 't':
-            if (lvd_cli_float("--threshold", optarg, -1, 1, &o->threshold, err))
-                return -1;
-            break;
-        case 'e':
-            if (lvd_cli_float("--eval-threshold", optarg, -1, 1, &o->eval_threshold, err))
-                return -1;
-            break;
-        case 'f':
-            o->factory = optarg;
-            break;
-        case 'b':
-            if (lvd_cli_int("--memory-budget", optarg, 1, (int64_t)1 << 30, &v, err))
-                return -1;
-            o->memory_budget = (size_t)v << 20;
-            break;
-        case 'p':
-            if (lvd_cli_int("--nprobe", optarg, 1, 1 << 20, &v, err))
-                return -1;
-            o->nprobe = (size_t)v;
-            break;
-        case 'F':
-            o->full = 1;
-            break;
-        case 'h':
-            fputs(usage, stdout);
-            return 1;
-        default:
-            return lvd_fail(err, "unknown option");
-        }
-    }
-    if (optind < argc)
-        return lvd_fail(err, "unexpected argument '%s'", argv[optind]);
-    if (!*db || !o->model)
-        return lvd_fail(err, "--db and --model are required");
+    lvd_dedup_stage_counts c;
+    if (lvd_dedup_stage_run(m, &((args *)ctx)->o, &c, err))
+        return -1;
+    printf("pool %lld (new %lld), eval %lld, index %s: %lld components, %lld duplicates, "
+           "%lld removed by eval, %lld kept\n",
+           (long long)c.pool, (long long)c.new_images, (long long)c.eval, c.factory,
+           (long long)c.components, (long long)c.duplicates, (long long)c.eval_removed,
+           (long long)c.kept);
     return 0;
 }
 
-/* lvd-dedup --calibrate ...: lvd-calibrate with the other options. */
+/* lvd-dedup --calibrate ...: lvd-calibrate with the other arguments. */
 static int calibrate(int argc, char **argv)
 {
     int n = 0;
@@ -113,27 +51,35 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
         if (strcmp(argv[i], "--calibrate") == 0)
             return calibrate(argc, argv);
-    const char *db = NULL;
-    lvd_dedup_stage_options o;
-    lvd_dedup_stage_defaults(&o);
-    lvd_error err;
-    int p = parse(argc, argv, &db, &o, &err);
-    if (p == 1)
-        return 0;
-    if (p)
-        return lvd_cli_usage_fail("lvd-dedup", err.msg);
-    lvd_manifest *m;
-    if (lvd_cli_open("lvd-dedup", db, &m))
-        return 1;
-    lvd_dedup_stage_counts c;
-    int rc = lvd_dedup_stage_run(m, &o, &c, &err);
-    lvd_manifest_close(m);
-    if (rc)
-        return lvd_cli_fail("lvd-dedup", &err);
-    printf("pool %lld (new %lld), eval %lld, index %s: %lld components, %lld duplicates, "
-           "%lld removed by eval, %lld kept\n",
-           (long long)c.pool, (long long)c.new_images, (long long)c.eval, c.factory,
-           (long long)c.components, (long long)c.duplicates, (long long)c.eval_removed,
-           (long long)c.kept);
-    return 0;
+    args a = {0};
+    lvd_dedup_stage_options *o = &a.o;
+    lvd_dedup_stage_defaults(o);
+    int calibrate_flag = 0; /* handled above: listed for --help */
+    const lvd_kit_opt opts[] = {
+        LVD_OPT_STR("db", "DB", a.db, "manifest database", .required = 1),
+        LVD_OPT_STR("model", "NAME", o->model, "registered model whose embeddings are used",
+                    .required = 1),
+        LVD_OPT_INT("k", "K", o->k, 1, 4096, "neighbours searched per image"),
+        LVD_OPT_NUM("threshold", "T", o->threshold, -1, 1, "duplicate similarity threshold"),
+        LVD_OPT_NUM("eval-threshold", "T", o->eval_threshold, -1, 1,
+                    "contamination similarity threshold"),
+        LVD_OPT_STR("factory", "STRING", o->factory, "FAISS index factory string",
+                    .def = "chosen from the count"),
+        LVD_OPT_INT("memory-budget", "MB", o->memory_budget, 1, (int64_t)1 << 30,
+                    "index memory budget when no factory is given", .scale = 1 << 20),
+        LVD_OPT_INT("nprobe", "N", o->nprobe, 1, 1 << 20, "lists searched by IVF indexes"),
+        LVD_OPT_FLAG("full", o->full, 1, "reprocess every pool image"),
+        LVD_OPT_FLAG("calibrate", calibrate_flag, 1,
+                     "instead, measure copy detection (lvd-calibrate)"),
+        LVD_OPT_END,
+    };
+    const lvd_kit_cmd cmd = {.name = "lvd-dedup",
+                             .usage = "--db DB --model NAME [options]",
+                             .about = about,
+                             .opts = opts,
+                             .db = &a.db,
+                             .mode = LVD_MANIFEST_WRITE,
+                             .run = run,
+                             .ctx = &a};
+    return lvd_kit_main(&cmd, argc, argv);
 }

@@ -1,24 +1,14 @@
 /* lvd-status: how much of the curation is done, per source, model and stage. */
-#include <getopt.h>
 #include <stdio.h>
-#include <string.h>
-#include <sys/stat.h>
 
+#include "kit/kit.h"
 #include "store/manifest.h"
 
-static void usage(FILE *f)
-{
-    fputs("usage: lvd-status --db DB\n"
-          "\n"
-          "Prints what the manifest DB records: items per source by status, embeddings per\n"
-          "model and source (against the source's ok items), dedup results and curated rows\n"
-          "per model, and the last run of every stage (pipeline steps appear as\n"
-          "'pipeline:<step>').\n"
-          "\n"
-          "  --db DB    manifest database (must exist)\n"
-          "  --help     this text\n",
-          f);
-}
+static const char about[] =
+    "Prints what the manifest DB records: items per source by status, embeddings per\n"
+    "model and source (against the source's ok items), dedup results and curated rows\n"
+    "per model, and the last run of every stage (pipeline steps appear as\n"
+    "'pipeline:<step>'). The manifest is only read.";
 
 typedef struct table {
     const char *requires; /* a table the manifest may lack (added by a later migration) */
@@ -43,7 +33,7 @@ static const table tables[] = {
      " COALESCE(SUM(i.status = 'failed'), 0), COALESCE(SUM(i.status = 'pending'), 0)"
      " FROM sources s LEFT JOIN images i ON i.source_id = s.id GROUP BY s.id ORDER BY s.name",
      "ssddddd", image_widths},
-    {NULL, "embeddings by model and source",
+    {"embeddings", "embeddings by model and source",
      "model                    source             embedded  ok items",
      "WITH e AS (SELECT e.model_id, i.source_id, COUNT(*) AS n FROM embeddings e"
      "   JOIN images i ON i.id = e.image_id GROUP BY e.model_id, i.source_id),"
@@ -120,52 +110,29 @@ static int print_table(lvd_manifest *m, const table *t, lvd_error *err)
     return 0;
 }
 
+static int run(lvd_manifest *m, void *ctx, lvd_error *err)
+{
+    printf("manifest %s\n", *(const char **)ctx);
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
+        if (print_table(m, tables + i, err) != 0)
+            return lvd_error_prefix(err, "%s", lvd_manifest_path(m));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    static const struct option long_opts[] = {
-        {"db", required_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     const char *db = NULL;
-    int c;
-    opterr = 0; /* one error line, ours */
-    while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
-        if (c == 'h') {
-            usage(stdout);
-            return 0;
-        }
-        if (c != 'd') {
-            fprintf(stderr, "lvd-status: unknown option or missing value: %s (see --help)\n",
-                    argv[optind - 1]);
-            return 2;
-        }
-        db = optarg;
-    }
-    if (!db || optind != argc) {
-        fprintf(stderr, "lvd-status: --db DB is required, and no other argument (see --help)\n");
-        return 2;
-    }
-    struct stat st;
-    if (stat(db, &st) != 0) {
-        fprintf(stderr, "lvd-status: %s: no such manifest\n", db);
-        return 1;
-    }
-    lvd_error err;
-    lvd_error_clear(&err);
-    lvd_manifest *m;
-    if (lvd_manifest_open(db, &m, &err) != 0) {
-        fprintf(stderr, "lvd-status: %s\n", err.msg);
-        return 1;
-    }
-    printf("manifest %s\n", db);
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && i < sizeof tables / sizeof tables[0]; i++)
-        rc = print_table(m, tables + i, &err);
-    lvd_manifest_close(m);
-    if (rc != 0) {
-        fprintf(stderr, "lvd-status: %s: %s\n", db, err.msg);
-        return 1;
-    }
-    return 0;
+    const lvd_kit_opt opts[] = {
+        LVD_OPT_STR("db", "DB", db, "manifest database (must exist)", .required = 1),
+        LVD_OPT_END,
+    };
+    const lvd_kit_cmd cmd = {.name = "lvd-status",
+                             .usage = "--db DB",
+                             .about = about,
+                             .opts = opts,
+                             .db = &db,
+                             .mode = LVD_MANIFEST_READ,
+                             .run = run,
+                             .ctx = &db};
+    return lvd_kit_main(&cmd, argc, argv);
 }

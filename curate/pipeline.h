@@ -81,7 +81,7 @@ typedef struct lvd_pipeline_run_opts {
  * executed step is recorded in the manifest's runs table as stage "pipeline:<step id>" with
  * params {pipeline, step, stage, argv} and counts {exit, seconds, inputs, reads}. A step that
  * exits non-zero or dies stops the run: err names the step, its executable and its exit status.
- * One lvd-run per manifest at a time (lock file DB-run.lock). */
+ * One lvd-run per manifest at a time (the stage lock "run" of store/manifest.h). */
 int lvd_pipeline_run(const lvd_pipeline *p, const lvd_pipeline_run_opts *o, lvd_error *err);
 
 #endif

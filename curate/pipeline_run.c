@@ -1,20 +1,20 @@
-/* Running a pipeline: decide run or skip for each step, run it as a child process, record it. */
+/* lvd_pipeline_run of curate/pipeline.h: decide run or skip for each step, run it as a child
+ * process, record it. */
 #include "curate/pipeline.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "curate/pipeline_fp.h"
+#include "kit/kit.h"
 #include "store/manifest.h"
 
 extern char **environ;
@@ -242,15 +242,13 @@ static int execute(lvd_manifest *m, const lvd_pipeline *p, const lvd_pipeline_st
     cJSON *params = run_params(p, s, argv);
     if (!params)
         return lvd_fail(err, "out of memory");
-    int rc = lvd_manifest_run_start(m, stage, params, &run_id, err);
-    cJSON_Delete(params);
-    if (rc != 0)
+    if (lvd_kit_run_start(m, stage, params, &run_id, err) != 0)
         return -1;
     fflush(out);
     fflush(stderr);
     double t0 = now_s();
     int code, signo;
-    rc = spawn_wait(argv, &code, &signo, err);
+    int rc = spawn_wait(argv, &code, &signo, err);
     double secs = now_s() - t0;
     int ok = rc == 0 && code == 0;
     /* A step that succeeded records what it read (its skip fingerprint); a failed one how it
@@ -266,8 +264,7 @@ static int execute(lvd_manifest *m, const lvd_pipeline *p, const lvd_pipeline_st
     cJSON_AddNumberToObject(counts, "signal", signo);
     cJSON_AddNumberToObject(counts, "seconds", secs);
     lvd_error finish_err;
-    int frc = lvd_manifest_run_finish(m, run_id, ok ? "ok" : "failed", counts, &finish_err);
-    cJSON_Delete(counts);
+    int frc = lvd_kit_run_finish(m, run_id, ok ? 0 : -1, NULL, counts, &finish_err);
     if (rc != 0)
         return -1;
     if (signo)
@@ -276,7 +273,7 @@ static int execute(lvd_manifest *m, const lvd_pipeline *p, const lvd_pipeline_st
     if (code != 0)
         return lvd_fail(err, "stage %s (step %s, %s) failed with exit status %d", s->stage, s->id,
                         argv[0], code);
-    if (frc != 0) {
+    if (frc != 0) { /* the step succeeded: recording it failed */
         *err = finish_err;
         return -1;
     }
@@ -339,51 +336,22 @@ static int step(lvd_manifest *m, const lvd_pipeline *p, size_t i, int forced,
     return rc;
 }
 
-static int take_lock(const char *db, int *fd, lvd_error *err)
-{
-    char path[PATH_MAX];
-    if (snprintf(path, sizeof path, "%s-run.lock", db) >= (int)sizeof path)
-        return lvd_fail(err, "%s: path too long", db);
-    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (*fd < 0)
-        return lvd_fail(err, "%s: cannot create: %s", path, strerror(errno));
-    if (flock(*fd, LOCK_EX | LOCK_NB) != 0) {
-        close(*fd);
-        *fd = -1;
-        return lvd_fail(err, "%s: another lvd-run is working on this manifest", db);
-    }
-    return 0;
-}
-
-/* Marks runs of the steps left 'running' by a dead lvd-run as interrupted (the lock is held). */
-static int mark_interrupted(lvd_manifest *m, const lvd_pipeline *p, lvd_error *err)
-{
-    for (size_t i = 0; i < p->n_steps; i++) {
-        char stage[512];
-        stage_name(p->steps + i, stage, sizeof stage);
-        if (lvd_manifest_runs_interrupted(m, stage, NULL, err) != 0)
-            return -1;
-    }
-    return 0;
-}
-
 int lvd_pipeline_run(const lvd_pipeline *p, const lvd_pipeline_run_opts *o, lvd_error *err)
 {
     size_t from;
     if (find_from(p, o->from, &from, err) != 0)
         return -1;
-    int lock = -1;
     lvd_manifest *m = NULL;
     struct stat st;
-    /* A dry run neither creates the manifest nor waits for a running lvd-run. */
-    int open_db = !o->dry_run || stat(o->db, &st) == 0;
-    if (!o->dry_run && take_lock(o->db, &lock, err) != 0)
-        return -1;
+    /* A dry run neither creates nor changes the manifest, nor waits for a running lvd-run. Marking
+     * dead runs interrupted comes before deciding which steps run (run locks: store/manifest.h). */
     int rc = 0;
-    if (open_db)
-        rc = lvd_manifest_open(o->db, &m, err);
+    if (!o->dry_run)
+        rc = lvd_kit_open(o->db, LVD_MANIFEST_CREATE, "run", &m, err);
+    else if (stat(o->db, &st) == 0)
+        rc = lvd_kit_open(o->db, LVD_MANIFEST_READ, NULL, &m, err);
     if (rc == 0 && !o->dry_run)
-        rc = mark_interrupted(m, p, err);
+        rc = lvd_manifest_reap(m, NULL, err);
     if (rc == 0 && o->dry_run)
         fprintf(o->out, "lvd-run: dry run of %s (%zu steps, manifest %s%s)\n", p->path, p->n_steps,
                 o->db, m ? "" : ", not created yet");
@@ -396,7 +364,5 @@ int lvd_pipeline_run(const lvd_pipeline *p, const lvd_pipeline_run_opts *o, lvd_
                 o->dry_run ? "plan" : "done", n_run, p->n_steps, o->dry_run ? "to run" : "run",
                 p->n_steps - n_run);
     lvd_manifest_close(m);
-    if (lock >= 0)
-        close(lock);
     return rc;
 }

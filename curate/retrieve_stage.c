@@ -1,3 +1,5 @@
+/* The retrieval stage of curate/retrieve_stage.h: seed rows, sample-based and cluster-based
+ * retrieval and the one transaction of curated rows. */
 #include "curate/retrieve_stage.h"
 
 #include <math.h>
@@ -21,19 +23,16 @@ void lvd_retrieve_stage_defaults(lvd_retrieve_stage_options *o)
     o->nprobe = LVD_STAGE_NPROBE;
 }
 
-static const char *const pool_sql =
-    "SELECT e.image_id, f.path, e.row FROM embeddings e"
-    " JOIN embedding_files f ON f.id = e.file_id"
-    " JOIN dedup d ON d.model_id = e.model_id AND d.image_id = e.image_id"
-    " WHERE e.model_id = ?1 AND d.kept = 1 ORDER BY e.image_id";
+static const lvd_kit_rows pool_rows = {
+    .join = "JOIN dedup d ON d.model_id = ?1 AND d.image_id = e.image_id",
+    .where = "d.kept = 1",
+};
 
 /* Tag = the seed's source id. */
-static const char *const seed_sql =
-    "SELECT e.image_id, f.path, e.row, i.source_id FROM embeddings e"
-    " JOIN embedding_files f ON f.id = e.file_id"
-    " JOIN images i ON i.id = e.image_id JOIN sources s ON s.id = i.source_id"
-    " WHERE e.model_id = ?1 AND s.role = 'seed' AND (?2 = 0 OR i.source_id = ?2)"
-    " ORDER BY e.image_id";
+static const lvd_kit_rows seed_rows = {
+    .where = "s.role = 'seed' AND (?2 = 0 OR i.source_id = ?2)",
+    .tag = "i.source_id",
+};
 
 /* One row of `curated`; 0 / -1 / NaN stand for NULL seed, rank / cluster, similarity. */
 typedef struct curated_row {
@@ -355,13 +354,12 @@ static int retrieve(lvd_manifest *m, const lvd_retrieve_stage_options *o, int64_
                     int64_t source_id, int64_t run, lvd_retrieve_stage_counts *counts,
                     lvd_error *err)
 {
-    int64_t binds[2] = {model_id, source_id};
     lvd_embeddings pool, seeds = {0};
     row_list l = {0};
     int rc = -1;
-    if (lvd_embeddings_read(m, pool_sql, &model_id, 1, dim, &pool, err))
+    if (lvd_embeddings_read(m, model_id, &pool_rows, NULL, 0, dim, &pool, err))
         return -1;
-    if (lvd_embeddings_read(m, seed_sql, binds, 2, dim, &seeds, err))
+    if (lvd_embeddings_read(m, model_id, &seed_rows, &source_id, 1, dim, &seeds, err))
         goto done;
     counts->pool = pool.n;
     counts->seeds = seeds.n;
@@ -378,26 +376,6 @@ done:
     lvd_embeddings_free(&pool);
     lvd_embeddings_free(&seeds);
     return rc;
-}
-
-/* Id of the seed source called name (0 for NULL); fails unless it exists with role seed. */
-static int seed_source_id(lvd_manifest *m, const char *name, int64_t *id, lvd_error *err)
-{
-    *id = 0;
-    if (!name)
-        return 0;
-    sqlite3_stmt *st;
-    if (lvd_manifest_prepare(m, "SELECT id FROM sources WHERE name = ?1 AND role = 'seed'", &st,
-                             err))
-        return -1;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        *id = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    if (rc == SQLITE_DONE)
-        return lvd_fail(err, "no seed source called '%s'", name);
-    return rc == SQLITE_ROW ? 0 : lvd_manifest_fail(m, err, "reading sources");
 }
 
 static cJSON *params_json(const lvd_retrieve_stage_options *o)
@@ -443,17 +421,9 @@ int lvd_retrieve_stage_run(lvd_manifest *m, const lvd_retrieve_stage_options *o,
     int64_t model_id, source_id, run;
     int dim;
     if (lvd_embeddings_model(m, o->model, &model_id, &dim, err) ||
-        seed_source_id(m, o->seed_source, &source_id, err))
+        lvd_source_find(m, o->seed_source, LVD_ROLE_SEED, &source_id, NULL, err) ||
+        lvd_kit_run_start(m, "retrieve", params_json(o), &run, err))
         return -1;
-    cJSON *params = params_json(o);
-    int rc = lvd_manifest_run_start(m, "retrieve", params, &run, err);
-    cJSON_Delete(params);
-    if (rc)
-        return -1;
-    rc = retrieve(m, o, model_id, dim, source_id, run, counts, err);
-    cJSON *cj = counts_json(counts);
-    lvd_error ferr;
-    int frc = lvd_manifest_run_finish(m, run, rc ? "failed" : "ok", cj, rc ? &ferr : err);
-    cJSON_Delete(cj);
-    return rc || frc ? -1 : 0;
+    int rc = retrieve(m, o, model_id, dim, source_id, run, counts, err);
+    return lvd_kit_run_finish(m, run, rc, NULL, counts_json(counts), err);
 }

@@ -5,25 +5,20 @@
 #include <string.h>
 
 #include "embed/vit.h"
+#include "kit/kit.h"
 
 #define MAX_OUTPUTS_PER_INPUT 16
 
-static const char usage[] =
-    "usage: lvd-vit WEIGHTS IN.safetensors OUT.safetensors [--threads N] [--mask NAME]\n"
-    "\n"
+static const char about[] =
     "Loads a DINOv2 ViT from WEIGHTS (safetensors or torch .pth; official, chunked or\n"
     "transformers key names; the architecture is inferred from the shapes and printed), runs it\n"
     "on every input tensor xI (B, 3, H, W) of IN (normalized images, sides multiples of the\n"
     "patch size) and writes to OUT, per input: xI.cls (B, D), xI.patch (B, N, D), xI.prenorm\n"
     "(B, T, D), xI.reg (B, R, D; register models) and xI.interJ.cls / xI.interJ.patch for the\n"
-    "last 2 blocks (J = 0 the second to last), all but prenorm after the final LayerNorm.\n"
-    "\n"
-    "  --threads N   threads to use (default: all cores)\n"
-    "  --mask NAME   iBOT mask: tensor NAME of IN, (B, N), nonzero = patch replaced by\n"
-    "                mask_token; applied to every input\n"
-    "  --help        this text\n";
+    "last 2 blocks (J = 0 the second to last), all but prenorm after the final LayerNorm.";
 
 typedef struct options {
+    const char *const *files; /* WEIGHTS, IN, OUT */
     const char *weights, *in, *out, *mask;
     int threads;
 } options;
@@ -36,42 +31,6 @@ typedef struct outputs {
     float **buffers;
     size_t nbuf;
 } outputs;
-
-static int parse_args(int argc, char **argv, options *o)
-{
-    const char *pos[3];
-    int npos = 0;
-    memset(o, 0, sizeof *o);
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0) {
-            fputs(usage, stdout);
-            exit(0);
-        } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
-            char *end;
-            long v = strtol(argv[++i], &end, 10);
-            if (*end || v < 1 || v > 1024) {
-                fprintf(stderr, "lvd-vit: --threads wants a number from 1 to 1024\n");
-                return -1;
-            }
-            o->threads = (int)v;
-        } else if (strcmp(argv[i], "--mask") == 0 && i + 1 < argc) {
-            o->mask = argv[++i];
-        } else if (argv[i][0] == '-' || npos == 3) {
-            fprintf(stderr, "lvd-vit: unexpected argument %s (see --help)\n", argv[i]);
-            return -1;
-        } else {
-            pos[npos++] = argv[i];
-        }
-    }
-    if (npos != 3) {
-        fprintf(stderr, "lvd-vit: expected WEIGHTS IN OUT (see --help)\n");
-        return -1;
-    }
-    o->weights = pos[0];
-    o->in = pos[1];
-    o->out = pos[2];
-    return 0;
-}
 
 /* Inputs are named x or x followed by digits. */
 static int is_input(const char *name)
@@ -251,28 +210,50 @@ static int run(const options *opt, lvd_vit *m, const lvd_tensors *in)
     return rc;
 }
 
-int main(int argc, char **argv)
+static int run_tool(lvd_manifest *unused, void *ctx, lvd_error *err)
 {
-    options opt;
-    if (parse_args(argc, argv, &opt) != 0) {
-        return 2;
-    }
-    lvd_error err = {0};
+    (void)unused;
+    options *opt = ctx;
+    opt->weights = opt->files[0];
+    opt->in = opt->files[1];
+    opt->out = opt->files[2];
     lvd_vit *m;
-    if (lvd_vit_load(opt.weights, &m, &err) != 0) {
-        fprintf(stderr, "lvd-vit: %s\n", err.msg);
-        return 1;
-    }
+    if (lvd_vit_load(opt->weights, &m, err) != 0)
+        return -1;
     print_info(lvd_vit_get_info(m));
-    lvd_vit_set_threads(m, opt.threads);
+    lvd_vit_set_threads(m, opt->threads);
     lvd_tensors *in;
-    if (lvd_tensors_open(opt.in, &in, &err) != 0) {
-        fprintf(stderr, "lvd-vit: %s\n", err.msg);
+    if (lvd_tensors_open(opt->in, &in, err) != 0) {
         lvd_vit_free(m);
-        return 1;
+        return -1;
     }
-    int rc = run(&opt, m, in);
+    int rc = run(opt, m, in);
     lvd_tensors_close(in);
     lvd_vit_free(m);
     return rc == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    options opt = {0};
+    const lvd_kit_opt opts[] = {
+        LVD_OPT_INT("threads", "N", opt.threads, 1, 1024, "threads to use", .def = "all cores"),
+        LVD_OPT_STR("mask", "NAME", opt.mask,
+                    "iBOT mask: tensor NAME of IN, (B, N), nonzero = patch replaced by\n"
+                    "mask_token; applied to every input"),
+        LVD_OPT_END,
+    };
+    const lvd_kit_cmd cmd = {
+        .name = "lvd-vit",
+        .usage = "WEIGHTS IN.safetensors OUT.safetensors [--threads N] [--mask NAME]",
+        .about = about,
+        .opts = opts,
+        .operands = "WEIGHTS IN OUT",
+        .min_operands = 3,
+        .max_operands = 3,
+        .operand = &opt.files,
+        .run = run_tool,
+        .ctx = &opt,
+    };
+    return lvd_kit_main(&cmd, argc, argv);
 }

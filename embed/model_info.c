@@ -1,4 +1,5 @@
-/* Model descriptions: feature names, name checks, file hashing and architecture strings. */
+/* Model descriptions of embed/model_registry.h: name checks, file hashing and architecture
+ * strings. */
 #include "embed/model_registry.h"
 
 #include <errno.h>
@@ -7,24 +8,6 @@
 #include <string.h>
 
 #include <openssl/evp.h>
-
-static const char *const feature_names[] = {"cls", "cls+patchmean", "external"};
-
-const char *lvd_model_features_name(lvd_model_features f)
-{
-    return feature_names[f];
-}
-
-int lvd_model_features_parse(const char *name, lvd_model_features *f, lvd_error *err)
-{
-    for (int i = 0; i < 3; i++) {
-        if (strcmp(name, feature_names[i]) == 0) {
-            *f = (lvd_model_features)i;
-            return 0;
-        }
-    }
-    return lvd_fail(err, "unknown features '%s' (cls, cls+patchmean or external)", name);
-}
 
 int lvd_model_name_check(const char *name, lvd_error *err)
 {

@@ -1,12 +1,11 @@
-/* The models table: registering, finding and opening models. */
+/* The model registry of embed/model_registry.h: registering, changing and opening models (they
+ * are found with the kit's lvd_model_find). */
 #include "embed/model_registry.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <cjson/cJSON.h>
 
 typedef struct random_spec {
     const char *name;
@@ -161,61 +160,6 @@ int lvd_model_add_external(lvd_manifest *m, const char *name, int dim, lvd_model
     snprintf(out->arch, sizeof out->arch, "external dim=%d (no weights)", dim);
     out->dim = dim;
     return insert_model(m, out, "{}", err);
-}
-
-static void copy_column(sqlite3_stmt *st, int col, char *dst, size_t size)
-{
-    const char *s = (const char *)sqlite3_column_text(st, col);
-    snprintf(dst, size, "%s", s ? s : "");
-}
-
-/* Reads config {"random": SPEC, "seed": S} into rec (other configs leave it a file model). */
-static void parse_config(const char *config, lvd_model_record *rec)
-{
-    cJSON *j = cJSON_Parse(config);
-    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(j, "random");
-    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(j, "seed");
-    if (cJSON_IsString(spec) && cJSON_IsNumber(seed)) {
-        snprintf(rec->random_spec, sizeof rec->random_spec, "%s", spec->valuestring);
-        rec->seed = (uint64_t)seed->valuedouble;
-    }
-    cJSON_Delete(j);
-}
-
-static const char sql_find[] = "SELECT id, name, path, sha256, arch, dim, params, features, config "
-                               "FROM models WHERE name = ?1";
-
-int lvd_model_find(lvd_manifest *m, const char *name, lvd_model_record *out, int *found,
-                   lvd_error *err)
-{
-    memset(out, 0, sizeof *out);
-    *found = 0;
-    sqlite3_stmt *st;
-    if (lvd_manifest_prepare(m, sql_find, &st, err) != 0)
-        return -1;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *found = 1;
-        out->id = sqlite3_column_int64(st, 0);
-        copy_column(st, 1, out->name, sizeof out->name);
-        copy_column(st, 2, out->path, sizeof out->path);
-        copy_column(st, 3, out->sha256, sizeof out->sha256);
-        copy_column(st, 4, out->arch, sizeof out->arch);
-        out->dim = sqlite3_column_int(st, 5);
-        out->params = sqlite3_column_int64(st, 6);
-        const char *features = (const char *)sqlite3_column_text(st, 7);
-        if (lvd_model_features_parse(features ? features : "", &out->features, err) != 0)
-            rc = SQLITE_CORRUPT;
-        const char *config = (const char *)sqlite3_column_text(st, 8);
-        parse_config(config ? config : "{}", out);
-    }
-    sqlite3_finalize(st);
-    if (rc == SQLITE_CORRUPT)
-        return lvd_error_prefix(err, "model '%s'", name);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return lvd_manifest_fail(m, err, "looking up a model");
-    return 0;
 }
 
 static int count_embeddings(lvd_manifest *m, int64_t model_id, int64_t *n, lvd_error *err)

@@ -21,33 +21,12 @@
 #include <stdint.h>
 
 #include "embed/vit.h"
+#include "kit/kit.h"
 #include "store/error.h"
 #include "store/manifest.h"
 
-typedef enum lvd_model_features {
-    LVD_FEATURES_CLS = 0,       /* the cls token */
-    LVD_FEATURES_CLS_PATCHMEAN, /* cls token and mean patch token, concatenated */
-    LVD_FEATURES_EXTERNAL,      /* imported rows of unknown origin */
-} lvd_model_features;
-
-typedef struct lvd_model_record {
-    int64_t id;
-    char name[65];
-    char path[PATH_MAX]; /* "" when the model has no weights file */
-    char sha256[65];     /* "" when the model has no weights file */
-    char arch[256];
-    int dim; /* values per embedding row */
-    int64_t params;
-    lvd_model_features features;
-    char random_spec[16]; /* "" unless a built-in random model */
-    uint64_t seed;        /* its seed */
-} lvd_model_record;
-
-/* "cls", "cls+patchmean" or "external". */
-const char *lvd_model_features_name(lvd_model_features f);
-
-/* Parses a features name; -1 (err filled) when unknown. */
-int lvd_model_features_parse(const char *name, lvd_model_features *f, lvd_error *err);
+/* lvd_model_features, lvd_model_record, the features names and the lookup lvd_model_find are
+ * the stage kit's (kit/kit.h): every stage finds models the same way. */
 
 /* Checks a model name (1-64 characters of [A-Za-z0-9._-], not "." or ".."). */
 int lvd_model_name_check(const char *name, lvd_error *err);
@@ -70,10 +49,6 @@ int lvd_model_add_random(lvd_manifest *m, const char *name, const char *spec, ui
 /* Registers an external model (no weights) whose rows have dim values. */
 int lvd_model_add_external(lvd_manifest *m, const char *name, int dim, lvd_model_record *out,
                            lvd_error *err);
-
-/* Looks the model up by name: *found is 1 and out filled when it exists, else 0. */
-int lvd_model_find(lvd_manifest *m, const char *name, lvd_model_record *out, int *found,
-                   lvd_error *err);
 
 /* Changes a registered ViT model's feature mode (and dim); refused once it has embeddings. */
 int lvd_model_set_features(lvd_manifest *m, lvd_model_record *rec, lvd_model_features features,

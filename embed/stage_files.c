@@ -1,14 +1,12 @@
-/* Bookkeeping shared by embedding and import: the lock, the output folder, crash recovery and
- * recording a written file. */
+/* Bookkeeping of embed/stage_internal.h shared by embedding and import: the output folder, crash
+ * recovery and recording a written file. */
 #include "embed/stage_internal.h"
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,25 +40,6 @@ void stage_job_free(stage_job *job)
     free(job->items);
     free(job->shard_path);
     free(job);
-}
-
-int stage_lock(const char *db, int *fd, lvd_error *err)
-{
-    *fd = -1;
-    if (access(db, F_OK) != 0) /* opening would create an empty manifest */
-        return lvd_fail(err, "%s: no such manifest: %s", db, strerror(errno));
-    char path[PATH_MAX];
-    if (snprintf(path, sizeof path, "%s-embed.lock", db) >= (int)sizeof path)
-        return lvd_fail(err, "%s: path too long", db);
-    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (*fd < 0)
-        return lvd_fail(err, "%s: cannot create: %s", path, strerror(errno));
-    if (flock(*fd, LOCK_EX | LOCK_NB) != 0) {
-        close(*fd);
-        *fd = -1;
-        return lvd_fail(err, "%s: another lvd-embed is working on this manifest", db);
-    }
-    return 0;
 }
 
 static int make_dir(const char *path, lvd_error *err)
@@ -132,8 +111,7 @@ static int remove_file(const char *path, lvd_error *err)
 
 int stage_recover(lvd_manifest *m, const char *dir, lvd_error *err)
 {
-    if (lvd_manifest_runs_interrupted(m, "embed", NULL, err) != 0 ||
-        lvd_manifest_runs_interrupted(m, "embed-import", NULL, err) != 0)
+    if (lvd_manifest_reap(m, NULL, err) != 0)
         return -1;
     DIR *d = opendir(dir);
     if (!d)

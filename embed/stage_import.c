@@ -236,24 +236,18 @@ static int import_run(import_ctx *c, lvd_error *err)
     cJSON_AddStringToObject(params, "model", c->o->model);
     cJSON_AddStringToObject(params, "npy", c->o->npy);
     cJSON_AddStringToObject(params, "ids", c->o->ids);
-    int rc = lvd_manifest_run_start(c->m, "embed-import", params, &c->run_id, err);
-    cJSON_Delete(params);
-    if (rc != 0)
+    if (lvd_kit_run_start(c->m, "embed-import", params, &c->run_id, err) != 0)
         return -1;
     char path[PATH_MAX];
     int copied = 0;
-    rc = place_file(c->o, c->dir, c->run_id, c->t, path, &copied, err);
+    int rc = place_file(c->o, c->dir, c->run_id, c->t, path, &copied, err);
     if (rc == 0)
         rc = record(c, path, err);
     if (rc != 0 && copied)
         unlink(path);
     cJSON *counts = cJSON_CreateObject();
     cJSON_AddNumberToObject(counts, "rows", rc == 0 ? (double)c->t->shape[0] : 0);
-    lvd_error ignored;
-    if (lvd_manifest_run_finish(c->m, c->run_id, rc == 0 ? "ok" : "failed", counts,
-                                rc == 0 ? err : &ignored) != 0)
-        rc = -1;
-    cJSON_Delete(counts);
+    rc = lvd_kit_run_finish(c->m, c->run_id, rc, NULL, counts, err);
     if (rc == 0 && c->o->log)
         fprintf(c->o->log,
                 "embed: run %lld: imported %lld rows of %lld values for model '%s' into %s\n",
@@ -275,17 +269,8 @@ static int import_checked(import_ctx *c, lvd_error *err)
         return lvd_fail(err, "%s: rows have %lld values, model '%s' has dim %d", o->npy,
                         (long long)c->t->shape[1], o->model, c->model.dim);
     int64_t source_id = -1;
-    if (o->source) {
-        sqlite3_stmt *st;
-        if (lvd_manifest_prepare(c->m, "SELECT id FROM sources WHERE name = ?1", &st, err) != 0)
-            return -1;
-        sqlite3_bind_text(st, 1, o->source, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            source_id = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
-        if (source_id < 0)
-            return lvd_fail(err, "%s: no source named '%s'", o->db, o->source);
-    }
+    if (o->source && lvd_source_find(c->m, o->source, -1, &source_id, NULL, err) != 0)
+        return -1;
     if (read_ids(c->m, o, source_id, &c->ids, err) != 0)
         return -1;
     if ((int64_t)c->ids.n != c->t->shape[0])
@@ -312,17 +297,12 @@ int lvd_embed_import(const lvd_import_opts *o, int64_t *rows, lvd_error *err)
         lvd_tensors_close(ts);
         return lvd_fail(err, "%s: not a .npy array", o->npy);
     }
-    int lock = -1;
-    int rc = stage_lock(o->db, &lock, err);
-    if (rc == 0)
-        rc = lvd_manifest_open(o->db, &c.m, err);
+    int rc = lvd_kit_open(o->db, LVD_MANIFEST_WRITE, "embed", &c.m, err);
     if (rc == 0)
         rc = import_checked(&c, err);
     if (rc == 0)
         *rows = c.t->shape[0];
     lvd_manifest_close(c.m);
-    if (lock >= 0)
-        close(lock);
     free(c.ids.ids);
     lvd_tensors_close(ts);
     return rc;

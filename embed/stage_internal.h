@@ -1,5 +1,5 @@
-/* Internals of the embed stage (embed/stage.h): the decode pipeline, the shard reader and the
- * manifest bookkeeping shared by embedding and import. */
+/* Internals of the embed stage (embed/stage.h): the decode pipeline and the manifest bookkeeping
+ * shared by embedding and import. */
 #ifndef LVD_EMBED_STAGE_INTERNAL_H
 #define LVD_EMBED_STAGE_INTERNAL_H
 
@@ -64,15 +64,6 @@ void stage_pipe_release(stage_pipe *p, stage_batch *b);
 /* Stops the producer (abandoning the jobs not done), joins it and frees everything. NULL ok. */
 void stage_pipe_stop(stage_pipe *p);
 
-/* Called for each member of the shard that the job wants (index into job->items). */
-typedef int (*stage_member_fn)(void *ctx, size_t item, const uint8_t *data, size_t len,
-                               lvd_error *err);
-
-/* Reads the job's shard with libarchive and calls fn for each wanted member, in archive order;
- * seen[i] is set for every item found. Fails when the shard cannot be read or fn fails. */
-int stage_shard_read(const stage_job *job, stage_member_fn fn, void *ctx, uint8_t *seen,
-                     lvd_error *err);
-
 /* Which images a run embeds: 'ok' images of the source (any source when source_id < 0) without
  * an embedding of the model and, unless retry_failed, without a recorded failure. */
 typedef struct stage_filter {
@@ -125,16 +116,12 @@ void stage_report_failure(stage_report *r, int64_t image_id, const char *msg);
 /* Prints the end-of-run summary. */
 void stage_report_summary(stage_report *r, const lvd_embed_summary *sum);
 
-/* Takes the manifest's embed lock ("<db>-embed.lock"): one embed or import process at a time.
- * Fails when the manifest does not exist. */
-int stage_lock(const char *db, int *fd, lvd_error *err);
-
 /* Creates and writes the model's output folder: <out_dir or "embeddings" beside db>/<model>,
  * absolute. */
 int stage_model_dir(const char *db, const char *out_dir, const char *model, char dir[PATH_MAX],
                     lvd_error *err);
 
-/* Marks dead embed runs interrupted and deletes what they left in dir: temporary .npy files and
+/* Marks dead runs interrupted and deletes what they left in dir: temporary .npy files and
  * "*.r<run>.npy" files of runs that are not running and not recorded in embedding_files. */
 int stage_recover(lvd_manifest *m, const char *dir, lvd_error *err);
 

@@ -1,6 +1,7 @@
-/* The decode pipeline: one producer thread turns posted jobs into batches of preprocessed images
- * while the consumer runs the ViT on earlier batches. Four batch buffers: one being filled, at
- * most two ready, one with the consumer. */
+/* The decode pipeline of embed/stage_internal.h: one producer thread reads the shards of posted
+ * jobs (store/shard.h), decodes (lvd_image_decode_rgb) and preprocesses their images into batches
+ * while the consumer runs the ViT on earlier batches. Four batch buffers: one being filled, at most
+ * two ready, one with the consumer. */
 #include "embed/stage_internal.h"
 
 #include <pthread.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "image/image.h"
+#include "store/shard.h"
 
 #define N_BUFFERS 4
 #define MAX_READY 2
@@ -38,6 +40,7 @@ typedef struct filler {
     stage_pipe *p;
     const stage_job *job;
     stage_batch *b;
+    uint8_t *seen; /* the job's items found in the shard */
 } filler;
 
 static stage_batch *take_free(stage_pipe *p)
@@ -101,17 +104,19 @@ static int add_failure(filler *f, int64_t id, const char *msg)
     return rotate_if_full(f);
 }
 
-static int on_member(void *ctx, size_t item, const uint8_t *data, size_t len, lvd_error *err)
+static int on_member(void *ctx, size_t item, const char *name, const uint8_t *data, size_t len,
+                     lvd_error *err)
 {
+    (void)name;
     filler *f = ctx;
     stage_pipe *p = f->p;
     stage_batch *b = f->b;
     const stage_item *it = &f->job->items[item];
-    lvd_decode_opts opts = {.alpha = LVD_ALPHA_DROP};
+    f->seen[item] = 1;
     lvd_image img;
     lvd_error derr;
     size_t plane = (size_t)3 * p->crop * p->crop;
-    int rc = lvd_image_decode(data, len, &opts, &img, &derr);
+    int rc = lvd_image_decode_rgb(data, len, &img, &derr);
     if (rc == 0)
         rc = lvd_image_preprocess(&img, p->resize, p->crop, b->x + (size_t)b->n * plane, &derr);
     lvd_image_free(&img);
@@ -130,10 +135,10 @@ static int on_member(void *ctx, size_t item, const uint8_t *data, size_t len, lv
 }
 
 /* Images the shard did not hold are failures too (the shard is the source of truth). */
-static int add_missing(filler *f, const uint8_t *seen)
+static int add_missing(filler *f)
 {
     for (size_t i = 0; i < f->job->n; i++) {
-        if (seen[i])
+        if (f->seen[i])
             continue;
         char msg[STAGE_MSG];
         snprintf(msg, sizeof msg, "%.100s: not found in shard %.120s", f->job->items[i].member,
@@ -146,16 +151,19 @@ static int add_missing(filler *f, const uint8_t *seen)
 
 static int run_job(stage_pipe *p, const stage_job *job, lvd_error *err)
 {
-    filler f = {.p = p, .job = job};
-    uint8_t *seen = calloc(job->n ? job->n : 1, 1);
-    if (!seen)
-        return lvd_fail(err, "out of memory");
-    int rc = start_batch(&f);
+    filler f = {.p = p, .job = job, .seen = calloc(job->n ? job->n : 1, 1)};
+    const char **names = malloc((job->n ? job->n : 1) * sizeof *names);
+    int rc = f.seen && names ? 0 : lvd_fail(err, "out of memory");
+    for (size_t i = 0; rc == 0 && i < job->n; i++)
+        names[i] = job->items[i].member;
     if (rc == 0)
-        rc = stage_shard_read(job, on_member, &f, seen, err);
+        rc = start_batch(&f);
     if (rc == 0)
-        rc = add_missing(&f, seen);
-    free(seen);
+        rc = lvd_shard_read(job->shard_path, names, job->n, LVD_SHARD_BY_NAME, on_member, &f, err);
+    if (rc == 0)
+        rc = add_missing(&f);
+    free(f.seen);
+    free(names);
     if (rc != 0) {
         if (f.b)
             stage_pipe_release(p, f.b);

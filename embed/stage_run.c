@@ -5,7 +5,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "store/npy.h"
 
@@ -315,34 +314,12 @@ static int check_opts(const lvd_embed_opts *o, lvd_error *err)
     return 0;
 }
 
-static int find_source(lvd_manifest *m, const char *name, int64_t *id, lvd_error *err)
-{
-    *id = -1;
-    if (!name)
-        return 0;
-    sqlite3_stmt *st;
-    if (lvd_manifest_prepare(m, "SELECT id FROM sources WHERE name = ?1", &st, err) != 0)
-        return -1;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        *id = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    if (rc == SQLITE_DONE)
-        return lvd_fail(err, "%s: no source named '%s'", name, name);
-    return rc == SQLITE_ROW ? 0 : lvd_manifest_fail(m, err, "looking up the source");
-}
-
 /* The model, its feature mode and the crop size, checked before anything is recorded. */
 static int open_model(embed_ctx *c, lvd_error *err)
 {
     const lvd_embed_opts *o = c->o;
-    int found;
-    if (lvd_model_find(c->m, o->model, &c->model, &found, err) != 0)
+    if (lvd_model_find(c->m, o->model, &c->model, NULL, err) != 0)
         return -1;
-    if (!found)
-        return lvd_fail(err, "%s: no model named '%s' (register it with lvd-model add)", o->db,
-                        o->model);
     if (c->model.features == LVD_FEATURES_EXTERNAL)
         return lvd_fail(err, "model '%s' is external (imported embeddings, no weights)", o->model);
     if (o->features >= 0 &&
@@ -367,30 +344,24 @@ static int open_model(embed_ctx *c, lvd_error *err)
 static int run_stage(embed_ctx *c, lvd_error *err)
 {
     const lvd_embed_opts *o = c->o;
-    if (open_model(c, err) != 0 || find_source(c->m, o->source, &c->filter.source_id, err) != 0 ||
+    if (open_model(c, err) != 0 ||
+        lvd_source_find(c->m, o->source, -1, &c->filter.source_id, NULL, err) != 0 ||
         stage_model_dir(o->db, o->out_dir, c->model.name, c->dir, err) != 0 ||
-        stage_recover(c->m, c->dir, err) != 0)
+        stage_recover(c->m, c->dir, err) != 0 ||
+        lvd_kit_run_start(c->m, "embed", params_json(c), &c->sum->run_id, err) != 0)
         return -1;
-    cJSON *params = params_json(c);
-    int rc = lvd_manifest_run_start(c->m, "embed", params, &c->sum->run_id, err);
-    cJSON_Delete(params);
-    if (rc != 0)
-        return -1;
+    if (!o->source)
+        c->filter.source_id = -1; /* every source */
     double start = stage_now(), cpu_start = stage_cpu_now();
     c->rep = (stage_report){.log = o->log,
                             .tty = o->progress,
                             .interval_s = o->log_interval_s,
                             .start = start,
                             .last = start};
-    rc = embed_all(c, err);
+    int rc = embed_all(c, err);
     c->sum->seconds = stage_now() - start;
     c->sum->cpu_seconds = stage_cpu_now() - cpu_start;
-    cJSON *counts = counts_json(c->sum);
-    lvd_error ignored; /* the stage's own failure is the one worth reporting */
-    if (lvd_manifest_run_finish(c->m, c->sum->run_id, rc == 0 ? "ok" : "failed", counts,
-                                rc == 0 ? err : &ignored) != 0)
-        rc = -1;
-    cJSON_Delete(counts);
+    rc = lvd_kit_run_finish(c->m, c->sum->run_id, rc, NULL, counts_json(c->sum), err);
     if (rc == 0)
         stage_report_summary(&c->rep, c->sum);
     return rc;
@@ -401,17 +372,13 @@ int lvd_embed_run(const lvd_embed_opts *o, lvd_embed_summary *sum, lvd_error *er
     memset(sum, 0, sizeof *sum);
     if (check_opts(o, err) != 0)
         return -1;
-    int lock = -1;
     embed_ctx c = {.o = o, .sum = sum, .filter = {.source_id = -1}};
-    if (stage_lock(o->db, &lock, err) != 0)
-        return -1;
-    int rc = lvd_manifest_open(o->db, &c.m, err);
+    int rc = lvd_kit_open(o->db, LVD_MANIFEST_WRITE, "embed", &c.m, err);
     if (rc == 0)
         rc = run_stage(&c, err);
     stage_plan_free(&c.plan);
     free(c.feats);
     lvd_vit_free(c.vit);
     lvd_manifest_close(c.m);
-    close(lock);
     return rc;
 }

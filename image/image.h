@@ -69,6 +69,15 @@ int lvd_image_probe(const uint8_t *buf, size_t len, lvd_image_info *info, lvd_er
 int lvd_image_decode(const uint8_t *buf, size_t len, const lvd_decode_opts *opts, lvd_image *out,
                      lvd_error *err);
 
+/* PIL's decompression-bomb threshold (Image.MAX_IMAGE_PIXELS): the default pixel cap of lvd. */
+#define LVD_IMAGE_MAX_PIXELS 89478485
+
+/* Decodes an image for embedding as the DINOv2 reference reads it, PIL
+ * Image.open(...).convert("RGB"): full size, alpha dropped, EXIF orientation not applied, and at
+ * most LVD_IMAGE_MAX_PIXELS pixels ("too_many_pixels" above). The one decoding of every path that
+ * embeds images (the embed stage, calibration copies, query images). */
+int lvd_image_decode_rgb(const uint8_t *buf, size_t len, lvd_image *out, lvd_error *err);
+
 /* Resizes with PIL's antialiased bicubic (Image.resize(..., BICUBIC) in Pillow >= 7, fixed-point
  * like PIL so results match it within one level). out->rgb is malloc'd. */
 int lvd_image_resize(const lvd_image *in, int width, int height, lvd_image *out, lvd_error *err);

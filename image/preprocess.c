@@ -1,8 +1,15 @@
-/* torchvision's evaluation transform: Resize(resize) -> CenterCrop(crop) -> ToTensor -> Normalize,
+/* The embedding input of image/image.h: the decoding for embedding (lvd_image_decode_rgb) and
+ * torchvision's evaluation transform, Resize(resize) -> CenterCrop(crop) -> ToTensor -> Normalize,
  * with the sizes and rounding torchvision computes and float32 arithmetic as torch does it. */
 #include <stdlib.h>
 
 #include "image/internal.h"
+
+int lvd_image_decode_rgb(const uint8_t *buf, size_t len, lvd_image *out, lvd_error *err)
+{
+    lvd_decode_opts o = {.max_pixels = LVD_IMAGE_MAX_PIXELS, .alpha = LVD_ALPHA_DROP};
+    return lvd_image_decode(buf, len, &o, out, err);
+}
 
 /* Python's round(k / 2.0) (half to even) for a non-negative integer k. */
 static int half_round_even(int k)

@@ -33,9 +33,30 @@ int lvd_manifest_schema_version(void);
  * from version-1 to version; NULL outside that range. Defined in store/manifest_schema.c. */
 const char *lvd_manifest_migration(int version);
 
-/* Opens (creating if needed) the manifest at path and migrates it to the latest version. Fails
- * when the file is not a database or was written by a newer lvd (user_version too high). */
+/* How a manifest is opened. */
+typedef enum lvd_manifest_mode {
+    LVD_MANIFEST_CREATE = 0, /* created when absent; migrated to the latest version */
+    LVD_MANIFEST_WRITE,      /* must exist ("no such manifest"); migrated */
+    LVD_MANIFEST_READ,       /* must exist; read only: never created, written or migrated. When
+                                WAL cannot be used (a read-only folder without the -shm file) it
+                                is opened immutable; a leftover write-ahead log there is an
+                                error, since immutable reading would miss its transactions */
+} lvd_manifest_mode;
+
+/* Opens the manifest at path in the given mode. Fails with one line naming the file when it is
+ * missing (WRITE, READ), not an SQLite database, an SQLite database of something else (tables but
+ * no lvd schema version), or written by a newer lvd (user_version too high). */
+int lvd_manifest_open_mode(const char *path, lvd_manifest_mode mode, lvd_manifest **out,
+                           lvd_error *err);
+
+/* lvd_manifest_open_mode(path, LVD_MANIFEST_CREATE, out, err). */
 int lvd_manifest_open(const char *path, lvd_manifest **out, lvd_error *err);
+
+/* The path the manifest was opened with. */
+const char *lvd_manifest_path(const lvd_manifest *m);
+
+/* 1 when m was opened LVD_MANIFEST_READ. */
+int lvd_manifest_readonly(const lvd_manifest *m);
 
 /* Closes the handle (NULL allowed). An open batch is rolled back. */
 void lvd_manifest_close(lvd_manifest *m);
@@ -74,7 +95,9 @@ int lvd_manifest_source(lvd_manifest *m, const char *name, lvd_source_role role,
                         lvd_error *err);
 
 /* Records the start of a run of stage (e.g. "fetch") with params (serialized as JSON; NULL gives
- * {}); writes the run id. */
+ * {}); writes the run id. The handle holds the run's lock (see below) until the run is finished or
+ * the handle closed; first, dead runs of every stage are marked interrupted (lvd_manifest_reap).
+ * Needs a writable handle. */
 int lvd_manifest_run_start(lvd_manifest *m, const char *stage, const cJSON *params, int64_t *run_id,
                            lvd_error *err);
 
@@ -82,8 +105,26 @@ int lvd_manifest_run_start(lvd_manifest *m, const char *stage, const cJSON *para
 int lvd_manifest_run_finish(lvd_manifest *m, int64_t run_id, const char *status,
                             const cJSON *counts, lvd_error *err);
 
-/* Marks runs of stage still 'running' as 'interrupted' (their process died: callers hold the
- * stage's lock when they call this). Writes how many were marked when n is not NULL. */
+/* Marks runs of stage still 'running' as 'interrupted', whether their process lives or not
+ * (callers hold the stage's lock). Writes how many were marked when n is not NULL. */
 int lvd_manifest_runs_interrupted(lvd_manifest *m, const char *stage, int *n, lvd_error *err);
+
+/* Locks. They are OFD byte-range locks on the database file itself (fcntl F_OFD_SETLK, far
+ * beyond SQLite's lock bytes), so they follow the file's identity (device and inode): a symlink or
+ * a hard link to the manifest finds the same locks, and a process that dies loses them. One
+ * descriptor per database file is kept open for the life of the process (closing it would drop
+ * the POSIX locks SQLite holds on the file). Locks exclude other processes and other handles of
+ * this process; read-only handles take none.
+ *
+ * A run lock is held by the handle that started the run: a run left 'running' whose lock nobody
+ * holds belongs to a process that died (kill -9, power loss). */
+
+/* Takes the stage lock `name` ("fetch", "embed", "run", ...) until m is closed. Fails with
+ * "<db>: another lvd-<name> is working on this manifest" when someone else holds it. */
+int lvd_manifest_lock(lvd_manifest *m, const char *name, lvd_error *err);
+
+/* Marks every run left 'running' whose run lock nobody holds as 'interrupted' (any stage).
+ * Writes how many were marked when n is not NULL. */
+int lvd_manifest_reap(lvd_manifest *m, int *n, lvd_error *err);
 
 #endif

@@ -182,6 +182,27 @@ static const char *const migrations[] = {
     "CREATE VIEW v_hkmeans AS"
     "  SELECT h.image_id, m.name AS model, h.dataset, h.level, h.cluster, h.run_id"
     "  FROM hkmeans h JOIN models m ON m.id = h.model_id;",
+
+    /* 4: pretraining (lvd-train): one row per step of a training, keyed by the run that started
+     * it (train_id; a resumed training keeps it) and the 1-based step; run_id is the run that
+     * computed the row (a resumption replaces the rows past its checkpoint). */
+    "CREATE TABLE train_steps ("
+    "  train_id INTEGER NOT NULL REFERENCES runs(id),"
+    "  step INTEGER NOT NULL,"
+    "  run_id INTEGER NOT NULL REFERENCES runs(id),"
+    "  loss_total REAL, loss_dino_local REAL, loss_dino_global REAL, loss_koleo REAL,"
+    "  loss_ibot REAL,"
+    "  lr REAL, last_layer_lr REAL, wd REAL, momentum REAL, teacher_temp REAL,"
+    "  grad_norm_backbone REAL, grad_norm_dino_head REAL, grad_norm_ibot_head REAL,"
+    "  n_masked INTEGER, images_per_s REAL, seconds REAL,"
+    "  PRIMARY KEY (train_id, step)) WITHOUT ROWID;"
+    "CREATE VIEW v_train_steps AS"
+    "  SELECT t.train_id, json_extract(r.params, '$.out') AS out, t.step, t.run_id,"
+    "         t.loss_total, t.loss_dino_local, t.loss_dino_global, t.loss_koleo, t.loss_ibot,"
+    "         t.lr, t.last_layer_lr, t.wd, t.momentum, t.teacher_temp, t.grad_norm_backbone,"
+    "         t.grad_norm_dino_head, t.grad_norm_ibot_head, t.n_masked, t.images_per_s,"
+    "         t.seconds"
+    "  FROM train_steps t JOIN runs r ON r.id = t.train_id;",
 };
 
 int lvd_manifest_schema_version(void)

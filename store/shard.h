@@ -1,6 +1,10 @@
-/* Tar shard writer (WebDataset layout: members <key>.<ext> grouped by key), crash safe: the
- * archive is written to "<path>.tmp", flushed to disk and renamed to <path> only when complete,
- * so a reader never sees a partial shard under its final name. */
+/* Tar shards (WebDataset layout: members <key>.<ext> grouped by key, the key being a member's name
+ * up to its first '.').
+ *
+ * Writing is crash safe: the archive is written to "<path>.tmp", flushed to disk and renamed to
+ * <path> only when complete, so a reader never sees a partial shard under its final name.
+ * Reading (lvd_shard_read) is one pass over the archive that hands the wanted members to a
+ * callback; every stage that reads shards (embed, calibrate, export, report) goes through it. */
 #ifndef LVD_STORE_SHARD_H
 #define LVD_STORE_SHARD_H
 
@@ -33,5 +37,26 @@ int lvd_shard_finish(lvd_shard_writer *w, lvd_error *err);
 
 /* Abandons the archive: removes the temporary file and frees w (NULL allowed). */
 void lvd_shard_abort(lvd_shard_writer *w);
+
+/* Members larger than this are refused when read (far above any image fetch stores). */
+#define LVD_SHARD_MAX_MEMBER ((int64_t)1 << 31)
+
+/* How wanted names select members. */
+typedef enum lvd_shard_match {
+    LVD_SHARD_BY_NAME, /* the member of that name; of repeated names, the first one */
+    LVD_SHARD_BY_KEY,  /* every member with that name's key (an image and its .json) */
+} lvd_shard_match;
+
+/* Called with the index i of a wanted name, the member's name and its len bytes of data (valid
+ * during the call). Returns 0 or -1 (err filled) to stop the reading. */
+typedef int (*lvd_shard_member_fn)(void *ctx, size_t i, const char *name, const uint8_t *data,
+                                   size_t len, lvd_error *err);
+
+/* Reads the tar at path once and calls fn for every member that wanted[i] (i < n) selects, in
+ * archive order, once per such i (several may select one member). A member's data is read only
+ * when selected. Fails when the shard cannot be opened or read, a selected member is larger than
+ * LVD_SHARD_MAX_MEMBER or truncated, or fn fails. */
+int lvd_shard_read(const char *path, const char *const *wanted, size_t n, lvd_shard_match match,
+                   lvd_shard_member_fn fn, void *ctx, lvd_error *err);
 
 #endif

@@ -1,11 +1,11 @@
 /* The loader's selection and bytes (train/loader.h): defaults, the manifest queries, one
- * lvd_shard_scan pass per shard into memory, open, stats and the id list. */
+ * lvd_shard_read pass per shard into memory, open, stats and the id list. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "curate/export_members.h"
 #include "store/manifest.h"
+#include "store/shard.h"
 #include "train/loader_internal.h"
 
 void lvd_loader_defaults(lvd_loader_config *c)
@@ -146,7 +146,7 @@ typedef struct scan_ctx {
     int oom; /* the arena could not grow: fatal, unlike an unreadable shard */
 } scan_ctx;
 
-static int on_member(void *ctx, int64_t i, const char *name, const unsigned char *data, size_t len,
+static int on_member(void *ctx, size_t i, const char *name, const uint8_t *data, size_t len,
                      lvd_error *err)
 {
     scan_ctx *s = ctx;
@@ -196,7 +196,9 @@ static int read_bytes(lvd_loader *l, picks *p, lvd_error *err)
             names[j - i] = order[j]->member;
         s.group = order + i;
         lvd_error scan_err;
-        if (lvd_shard_scan(order[i]->shard, names, j - i, on_member, &s, &scan_err) && s.oom) {
+        if (lvd_shard_read(order[i]->shard, names, (size_t)(j - i), LVD_SHARD_BY_NAME, on_member,
+                           &s, &scan_err) &&
+            s.oom) {
             *err = scan_err;
             rc = -1;
         }

@@ -4,7 +4,7 @@
  * Selection (at open, one read of the manifest): the curated set of a model (distinct image ids
  * of its v_curated rows, optionally of one method and one dataset) or every 'ok' image of a list
  * of sources; in image id order. Each selected image's stored bytes are read once from its shard
- * (curate/export_members.h's lvd_shard_scan, one pass per shard) into memory, so the encoded set
+ * (store/shard.h's lvd_shard_read, one pass per shard) into memory, so the encoded set
  * must fit in RAM (Fashion-MNIST: about 20 MB; the reference caches its dataset too). An image
  * whose member is missing or whose shard cannot be read is left out and counted.
  *

@@ -79,15 +79,23 @@ int lvd_schedules_init(lvd_schedules *s, const lvd_schedule_config *c, lvd_error
         return lvd_fail(err, "schedule: epoch length %lld must be positive",
                         (long long)c->epoch_length);
     int64_t total = 0, warmup = 0, temp_warmup = 0, freeze = 0;
-    if (iterations(c->epochs, c->epoch_length, "training length", &total, err) ||
-        iterations(c->warmup_epochs, c->epoch_length, "lr warm-up", &warmup, err) ||
+    if (c->total_iterations < 0)
+        return lvd_fail(err, "schedule: training length %lld must not be negative",
+                        (long long)c->total_iterations);
+    if (c->total_iterations > 0)
+        total = c->total_iterations;
+    else if (iterations(c->epochs, c->epoch_length, "training length", &total, err))
+        return -1;
+    if (iterations(c->warmup_epochs, c->epoch_length, "lr warm-up", &warmup, err) ||
         iterations(c->warmup_teacher_temp_epochs, c->epoch_length, "teacher temperature warm-up",
                    &temp_warmup, err) ||
         iterations(c->freeze_last_layer_epochs, c->epoch_length, "last-layer freeze", &freeze, err))
         return -1;
     if (warmup > total)
-        return lvd_fail(err, "schedule: lr warm-up of %lld epochs is longer than training (%lld)",
-                        (long long)c->warmup_epochs, (long long)c->epochs);
+        return lvd_fail(err,
+                        "schedule: lr warm-up of %lld epochs (%lld iterations) is longer than "
+                        "training (%lld iterations)",
+                        (long long)c->warmup_epochs, (long long)warmup, (long long)total);
     if (lvd_cosine_init(&s->lr, c->lr, c->min_lr, total, warmup, 0.0, 0, err) ||
         lvd_cosine_init(&s->wd, c->weight_decay, c->weight_decay_end, total, 0, 0.0, 0, err) ||
         lvd_cosine_init(&s->momentum, c->momentum_teacher, c->final_momentum_teacher, total, 0, 0.0,

@@ -53,6 +53,8 @@ typedef struct lvd_schedule_config {
     double teacher_temp;           /* 0.07 */
     int64_t warmup_teacher_temp_epochs; /* 30 */
     int64_t freeze_last_layer_epochs;   /* 1 */
+    int64_t total_iterations; /* training length in iterations when > 0 (a run of --steps that
+                                 is not a whole number of epochs); 0: epochs * epoch_length */
 } lvd_schedule_config;
 
 /* Fills c with the defaults above. */

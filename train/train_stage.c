@@ -1,0 +1,388 @@
+/* lvd_train_run of train/train_stage.h: the output folder, resumption, the training loop with its
+ * checkpoints, metrics and progress, the stops (steps, budget, signal, divergence) and the export
+ * and registration of the teacher. */
+#include <omp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "embed/model_registry.h"
+#include "train/train_stage_internal.h"
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+/* The first SIGINT or SIGTERM asks for a stop after the current step; the handler is reset, so
+ * a second one ends the process at once. */
+static void catch_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Everything one run holds; freed by finish. */
+typedef struct train_run {
+    const lvd_train_options *o;
+    lvd_manifest *m;
+    train_files f;
+    train_plan p;
+    lvd_schedules sched;
+    cJSON *plan;
+    lvd_loader *loader;
+    lvd_ssl *t;
+    train_log log;
+    int lock_fd;
+    int64_t run_id, train_id, start, step;
+    int64_t saved, exported; /* the steps of the checkpoint and the export on disk (-1: none) */
+    double t0;
+} train_run;
+
+/* The hash of the selected image ids (FNV-1a): a resumption must see the same images. */
+static void ids_hash(lvd_loader *l, char hex[17])
+{
+    lvd_loader_stats s;
+    lvd_loader_stats_get(l, &s);
+    const int64_t *ids = lvd_loader_image_ids(l);
+    uint64_t h = 1469598103934665603ull;
+    for (int64_t i = 0; i < s.images; i++)
+        for (int b = 0; b < 8; b++) {
+            h ^= (uint64_t)ids[i] >> (8 * b) & 0xff;
+            h *= 1099511628211ull;
+        }
+    snprintf(hex, 17, "%016llx", (unsigned long long)h);
+}
+
+/* The trainer: from --init's backbone (heads new, seeded as lvd_ssl_create_new seeds them) or
+ * from scratch; init is the already loaded --init model (consumed). */
+static int make_trainer(train_run *r, lvd_vit_train *init, lvd_error *err)
+{
+    const train_plan *p = &r->p;
+    if (!init)
+        return lvd_ssl_create_new(&p->ssl, &p->arch, p->layerscale, &p->dino,
+                                  p->ibot_separate ? &p->ibot : NULL, r->o->seed, &r->t, err);
+    lvd_ssl_models mm = {0};
+    mm.student = init;
+    mm.ibot_separate = p->ibot_separate;
+    uint64_t seed = r->o->seed;
+    if (lvd_vit_train_load(r->o->init, r->o->heads, &mm.teacher, err) ||
+        lvd_head_init(&mm.student_dino, &p->dino, seed + 1, err) ||
+        lvd_head_init(&mm.teacher_dino, &p->dino, seed + 1, err) ||
+        (p->ibot_separate && (lvd_head_init(&mm.student_ibot, &p->ibot, seed + 2, err) ||
+                              lvd_head_init(&mm.teacher_ibot, &p->ibot, seed + 2, err)))) {
+        lvd_ssl_models_free(&mm);
+        return -1;
+    }
+    return lvd_ssl_create(&p->ssl, &mm, &r->t, err);
+}
+
+/* The training that checkpoint's train_id names, when it is a train run of this folder in this
+ * manifest; else this run starts the record anew. */
+static int64_t known_training(train_run *r, int64_t id)
+{
+    sqlite3_stmt *st;
+    lvd_error ignored;
+    int64_t found = 0;
+    if (lvd_manifest_prepare(r->m,
+                             "SELECT 1 FROM runs WHERE id = ?1 AND stage = 'train'"
+                             " AND json_extract(params, '$.out') = ?2",
+                             &st, &ignored))
+        return 0;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, r->f.dir, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        found = id;
+    sqlite3_finalize(st);
+    return found;
+}
+
+/* --register NAME: refused before training when the name belongs to another file. */
+static int register_check(train_run *r, lvd_error *err)
+{
+    const char *name = r->o->register_name;
+    if (!name)
+        return 0;
+    lvd_model_record rec;
+    int found;
+    if (lvd_model_name_check(name, err) || lvd_model_find(r->m, name, &rec, &found, err))
+        return -1;
+    if (found && strcmp(rec.path, r->f.backbone) != 0)
+        return lvd_fail(err, "--register: model '%s' is already registered (%s)", name,
+                        rec.path[0] ? rec.path : rec.arch);
+    return 0;
+}
+
+static int register_model(train_run *r, lvd_error *err)
+{
+    const char *name = r->o->register_name;
+    lvd_model_record rec;
+    int found;
+    if (!name || lvd_model_find(r->m, name, &rec, &found, err))
+        return name ? -1 : 0;
+    if (!found)
+        return lvd_model_add_weights(r->m, name, r->f.backbone, LVD_FEATURES_CLS, &rec, err);
+    char sha[65];
+    if (lvd_file_sha256(r->f.backbone, sha, err))
+        return -1;
+    if (strcmp(sha, rec.sha256) != 0)
+        return lvd_fail(err, "--register: model '%s' is registered with an earlier %s", name,
+                        r->f.backbone);
+    return 0;
+}
+
+/* Opens everything up to the first step: folder, plan, loader, checkpoint check, trainer, run
+ * record and metrics log. */
+static int prepare(train_run *r, lvd_error *err)
+{
+    const lvd_train_options *o = r->o;
+    if (train_files_init(&r->f, o->out, err) ||
+        lvd_kit_lock_dir(r->f.dir, "lvd-train", &r->lock_fd, err))
+        return -1;
+    lvd_vit_train *init = NULL;
+    if (o->init && lvd_vit_train_load(o->init, o->heads, &init, err))
+        return lvd_error_prefix(err, "--init");
+    if (train_plan_resolve(o, init ? lvd_vit_train_info(init) : NULL, &r->p, err) ||
+        lvd_schedules_init(&r->sched, &r->p.sched, err)) {
+        lvd_vit_train_free(init);
+        return -1;
+    }
+    train_ckpt_info info;
+    int found;
+    if (train_ckpt_info_read(r->f.ckpt, &info, &found, err)) {
+        lvd_vit_train_free(init);
+        return -1;
+    }
+    int rc = 0;
+    if (o->resume && !found)
+        rc = lvd_fail(err, "--resume: %s holds no checkpoint", r->f.dir);
+    r->start = found ? info.step : 0;
+    r->p.loader.db = o->db;
+    r->p.loader.start_step = r->start;
+    r->plan = train_plan_json(o, &r->p);
+    if (rc == 0)
+        rc = lvd_loader_open(&r->p.loader, &r->loader, err);
+    if (rc == 0) {
+        lvd_loader_stats s;
+        lvd_loader_stats_get(r->loader, &s);
+        char hex[17];
+        ids_hash(r->loader, hex);
+        cJSON *data = cJSON_GetObjectItemCaseSensitive(r->plan, "data");
+        cJSON_AddNumberToObject(data, "images", (double)s.images);
+        cJSON_AddStringToObject(data, "ids", hex);
+    }
+    if (rc == 0 && found && train_plan_compare(info.plan, r->plan, err))
+        rc = lvd_error_prefix(err,
+                              "%s holds a checkpoint of other options (use another --out, or "
+                              "remove the checkpoint to start over)",
+                              r->f.ckpt);
+    if (rc == 0)
+        rc = register_check(r, err);
+    if (rc == 0) {
+        rc = make_trainer(r, init, err);
+        init = NULL;
+    }
+    lvd_vit_train_free(init);
+    if (rc == 0 && found) {
+        int64_t step;
+        rc = train_ckpt_load(&r->f, r->t, &step, err);
+        if (rc == 0 && step != r->start)
+            rc = lvd_fail(err, "%s: step %lld, its metadata said %lld", r->f.ckpt, (long long)step,
+                          (long long)r->start);
+    }
+    int64_t old_id = found ? info.train_id : 0;
+    train_ckpt_info_free(&info);
+    if (rc)
+        return -1;
+    r->step = r->start;
+    r->saved = found ? r->start : -1;
+
+    cJSON *params = cJSON_CreateObject();
+    cJSON_AddItemToObject(params, "plan", cJSON_Duplicate(r->plan, 1));
+    cJSON_AddStringToObject(params, "out", r->f.dir);
+    cJSON_AddNumberToObject(params, "resumed_from", (double)r->start);
+    if (lvd_kit_run_start(r->m, "train", params, &r->run_id, err))
+        return -1;
+    r->train_id = old_id ? known_training(r, old_id) : 0;
+    if (!r->train_id)
+        r->train_id = r->run_id;
+    return train_log_init(&r->log, r->m, r->train_id, r->run_id, lvd_ssl_n_parts(r->t),
+                          o->log_every, err) ||
+           train_log_truncate(&r->log, r->start, err);
+}
+
+static void progress(const train_run *r, const train_row *row, double rate)
+{
+    if (r->o->no_progress)
+        return;
+    double done = (double)(r->step - r->start), left = (double)(r->o->steps - r->step);
+    double eta = done > 0 ? (now() - r->t0) / done * left : 0;
+    if (r->o->minutes > 0 && eta > r->o->minutes * 60 - (now() - r->t0))
+        eta = r->o->minutes * 60 - (now() - r->t0);
+    char e[32];
+    train_format_seconds(eta, e, sizeof e);
+    fprintf(stderr,
+            "lvd-train: step %lld/%lld loss %.4f (dino %.4f + %.4f, koleo %.4f, ibot %.4f) "
+            "lr %.3g temp %.4f  %.1f img/s  eta %s\n",
+            (long long)r->step, (long long)r->o->steps, row->st.loss_total, row->st.loss_dino_local,
+            row->st.loss_dino_global, row->st.loss_koleo, row->st.loss_ibot, row->sv.lr,
+            row->sv.teacher_temp, rate, e);
+}
+
+/* Writes the queued rows, then the checkpoint (rows first: a crash between the two leaves rows
+ * past the checkpoint, which the resumption replaces, never a checkpoint without its rows). */
+static int checkpoint(train_run *r, lvd_error *err)
+{
+    if (train_log_flush(&r->log, err) ||
+        train_ckpt_save(&r->f, r->t, r->plan, r->train_id, r->o->seed, err))
+        return -1;
+    r->saved = r->step;
+    if (!r->o->no_progress)
+        fprintf(stderr, "lvd-train: checkpoint step %lld: %s\n", (long long)r->step, r->f.ckpt);
+    if (!r->o->export_every)
+        return 0;
+    if (train_export(&r->f, r->t, r->plan, err))
+        return -1;
+    r->exported = r->step;
+    return 0;
+}
+
+typedef enum stop { STOP_STEPS, STOP_AT, STOP_BUDGET, STOP_SIGNAL, STOP_ERROR } stop;
+
+/* The loop from r->step to --steps or the first stop. */
+static stop train_loop(train_run *r, double *last_loss, lvd_error *err)
+{
+    const lvd_train_options *o = r->o;
+    int B = r->p.ssl.batch;
+    double last = now(), window = last;
+    int64_t window_start = r->step;
+    int64_t end = o->stop_at && o->stop_at < o->steps ? o->stop_at : o->steps;
+    while (r->step < o->steps) {
+        if (r->step >= end)
+            return STOP_AT;
+        if (stop_signal)
+            return STOP_SIGNAL;
+        if (o->minutes > 0 && now() - r->t0 >= o->minutes * 60)
+            return STOP_BUDGET;
+        const lvd_batch *b;
+        if (lvd_loader_next(r->loader, &b, err))
+            return STOP_ERROR;
+        train_row row = {.step = r->step + 1};
+        lvd_schedules_at(&r->sched, r->step, &row.sv);
+        lvd_ssl_batch sb = {b->global_crops, b->local_crops, b->masks.masks, NULL, NULL, 0};
+        if (lvd_ssl_step(r->t, &sb, &row.sv, &row.st, err)) {
+            lvd_error_prefix(err, "step %lld/%lld", (long long)row.step, (long long)o->steps);
+            return STOP_ERROR;
+        }
+        r->step++;
+        double t = now();
+        row.seconds = t - last;
+        row.images_per_s = row.seconds > 0 ? B / row.seconds : 0;
+        last = t;
+        *last_loss = row.st.loss_total;
+        if (train_log_add(&r->log, &row, err))
+            return STOP_ERROR;
+        if (r->step % o->log_every == 0 || r->step == o->steps) {
+            progress(r, &row, (double)(r->step - window_start) * B / (t - window));
+            window = t;
+            window_start = r->step;
+        }
+        if (r->step % o->ckpt_every == 0 && r->step < o->steps && checkpoint(r, err))
+            return STOP_ERROR;
+    }
+    return STOP_STEPS;
+}
+
+static void release(train_run *r)
+{
+    train_log_free(&r->log);
+    lvd_loader_close(r->loader);
+    lvd_ssl_free(r->t);
+    cJSON_Delete(r->plan);
+    if (r->lock_fd >= 0)
+        close(r->lock_fd);
+}
+
+int lvd_train_run(lvd_manifest *m, void *ctx, lvd_error *err)
+{
+    train_run r = {.o = ctx, .m = m, .lock_fd = -1, .run_id = -1, .exported = -1};
+    const lvd_train_options *o = r.o;
+    if (o->threads > 0)
+        omp_set_num_threads(o->threads); /* the loss functions use the default team */
+    r.t0 = now();
+    if (prepare(&r, err)) {
+        int rc = r.run_id >= 0 ? lvd_kit_run_finish(m, r.run_id, -1, NULL, NULL, err) : -1;
+        release(&r);
+        return rc;
+    }
+    catch_signals();
+    double loss = 0;
+    stop why = train_loop(&r, &loss, err);
+    int rc = why == STOP_ERROR ? -1 : 0;
+    /* A failed step leaves the last checkpoint as it is: it is the last good state. */
+    if (rc == 0 && r.step != r.saved)
+        rc = checkpoint(&r, err);
+    else if (rc)
+        train_log_flush(&r.log, &(lvd_error){0});
+    if (rc == 0 && why != STOP_SIGNAL && r.exported != r.step)
+        rc = train_export(&r.f, r.t, r.plan, err);
+    if (rc == 0 && why == STOP_STEPS)
+        rc = register_model(&r, err);
+    if (rc && r.saved >= 0) {
+        size_t n = strlen(err->msg);
+        snprintf(err->msg + n, sizeof err->msg - n, "; the last checkpoint (step %lld) is kept",
+                 (long long)r.saved);
+    }
+    lvd_loader_stats ls;
+    lvd_loader_stats_get(r.loader, &ls);
+    static const char *const names[] = {"steps", "stop-at", "minutes", "signal", "error"};
+    cJSON *counts = cJSON_CreateObject();
+    cJSON_AddNumberToObject(counts, "start_step", (double)r.start);
+    cJSON_AddNumberToObject(counts, "end_step", (double)r.step);
+    cJSON_AddNumberToObject(counts, "steps", (double)o->steps);
+    cJSON_AddNumberToObject(counts, "images", (double)ls.images);
+    cJSON_AddNumberToObject(counts, "missing", (double)ls.missing);
+    cJSON_AddNumberToObject(counts, "bad", (double)ls.bad);
+    cJSON_AddNumberToObject(counts, "seconds", now() - r.t0);
+    if (r.step > r.start)
+        cJSON_AddNumberToObject(counts, "loss", loss);
+    cJSON_AddStringToObject(counts, "stopped", names[why]);
+    rc = lvd_kit_run_finish(m, r.run_id, rc, rc == 0 && why == STOP_SIGNAL ? "interrupted" : NULL,
+                            counts, err);
+    if (rc == 0 && why == STOP_SIGNAL) {
+        fprintf(stderr,
+                "lvd-train: stopped by signal %d after step %lld/%lld; checkpoint saved in %s "
+                "(run the same command to resume)\n",
+                (int)stop_signal, (long long)r.step, (long long)o->steps, r.f.ckpt);
+        rc = 130;
+    } else if (rc == 0) {
+        const char *reg = why == STOP_STEPS && o->register_name ? o->register_name : NULL;
+        if (r.step == r.start)
+            printf("lvd-train: nothing to do at step %lld of %lld", (long long)r.step,
+                   (long long)o->steps);
+        else
+            printf("lvd-train: steps %lld..%lld of %lld%s, loss %.4f", (long long)r.start,
+                   (long long)r.step, (long long)o->steps,
+                   why == STOP_STEPS ? "" : " (stopped early: run it again to continue)", loss);
+        printf("; teacher %s%s%s\n", r.f.backbone, reg ? ", registered as " : "", reg ? reg : "");
+    }
+    release(&r);
+    return rc;
+}
