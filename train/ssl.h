@@ -46,6 +46,9 @@
  * teacher, gradient and AdamW buffers; lvd_ssl_ckpt_groups joins them under prefixes for
  * train/checkpoint.h ("student.backbone.", "teacher.dino_head.", "adamw_m.backbone.", ...).
  *
+ * Steps 2-5 are public in train/ssl_student.h for trainers with targets of their own
+ * (distillation, train/distill.h).
+ *
  * Threads: cfg.threads OpenMP threads for the backbones and heads (the loss functions use the
  * default team, omp_get_max_threads()). Results are bitwise the same for a fixed thread count. A
  * trainer runs one call at a time. */
