@@ -406,8 +406,8 @@ static int run_stage(const lvd_fetch_opts *o, lvd_manifest *m, const char *out_d
     l.max_in_flight = WINDOW_PER_DOWNLOAD * o->parallel + l.max_pooled;
     fetch_report rep = {
         .log = o->log, .tty = o->progress, .interval_s = o->log_interval_s, .counts = l.counts};
-    int rc = fetch_register(m, source_id, o->inputs, o->n_inputs, o->stop, &l.stopping, &sum->inputs,
-                        &sum->new_items, err);
+    int rc = fetch_register(m, source_id, o->inputs, o->n_inputs, o->stop, &l.stopping,
+                            &sum->inputs, &sum->new_items, err);
     if (rc == 0)
         rc = prepare_todo(m, source_id, o->retry_failed, &sum->todo, err);
     rep.todo = sum->todo;

@@ -1,5 +1,5 @@
-/* What a worker does with one item (fetch_process in curate/fetch/fetch_internal.h): read it (file://
- * items) and validate it. */
+/* What a worker does with one item (fetch_process in curate/fetch/fetch_internal.h): read it
+ * (file:// items) and validate it. */
 #include "curate/fetch/fetch_internal.h"
 #include "curate/fetch/inputs.h"
 

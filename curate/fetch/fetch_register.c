@@ -1,6 +1,6 @@
 /* Registering the items of the inputs as pending rows of the source (fetch_register in
- * curate/fetch/fetch_internal.h). Repeats are ignored, so a rerun with the same or a longer input only
- * adds what is new. Items are collected in memory and written in short transactions: the write
+ * curate/fetch/fetch_internal.h). Repeats are ignored, so a rerun with the same or a longer input
+ * only adds what is new. Items are collected in memory and written in short transactions: the write
  * lock is never held while an input is read (a list can be a slow pipe). */
 #include "curate/fetch/fetch_internal.h"
 #include "curate/fetch/inputs.h"

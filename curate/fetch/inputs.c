@@ -1,5 +1,5 @@
-/* Folder inputs of curate/fetch/inputs.h: the sorted recursive walk. Every visible entry that is not a
- * folder walked into becomes an item, so that a bad one (dangling symlink, self-link, symlink
+/* Folder inputs of curate/fetch/inputs.h: the sorted recursive walk. Every visible entry that is
+ * not a folder walked into becomes an item, so that a bad one (dangling symlink, self-link, symlink
  * loop, FIFO, unreadable subfolder) is recorded as a failure of its own by the fetch stage
  * instead of stopping the walk. */
 #include "curate/fetch/inputs.h"

@@ -1,4 +1,5 @@
-/* lvd_validate of curate/fetch/validate.h: content sniffing, header checks, decoding and re-encoding. */
+/* lvd_validate of curate/fetch/validate.h: content sniffing, header checks, decoding and
+ * re-encoding. */
 #include "curate/fetch/validate.h"
 
 #include <math.h>

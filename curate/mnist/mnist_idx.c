@@ -1,4 +1,5 @@
-/* The IDX reader of curate/mnist/mnist_idx.h (plain or gzipped) and the Fashion-MNIST class names. */
+/* The IDX reader of curate/mnist/mnist_idx.h (plain or gzipped) and the Fashion-MNIST class names.
+ */
 #include "curate/mnist/mnist_idx.h"
 
 #include <errno.h>

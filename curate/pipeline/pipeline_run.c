@@ -1,5 +1,5 @@
-/* lvd_pipeline_run of curate/pipeline/pipeline.h: decide run or skip for each step, run it as a child
- * process, record it. */
+/* lvd_pipeline_run of curate/pipeline/pipeline.h: decide run or skip for each step, run it as a
+ * child process, record it. */
 #include "curate/pipeline/pipeline.h"
 
 #include <errno.h>

@@ -1,5 +1,5 @@
-/* The dedup stage of curate/stages/dedup_stage.h: components, decontamination, the incremental rerun and
- * the one transaction of results. */
+/* The dedup stage of curate/stages/dedup_stage.h: components, decontamination, the incremental
+ * rerun and the one transaction of results. */
 #include "curate/stages/dedup_stage.h"
 
 #include <math.h>

@@ -1,5 +1,5 @@
-/* Bookkeeping shared by embedding and import (curate/stages/embed_stage_internal.h): the lock, the output
- * folder, crash recovery, a model's embedding settings and recording a written file. */
+/* Bookkeeping shared by embedding and import (curate/stages/embed_stage_internal.h): the lock, the
+ * output folder, crash recovery, a model's embedding settings and recording a written file. */
 #include "curate/stages/embed_stage_internal.h"
 
 #include <dirent.h>

@@ -1,4 +1,5 @@
-/* lvd_embed_import (curate/stages/embed_stage.h): attaching embeddings computed elsewhere to existing images. */
+/* lvd_embed_import (curate/stages/embed_stage.h): attaching embeddings computed elsewhere to
+ * existing images. */
 #include "curate/stages/embed_stage_internal.h"
 
 #include <ctype.h>

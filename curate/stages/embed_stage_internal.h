@@ -1,5 +1,5 @@
-/* Internals of the embed stage (curate/stages/embed_stage.h): the decode pipeline and the manifest bookkeeping
- * shared by embedding and import. */
+/* Internals of the embed stage (curate/stages/embed_stage.h): the decode pipeline and the manifest
+ * bookkeeping shared by embedding and import. */
 #ifndef LVD_CURATE_STAGES_EMBED_STAGE_INTERNAL_H
 #define LVD_CURATE_STAGES_EMBED_STAGE_INTERNAL_H
 

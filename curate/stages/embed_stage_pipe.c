@@ -1,7 +1,7 @@
-/* The decode pipeline of curate/stages/embed_stage_internal.h: one producer thread reads the shards of posted
- * jobs (store/shard.h), decodes (lvd_image_decode_rgb) and preprocesses their images into batches
- * while the consumer runs the ViT on earlier batches. Four batch buffers: one being filled, at most
- * two ready, one with the consumer. */
+/* The decode pipeline of curate/stages/embed_stage_internal.h: one producer thread reads the shards
+ * of posted jobs (store/shard.h), decodes (lvd_image_decode_rgb) and preprocesses their images into
+ * batches while the consumer runs the ViT on earlier batches. Four batch buffers: one being filled,
+ * at most two ready, one with the consumer. */
 #include "curate/stages/embed_stage_internal.h"
 
 #include <pthread.h>

@@ -1,5 +1,5 @@
-/* lvd_embed_run of curate/stages/embed_stage.h: setup, the consumer loop (ViT, normalization, .npy output) and
- * the per-shard commit. */
+/* lvd_embed_run of curate/stages/embed_stage.h: setup, the consumer loop (ViT, normalization, .npy
+ * output) and the per-shard commit. */
 #include "curate/stages/embed_stage_internal.h"
 
 #include <math.h>

@@ -1,4 +1,5 @@
-/* lvd_embeddings_read of curate/stages/embeddings_read.h: the kit's selection, then each file once. */
+/* lvd_embeddings_read of curate/stages/embeddings_read.h: the kit's selection, then each file once.
+ */
 #include "curate/stages/embeddings_read.h"
 
 #include <stdlib.h>

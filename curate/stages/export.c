@@ -1,5 +1,5 @@
-/* The export stage of curate/stages/export.h: the curated images copied shard by shard, the manifest
- * file, the folder lock. */
+/* The export stage of curate/stages/export.h: the curated images copied shard by shard, the
+ * manifest file, the folder lock. */
 #include "curate/stages/export.h"
 
 #include <errno.h>

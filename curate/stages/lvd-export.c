@@ -1,4 +1,5 @@
-/* lvd-export: the curated set as WebDataset shards plus a JSONL manifest (curate/stages/export.h). */
+/* lvd-export: the curated set as WebDataset shards plus a JSONL manifest (curate/stages/export.h).
+ */
 #include <stdio.h>
 
 #include "curate/stages/export.h"

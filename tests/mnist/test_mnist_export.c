@@ -13,8 +13,8 @@
 #define FMNIST "/usr/share/datasets/fashion-mnist"
 #define SIDE   28
 
-/* The decompressed file at path, read once with zlib (independent of curate/mnist/mnist_idx.c); the last
- * file read stays cached. A NULL path frees the cache. */
+/* The decompressed file at path, read once with zlib (independent of curate/mnist/mnist_idx.c); the
+ * last file read stays cached. A NULL path frees the cache. */
 static const uint8_t *gz_whole(const char *path, size_t *len)
 {
     static char *cached;
