@@ -589,17 +589,17 @@ int main(int argc, char **argv)
     snprintf(data, sizeof data, "%s/data", root);
     st_mkdir(data);
     make_data();
-    /* lvd-run finds the stages beside the tools it was given. */
-    char stage_path[2 * PATH_MAX];
-    snprintf(stage_path, sizeof stage_path, "%s", tool[T_FETCH]);
-    char *slash = strrchr(stage_path, '/');
-    if (slash)
-        *slash = '\0';
-    size_t len = strlen(stage_path);
-    snprintf(stage_path + len, sizeof stage_path - len, ":%s", tool[T_EMBED]);
-    slash = strrchr(stage_path, '/');
-    if (slash)
-        *slash = '\0';
+    /* lvd-run finds the stages in the folders of the tools it was given. */
+    char stage_path[T_COUNT * (PATH_MAX + 1)] = "";
+    for (int i = T_FETCH; i < T_RUN; i++) {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s", tool[i]);
+        char *slash = strrchr(dir, '/');
+        if (slash)
+            *slash = '\0';
+        size_t len = strlen(stage_path);
+        snprintf(stage_path + len, sizeof stage_path - len, "%s%s", len ? ":" : "", dir);
+    }
     setenv("LVD_STAGE_PATH", stage_path, 1);
     only = getenv("LVD_CRASH_ONLY");
     if (!only || strcmp(only, "lvd-run") != 0)
