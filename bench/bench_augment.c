@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "curate/idx_png.h"
+#include "curate/mnist/mnist_png.h"
 #include "train/augment.h"
 
 static double clock_s(clockid_t id)

@@ -17,29 +17,15 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "embed/stage.h"
+#include "curate/stages/embed_stage.h"
 #include "image/image.h"
+#include "kit/kit.h"
 
 #define N_IMAGES 64
 #define BATCH    16
 #define ROUNDS   3
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static double cpu_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* Images per wall-clock second and per CPU second. */
 typedef struct rate {
@@ -151,7 +137,7 @@ static int run_fetch(const char *fetch, const char *db, const char *in)
  * single-thread rate. */
 static double preprocess_all(const char *dir, float *x)
 {
-    double t0 = now();
+    double t0 = lvd_kit_now();
     for (int i = 0; i < N_IMAGES; i++) {
         char path[1024];
         snprintf(path, sizeof path, "%s/img-%03d.jpg", dir, i);
@@ -169,13 +155,13 @@ static double preprocess_all(const char *dir, float *x)
         lvd_image_free(&img);
         free(buf);
     }
-    return N_IMAGES / (now() - t0);
+    return N_IMAGES / (lvd_kit_now() - t0);
 }
 
 static rate vit_alone(lvd_vit *vit, const float *x, float *feats)
 {
     lvd_error err;
-    double t0 = now(), c0 = cpu_now();
+    double t0 = lvd_kit_now(), c0 = lvd_kit_cpu_now();
     for (int i = 0; i < N_IMAGES; i += BATCH) {
         if (lvd_vit_features(vit, x + (size_t)i * 3 * 224 * 224, BATCH, 224, 224, LVD_VIT_POOL_CLS,
                              feats, &err) != 0) {
@@ -183,7 +169,7 @@ static rate vit_alone(lvd_vit *vit, const float *x, float *feats)
             exit(1);
         }
     }
-    return (rate){N_IMAGES / (now() - t0), N_IMAGES / (cpu_now() - c0)};
+    return (rate){N_IMAGES / (lvd_kit_now() - t0), N_IMAGES / (lvd_kit_cpu_now() - c0)};
 }
 
 static rate end_to_end(const char *db, const char *model)

@@ -8,7 +8,7 @@
 #include <time.h>
 
 #include "image/image.h"
-#include "tests/curate/fetch_test.h"
+#include "tests/fetch/fetch_test.h"
 
 #define OUT_W 500
 #define OUT_H 375

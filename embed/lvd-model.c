@@ -5,7 +5,11 @@
 #include "embed/model_registry.h"
 #include "kit/kit.h"
 
-static const char about[] =
+static const char help[] =
+    "add --db DB --name NAME [--features F] WEIGHTS\n"
+    "add --db DB --name NAME --random SPEC [--seed N] [--features F]\n"
+    "list --db DB\n"
+    "\n"
     "add registers a DINOv2 ViT checkpoint (safetensors or torch .pth) under NAME in the\n"
     "manifest DB: its absolute path, the sha256 of the file (lvd-embed refuses the file once\n"
     "it changes), the architecture inferred from its tensors, the embedding width and the\n"
@@ -93,7 +97,7 @@ int main(int argc, char **argv)
 {
     args a = {0};
     const lvd_kit_opt opts[] = {
-        LVD_OPT_STR("db", "DB", a.db, "manifest database", .required = 1),
+        LVD_OPT_DB(a.db),
         LVD_OPT_STR("name", "NAME", a.name, "model name (letters, digits, '.', '_', '-')"),
         LVD_OPT_FN("features", "F", a.features, lvd_kit_features_opt,
                    "cls or cls+patchmean (embedding width 2 x dim)", .def = "cls"),
@@ -101,21 +105,8 @@ int main(int argc, char **argv)
         LVD_OPT_INT("seed", "N", a.seed, 0, (int64_t)1 << 53, "its seed"),
         LVD_OPT_END,
     };
-    const lvd_kit_cmd cmd = {
-        .name = "lvd-model",
-        .usage = "add --db DB --name NAME [--features F] WEIGHTS\n"
-                 "add --db DB --name NAME --random SPEC [--seed N] [--features F]\n"
-                 "list --db DB",
-        .about = about,
-        .opts = opts,
-        .operands = "a command, add or list",
-        .min_operands = 1,
-        .max_operands = 2,
-        .operand = &a.operand,
-        .n_operands = &a.n_operands,
-        .check = check,
-        .run = run,
-        .ctx = &a,
-    };
+    const lvd_kit_operands command = {"a command, add or list", 1, 2, &a.operand, &a.n_operands};
+    lvd_kit_cmd cmd = {"lvd-model", help, opts, run, &a, .db = LVD_KIT_NO_DB, .check = check};
+    cmd.operands = &command;
     return lvd_kit_main(&cmd, argc, argv);
 }

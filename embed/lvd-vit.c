@@ -1,5 +1,5 @@
-/* lvd-vit: runs a DINOv2 ViT on the input tensors of a safetensors file and writes its outputs
- * under the names of the reference case files. */
+/* lvd-vit (embed/vit.h from the command line): runs a DINOv2 ViT on the input tensors of a
+ * safetensors file and writes its outputs under the names of the reference case files. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +9,9 @@
 
 #define MAX_OUTPUTS_PER_INPUT 16
 
-static const char about[] =
+static const char help[] =
+    "WEIGHTS IN.safetensors OUT.safetensors [--threads N] [--mask NAME]\n"
+    "\n"
     "Loads a DINOv2 ViT from WEIGHTS (safetensors or torch .pth; official, chunked or\n"
     "transformers key names; the architecture is inferred from the shapes and printed), runs it\n"
     "on every input tensor xI (B, 3, H, W) of IN (normalized images, sides multiples of the\n"
@@ -243,17 +245,8 @@ int main(int argc, char **argv)
                     "mask_token; applied to every input"),
         LVD_OPT_END,
     };
-    const lvd_kit_cmd cmd = {
-        .name = "lvd-vit",
-        .usage = "WEIGHTS IN.safetensors OUT.safetensors [--threads N] [--mask NAME]",
-        .about = about,
-        .opts = opts,
-        .operands = "WEIGHTS IN OUT",
-        .min_operands = 3,
-        .max_operands = 3,
-        .operand = &opt.files,
-        .run = run_tool,
-        .ctx = &opt,
-    };
+    const lvd_kit_operands io = {"WEIGHTS IN OUT", 3, 3, &opt.files, NULL};
+    const lvd_kit_cmd cmd = {"lvd-vit",           help,           opts, run_tool, &opt,
+                             .db = LVD_KIT_NO_DB, .operands = &io};
     return lvd_kit_main(&cmd, argc, argv);
 }

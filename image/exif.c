@@ -1,5 +1,5 @@
-/* Reads the Orientation tag (0x0112) of IFD0 from a JPEG APP1 Exif payload. Every offset is
- * bounds-checked: a malformed payload means "no orientation". */
+/* For image/internal.h: Reads the Orientation tag (0x0112) of IFD0 from a JPEG APP1 Exif payload.
+ * Every offset is bounds-checked: a malformed payload means "no orientation". */
 #include <stdint.h>
 #include <string.h>
 

@@ -1,5 +1,6 @@
-/* Image decoding, resizing and encoding, shared by the fetch stage (curate/) and the embedding
- * preprocessing (embed/). Decoding sniffs the format from the bytes, never from a file name.
+/* Image decoding, resizing and encoding, shared by the fetch stage (curate/fetch/) and every path
+ * that embeds images (curate/stages/, train/). Decoding sniffs the format from the bytes, never
+ * from a file name.
  *
  * Failure classes set in lvd_error.cls: "not_image" (no known signature), "decode" (corrupt or
  * truncated data, including data the decoder would only warn about; also unsupported variants:

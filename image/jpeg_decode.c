@@ -1,5 +1,6 @@
-/* JPEG decoding with libjpeg-turbo. At full size the settings are libjpeg's defaults (islow IDCT,
- * fancy upsampling), the ones PIL uses, so the RGB is bit-exact with PIL's. */
+/* The JPEG part of lvd_image_decode (image/image.h). JPEG decoding with libjpeg-turbo. At full size
+ * the settings are libjpeg's defaults (islow IDCT, fancy upsampling), the ones PIL uses, so the RGB
+ * is bit-exact with PIL's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

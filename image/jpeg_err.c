@@ -1,3 +1,4 @@
+/* The libjpeg error manager of image/jpeg_err.h: messages kept, no exit. */
 #include "image/jpeg_err.h"
 
 #include <jerror.h>

@@ -1,7 +1,8 @@
-/* PNG decoding with libpng. Palette, gray (1..16 bit), tRNS and 16-bit inputs are expanded to 8-bit
- * RGB or RGBA by libpng; 16-bit samples keep their high byte (PIL's RGB;16B and RGBA;16B unpackers
- * do the same; for 16-bit gray PIL clips the value at 255 instead, which whitens the image: we keep
- * the high byte there too). No gamma or color-profile correction, as in PIL. */
+/* The PNG part of lvd_image_decode (image/image.h). PNG decoding with libpng. Palette, gray (1..16
+ * bit), tRNS and 16-bit inputs are expanded to 8-bit RGB or RGBA by libpng; 16-bit samples keep
+ * their high byte (PIL's RGB;16B and RGBA;16B unpackers do the same; for 16-bit gray PIL clips the
+ * value at 255 instead, which whitens the image: we keep the high byte there too). No gamma or
+ * color-profile correction, as in PIL. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

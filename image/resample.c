@@ -1,8 +1,9 @@
-/* PIL's antialiased bicubic resampling (Pillow's ImagingResample for 8-bit images): separable,
- * filter support 2 * scale when downscaling, a = -0.5, weights normalized per output pixel and
- * stored in fixed point with 22 fractional bits; horizontal pass first (rounded and clipped to 8
- * bits), then vertical; a pass whose size does not change is skipped. Integer sums are exact, so
- * only the coefficient computation has to follow Pillow's operation order, which it does. */
+/* lvd_image_resize of image/image.h and its windowed form: PIL's antialiased bicubic resampling
+ * (Pillow's ImagingResample for 8-bit images): separable, filter support 2 * scale when
+ * downscaling, a = -0.5, weights normalized per output pixel and stored in fixed point with 22
+ * fractional bits; horizontal pass first (rounded and clipped to 8 bits), then vertical; a pass
+ * whose size does not change is skipped. Integer sums are exact, so only the coefficient
+ * computation has to follow Pillow's operation order, which it does. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* lvd_index_choose of index/index.h: the index factory from the count and the memory budget. */
 #include "index/internal.h"
 
 #include <math.h>

@@ -1,3 +1,4 @@
+/* The union-find components of index/index.h. */
 #include "index/internal.h"
 
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* lvd_decontaminate of index/index.h: components near an eval image. */
 #include "index/internal.h"
 
 #include <string.h>

@@ -1,3 +1,4 @@
+/* The dedup links of index/index.h: neighbours above the threshold joined into components. */
 #include "index/internal.h"
 
 #include <stdlib.h>

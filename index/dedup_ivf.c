@@ -1,4 +1,4 @@
-/* Dedup over an inverted-file partition, list by list with sgemm.
+/* lvd_dedup_ivf of index/index.h. Dedup over an inverted-file partition, list by list with sgemm.
  *
  * Debian's libfaiss is built without SIMD, so IndexIVFFlat scans each vector with a scalar loop
  * (fvec_inner_product_ref). Here every list's members meet all the rows that probe the list in one

@@ -1,3 +1,4 @@
+/* lvd_hkmeans_fit of index/index.h: hierarchical k-means, level by level. */
 #include "index/internal.h"
 
 #include <math.h>

@@ -1,3 +1,4 @@
+/* lvd_hkmeans_sample of index/index.h: balanced sampling down the hierarchy. */
 #include "index/internal.h"
 
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* The FAISS index wrapper of index/index.h: create, train, add, search. */
 #include "index/internal.h"
 
 #include <faiss/c_api/IndexIVF_c.h>

@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "store/error.h"
 
@@ -102,6 +103,10 @@ void lvd_range_result_free(lvd_range_result *r);
 /* Writes the index to path atomically (a temporary file in the same folder, fsynced, then
  * renamed over path), so a crash leaves either the old file or the new one. */
 int lvd_index_save(const lvd_index *index, const char *path, lvd_error *err);
+
+/* Writes the index into the open stream f, flushed and synced (name: the file, for errors); for
+ * callers that manage the file themselves (locking it, say). */
+int lvd_index_write(const lvd_index *index, FILE *f, const char *name, lvd_error *err);
 
 /* Reads an index written by lvd_index_save (or any FAISS index file with inner-product metric). */
 int lvd_index_load(lvd_index **out, const char *path, lvd_error *err);

@@ -1,3 +1,4 @@
+/* Saving and loading indexes (index/index.h). */
 #include "index/internal.h"
 
 #include <errno.h>
@@ -7,8 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Writes the index into an open stream and makes it durable. */
-static int write_stream(const lvd_index *index, FILE *f, const char *tmp, lvd_error *err)
+int lvd_index_write(const lvd_index *index, FILE *f, const char *tmp, lvd_error *err)
 {
     if (faiss_write_index(index->faiss, f)) {
         index_faiss_fail(err, "index save");
@@ -27,7 +27,7 @@ int lvd_index_save(const lvd_index *index, const char *path, lvd_error *err)
     FILE *f = fopen(tmp, "wb");
     if (!f)
         return lvd_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-    int rc = write_stream(index, f, tmp, err);
+    int rc = lvd_index_write(index, f, tmp, err);
     if (fclose(f) && rc == 0)
         rc = lvd_fail(err, "%s: close failed: %s", tmp, strerror(errno));
     if (rc == 0 && rename(tmp, path))

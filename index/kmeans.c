@@ -1,3 +1,4 @@
+/* The spherical k-means of index/index.h (FAISS) and the assignment to centroids. */
 #include "index/internal.h"
 
 #include <faiss/c_api/Clustering_c.h>

@@ -1,3 +1,4 @@
+/* The retrieval core of index/index.h: nearest pool images and cluster picks. */
 #include "index/internal.h"
 
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* Row checks of index/index.h (L2 normalization) and the module's internal helpers. */
 #include "index/internal.h"
 
 #include <faiss/c_api/error_c.h>

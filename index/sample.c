@@ -1,3 +1,4 @@
+/* The training sample of index/index.h (lvd_index_train_sample). */
 #include "index/internal.h"
 
 #include <stdlib.h>

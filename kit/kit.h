@@ -12,10 +12,11 @@
  *    A failed run prints "<tool>: <message>" and exits 1; --help prints the text and exits 0.
  *    Options are --name VALUE or --name=VALUE (a one-letter name is -k VALUE); "--" ends them;
  *    operands (positional arguments) may stand anywhere.
- * 2. Manifests. lvd_kit_main (or lvd_kit_open) opens the manifest of --db in the command's mode
- *    (store/manifest.h: CREATE, WRITE = must exist, READ = read only, never created, immutable
- *    where WAL cannot be used) and takes the command's stage lock, keyed on the database file's
- *    identity. lvd_kit_lock_dir locks an output folder (lvd-export, lvd-report).
+ * 2. Manifests. lvd_kit_main (or lvd_kit_open) opens the manifest of the --db option in the
+ *    command's mode (store/manifest.h: CREATE, WRITE = must exist, READ = read only, never
+ *    created, immutable where WAL cannot be used) and takes the command's stage lock, keyed on
+ *    the database file's identity. lvd_kit_lock_dir locks an output folder (lvd-export and
+ *    lvd-report write into one).
  * 3. Runs. lvd_kit_run_start / lvd_kit_run_finish record a run in v_runs: stage, parameters,
  *    counts, ok / failed / interrupted. Starting a run marks every run that a dead process left
  *    'running' as interrupted, whatever its stage (store/manifest.h, run locks).
@@ -36,18 +37,20 @@
  *       return lvd_kit_run_finish(m, run_id, rc, NULL, NULL, err);
  *   }
  *
+ *   static const char help[] = "--db DB --model NAME [options]\n"
+ *                              "\n"
+ *                              "What it does, in a paragraph.";
+ *
  *   int main(int argc, char **argv)
  *   {
  *       my_options o = {.k = 64};
  *       const lvd_kit_opt opts[] = {
- *           LVD_OPT_STR("db", "DB", o.db, "manifest database", .required = 1),
- *           LVD_OPT_STR("model", "NAME", o.model, "registered model", .required = 1),
+ *           LVD_OPT_DB(o.db),
+ *           LVD_OPT_MODEL(o.model, "registered model"),
  *           LVD_OPT_INT("k", "K", o.k, 1, 4096, "neighbours searched per image"),
  *           LVD_OPT_END,
  *       };
- *       const lvd_kit_cmd cmd = {.name = "lvd-mystage", .usage = "--db DB --model NAME [options]",
- *                                .about = "What it does, in a paragraph.", .opts = opts,
- *                                .db = &o.db, .mode = LVD_MANIFEST_WRITE, .run = run, .ctx = &o};
+ *       const lvd_kit_cmd cmd = {"lvd-mystage", help, opts, run, &o, .db = LVD_KIT_WRITE};
  *       return lvd_kit_main(&cmd, argc, argv);
  *   }
  *
@@ -90,7 +93,7 @@ struct lvd_kit_opt {
     size_t size;      /* sizeof the destination (INT, BYTES, NUM) */
     int64_t min, max; /* range of INT and BYTES (after the suffix, before scale) */
     double lo, hi;    /* range of NUM */
-    double scale;     /* INT, BYTES, NUM: stored = given x scale; 0 means 1 */
+    double scale;     /* stored = given x scale (a whole number for INT and BYTES); 0 means 1 */
     int zero;         /* INT, BYTES, NUM: 0 is accepted too (it means off) */
     int set;          /* FLAG: the value stored */
     int required;     /* the command fails without it */
@@ -100,14 +103,15 @@ struct lvd_kit_opt {
 };
 
 /* Table entries. The variable arguments are the help string followed by any designators
- * (.required = 1, .def = "...", .scale = 1 << 20, .zero = 1). */
-#define LVD_OPT_STR(name_, arg_, dest_, ...)                                                            \
-    {                                                                                                   \
-        .kind = LVD_KIT_STR,                                                                          \
-     .name = name_,                                                                                \
-     .arg = arg_,                                                                                  \
-     .dest = _Generic(&(dest_), const char **: &(dest_)),                                          \
-     .help = __VA_ARGS__ \
+ * (.required = 1, .def = "...", .scale = 1 << 20, .zero = 1). A string's destination must be a
+ * const char *, a flag's an int, a number's a float or a double (checked at compile time). */
+#define LVD_KIT_STR_DEST(d)  _Generic(&(d), const char ** : &(d))
+#define LVD_KIT_FLAG_DEST(d) _Generic(&(d), int * : &(d))
+#define LVD_KIT_NUM_DEST(d)  _Generic(&(d), float * : &(d), double * : &(d))
+#define LVD_OPT_STR(name_, arg_, dest_, ...)                                                       \
+    {                                                                                              \
+        .kind = LVD_KIT_STR, .name = name_, .arg = arg_, .dest = LVD_KIT_STR_DEST(dest_),          \
+        .help = __VA_ARGS__                                                                        \
     }
 #define LVD_OPT_INT(name_, arg_, dest_, min_, max_, ...)                                           \
     {                                                                                              \
@@ -119,24 +123,15 @@ struct lvd_kit_opt {
         .kind = LVD_KIT_BYTES, .name = name_, .arg = arg_, .dest = &(dest_),                       \
         .size = sizeof(dest_), .min = min_, .max = max_, .help = __VA_ARGS__                       \
     }
-#define LVD_OPT_NUM(name_, arg_, dest_, lo_, hi_, ...)                                                  \
-    {                                                                                                   \
-        .kind = LVD_KIT_NUM,                                                                          \
-     .name = name_,                                                                                \
-     .arg = arg_,                                                                                  \
-     .dest = _Generic(&(dest_), float *: &(dest_), double *: &(dest_)),                            \
-     .size = sizeof(dest_),                                                                        \
-     .lo = lo_,                                                                                    \
-     .hi = hi_,                                                                                    \
-     .help = __VA_ARGS__ \
+#define LVD_OPT_NUM(name_, arg_, dest_, lo_, hi_, ...)                                             \
+    {                                                                                              \
+        .kind = LVD_KIT_NUM, .name = name_, .arg = arg_, .dest = LVD_KIT_NUM_DEST(dest_),          \
+        .size = sizeof(dest_), .lo = lo_, .hi = hi_, .help = __VA_ARGS__                           \
     }
-#define LVD_OPT_FLAG(name_, dest_, set_, ...)                                                           \
-    {                                                                                                   \
-        .kind = LVD_KIT_FLAG,                                                                         \
-     .name = name_,                                                                                \
-     .dest = _Generic(&(dest_), int *: &(dest_)),                                                  \
-     .set = set_,                                                                                  \
-     .help = __VA_ARGS__ \
+#define LVD_OPT_FLAG(name_, dest_, set_, ...)                                                      \
+    {                                                                                              \
+        .kind = LVD_KIT_FLAG, .name = name_, .dest = LVD_KIT_FLAG_DEST(dest_), .set = set_,        \
+        .help = __VA_ARGS__                                                                        \
     }
 #define LVD_OPT_FN(name_, arg_, dest_, fn_, ...)                                                   \
     {                                                                                              \
@@ -156,27 +151,41 @@ int lvd_kit_number(const lvd_kit_opt *o, const char *value, double *out, lvd_err
  * option's name): for an option whose reading depends on others, applied from a check. */
 int lvd_kit_set(const lvd_kit_opt *o, const char *value, lvd_error *err);
 
+/* Whether and how lvd_kit_main opens the manifest named by the table's --db option. */
+typedef enum lvd_kit_db {
+    LVD_KIT_NO_DB = 0, /* it does not (the run opens what it needs itself) */
+    LVD_KIT_CREATE,    /* LVD_MANIFEST_CREATE */
+    LVD_KIT_WRITE,     /* LVD_MANIFEST_WRITE: it must exist */
+    LVD_KIT_READ,      /* LVD_MANIFEST_READ: it must exist, and is only read */
+} lvd_kit_db;
+
+/* The operands (positional arguments) a command takes, e.g.
+ *   const lvd_kit_operands inputs = {"at least one INPUT", 1, -1, &o.inputs, &o.n_inputs}; */
+typedef struct lvd_kit_operands {
+    const char *name;          /* how they are named in messages */
+    int min, max;              /* how many must and may be given; max -1: any number */
+    const char *const **where; /* set to the first (they are gathered at the front of argv) */
+    int *n;                    /* set to how many were given (NULL allowed) */
+} lvd_kit_operands;
+
+/* A command. The first six fields are usually all there is:
+ *   const lvd_kit_cmd cmd = {"lvd-index", help, opts, run, &o, .db = LVD_KIT_WRITE}; */
 typedef struct lvd_kit_cmd {
-    const char *name;  /* "lvd-index": the first word of every message */
-    const char *usage; /* what follows the name on the usage line; '\n' starts another */
-    const char *about; /* the paragraphs between the usage and the options */
-    const lvd_kit_opt *opts;
-    const char *footer;   /* the last paragraph; NULL: the exit statuses 0, 1 and 2 */
-    const char *operands; /* how operands are named in messages ("INPUT..."); NULL: none taken */
-    int min_operands;     /* how many must be given */
-    int max_operands;     /* how many may be; -1: any number */
-    const char *const **operand; /* where they go (a pointer into argv) */
-    int *n_operands;
+    const char *name; /* "lvd-index": the first word of every message */
+    const char *help; /* the usage lines (what follows the name; several for several forms), an
+                         empty line, then the paragraphs of --help before the options */
+    const lvd_kit_opt *opts; /* the table, ended by LVD_OPT_END */
     /* After parsing, lvd_kit_main calls check (when set; a failure is bad usage, exit 2), opens
-     * *db (when db and *db are set) in mode with the stage lock `lock` (when set), calls run
-     * with that manifest (NULL when none) and closes it. run returns 0 (exit 0), -1 with err
-     * filled (printed, exit 1) or an exit status of its own (> 0, printed nothing). */
-    int (*check)(void *ctx, lvd_error *err);
-    const char **db;
-    lvd_manifest_mode mode;
-    const char *lock;
+     * the --db manifest as db says, taking the stage lock `lock` (when set), calls run with that
+     * manifest (NULL when none) and closes it. run returns 0 (exit 0), -1 with err filled
+     * (printed, exit 1) or an exit status of its own (> 0, printed nothing). */
     int (*run)(lvd_manifest *m, void *ctx, lvd_error *err);
     void *ctx;
+    lvd_kit_db db;
+    const char *lock;
+    int (*check)(void *ctx, lvd_error *err);
+    const lvd_kit_operands *operands; /* NULL: none are taken */
+    const char *footer; /* the last paragraph of --help; NULL: the exit statuses 0, 1 and 2 */
 } lvd_kit_cmd;
 
 /* Parses argv into the table's destinations and the operands. Returns 0 when parsed, 1 after
@@ -196,6 +205,10 @@ int lvd_kit_fail(const char *tool, const lvd_error *err);
 int lvd_kit_main(const lvd_kit_cmd *cmd, int argc, char **argv);
 
 /* ---- 2. Manifests and folders ------------------------------------------------------------- */
+
+/* The options every stage has: --db DB (required) and --model NAME (required). */
+#define LVD_OPT_DB(dest_)         LVD_OPT_STR("db", "DB", dest_, "manifest database", .required = 1)
+#define LVD_OPT_MODEL(dest_, ...) LVD_OPT_STR("model", "NAME", dest_, __VA_ARGS__, .required = 1)
 
 /* Opens the manifest at db in mode and, when lock is not NULL, takes that stage lock (failing
  * with "another lvd-<lock> is working on this manifest"). *m is NULL on failure. */
@@ -219,6 +232,10 @@ int lvd_kit_run_start(lvd_manifest *m, const char *stage, cJSON *params, int64_t
  * (a failure to record is then not reported). Returns -1 when rc != 0 or recording failed. */
 int lvd_kit_run_finish(lvd_manifest *m, int64_t run, int rc, const char *status, cJSON *counts,
                        lvd_error *err);
+
+/* Monotonic seconds, and CPU seconds of the process (all threads): for a run's timings. */
+double lvd_kit_now(void);
+double lvd_kit_cpu_now(void);
 
 /* ---- 4. Lookups --------------------------------------------------------------------------- */
 

@@ -95,7 +95,9 @@ static int set_int(const lvd_kit_opt *o, const char *value, lvd_error *err)
     if (!ok)
         return lvd_fail(err, "'%s' is not %s%s in [%lld, %lld]", value, o->zero ? "0 or " : "",
                         what, (long long)o->min, (long long)o->max);
-    store_int(o->dest, o->size, (int64_t)((double)v * scale_of(o)));
+    /* In integers: doubles lose the low bits of large values. The table's range keeps
+     * max x scale within the destination. */
+    store_int(o->dest, o->size, v * (int64_t)scale_of(o));
     return 0;
 }
 
@@ -213,6 +215,7 @@ static int wants_help(int argc, char **argv)
 
 static int parse(const lvd_kit_cmd *c, int argc, char **argv, lvd_error *err)
 {
+    const lvd_kit_operands *ops = c->operands;
     int n = 0, only_operands = 0;
     size_t n_opts = 0;
     for (const lvd_kit_opt *o = c->opts; o && o->kind != LVD_KIT_END; o++)
@@ -229,7 +232,7 @@ static int parse(const lvd_kit_cmd *c, int argc, char **argv, lvd_error *err)
             rc = take_option(c, argc, argv, &i, &o, err);
             if (o)
                 given[o - c->opts] = 1;
-        } else if (c->max_operands >= 0 && n >= c->max_operands) {
+        } else if (!ops || (ops->max >= 0 && n >= ops->max)) {
             rc = lvd_fail(err, "unexpected argument '%s'", argv[i]);
         } else {
             argv[1 + n++] = argv[i]; /* operands gather at the front, in order */
@@ -238,13 +241,13 @@ static int parse(const lvd_kit_cmd *c, int argc, char **argv, lvd_error *err)
     for (size_t k = 0; rc == 0 && k < n_opts; k++)
         if (c->opts[k].required && !given[k])
             rc = lvd_fail(err, "%s%s is required", dashes(&c->opts[k]), c->opts[k].name);
-    if (rc == 0 && n < c->min_operands)
-        rc = lvd_fail(err, "expected %s", c->operands ? c->operands : "more arguments");
+    if (rc == 0 && ops && n < ops->min)
+        rc = lvd_fail(err, "expected %s", ops->name);
     free(given);
-    if (rc == 0 && c->operand)
-        *c->operand = (const char *const *)(argv + 1);
-    if (rc == 0 && c->n_operands)
-        *c->n_operands = n;
+    if (rc == 0 && ops && ops->where)
+        *ops->where = (const char *const *)(argv + 1);
+    if (rc == 0 && ops && ops->n)
+        *ops->n = n;
     return rc;
 }
 
@@ -281,9 +284,9 @@ static void default_text(const lvd_kit_opt *o, char *buf, size_t size)
         if (v)
             snprintf(buf, size, "%s", v);
     } else if (o->kind == LVD_KIT_INT) {
-        snprintf(buf, size, "%lld", (long long)((double)load_int(o->dest, o->size) / s));
+        snprintf(buf, size, "%lld", (long long)(load_int(o->dest, o->size) / (int64_t)s));
     } else if (o->kind == LVD_KIT_BYTES) {
-        int64_t v = (int64_t)((double)load_int(o->dest, o->size) / s);
+        int64_t v = load_int(o->dest, o->size) / (int64_t)s;
         int u = 0;
         while (u < 3 && v != 0 && v % 1024 == 0) {
             v /= 1024;
@@ -318,14 +321,14 @@ static void print_option(const char *name, const char *arg, const char *help, co
 
 void lvd_kit_help(const lvd_kit_cmd *c)
 {
-    const char *u = c->usage ? c->usage : "";
-    for (int first = 1; first || *u; first = 0) {
+    const char *u = c->help ? c->help : "";
+    for (int first = 1; first || (*u && *u != '\n'); first = 0) {
         size_t len = strcspn(u, "\n");
         printf("%s %s %.*s\n", first ? "usage:" : "      ", c->name, (int)len, u);
         u += len + (u[len] == '\n');
     }
-    if (c->about)
-        printf("\n%s\n", c->about);
+    if (*u == '\n')
+        printf("\n%s\n", u + 1);
     putchar('\n');
     for (const lvd_kit_opt *o = c->opts; o && o->kind != LVD_KIT_END; o++) {
         char name[72], def[128];

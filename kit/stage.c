@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 int lvd_kit_open(const char *db, lvd_manifest_mode mode, const char *lock, lvd_manifest **m,
@@ -55,6 +56,23 @@ int lvd_kit_run_finish(lvd_manifest *m, int64_t run, int rc, const char *status,
     return rc || frc ? -1 : 0;
 }
 
+static double seconds(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double lvd_kit_now(void)
+{
+    return seconds(CLOCK_MONOTONIC);
+}
+
+double lvd_kit_cpu_now(void)
+{
+    return seconds(CLOCK_PROCESS_CPUTIME_ID);
+}
+
 int lvd_kit_main(const lvd_kit_cmd *cmd, int argc, char **argv)
 {
     int p = lvd_kit_parse(cmd, argc, argv);
@@ -64,8 +82,14 @@ int lvd_kit_main(const lvd_kit_cmd *cmd, int argc, char **argv)
     lvd_error_clear(&err);
     if (cmd->check && cmd->check(cmd->ctx, &err) != 0)
         return lvd_kit_usage_error(cmd->name, err.msg);
+    static const lvd_manifest_mode modes[] = {LVD_MANIFEST_CREATE, LVD_MANIFEST_CREATE,
+                                              LVD_MANIFEST_WRITE, LVD_MANIFEST_READ};
+    const char *db = NULL;
+    for (const lvd_kit_opt *o = cmd->opts; cmd->db && o && o->kind != LVD_KIT_END; o++)
+        if (o->kind == LVD_KIT_STR && strcmp(o->name, "db") == 0)
+            db = *(const char **)o->dest;
     lvd_manifest *m = NULL;
-    if (cmd->db && *cmd->db && lvd_kit_open(*cmd->db, cmd->mode, cmd->lock, &m, &err) != 0)
+    if (db && lvd_kit_open(db, modes[cmd->db], cmd->lock, &m, &err) != 0)
         return lvd_kit_fail(cmd->name, &err);
     int rc = cmd->run(m, cmd->ctx, &err);
     lvd_manifest_close(m);

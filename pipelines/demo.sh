@@ -25,9 +25,9 @@ work=${LVD_DEMO_DIR:-$PWD/demo-out}
 say() { printf '[demo] %s\n' "$*"; }
 die() { printf '[demo] error: %s\n' "$*" >&2; exit 1; }
 
-# Every module folder of the build holding lvd-* executables (not tests/ or bench/) is where
+# Every library folder of the build holding lvd-* executables (not tests/ or bench/) is where
 # lvd-run finds its stages.
-stage_path=$(find "$build" -mindepth 2 -maxdepth 2 -type f -name 'lvd-*' -perm -u+x \
+stage_path=$(find "$build" -mindepth 2 -maxdepth 3 -type f -name 'lvd-*' -perm -u+x \
     -not -path "$build/tests/*" -not -path "$build/bench/*" -printf '%h\n' | sort -u | paste -sd: -)
 export LVD_STAGE_PATH=$stage_path
 tool() {

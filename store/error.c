@@ -1,3 +1,4 @@
+/* The error reporting of store/error.h. */
 #include "store/error.h"
 
 #include <stdio.h>

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "store/json.h"
+
 /* Long enough to ride out another process's shard commit; short enough to report a stuck lock. */
 #define BUSY_TIMEOUT_MS 60000
 
@@ -343,7 +345,7 @@ int lvd_manifest_source(lvd_manifest *m, const char *name, lvd_source_role role,
 /* Serializes json (NULL gives "{}") into a malloc'd string. */
 static char *json_text(const cJSON *json)
 {
-    return json ? cJSON_PrintUnformatted(json) : strdup("{}");
+    return json ? lvd_json_print(json) : strdup("{}");
 }
 
 /* The body of lvd_manifest_run_start, inside a transaction: the run's row and its lock commit

@@ -1,7 +1,11 @@
 /* The manifest: one SQLite database that records every input item of every stage and every run.
  *
- * Opening applies the versioned migrations (PRAGMA user_version) in one transaction each, and
- * sets WAL journaling, a busy timeout and foreign keys. Later stages add their tables by
+ * It is opened in one of three modes (lvd_manifest_mode): created when absent, existing, or read
+ * only (never created, written or migrated; immutable where WAL cannot be used). A writable
+ * opening applies the versioned migrations (PRAGMA user_version) in one transaction each, and
+ * sets WAL journaling, a busy timeout and foreign keys. Stage locks and run locks (below) are
+ * keyed on the database file's identity; a run whose process died is marked interrupted by the
+ * next run of any stage. Later stages add their tables by
  * appending a migration to the list in store/manifest_schema.c; a migration is never edited once
  * released. The stable views (v_images, v_runs, v_status) are documented in store/MANIFEST.md.
  *

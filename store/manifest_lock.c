@@ -16,6 +16,7 @@
 #define RUN_BASE   ((off_t)1 << 41)
 
 struct lock_file {
+    pid_t pid; /* a child made by fork alone inherits the list: its entries are not its own */
     dev_t dev;
     ino_t ino;
     int fd;      /* never closed: see store/manifest.h */
@@ -42,8 +43,9 @@ off_t manifest_run_byte(int64_t run_id)
 
 static lock_file *find_file(dev_t dev, ino_t ino)
 {
+    pid_t self = getpid();
     for (lock_file *f = files; f; f = f->next)
-        if (f->dev == dev && f->ino == ino)
+        if (f->pid == self && f->dev == dev && f->ino == ino)
             return f;
     return NULL;
 }
@@ -66,7 +68,8 @@ int manifest_lock_attach(lvd_manifest *m, int create, lvd_error *err)
             return lvd_fail(err, "%s: cannot open for writing: %s", m->path,
                             fd < 0 ? strerror(e) : "out of memory");
         }
-        *f = (lock_file){.dev = st.st_dev, .ino = st.st_ino, .fd = fd, .next = files};
+        *f = (lock_file){
+            .pid = getpid(), .dev = st.st_dev, .ino = st.st_ino, .fd = fd, .next = files};
         files = f;
     }
     m->lf = f;

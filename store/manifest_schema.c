@@ -1,6 +1,6 @@
-/* The manifest's migrations. Append only: a released migration is never edited, because
- * existing manifests already ran it. Later stages (embeddings per model, dedup, curated sets,
- * models registry) add a new entry at the end. */
+/* lvd_manifest_migration of store/manifest.h. The manifest's migrations. Append only: a released
+ * migration is never edited, because existing manifests already ran it. Later stages (embeddings
+ * per model, dedup, curated sets, models registry) add a new entry at the end. */
 #include "store/manifest.h"
 
 #include <stddef.h>
@@ -183,7 +183,54 @@ static const char *const migrations[] = {
     "  SELECT h.image_id, m.name AS model, h.dataset, h.level, h.cluster, h.run_id"
     "  FROM hkmeans h JOIN models m ON m.id = h.model_id;",
 
-    /* 4: pretraining (lvd-train): one row per step of a training, keyed by the run that started
+    /* 4: how a model's embeddings were made (JSON; NULL until it has rows): lvd-embed's
+     * {"resize": S, "crop": C, "normalize": true|false}, or for imported rows {"imported": true,
+     * "normalize": true|false}. Every row of a model is made the same way, so a run with other
+     * settings is refused. Existing models take the settings of their first file. */
+    "ALTER TABLE models ADD COLUMN embed_settings TEXT;"
+    "UPDATE models SET embed_settings = ("
+    "  SELECT json_object('resize', json_extract(r.params, '$.resize'),"
+    "                     'crop', json_extract(r.params, '$.crop'),"
+    "                     'normalize', json(CASE WHEN json_extract(r.params, '$.normalize')"
+    "                                   THEN 'true' ELSE 'false' END))"
+    "  FROM runs r WHERE r.stage = 'embed'"
+    "    AND r.id IN (SELECT f.run_id FROM embedding_files f WHERE f.model_id = models.id)"
+    "  ORDER BY r.id LIMIT 1);"
+    "UPDATE models SET embed_settings = ("
+    "  SELECT json_object('imported', json('true'),"
+    "                     'normalize', json(CASE WHEN f.normalized THEN 'true' ELSE 'false' END))"
+    "  FROM embedding_files f WHERE f.model_id = models.id ORDER BY f.id LIMIT 1)"
+    "  WHERE embed_settings IS NULL;"
+    "DROP VIEW v_models;"
+    "CREATE VIEW v_models AS"
+    "  SELECT name, path, sha256, arch, dim, params, embed_settings FROM models;",
+    /* 5: evaluation results (lvd-eval knn / linear): one row per score a run measured. k is the
+     * k-NN neighbour count, lr a linear probe's base learning rate; split 'val' rows score the
+     * validation rows carved from the train source, 'test' rows the test source. */
+    "CREATE TABLE evals ("
+    "  id INTEGER PRIMARY KEY,"
+    "  run_id INTEGER NOT NULL REFERENCES runs(id),"
+    "  model_id INTEGER NOT NULL REFERENCES models(id),"
+    "  protocol TEXT NOT NULL CHECK (protocol IN ('knn', 'linear')),"
+    "  setting TEXT NOT NULL,"
+    "  k INTEGER,"
+    "  lr REAL,"
+    "  split TEXT NOT NULL CHECK (split IN ('val', 'test')),"
+    "  top1 REAL NOT NULL,"
+    "  top5 REAL NOT NULL,"
+    "  n_train INTEGER NOT NULL,"
+    "  n_test INTEGER NOT NULL,"
+    "  train_source_id INTEGER NOT NULL REFERENCES sources(id),"
+    "  test_source_id INTEGER NOT NULL REFERENCES sources(id),"
+    "  created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));"
+    "CREATE INDEX evals_by_model ON evals(model_id, protocol);"
+    "CREATE VIEW v_evals AS"
+    "  SELECT e.run_id AS run, m.name AS model, e.protocol, e.setting, e.k, e.lr, e.split,"
+    "         e.top1, e.top5, e.n_train, e.n_test, tr.name AS train, te.name AS test, e.created"
+    "  FROM evals e JOIN models m ON m.id = e.model_id"
+    "  JOIN sources tr ON tr.id = e.train_source_id"
+    "  JOIN sources te ON te.id = e.test_source_id;",
+    /* 6: pretraining (lvd-train): one row per step of a training, keyed by the run that started
      * it (train_id; a resumed training keeps it) and the 1-based step; run_id is the run that
      * computed the row (a resumption replaces the rows past its checkpoint). */
     "CREATE TABLE train_steps ("

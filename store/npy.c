@@ -1,6 +1,6 @@
-/* .npy: "\x93NUMPY", version (major, minor), header length (2 bytes LE in 1.0, 4 bytes in 2.0
- * and 3.0), a Python dict literal {'descr': ..., 'fortran_order': ..., 'shape': (...), } padded
- * with spaces and ending in '\n', then the raw data.
+/* The .npy reader and writers of store/npy.h. .npy: "\x93NUMPY", version (major, minor), header
+ * length (2 bytes LE in 1.0, 4 bytes in 2.0 and 3.0), a Python dict literal {'descr': ...,
+ * 'fortran_order': ..., 'shape': (...), } padded with spaces and ending in '\n', then the raw data.
  * https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html */
 #include "store/npy.h"
 

@@ -1,6 +1,6 @@
-/* torch.save archives (PyTorch >= 1.6): a zip holding <prefix>/data.pkl (the pickled object,
- * tensors referring to storages by key), <prefix>/data/<key> (raw storage bytes) and optionally
- * <prefix>/byteorder ("little" or "big"). */
+/* The .pth reader of store/tensors.h. torch.save archives (PyTorch >= 1.6): a zip holding
+ * <prefix>/data.pkl (the pickled object, tensors referring to storages by key), <prefix>/data/<key>
+ * (raw storage bytes) and optionally <prefix>/byteorder ("little" or "big"). */
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
-/* Central directory and local header reading (APPNOTE.TXT sections 4.3.7, 4.3.12, 4.3.14-16,
- * 4.5.3). */
+/* The zip reading of store/pth_zip.h: Central directory and local header reading (APPNOTE.TXT
+ * sections 4.3.7, 4.3.12, 4.3.14-16, 4.5.3). */
 #include "store/pth_zip.h"
 
 #include <stdbool.h>

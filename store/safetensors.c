@@ -1,4 +1,5 @@
-/* safetensors: 8-byte little-endian header length N, N bytes of JSON header, then the data area.
+/* The safetensors reader and writer of store/tensors.h. safetensors: 8-byte little-endian header
+ * length N, N bytes of JSON header, then the data area.
  * https://github.com/huggingface/safetensors#format */
 #include <cjson/cJSON.h>
 #include <inttypes.h>

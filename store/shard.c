@@ -1,3 +1,4 @@
+/* The tar shard writer of store/shard.h (libarchive, pax restricted format). */
 #include "store/shard.h"
 
 #include <archive.h>
@@ -9,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #define TAR_BLOCK 512
@@ -94,7 +94,8 @@ int lvd_shard_add(lvd_shard_writer *w, const char *name, const void *data, size_
     archive_entry_set_filetype(e, AE_IFREG);
     archive_entry_set_perm(e, 0644);
     archive_entry_set_size(e, (la_int64_t)len);
-    archive_entry_set_mtime(e, time(NULL), 0);
+    /* No timestamp: a shard is a function of its members, so reruns give the same bytes. */
+    archive_entry_set_mtime(e, 0, 0);
     int rc = archive_write_header(w->ar, e);
     archive_entry_free(e);
     if (rc != ARCHIVE_OK) {

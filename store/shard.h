@@ -3,8 +3,10 @@
  *
  * Writing is crash safe: the archive is written to "<path>.tmp", flushed to disk and renamed to
  * <path> only when complete, so a reader never sees a partial shard under its final name.
- * Reading (lvd_shard_read) is one pass over the archive that hands the wanted members to a
- * callback; every stage that reads shards (embed, calibrate, export, report) goes through it. */
+ * Members carry no timestamp (mtime 0, owner 0): the file is a function of the members added, in
+ * their order. Reading (lvd_shard_read) is one pass over the archive that hands the wanted
+ * members to a callback; every stage that reads shards (embed, calibrate, export, report) goes
+ * through it. */
 #ifndef LVD_STORE_SHARD_H
 #define LVD_STORE_SHARD_H
 

@@ -1,3 +1,4 @@
+/* The crash-safe file writes of store/tensor_file.h (temporary name, sync, rename). */
 #include "store/tensor_file.h"
 
 #include <errno.h>

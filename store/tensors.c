@@ -185,6 +185,34 @@ int map_file(const char *path, void **map, size_t *len, lvd_error *err)
     return 0;
 }
 
+/* A pickle stream of protocol 2 or later: PROTO, its version, and for 4 and later usually a
+ * FRAME. torch.save before 1.6 (or with _use_new_zipfile_serialization=False) wrote such a
+ * stream whose first value is a magic number (LONG1 of 10 bytes), whatever the protocol. Writes
+ * 1 into *torch for that case. */
+static int is_pickle(const uint8_t *p, size_t len, int *torch)
+{
+    static const uint8_t magic[12] = {0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
+                                      0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+    *torch = 0;
+    if (len < 3 || p[0] != 0x80 || p[1] < 2 || p[1] > 5)
+        return 0;
+    size_t at = 2;
+    if (len >= at + 9 && p[at] == 0x95) /* FRAME and its 8-byte length */
+        at += 9;
+    *torch = len >= at + sizeof magic && memcmp(p + at, magic, sizeof magic) == 0;
+    return 1;
+}
+
+/* A safetensors file: an 8-byte header length, then JSON (an object, or some JSON the parser
+ * then names as wrong). */
+static int looks_like_safetensors(const uint8_t *p, size_t len)
+{
+    size_t at = 8;
+    while (at < len && at < 64 && (p[at] == ' ' || p[at] == '\n' || p[at] == '\r' || p[at] == '\t'))
+        at++;
+    return at < len && (p[at] == '{' || p[at] == '[');
+}
+
 static int open_mapped(lvd_tensors *ts, const char *path, lvd_error *err)
 {
     void *map;
@@ -192,14 +220,24 @@ static int open_mapped(lvd_tensors *ts, const char *path, lvd_error *err)
     if (map_file(path, &map, &len, err) != 0)
         return -1;
     tensors_attach_map(ts, map, len);
+    const uint8_t *p = map;
     static const char npy_magic[6] = "\x93NUMPY";
     if (len >= sizeof npy_magic && memcmp(map, npy_magic, sizeof npy_magic) == 0)
         return npy_parse(ts, map, len, err);
-    /* Pre-1.6 torch.save wrote a bare pickle starting with PROTO 2, LONG1 of a magic number.
-     * (As a safetensors header length these bytes would exceed the 100 MB limit.) */
-    if (len >= 4 && memcmp(map, "\x80\x02\x8a\x0a", 4) == 0)
-        return lvd_fail(err, "legacy (pre-zip) torch.save format is not supported: re-save it "
-                             "with torch >= 1.6 or convert it to safetensors");
+    int torch;
+    if (is_pickle(p, len, &torch))
+        return lvd_fail(err,
+                        torch ? "legacy (pre-zip) torch.save format is not supported: re-save it "
+                                "with torch >= 1.6 (torch.save(torch.load(f), g)) or convert it "
+                                "to safetensors"
+                              : "a pickle file, not a torch.save archive: lvd reads torch.save zip "
+                                "archives (torch >= 1.6), safetensors and .npy files");
+    if (len >= 262 && memcmp(p + 257, "ustar", 5) == 0)
+        return lvd_fail(err, "a tar archive (torch.save before 0.4 wrote those): not supported; "
+                             "re-save it with torch >= 1.6 or convert it to safetensors");
+    if (len >= 9 && !looks_like_safetensors(p, len))
+        return lvd_fail(err, "unknown format: not a safetensors file (no JSON header), an .npy "
+                             "file or a torch.save zip archive");
     return safetensors_parse(ts, map, len, err);
 }
 

@@ -1,11 +1,13 @@
 /* The SSL iteration (train/ssl.h): lvd_ssl_forward_backward (teacher targets, student forward,
  * losses, backward), lvd_ssl_update (clipping, AdamW, EMA) and lvd_ssl_step, in the order of
- * SSLMetaArch.forward_backward and the train.py loop. */
+ * SSLMetaArch.forward_backward and the train.py loop; and the student side they are built from,
+ * public in train/ssl_student.h (lvd_ssl_get_room, lvd_ssl_student_pass, lvd_ssl_parts_update). */
 #include <math.h>
 #include <string.h>
 #include <time.h>
 
 #include "train/ssl_internal.h"
+#include "train/ssl_student.h"
 
 static double now(void)
 {
@@ -67,6 +69,22 @@ static void gather_patches(float *dst, const lvd_vit_pass *p, const int *idx, in
     for (int r = 0; r < n; r++) {
         memcpy(dst + (size_t)r * D, token(p, idx[r] / N, 1 + R + idx[r] % N), D * sizeof(float));
     }
+}
+
+/* dst = src (center, pending update and its flag; same K). */
+static void copy_center(lvd_center *dst, const lvd_center *src)
+{
+    memcpy(dst->center, src->center, (size_t)src->K * sizeof *src->center);
+    memcpy(dst->pending, src->pending, ((size_t)src->K + 1) * sizeof *src->pending);
+    dst->has_pending = src->has_pending;
+}
+
+/* The centers as before the last forward_backward (its teacher step applied and recorded
+ * updates): a failed iteration leaves no trace in them. */
+static void restore_centers(lvd_ssl *t)
+{
+    copy_center(&t->cdino, &t->saved[0]);
+    copy_center(&t->cibot, &t->saved[1]);
 }
 
 static int threads_of(const lvd_ssl *t)
@@ -198,18 +216,14 @@ static int losses(lvd_ssl *t, lvd_ssl_stats *st, lvd_error *err)
     return 0;
 }
 
-/* Step 4 and KoLeo: head backward (d s_in into s_dx), KoLeo's gradient added to the global cls
- * rows, then the backbone backward of both passes. */
-static int backward(lvd_ssl *t, lvd_ssl_stats *st, lvd_error *err)
+/* Step 4's head part: the student heads' gradients (set) and d s_in into s_dx. */
+static int head_backward(lvd_ssl *t, lvd_error *err)
 {
-    const lvd_ssl_config *c = &t->cfg;
-    int B = c->batch, D = t->D, M = t->n_masked, nl = c->n_local * B, th = threads_of(t);
-    lvd_vit_train_zero_grad(t->student);
     for (int i = 0; i < 1 + t->separate; i++) {
         lvd_head *h = i ? &t->sibot : &t->sdino;
         memset(t->head_grad[i], 0, h->layout.total * sizeof(float));
     }
-    float *dpatch_rows = t->s_dx + (size_t)t->n_cls * D;
+    float *dpatch_rows = t->s_dx + (size_t)t->n_cls * t->D;
     if (!t->separate) {
         if (lvd_head_backward(&t->sdino, &t->sacts[0], t->s_logits, t->head_grad[0], t->s_dx,
                               err)) {
@@ -217,10 +231,25 @@ static int backward(lvd_ssl *t, lvd_ssl_stats *st, lvd_error *err)
         }
     } else if (lvd_head_backward(&t->sdino, &t->sacts[0], t->s_logits, t->head_grad[0], t->s_dx,
                                  err) ||
-               (M > 0 &&
+               (t->n_masked > 0 &&
                 lvd_head_backward(&t->sibot, &t->sacts[1], t->s_logits + (size_t)t->n_cls * t->K,
                                   t->head_grad[1], dpatch_rows, err))) {
         return lvd_error_prefix(err, "ssl: student head");
+    }
+    return 0;
+}
+
+/* Step 4 and KoLeo: head backward (d s_in into s_dx), KoLeo's gradient added to the global cls
+ * rows, then the backbone backward of both passes; grad 0: the KoLeo loss and the total only. */
+static int backward(lvd_ssl *t, int grad, lvd_ssl_stats *st, lvd_error *err)
+{
+    const lvd_ssl_config *c = &t->cfg;
+    int B = c->batch, D = t->D, M = t->n_masked, nl = c->n_local * B, th = threads_of(t);
+    if (grad) {
+        lvd_vit_train_zero_grad(t->student);
+        if (head_backward(t, err) != 0) {
+            return -1;
+        }
     }
     /* KoLeo on each global crop's backbone cls tokens (not across the two crops of an image). */
     st->loss_koleo = 0.0;
@@ -228,7 +257,8 @@ static int backward(lvd_ssl *t, lvd_ssl_stats *st, lvd_error *err)
         for (int k = 0; k < 2; k++) {
             size_t off = (size_t)(nl + k * B) * D;
             double loss;
-            if (lvd_koleo_loss(t->s_in + off, B, D, c->koleo_weight, &loss, t->s_dx + off, err)) {
+            if (lvd_koleo_loss(t->s_in + off, B, D, c->koleo_weight, &loss,
+                               grad ? t->s_dx + off : NULL, err)) {
                 return lvd_error_prefix(err, "ssl: KoLeo loss");
             }
             st->loss_koleo += loss;
@@ -241,8 +271,12 @@ static int backward(lvd_ssl *t, lvd_ssl_stats *st, lvd_error *err)
                         st->loss_total, st->loss_dino_local, st->loss_dino_global, st->loss_koleo,
                         st->loss_ibot);
     }
+    if (!grad) {
+        return 0;
+    }
     const float *dpatch = NULL;
     if (M > 0) {
+        const float *dpatch_rows = t->s_dx + (size_t)t->n_cls * D;
         memset(t->s_dpatch, 0, (size_t)2 * B * t->N * D * sizeof(float));
 #pragma omp parallel for num_threads(th) schedule(static)
         for (int r = 0; r < M; r++) {
@@ -259,6 +293,32 @@ static int backward(lvd_ssl *t, lvd_ssl_stats *st, lvd_error *err)
     return 0;
 }
 
+/* Steps 2-4 on the targets and the t->n_masked mask rows in the trainer's buffers. */
+static int student_side(lvd_ssl *t, const lvd_ssl_batch *b, int grad, lvd_ssl_stats *st,
+                        lvd_error *err)
+{
+    double t1 = now();
+    if (student(t, b, err) != 0 || losses(t, st, err) != 0) {
+        return -1;
+    }
+    double t2 = now();
+    if (backward(t, grad, st, err) != 0) {
+        return -1;
+    }
+    st->t_student = t2 - t1;
+    st->t_backward = now() - t2;
+    t->ready = grad != 0;
+    return 0;
+}
+
+static int check_batch(const lvd_ssl *t, const lvd_ssl_batch *b, lvd_error *err)
+{
+    if (!t || !b || !b->global_crops || (t->cfg.n_local > 0 && !b->local_crops)) {
+        return lvd_fail(err, "ssl: a trainer and a batch with its crops are needed");
+    }
+    return 0;
+}
+
 int lvd_ssl_forward_backward(lvd_ssl *t, const lvd_ssl_batch *b, double teacher_temp,
                              lvd_ssl_stats *st, lvd_error *err)
 {
@@ -267,8 +327,8 @@ int lvd_ssl_forward_backward(lvd_ssl *t, const lvd_ssl_batch *b, double teacher_
         st = &local;
     }
     memset(st, 0, sizeof *st);
-    if (!t || !b || !b->global_crops || (t->cfg.n_local > 0 && !b->local_crops)) {
-        return lvd_fail(err, "ssl: a trainer and a batch with its crops are needed");
+    if (check_batch(t, b, err) != 0) {
+        return -1;
     }
     if (!(teacher_temp > 0)) {
         return lvd_fail(err, "ssl: teacher temperature %g", teacher_temp);
@@ -278,23 +338,90 @@ int lvd_ssl_forward_backward(lvd_ssl *t, const lvd_ssl_batch *b, double teacher_
         return -1;
     }
     st->n_masked = t->n_masked;
+    copy_center(&t->saved[0], &t->cdino);
+    copy_center(&t->saved[1], &t->cibot);
     double t0 = now();
     if (teacher(t, b, teacher_temp, err) != 0) {
+        restore_centers(t);
         return -1;
     }
-    double t1 = now();
-    if (student(t, b, err) != 0 || losses(t, st, err) != 0) {
+    st->t_teacher = now() - t0;
+    if (student_side(t, b, 1, st, err) != 0) {
+        restore_centers(t);
         return -1;
     }
-    double t2 = now();
-    if (backward(t, st, err) != 0) {
+    return 0;
+}
+
+void lvd_ssl_get_room(lvd_ssl *t, lvd_ssl_room *r)
+{
+    r->dino = t->t_dino;
+    r->ibot = t->do_ibot ? t->t_ibot : NULL;
+    r->mask_idx = t->mask_idx;
+    r->mask_w = t->mask_w;
+    r->logits = t->t_logits;
+    r->max_masked = t->max_masked;
+    r->N = t->N;
+    r->K = t->K;
+    r->Ki = t->Ki;
+}
+
+int lvd_ssl_student_pass(lvd_ssl *t, const lvd_ssl_batch *b, int n_masked, int grad,
+                         lvd_ssl_stats *st, lvd_error *err)
+{
+    lvd_ssl_stats local;
+    if (!st) {
+        st = &local;
+    }
+    memset(st, 0, sizeof *st);
+    if (check_batch(t, b, err) != 0) {
         return -1;
     }
-    double t3 = now();
-    st->t_teacher = t1 - t0;
-    st->t_student = t2 - t1;
-    st->t_backward = t3 - t2;
-    t->ready = 1;
+    t->ready = 0;
+    if (n_masked < 0 || n_masked > t->max_masked) {
+        return lvd_fail(err, "ssl: %d mask rows for a trainer holding %d", n_masked, t->max_masked);
+    }
+    int all = 2 * t->cfg.batch * t->N;
+    for (int i = 0; i < n_masked; i++) {
+        int k = t->mask_idx[i];
+        if (k < 0 || k >= all || (i > 0 && k <= t->mask_idx[i - 1])) {
+            return lvd_fail(err, "ssl: mask row %d (patch %d) is not ascending within %d patches",
+                            i, k, all);
+        }
+    }
+    t->n_masked = n_masked;
+    st->n_masked = n_masked;
+    return student_side(t, b, grad, st, err);
+}
+
+int lvd_ssl_parts_update(lvd_ssl_part *parts, int n, const lvd_schedule_values *s, double clip_grad,
+                         int threads, double *grad_norm, lvd_error *err)
+{
+    if (n < 0 || n > LVD_SSL_MAX_PARTS || !s) {
+        return lvd_fail(err, "update of %d parts (at most %d, with schedule values)", n,
+                        LVD_SSL_MAX_PARTS);
+    }
+    /* clip_grad_norm_ per student part; every norm checked before any parameter moves. */
+    double norm[LVD_SSL_MAX_PARTS];
+    for (int i = 0; i < n; i++) {
+        norm[i] = lvd_adamw_clip_grad(parts[i].opt, parts[i].grad, clip_grad);
+        if (grad_norm) {
+            grad_norm[i] = norm[i];
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (!isfinite(norm[i])) {
+            return lvd_fail(err, "gradient norm of the %s is %g", parts[i].name, norm[i]);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        lvd_adamw_update(parts[i].opt, parts[i].student, parts[i].grad, s->lr, s->wd,
+                         s->last_layer_lr);
+    }
+    for (int i = 0; i < n; i++) {
+        lvd_ema_update(parts[i].teacher, parts[i].student, parts[i].layout->total, s->momentum,
+                       threads);
+    }
     return 0;
 }
 
@@ -307,26 +434,11 @@ int lvd_ssl_update(lvd_ssl *t, const lvd_schedule_values *s, lvd_ssl_stats *st, 
         return lvd_fail(err, "ssl: update before a forward_backward");
     }
     double t0 = now();
-    /* clip_grad_norm_ per student part; every norm checked before any parameter moves. */
-    double norm[LVD_SSL_MAX_PARTS];
-    for (int i = 0; i < t->n_parts; i++) {
-        norm[i] = lvd_adamw_clip_grad(&t->opt[i], t->parts[i].grad, t->cfg.clip_grad);
-        if (st) {
-            st->grad_norm[i] = norm[i];
-        }
-    }
-    for (int i = 0; i < t->n_parts; i++) {
-        if (!isfinite(norm[i])) {
-            return lvd_fail(err, "ssl: gradient norm of the %s is %g", t->parts[i].name, norm[i]);
-        }
-    }
-    for (int i = 0; i < t->n_parts; i++) {
-        lvd_adamw_update(&t->opt[i], t->parts[i].student, t->parts[i].grad, s->lr, s->wd,
-                         s->last_layer_lr);
-    }
-    for (int i = 0; i < t->n_parts; i++) {
-        lvd_ema_update(t->parts[i].teacher, t->parts[i].student, t->parts[i].layout->total,
-                       s->momentum, t->cfg.threads);
+    if (lvd_ssl_parts_update(t->parts, t->n_parts, s, t->cfg.clip_grad, t->cfg.threads,
+                             st ? st->grad_norm : NULL, err) != 0) {
+        restore_centers(t);
+        t->ready = 0;
+        return lvd_error_prefix(err, "ssl");
     }
     t->step++;
     t->ready = 0;

@@ -1,6 +1,6 @@
 /* lvd_train_run of train/train_stage.h: the output folder, resumption, the training loop with its
  * checkpoints, metrics and progress, the stops (steps, budget, signal, divergence) and the export
- * and registration of the teacher. */
+ * and registration of the teacher (of pretraining; of distillation: the EMA student). */
 #include <omp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -48,7 +48,7 @@ typedef struct train_run {
     lvd_schedules sched;
     cJSON *plan;
     lvd_loader *loader;
-    lvd_ssl *t;
+    train_model tm;
     train_log log;
     int lock_fd;
     int64_t run_id, train_id, start, step;
@@ -71,14 +71,33 @@ static void ids_hash(lvd_loader *l, char hex[17])
     snprintf(hex, 17, "%016llx", (unsigned long long)h);
 }
 
-/* The trainer: from --init's backbone (heads new, seeded as lvd_ssl_create_new seeds them) or
- * from scratch; init is the already loaded --init model (consumed). */
+/* Distillation: the teacher of --teacher and a new student of the plan's architecture. */
+static int make_distiller(train_run *r, lvd_error *err)
+{
+    const lvd_train_options *o = r->o;
+    const train_plan *p = &r->p;
+    if (lvd_distill_teacher_load(o->teacher, o->teacher_heads, &r->tm.teacher, err))
+        return lvd_error_prefix(err, "--teacher");
+    lvd_distill_config c = {
+        .ssl = p->ssl, .cls_weight = o->cls_weight, .patch_weight = o->patch_weight};
+    c.mode = strcmp(o->distill_mode, "heads") == 0      ? LVD_DISTILL_HEADS
+             : strcmp(o->distill_mode, "features") == 0 ? LVD_DISTILL_FEATURES
+                                                        : LVD_DISTILL_AUTO;
+    lvd_distill_spec s = {.arch = p->arch, .layerscale = p->layerscale, .seed = o->seed};
+    return lvd_distill_create(&c, &r->tm.teacher, &s, &r->tm.distill, err);
+}
+
+/* The trainer: distillation's, or pretraining's from --init's backbone (heads new, seeded as
+ * lvd_ssl_create_new seeds them) or from scratch; init is the already loaded --init model
+ * (consumed). */
 static int make_trainer(train_run *r, lvd_vit_train *init, lvd_error *err)
 {
     const train_plan *p = &r->p;
+    if (r->o->distill)
+        return make_distiller(r, err);
     if (!init)
         return lvd_ssl_create_new(&p->ssl, &p->arch, p->layerscale, &p->dino,
-                                  p->ibot_separate ? &p->ibot : NULL, r->o->seed, &r->t, err);
+                                  p->ibot_separate ? &p->ibot : NULL, r->o->seed, &r->tm.ssl, err);
     lvd_ssl_models mm = {0};
     mm.student = init;
     mm.ibot_separate = p->ibot_separate;
@@ -91,7 +110,7 @@ static int make_trainer(train_run *r, lvd_vit_train *init, lvd_error *err)
         lvd_ssl_models_free(&mm);
         return -1;
     }
-    return lvd_ssl_create(&p->ssl, &mm, &r->t, err);
+    return lvd_ssl_create(&p->ssl, &mm, &r->tm.ssl, err);
 }
 
 /* The training that checkpoint's train_id names, when it is a train run of this folder in this
@@ -102,12 +121,13 @@ static int64_t known_training(train_run *r, int64_t id)
     lvd_error ignored;
     int64_t found = 0;
     if (lvd_manifest_prepare(r->m,
-                             "SELECT 1 FROM runs WHERE id = ?1 AND stage = 'train'"
+                             "SELECT 1 FROM runs WHERE id = ?1 AND stage = ?3"
                              " AND json_extract(params, '$.out') = ?2",
                              &st, &ignored))
         return 0;
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_text(st, 2, r->f.dir, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, train_stage_name(r->o), -1, SQLITE_STATIC);
     if (sqlite3_step(st) == SQLITE_ROW)
         found = id;
     sqlite3_finalize(st);
@@ -154,7 +174,7 @@ static int prepare(train_run *r, lvd_error *err)
 {
     const lvd_train_options *o = r->o;
     if (train_files_init(&r->f, o->out, err) ||
-        lvd_kit_lock_dir(r->f.dir, "lvd-train", &r->lock_fd, err))
+        lvd_kit_lock_dir(r->f.dir, train_program(o), &r->lock_fd, err))
         return -1;
     lvd_vit_train *init = NULL;
     if (o->init && lvd_vit_train_load(o->init, o->heads, &init, err))
@@ -202,7 +222,7 @@ static int prepare(train_run *r, lvd_error *err)
     lvd_vit_train_free(init);
     if (rc == 0 && found) {
         int64_t step;
-        rc = train_ckpt_load(&r->f, r->t, &step, err);
+        rc = train_ckpt_load(&r->f, &r->tm, &step, err);
         if (rc == 0 && step != r->start)
             rc = lvd_fail(err, "%s: step %lld, its metadata said %lld", r->f.ckpt, (long long)step,
                           (long long)r->start);
@@ -218,14 +238,16 @@ static int prepare(train_run *r, lvd_error *err)
     cJSON_AddItemToObject(params, "plan", cJSON_Duplicate(r->plan, 1));
     cJSON_AddStringToObject(params, "out", r->f.dir);
     cJSON_AddNumberToObject(params, "resumed_from", (double)r->start);
-    if (lvd_kit_run_start(r->m, "train", params, &r->run_id, err))
+    if (lvd_kit_run_start(r->m, train_stage_name(o), params, &r->run_id, err))
         return -1;
     r->train_id = old_id ? known_training(r, old_id) : 0;
     if (!r->train_id)
         r->train_id = r->run_id;
-    return train_log_init(&r->log, r->m, r->train_id, r->run_id, lvd_ssl_n_parts(r->t),
-                          o->log_every, err) ||
-           train_log_truncate(&r->log, r->start, err);
+    if (train_log_init(&r->log, r->m, r->train_id, r->run_id, train_model_n_parts(&r->tm),
+                       o->log_every, err))
+        return -1;
+    r->log.features = train_model_features(&r->tm);
+    return train_log_truncate(&r->log, r->start, err);
 }
 
 static void progress(const train_run *r, const train_row *row, double rate)
@@ -238,12 +260,19 @@ static void progress(const train_run *r, const train_row *row, double rate)
         eta = r->o->minutes * 60 - (now() - r->t0);
     char e[32];
     train_format_seconds(eta, e, sizeof e);
-    fprintf(stderr,
-            "lvd-train: step %lld/%lld loss %.4f (dino %.4f + %.4f, koleo %.4f, ibot %.4f) "
-            "lr %.3g temp %.4f  %.1f img/s  eta %s\n",
-            (long long)r->step, (long long)r->o->steps, row->st.loss_total, row->st.loss_dino_local,
-            row->st.loss_dino_global, row->st.loss_koleo, row->st.loss_ibot, row->sv.lr,
-            row->sv.teacher_temp, rate, e);
+    if (train_model_features(&r->tm))
+        fprintf(stderr,
+                "%s: step %lld/%lld loss %.4f (cls %.4f, patch %.4f) lr %.3g  %.1f img/s  "
+                "eta %s\n",
+                train_program(r->o), (long long)r->step, (long long)r->o->steps, row->st.loss_total,
+                row->loss_cls, row->loss_patch, row->sv.lr, rate, e);
+    else
+        fprintf(stderr,
+                "%s: step %lld/%lld loss %.4f (dino %.4f + %.4f, koleo %.4f, ibot %.4f) "
+                "lr %.3g temp %.4f  %.1f img/s  eta %s\n",
+                train_program(r->o), (long long)r->step, (long long)r->o->steps, row->st.loss_total,
+                row->st.loss_dino_local, row->st.loss_dino_global, row->st.loss_koleo,
+                row->st.loss_ibot, row->sv.lr, row->sv.teacher_temp, rate, e);
 }
 
 /* Writes the queued rows, then the checkpoint (rows first: a crash between the two leaves rows
@@ -251,14 +280,15 @@ static void progress(const train_run *r, const train_row *row, double rate)
 static int checkpoint(train_run *r, lvd_error *err)
 {
     if (train_log_flush(&r->log, err) ||
-        train_ckpt_save(&r->f, r->t, r->plan, r->train_id, r->o->seed, err))
+        train_ckpt_save(&r->f, &r->tm, r->plan, r->train_id, r->o->seed, err))
         return -1;
     r->saved = r->step;
     if (!r->o->no_progress)
-        fprintf(stderr, "lvd-train: checkpoint step %lld: %s\n", (long long)r->step, r->f.ckpt);
+        fprintf(stderr, "%s: checkpoint step %lld: %s\n", train_program(r->o), (long long)r->step,
+                r->f.ckpt);
     if (!r->o->export_every)
         return 0;
-    if (train_export(&r->f, r->t, r->plan, err))
+    if (train_export(&r->f, &r->tm, r->plan, err))
         return -1;
     r->exported = r->step;
     return 0;
@@ -287,7 +317,7 @@ static stop train_loop(train_run *r, double *last_loss, lvd_error *err)
         train_row row = {.step = r->step + 1};
         lvd_schedules_at(&r->sched, r->step, &row.sv);
         lvd_ssl_batch sb = {b->global_crops, b->local_crops, b->masks.masks, NULL, NULL, 0};
-        if (lvd_ssl_step(r->t, &sb, &row.sv, &row.st, err)) {
+        if (train_model_step(&r->tm, &sb, &row.sv, &row.st, &row.loss_cls, &row.loss_patch, err)) {
             lvd_error_prefix(err, "step %lld/%lld", (long long)row.step, (long long)o->steps);
             return STOP_ERROR;
         }
@@ -314,7 +344,7 @@ static void release(train_run *r)
 {
     train_log_free(&r->log);
     lvd_loader_close(r->loader);
-    lvd_ssl_free(r->t);
+    train_model_free(&r->tm);
     cJSON_Delete(r->plan);
     if (r->lock_fd >= 0)
         close(r->lock_fd);
@@ -342,7 +372,7 @@ int lvd_train_run(lvd_manifest *m, void *ctx, lvd_error *err)
     else if (rc)
         train_log_flush(&r.log, &(lvd_error){0});
     if (rc == 0 && why != STOP_SIGNAL && r.exported != r.step)
-        rc = train_export(&r.f, r.t, r.plan, err);
+        rc = train_export(&r.f, &r.tm, r.plan, err);
     if (rc == 0 && why == STOP_STEPS)
         rc = register_model(&r, err);
     if (rc && r.saved >= 0) {
@@ -368,20 +398,22 @@ int lvd_train_run(lvd_manifest *m, void *ctx, lvd_error *err)
                             counts, err);
     if (rc == 0 && why == STOP_SIGNAL) {
         fprintf(stderr,
-                "lvd-train: stopped by signal %d after step %lld/%lld; checkpoint saved in %s "
+                "%s: stopped by signal %d after step %lld/%lld; checkpoint saved in %s "
                 "(run the same command to resume)\n",
-                (int)stop_signal, (long long)r.step, (long long)o->steps, r.f.ckpt);
+                train_program(o), (int)stop_signal, (long long)r.step, (long long)o->steps,
+                r.f.ckpt);
         rc = 130;
     } else if (rc == 0) {
         const char *reg = why == STOP_STEPS && o->register_name ? o->register_name : NULL;
         if (r.step == r.start)
-            printf("lvd-train: nothing to do at step %lld of %lld", (long long)r.step,
+            printf("%s: nothing to do at step %lld of %lld", train_program(o), (long long)r.step,
                    (long long)o->steps);
         else
-            printf("lvd-train: steps %lld..%lld of %lld%s, loss %.4f", (long long)r.start,
-                   (long long)r.step, (long long)o->steps,
+            printf("%s: steps %lld..%lld of %lld%s, loss %.4f", train_program(o),
+                   (long long)r.start, (long long)r.step, (long long)o->steps,
                    why == STOP_STEPS ? "" : " (stopped early: run it again to continue)", loss);
-        printf("; teacher %s%s%s\n", r.f.backbone, reg ? ", registered as " : "", reg ? reg : "");
+        printf("; %s %s%s%s\n", o->distill ? "model" : "teacher", r.f.backbone,
+               reg ? ", registered as " : "", reg ? reg : "");
     }
     release(&r);
     return rc;

@@ -51,7 +51,20 @@
  *
  * Failures: a non-finite loss or gradient stops the run with an error naming the step; the last
  * checkpoint (never written from non-finite parameters) is kept. SIGINT or SIGTERM ends the run
- * after the current step with a checkpoint, the run marked interrupted (exit status 130). */
+ * after the current step with a checkpoint, the run marked interrupted (exit status 130).
+ *
+ * Distillation (lvd-distill, train/distill.h): the same stage with --teacher PATH (a folder of
+ * lvd-train or lvd-distill, a training checkpoint or any backbone lvd_vit_load reads; heads from
+ * --teacher-heads or the folder) trains a new student of the architecture options (no --init,
+ * no head options: its heads take the teacher's shape and prototype counts) with
+ * train/distill.h's losses (--distill-mode auto: heads when the teacher has them, else
+ * features), no stochastic depth, no iBOT masks (the iBOT loss covers every patch). Everything
+ * else is as above: the schedules (the EMA of the student with the momentum schedule is the
+ * output model), the output folder (teacher_backbone.safetensors is then that output model,
+ * teacher_heads.safetensors its EMA heads, absent in feature mode, so that a distilled model can
+ * be a teacher again), checkpoints of train/distill.h's groups and resumption (the plan records
+ * the teacher's path, mode and weights), runs of stage "distill", rows of train_steps (feature
+ * mode: loss_total and grad_norm_backbone, the head columns NULL) and --register. */
 #ifndef LVD_TRAIN_TRAIN_STAGE_H
 #define LVD_TRAIN_TRAIN_STAGE_H
 
@@ -104,6 +117,11 @@ typedef struct lvd_train_options {
     const char *centering; /* "softmax" or "sinkhorn" */
     double dino_weight, ibot_weight, koleo_weight;
     double clip_grad, layerwise_decay, patch_embed_lr_mult;
+    /* distillation (lvd-distill sets distill; 0: pretraining) */
+    int distill;
+    const char *teacher, *teacher_heads; /* lvd_distill_teacher_load's path and heads_path */
+    const char *distill_mode;            /* "auto", "heads" or "features" */
+    double cls_weight, patch_weight;     /* feature distillation loss weights */
     /* run */
     int64_t steps;
     int64_t stop_at; /* stop after this step (0: --steps); the schedules span --steps */
@@ -133,6 +151,12 @@ int lvd_train_check(void *ctx, lvd_error *err);
 /* The command's run: the stage as described above on the opened manifest m. Returns 0, -1 with
  * err filled, or 130 after a clean stop on a signal (the message already printed). */
 int lvd_train_run(lvd_manifest *m, void *ctx, lvd_error *err);
+
+/* The option table of lvd-train (distill 0) or lvd-distill (distill 1: the teacher options, no
+ * --init, head, drop-path or mask options) over o, ending with LVD_OPT_END, into opts (room for
+ * LVD_TRAIN_MAX_OPTS entries). */
+#define LVD_TRAIN_MAX_OPTS 96
+void lvd_train_option_table(lvd_train_options *o, int distill, lvd_kit_opt *opts);
 
 /* lvd_kit_main with --config: when argv holds --config FILE (and not --help), the file's [train]
  * options are applied to cmd's table first. Returns the exit status. */

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "curate/pipeline.h"
+#include "curate/pipeline/pipeline.h"
 #include "train/train_stage_internal.h"
 
 void lvd_train_options_default(lvd_train_options *o)
@@ -45,6 +45,9 @@ void lvd_train_options_default(lvd_train_options *o)
         .workers = 2,
         .ckpt_every = 500,
         .log_every = 10,
+        .distill_mode = "auto",
+        .cls_weight = 0.5,
+        .patch_weight = 0.5,
     };
 }
 
@@ -98,6 +101,8 @@ int lvd_train_check(void *ctx, lvd_error *err)
     static const char *const centerings[] = {"softmax", "sinkhorn", NULL};
     if (!o->db)
         return lvd_fail(err, "--db is required");
+    if (o->distill && !o->teacher)
+        return lvd_fail(err, "--teacher is required");
     if (!o->out)
         return lvd_fail(err, "--out is required");
     if (!o->curated && o->sources.n == 0)
@@ -117,6 +122,14 @@ int lvd_train_check(void *ctx, lvd_error *err)
         return lvd_fail(err, "--lr-scaling: '%s' is not sqrt or none", o->lr_scaling);
     if (!one_of(o->centering, centerings))
         return lvd_fail(err, "--centering: '%s' is not softmax or sinkhorn", o->centering);
+    if (o->distill) {
+        static const char *const modes[] = {"auto", "heads", "features", NULL};
+        if (!one_of(o->distill_mode, modes))
+            return lvd_fail(err, "--distill-mode: '%s' is not auto, heads or features",
+                            o->distill_mode);
+        if (!(o->cls_weight + o->patch_weight > 0))
+            return lvd_fail(err, "--cls-weight and --patch-weight are both 0");
+    }
     if (o->ibot_prototypes && !o->ibot_separate)
         return lvd_fail(err, "--ibot-prototypes needs --ibot-separate-head");
     if (o->init) {
@@ -134,6 +147,171 @@ int lvd_train_check(void *ctx, lvd_error *err)
     }
     train_plan p;
     return train_plan_resolve(o, NULL, &p, err);
+}
+
+/* Appends n entries of src to opts at *at. */
+static void append(lvd_kit_opt *opts, int *at, const lvd_kit_opt *src, int n)
+{
+    memcpy(opts + *at, src, (size_t)n * sizeof *src);
+    *at += n;
+}
+
+void lvd_train_option_table(lvd_train_options *o, int distill, lvd_kit_opt *opts)
+{
+    const lvd_kit_opt data[] = {
+        LVD_OPT_STR("db", "DB", o->db, "manifest database (required)"),
+        LVD_OPT_STR("config", "FILE", o->config,
+                    distill ? "INI file of options ([distill] section)"
+                            : "INI file of options ([train] section)"),
+        LVD_OPT_STR("curated", "MODEL", o->curated, "train on the curated set of this model"),
+        LVD_OPT_STR("method", "M", o->method, "... only its rows of method M (seed, knn, ...)",
+                    .def = "all"),
+        LVD_OPT_STR("dataset", "D", o->dataset, "... only its rows of dataset D", .def = "all"),
+        LVD_OPT_FN("source", "NAME", o->sources, lvd_train_source_opt,
+                   "train on the 'ok' images of this source (repeatable)"),
+        LVD_OPT_STR("arch", "PRESET", o->arch, "tiny, vits14, vitb14, vitl14 or vitg14",
+                    .def = distill ? "tiny" : "tiny, or --init's"),
+        LVD_OPT_INT("dim", "D", o->dim, 8, 8192, "embedding width", .def = "preset's"),
+        LVD_OPT_INT("depth", "L", o->depth, 1, 256, "blocks", .def = "preset's"),
+        LVD_OPT_INT("heads", "H", o->heads, 1, 1024, "attention heads", .def = "dim / 64"),
+        LVD_OPT_INT("patch", "P", o->patch, 1, 64, "patch side in pixels", .def = "preset's"),
+        LVD_OPT_INT("registers", "R", o->registers, 0, 64, "register tokens"),
+        LVD_OPT_STR("ffn", "KIND", o->ffn, "mlp or swiglu", .def = "preset's"),
+        LVD_OPT_NUM("layerscale", "X", o->layerscale, 0, 10, "LayerScale init", .zero = 1),
+    };
+    const lvd_kit_opt pretrain[] = {
+        LVD_OPT_NUM("drop-path", "RATE", o->drop_path, 0, 1, "student stochastic depth rate",
+                    .def = "preset's: tiny 0, ViT 0.3, ViT-g 0.4"),
+        LVD_OPT_STR("init", "FILE", o->init, "start the backbone from this checkpoint"),
+        LVD_OPT_INT("prototypes", "K", o->prototypes, 1, 1 << 20, "DINO head prototypes",
+                    .def = "preset's"),
+        LVD_OPT_INT("head-hidden", "N", o->head_hidden, 1, 1 << 16, "head MLP hidden width",
+                    .def = "preset's"),
+        LVD_OPT_INT("head-bottleneck", "N", o->head_bottleneck, 1, 1 << 16, "head bottleneck",
+                    .def = "preset's"),
+        LVD_OPT_INT("head-layers", "N", o->head_layers, 1, 16, "head MLP linears"),
+        LVD_OPT_FLAG("ibot-separate-head", o->ibot_separate, 1,
+                     "a separate iBOT head (default: the DINO head)"),
+        LVD_OPT_INT("ibot-prototypes", "K", o->ibot_prototypes, 1, 1 << 20, "its prototypes",
+                    .def = "--prototypes"),
+    };
+    const lvd_kit_opt teacher[] = {
+        LVD_OPT_STR("teacher", "PATH", o->teacher,
+                    "the frozen teacher: a folder of lvd-train or lvd-distill,\n"
+                    "a training checkpoint or any backbone lvd loads (required)"),
+        LVD_OPT_STR("teacher-heads", "FILE", o->teacher_heads,
+                    "its heads (dino_head.*, ibot_head.*)", .def = "the folder's"),
+        LVD_OPT_STR("distill-mode", "MODE", o->distill_mode,
+                    "heads (the teacher's head targets), features (cls and\n"
+                    "patch regression through a projection) or auto (heads when\n"
+                    "the teacher has them)"),
+        LVD_OPT_NUM("cls-weight", "W", o->cls_weight, 0, 1e6, "features: weight of the cls term",
+                    .zero = 1),
+        LVD_OPT_NUM("patch-weight", "W", o->patch_weight, 0, 1e6,
+                    "features: weight of the patch term", .zero = 1),
+    };
+    const lvd_kit_opt crops[] = {
+        LVD_OPT_INT("global-size", "PX", o->global_size, 1, 4096, "global crop side",
+                    .def = "preset's"),
+        LVD_OPT_INT("local-size", "PX", o->local_size, 1, 4096, "local crop side",
+                    .def = "preset's"),
+        LVD_OPT_INT("local-crops", "N", o->local_crops, 0, 64, "local crops per image",
+                    .def = "preset's"),
+        LVD_OPT_FN("global-scale", "A,B", o->global_scale, lvd_train_pair_opt,
+                   "global crop area share range", .lo = 0, .hi = 1, .def = "0.32,1"),
+        LVD_OPT_FN("local-scale", "A,B", o->local_scale, lvd_train_pair_opt,
+                   "local crop area share range", .lo = 0, .hi = 1, .def = "0.05,0.32"),
+        LVD_OPT_STR("blur", "MODE", o->blur,
+                    "released (blur p 0, 0.9, 0.5: what the reference does) or\n"
+                    "paper (1, 0.1, 0.5)"),
+    };
+    const lvd_kit_opt masks[] = {
+        LVD_OPT_FN("mask-ratio", "A,B", o->mask_ratio, lvd_train_pair_opt,
+                   "iBOT masked share range", .lo = 0, .hi = 1, .def = "0.1,0.5"),
+        LVD_OPT_NUM("mask-probability", "P", o->mask_probability, 0, 1,
+                    "share of global crops masked", .zero = 1),
+    };
+    const lvd_kit_opt rest[] = {
+        LVD_OPT_INT("batch", "B", o->batch, 1, 1 << 20, "images per step", .def = "preset's"),
+        LVD_OPT_NUM("lr", "LR", o->lr, 0, 1e30, "base lr", .zero = 1),
+        LVD_OPT_STR("lr-scaling", "RULE", o->lr_scaling,
+                    "sqrt (lr = base x sqrt(batch / 1024)) or none"),
+        LVD_OPT_NUM("min-lr", "LR", o->min_lr, 0, 1e30, "final lr", .zero = 1),
+        LVD_OPT_INT("epoch-length", "N", o->epoch_length, 1, INT64_MAX,
+                    "iterations of an \"epoch\" (the schedules' unit)"),
+        LVD_OPT_INT("warmup-epochs", "E", o->warmup_epochs, 0, INT64_MAX, "lr warm-up"),
+        LVD_OPT_NUM("weight-decay", "WD", o->weight_decay, 0, 1e6, "weight decay at the start",
+                    .zero = 1),
+        LVD_OPT_NUM("weight-decay-end", "WD", o->weight_decay_end, 0, 1e6, "... at the end",
+                    .zero = 1),
+        LVD_OPT_NUM("momentum", "M", o->momentum, 0, 1,
+                    distill ? "EMA momentum (the output model) at the start"
+                            : "teacher EMA momentum at the start",
+                    .zero = 1),
+        LVD_OPT_NUM("momentum-end", "M", o->momentum_end, 0, 1, "... at the end", .zero = 1),
+        LVD_OPT_NUM("teacher-temp", "T", o->teacher_temp, 1e-6, 100, "teacher temperature"),
+        LVD_OPT_NUM("warmup-teacher-temp", "T", o->warmup_teacher_temp, 1e-6, 100,
+                    "... at the start of its warm-up"),
+        LVD_OPT_INT("teacher-temp-warmup-epochs", "E", o->teacher_temp_warmup_epochs, 0, INT64_MAX,
+                    "teacher temperature warm-up"),
+        LVD_OPT_INT("freeze-last-layer-epochs", "E", o->freeze_last_layer_epochs, 0, INT64_MAX,
+                    "epochs the heads' last layer is frozen"),
+        LVD_OPT_NUM("student-temp", "T", o->student_temp, 1e-6, 100, "student temperature"),
+        LVD_OPT_NUM("center-momentum", "M", o->center_momentum, 0, 1, "DINO / iBOT center EMA",
+                    .zero = 1),
+        LVD_OPT_STR("centering", "MODE", o->centering, "softmax or sinkhorn (Sinkhorn-Knopp)"),
+        LVD_OPT_NUM("dino-weight", "W", o->dino_weight, 1e-9, 1e6, "DINO loss weight"),
+        LVD_OPT_NUM("ibot-weight", "W", o->ibot_weight, 0, 1e6, "iBOT loss weight; 0: off",
+                    .zero = 1),
+        LVD_OPT_NUM("koleo-weight", "W", o->koleo_weight, 0, 1e6, "KoLeo weight; 0: off",
+                    .zero = 1),
+        LVD_OPT_NUM("clip-grad", "N", o->clip_grad, 0, 1e30, "gradient clip norm; 0: none",
+                    .zero = 1),
+        LVD_OPT_NUM("layerwise-decay", "X", o->layerwise_decay, 0, 1, "layer-wise lr decay",
+                    .zero = 1),
+        LVD_OPT_NUM("patch-embed-lr-mult", "X", o->patch_embed_lr_mult, 0, 1e6,
+                    "lr multiplier of the patch embedding", .zero = 1),
+        LVD_OPT_INT("steps", "N", o->steps, 1, (int64_t)1 << 40, "training iterations"),
+        LVD_OPT_INT("stop-at", "K", o->stop_at, 1, (int64_t)1 << 40,
+                    "stop after step K; the schedules still span --steps", .def = "--steps"),
+        LVD_OPT_NUM("minutes", "M", o->minutes, 0, 1e9,
+                    "wall-clock budget: no step starts after M minutes\n"
+                    "(0: none)",
+                    .zero = 1),
+        LVD_OPT_INT("seed", "S", o->seed, 0, INT64_MAX, "seed of the init, crops and masks"),
+        LVD_OPT_INT("threads", "N", o->threads, 0, 1024, "compute threads (0: one per CPU)",
+                    .zero = 1),
+        LVD_OPT_INT("workers", "N", o->workers, 1, 256, "loader threads"),
+        LVD_OPT_STR("out", "DIR", o->out, "output folder (required; created)"),
+        LVD_OPT_INT("ckpt-every", "N", o->ckpt_every, 1, INT64_MAX, "steps between checkpoints"),
+        LVD_OPT_INT("log-every", "N", o->log_every, 1, INT64_MAX,
+                    "steps between metric writes and progress lines"),
+        LVD_OPT_FLAG("resume", o->resume, 1, "resume from DIR's checkpoint (required to exist)"),
+        LVD_OPT_FLAG("export-every", o->export_every, 1, "export the teacher at every checkpoint"),
+        LVD_OPT_STR("register", "NAME", o->register_name,
+                    distill ? "register the final output backbone as model NAME"
+                            : "register the final teacher backbone as model NAME"),
+        LVD_OPT_FLAG("no-progress", o->no_progress, 1, "no progress lines on stderr"),
+        LVD_OPT_END,
+    };
+#define COUNT(a) (sizeof a / sizeof a[0])
+    _Static_assert(COUNT(data) + COUNT(pretrain) + COUNT(teacher) + COUNT(crops) + COUNT(masks) +
+                           COUNT(rest) <=
+                       LVD_TRAIN_MAX_OPTS,
+                   "LVD_TRAIN_MAX_OPTS is too small");
+#define APPEND(a) append(opts, &n, a, (int)COUNT(a))
+    int n = 0;
+    APPEND(data);
+    if (distill)
+        APPEND(teacher);
+    else
+        APPEND(pretrain);
+    APPEND(crops);
+    if (!distill)
+        APPEND(masks);
+    APPEND(rest);
+#undef APPEND
+#undef COUNT
 }
 
 /* --config's value in argv, or NULL (also when --help asks for the text). */
@@ -159,22 +337,24 @@ static const lvd_kit_opt *find_opt(const lvd_kit_cmd *cmd, const char *name)
     return NULL;
 }
 
-/* Applies the [pipeline] db and the [train] options of p to cmd's table. */
+/* Applies the [pipeline] db and the options of p's section of the command (lvd-train: [train],
+ * lvd-distill: [distill]) to cmd's table. */
 static int apply_config(const lvd_kit_cmd *cmd, const lvd_pipeline *p, lvd_error *err)
 {
+    const char *stage = strncmp(cmd->name, "lvd-", 4) == 0 ? cmd->name + 4 : cmd->name;
     const lvd_pipeline_step *s = NULL;
     for (size_t i = 0; i < p->n_steps; i++) {
-        if (strcmp(p->steps[i].stage, "train") != 0)
+        if (strcmp(p->steps[i].stage, stage) != 0)
             continue;
         if (s)
-            return lvd_fail(err, "%s:%d: a second train section [%s] (keep one)", p->path,
-                            p->steps[i].line, p->steps[i].id);
+            return lvd_fail(err, "%s:%d: a second %s section [%s] (keep one)", p->path,
+                            p->steps[i].line, stage, p->steps[i].id);
         s = &p->steps[i];
     }
     if (!s)
-        return lvd_fail(err, "%s: no [train] section", p->path);
+        return lvd_fail(err, "%s: no [%s] section", p->path, stage);
     if (s->n_args > 0)
-        return lvd_fail(err, "%s:%d: [%s]: lvd-train takes no args", p->path, s->line, s->id);
+        return lvd_fail(err, "%s:%d: [%s]: %s takes no args", p->path, s->line, s->id, cmd->name);
     const lvd_kit_opt *db = find_opt(cmd, "db");
     if (p->db && db && lvd_kit_set(db, p->db, err))
         return lvd_error_prefix(err, "%s", p->path);

@@ -9,11 +9,44 @@
 #include <cjson/cJSON.h>
 
 #include "store/manifest.h"
+#include "train/distill.h"
 #include "train/head.h"
 #include "train/loader.h"
 #include "train/schedule.h"
 #include "train/ssl.h"
 #include "train/train_stage.h"
+
+/* What the stage trains: pretraining's lvd_ssl (lvd-train) or distillation's lvd_distill of a
+ * frozen teacher (lvd-distill, o->teacher set); the loop, checkpoints, export and metrics go
+ * through these calls (train/train_stage_model.c), the same for both. */
+typedef struct train_model {
+    lvd_ssl *ssl;                /* pretraining */
+    lvd_distill *distill;        /* distillation */
+    lvd_distill_teacher teacher; /* distillation: its frozen teacher */
+} train_model;
+
+/* lvd-train's or lvd-distill's name (the first word of its messages) and run stage. */
+const char *train_program(const lvd_train_options *o);
+const char *train_stage_name(const lvd_train_options *o);
+
+/* The model's step on a loader batch: lvd_ssl_step, or lvd_distill_step on the crops without
+ * masks (train/distill.h: iBOT on every patch). Fills st as lvd_ssl_step does (in feature
+ * distillation: loss_total and the grad norms of the backbone and the projection) and, in
+ * feature distillation, *loss_cls and *loss_patch (else 0). */
+int train_model_step(train_model *m, const lvd_ssl_batch *b, const lvd_schedule_values *sv,
+                     lvd_ssl_stats *st, double *loss_cls, double *loss_patch, lvd_error *err);
+
+/* Checkpoint groups (room for LVD_SSL_CKPT_GROUPS), step, parts, the output model (the EMA
+ * teacher of pretraining, the EMA student of distillation), and whether it is a feature
+ * distillation (no head losses, parts "backbone" and "proj"). */
+int train_model_groups(train_model *m, lvd_ckpt_group *g);
+int64_t train_model_get_step(const train_model *m);
+void train_model_set_step(train_model *m, int64_t step);
+int train_model_n_parts(const train_model *m);
+lvd_ssl_part train_model_get_part(train_model *m, int i);
+lvd_vit_train *train_model_output(train_model *m);
+int train_model_features(const train_model *m);
+void train_model_free(train_model *m);
 
 /* The options resolved into the configurations of the modules (presets applied). */
 typedef struct train_plan {
@@ -61,19 +94,21 @@ int train_plan_compare(const cJSON *ckpt, const cJSON *now, lvd_error *err);
 
 /* Saves the trainer's state at step with plan and train_id into f->ckpt (atomically), after
  * checking that every parameter is finite. */
-int train_ckpt_save(const train_files *f, lvd_ssl *t, const cJSON *plan, int64_t train_id,
+int train_ckpt_save(const train_files *f, train_model *t, const cJSON *plan, int64_t train_id,
                     uint64_t seed, lvd_error *err);
 
 /* Loads f->ckpt into the trainer (made for the same plan) and sets its step. */
-int train_ckpt_load(const train_files *f, lvd_ssl *t, int64_t *step, lvd_error *err);
+int train_ckpt_load(const train_files *f, train_model *t, int64_t *step, lvd_error *err);
 
-/* Writes the teacher backbone and the teacher heads files. */
-int train_export(const train_files *f, lvd_ssl *t, const cJSON *plan, lvd_error *err);
+/* Writes the output model's backbone (teacher_backbone.safetensors) and, when it has heads, the
+ * heads file. */
+int train_export(const train_files *f, train_model *t, const cJSON *plan, lvd_error *err);
 
 /* The metrics of one step, as train_steps stores them. */
 typedef struct train_row {
     int64_t step; /* 1-based */
     lvd_ssl_stats st;
+    double loss_cls, loss_patch; /* feature distillation */
     lvd_schedule_values sv;
     double seconds, images_per_s;
 } train_row;
@@ -83,6 +118,7 @@ typedef struct train_log {
     lvd_manifest *m;
     int64_t train_id, run_id;
     int n_parts;
+    int features; /* feature distillation: no head loss terms, part 1 the projection */
     train_row *rows;
     int64_t n, cap;
 } train_log;

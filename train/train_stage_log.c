@@ -80,8 +80,13 @@ int train_log_flush(train_log *l, lvd_error *err)
         for (int k = 0; k < (int)(sizeof v / sizeof v[0]); k++)
             sqlite3_bind_double(st, 4 + k, v[k]);
         for (int p = 0; p < 3; p++)
-            bind_norm(st, 14 + p, r, p, l->n_parts);
+            bind_norm(st, 14 + p, r, p, l->features ? 1 : l->n_parts);
         sqlite3_bind_int(st, 17, r->st.n_masked);
+        /* Feature distillation: no head loss terms, no masked patches. */
+        for (int k = 5; l->features && k <= 8; k++)
+            sqlite3_bind_null(st, k);
+        if (l->features)
+            sqlite3_bind_null(st, 17);
         sqlite3_bind_double(st, 18, r->images_per_s);
         sqlite3_bind_double(st, 19, r->seconds);
         if (sqlite3_step(st) != SQLITE_DONE)

@@ -120,7 +120,7 @@ int train_plan_resolve(const lvd_train_options *o, const lvd_vit_info *from, tra
     c->dino_weight = o->dino_weight;
     c->ibot_weight = o->ibot_weight;
     c->koleo_weight = o->koleo_weight;
-    c->drop_path = o->drop_path >= 0 ? o->drop_path : ps->drop_path;
+    c->drop_path = o->distill ? 0.0 : o->drop_path >= 0 ? o->drop_path : ps->drop_path;
     c->drop_seed = o->seed;
     c->clip_grad = o->clip_grad;
     c->layerwise_decay = o->layerwise_decay;
@@ -173,8 +173,9 @@ int train_plan_resolve(const lvd_train_options *o, const lvd_vit_info *from, tra
     lvd_aug_set_blur(&l->aug, strcmp(o->blur, "paper") == 0 ? LVD_BLUR_PAPER : LVD_BLUR_RELEASED);
     l->mask.ratio_min = (float)o->mask_ratio[0];
     l->mask.ratio_max = (float)o->mask_ratio[1];
-    l->mask.probability = (float)o->mask_probability;
-    if (c->ibot_weight > 0 && mask_budget(p, err))
+    /* Distillation: no masks (the iBOT loss covers every patch, train/distill.h). */
+    l->mask.probability = o->distill ? 0.0f : (float)o->mask_probability;
+    if (c->ibot_weight > 0 && !o->distill && mask_budget(p, err))
         return -1;
     return 0;
 }
@@ -210,13 +211,28 @@ cJSON *train_plan_json(const lvd_train_options *o, const train_plan *p)
     if (o->init && !realpath(o->init, init))
         snprintf(init, sizeof init, "%s", o->init);
     cJSON_AddStringToObject(m, "init", init);
-    cJSON *h = cJSON_AddObjectToObject(j, "heads");
-    cJSON_AddNumberToObject(h, "prototypes", p->dino.out_dim);
-    cJSON_AddNumberToObject(h, "hidden", p->dino.hidden_dim);
-    cJSON_AddNumberToObject(h, "bottleneck", p->dino.bottleneck_dim);
-    cJSON_AddNumberToObject(h, "layers", p->dino.nlayers);
-    cJSON_AddBoolToObject(h, "ibot_separate", p->ibot_separate);
-    cJSON_AddNumberToObject(h, "ibot_prototypes", p->ibot_separate ? p->ibot.out_dim : 0);
+    if (o->distill) {
+        /* The student's heads are the teacher's shape: the teacher is what is recorded. */
+        cJSON *t = cJSON_AddObjectToObject(j, "distill");
+        char path[PATH_MAX] = "", heads[PATH_MAX] = "";
+        if (!realpath(o->teacher, path))
+            snprintf(path, sizeof path, "%s", o->teacher);
+        if (o->teacher_heads && !realpath(o->teacher_heads, heads))
+            snprintf(heads, sizeof heads, "%s", o->teacher_heads);
+        cJSON_AddStringToObject(t, "teacher", path);
+        cJSON_AddStringToObject(t, "teacher_heads", heads);
+        cJSON_AddStringToObject(t, "mode", o->distill_mode);
+        cJSON_AddNumberToObject(t, "cls_weight", o->cls_weight);
+        cJSON_AddNumberToObject(t, "patch_weight", o->patch_weight);
+    } else {
+        cJSON *h = cJSON_AddObjectToObject(j, "heads");
+        cJSON_AddNumberToObject(h, "prototypes", p->dino.out_dim);
+        cJSON_AddNumberToObject(h, "hidden", p->dino.hidden_dim);
+        cJSON_AddNumberToObject(h, "bottleneck", p->dino.bottleneck_dim);
+        cJSON_AddNumberToObject(h, "layers", p->dino.nlayers);
+        cJSON_AddBoolToObject(h, "ibot_separate", p->ibot_separate);
+        cJSON_AddNumberToObject(h, "ibot_prototypes", p->ibot_separate ? p->ibot.out_dim : 0);
+    }
     const lvd_loader_config *l = &p->loader;
     cJSON *c = cJSON_AddObjectToObject(j, "crops");
     cJSON_AddNumberToObject(c, "global_size", l->aug.global_size);

@@ -88,19 +88,19 @@ static int all_finite(const float *x, size_t n)
     return !bad;
 }
 
-int train_ckpt_save(const train_files *f, lvd_ssl *t, const cJSON *plan, int64_t train_id,
+int train_ckpt_save(const train_files *f, train_model *t, const cJSON *plan, int64_t train_id,
                     uint64_t seed, lvd_error *err)
 {
     lvd_ckpt_group g[LVD_SSL_CKPT_GROUPS];
-    int n = lvd_ssl_ckpt_groups(t, g);
+    int n = train_model_groups(t, g);
     for (int i = 0; i < n; i++)
         if (!all_finite(g[i].data, g[i].layout->total))
             return lvd_fail(err, "step %lld: %s* holds non-finite values: not saved",
-                            (long long)lvd_ssl_get_step(t), g[i].prefix);
+                            (long long)train_model_get_step(t), g[i].prefix);
     cJSON *config = cJSON_CreateObject();
     cJSON_AddItemToObject(config, "plan", cJSON_Duplicate(plan, 1));
     cJSON_AddNumberToObject(config, "train_id", (double)train_id);
-    lvd_ckpt_state st = {.step = lvd_ssl_get_step(t), .n_rng = 1, .rng = {seed}};
+    lvd_ckpt_state st = {.step = train_model_get_step(t), .n_rng = 1, .rng = {seed}};
     st.config = cJSON_PrintUnformatted(config);
     cJSON_Delete(config);
     int rc = st.config ? lvd_ckpt_save(f->ckpt, g, n, &st, err)
@@ -109,35 +109,37 @@ int train_ckpt_save(const train_files *f, lvd_ssl *t, const cJSON *plan, int64_t
     return rc;
 }
 
-int train_ckpt_load(const train_files *f, lvd_ssl *t, int64_t *step, lvd_error *err)
+int train_ckpt_load(const train_files *f, train_model *t, int64_t *step, lvd_error *err)
 {
     lvd_ckpt_group g[LVD_SSL_CKPT_GROUPS];
-    int n = lvd_ssl_ckpt_groups(t, g);
+    int n = train_model_groups(t, g);
     lvd_ckpt_state st = {0};
     if (lvd_ckpt_load(f->ckpt, g, n, &st, err))
         return lvd_error_prefix(err, "%s", f->ckpt);
     lvd_ckpt_state_free(&st);
-    lvd_ssl_set_step(t, st.step);
+    train_model_set_step(t, st.step);
     *step = st.step;
     return 0;
 }
 
-int train_export(const train_files *f, lvd_ssl *t, const cJSON *plan, lvd_error *err)
+int train_export(const train_files *f, train_model *t, const cJSON *plan, lvd_error *err)
 {
-    if (lvd_vit_train_save(lvd_ssl_teacher(t), f->backbone, err))
+    if (lvd_vit_train_save(train_model_output(t), f->backbone, err))
         return lvd_error_prefix(err, "%s", f->backbone);
     lvd_ckpt_group g[LVD_SSL_MAX_PARTS];
     int n = 0;
-    for (int i = 0; i < lvd_ssl_n_parts(t); i++) {
-        lvd_ssl_part p = lvd_ssl_get_part(t, i);
+    for (int i = 0; i < train_model_n_parts(t); i++) {
+        lvd_ssl_part p = train_model_get_part(t, i);
         if (strcmp(p.name, "dino_head") == 0)
             g[n++] = (lvd_ckpt_group){"dino_head.", p.layout, p.teacher};
         else if (strcmp(p.name, "ibot_head") == 0)
             g[n++] = (lvd_ckpt_group){"ibot_head.", p.layout, p.teacher};
     }
+    if (n == 0)
+        return 0; /* feature distillation: no heads */
     cJSON *config = cJSON_CreateObject();
     cJSON_AddItemToObject(config, "plan", cJSON_Duplicate(plan, 1));
-    lvd_ckpt_state st = {.step = lvd_ssl_get_step(t)};
+    lvd_ckpt_state st = {.step = train_model_get_step(t)};
     st.config = cJSON_PrintUnformatted(config);
     cJSON_Delete(config);
     int rc = st.config ? lvd_ckpt_save(f->heads, g, n, &st, err)

@@ -1,7 +1,7 @@
 /* Helpers of the pipeline tests: a scratch folder, files, and running a command with its output
  * captured. */
-#ifndef LVD_TESTS_PIPETEST_H
-#define LVD_TESTS_PIPETEST_H
+#ifndef LVD_TESTS_PIPELINE_PIPETEST_H
+#define LVD_TESTS_PIPELINE_PIPETEST_H
 
 #include <fcntl.h>
 #include <limits.h>

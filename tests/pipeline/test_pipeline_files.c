@@ -29,7 +29,9 @@ int main(int argc, char **argv)
     }
     char *lvd_run = pt_abs(argv[1]);
     char stage_path[8192];
-    snprintf(stage_path, sizeof stage_path, "%s/curate:%s/embed", build, build);
+    snprintf(stage_path, sizeof stage_path,
+             "%s/curate/fetch:%s/curate/pipeline:%s/curate/mnist:%s/curate/stages:%s/embed", build,
+             build, build, build, build);
     setenv("LVD_STAGE_PATH", stage_path, 1);
     setenv("LVD_DATA", "/nonexistent", 1);
     setenv("LVD_MODEL", "/nonexistent/model.pth", 1);

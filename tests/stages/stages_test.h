@@ -1,7 +1,7 @@
 /* Helpers of the stages tests: running the tools, SQL checks, writing images and registering
  * embeddings the way the embed stage records them (models, embedding_files, embeddings). */
-#ifndef LVD_TESTS_STAGES_TEST_H
-#define LVD_TESTS_STAGES_TEST_H
+#ifndef LVD_TESTS_STAGES_STAGES_TEST_H
+#define LVD_TESTS_STAGES_STAGES_TEST_H
 
 #include <fcntl.h>
 #include <math.h>

@@ -363,6 +363,24 @@ static void test_bad_archives(void)
     path = temp_path("legacy.pth");
     write_bytes(path, "\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.", 15);
     EXPECT_OPEN_FAILS(path, "legacy (pre-zip) torch.save format");
+    /* The same magic with pickle protocols 4 and 5 (a FRAME after PROTO) and 3. */
+    write_bytes(path,
+                "\x80\x04\x95\x0d\x00\x00\x00\x00\x00\x00\x00\x8a\x0a\x6c\xfc\x9c\x46\xf9"
+                "\x20\x6a\xa8\x50\x19.",
+                24);
+    EXPECT_OPEN_FAILS(path, "legacy (pre-zip) torch.save format");
+    write_bytes(path,
+                "\x80\x05\x95\x0d\x00\x00\x00\x00\x00\x00\x00\x8a\x0a\x6c\xfc\x9c\x46\xf9"
+                "\x20\x6a\xa8\x50\x19.",
+                24);
+    EXPECT_OPEN_FAILS(path, "legacy (pre-zip) torch.save format");
+    write_bytes(path, "\x80\x03\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.", 15);
+    EXPECT_OPEN_FAILS(path, "legacy (pre-zip) torch.save format");
+    /* A bare pickle (a data.pkl taken out of its archive), and bytes of no known format. */
+    write_bytes(path, "\x80\x02}q\x00.", 6);
+    EXPECT_OPEN_FAILS(path, "a pickle file, not a torch.save archive");
+    write_bytes(path, "\x10\x00\x00\x00\x00\x00\x00\x00<html>", 14);
+    EXPECT_OPEN_FAILS(path, "unknown format");
 }
 
 /* The reference checkpoint gives the same 35 tensors as its safetensors twin. */

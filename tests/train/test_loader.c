@@ -7,7 +7,7 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
-#include "curate/idx_png.h"
+#include "curate/mnist/mnist_png.h"
 #include "tests/check.h"
 #include "train/loader.h"
 

@@ -14,7 +14,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
-#include "curate/idx_png.h"
+#include "curate/mnist/mnist_png.h"
 #include "embed/vit.h"
 #include "store/tensors.h"
 #include "tests/check.h"

@@ -1,8 +1,0 @@
-/* lvd-calibrate: measures how a model separates copies from distinct pool images and suggests a
- * dedup threshold (curate/dedup_stage_calibrate_cli.h). */
-#include "curate/dedup_stage_calibrate_cli.h"
-
-int main(int argc, char **argv)
-{
-    return lvd_calibrate_cli("lvd-calibrate", argc, argv);
-}

@@ -1,0 +1,20 @@
+/* Small file helpers of the IDX export: grayscale PNG encoding into memory and writing a file
+ * only when its content changes. */
+#ifndef LVD_CURATE_MNIST_MNIST_PNG_H
+#define LVD_CURATE_MNIST_MNIST_PNG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/error.h"
+
+/* Encodes width x height 8-bit gray pixels (row-major) as PNG into a malloc'd buffer. */
+int lvd_png_encode_gray(const uint8_t *pixels, int width, int height, uint8_t **buf, size_t *len,
+                        lvd_error *err);
+
+/* Writes buf to path (through path.tmp and a rename) unless path already holds exactly these
+ * bytes; *written tells which. */
+int lvd_write_if_changed(const char *path, const uint8_t *buf, size_t len, int *written,
+                         lvd_error *err);
+
+#endif
