@@ -2,7 +2,10 @@
 #include "kit/kit.h"
 #include "train/train_stage.h"
 
-static const char about[] =
+static const char help[] =
+    "--db DB (--curated MODEL | --source NAME...) --out DIR [options]\n"
+    "[--config FILE.ini] [options]\n"
+    "\n"
     "Pretrains a ViT with DINOv2's objective (DINO + iBOT + KoLeo, EMA teacher) on the curated\n"
     "set of a model or on the images of sources, and writes into DIR: checkpoint.safetensors\n"
     "(the whole training state, atomically every --ckpt-every steps and at the end),\n"
@@ -36,16 +39,13 @@ int main(int argc, char **argv)
     lvd_train_options_default(&o);
     lvd_kit_opt opts[LVD_TRAIN_MAX_OPTS];
     lvd_train_option_table(&o, 0, opts);
-    const lvd_kit_cmd cmd = {.name = "lvd-train",
-                             .usage = "--db DB (--curated MODEL | --source NAME...) --out DIR "
-                                      "[options]\n[--config FILE.ini] [options]",
-                             .about = about,
-                             .opts = opts,
-                             .footer = footer,
+    const lvd_kit_cmd cmd = {"lvd-train",
+                             help,
+                             opts,
+                             lvd_train_run,
+                             &o,
+                             .db = LVD_KIT_WRITE,
                              .check = lvd_train_check,
-                             .db = &o.db,
-                             .mode = LVD_MANIFEST_WRITE,
-                             .run = lvd_train_run,
-                             .ctx = &o};
+                             .footer = footer};
     return lvd_train_main(&cmd, argc, argv);
 }

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "embed/model_registry.h"
@@ -30,13 +29,6 @@ static void catch_signals(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* Everything one run holds; freed by finish. */
@@ -255,9 +247,9 @@ static void progress(const train_run *r, const train_row *row, double rate)
     if (r->o->no_progress)
         return;
     double done = (double)(r->step - r->start), left = (double)(r->o->steps - r->step);
-    double eta = done > 0 ? (now() - r->t0) / done * left : 0;
-    if (r->o->minutes > 0 && eta > r->o->minutes * 60 - (now() - r->t0))
-        eta = r->o->minutes * 60 - (now() - r->t0);
+    double eta = done > 0 ? (lvd_kit_now() - r->t0) / done * left : 0;
+    if (r->o->minutes > 0 && eta > r->o->minutes * 60 - (lvd_kit_now() - r->t0))
+        eta = r->o->minutes * 60 - (lvd_kit_now() - r->t0);
     char e[32];
     train_format_seconds(eta, e, sizeof e);
     if (train_model_features(&r->tm))
@@ -301,7 +293,7 @@ static stop train_loop(train_run *r, double *last_loss, lvd_error *err)
 {
     const lvd_train_options *o = r->o;
     int B = r->p.ssl.batch;
-    double last = now(), window = last;
+    double last = lvd_kit_now(), window = last;
     int64_t window_start = r->step;
     int64_t end = o->stop_at && o->stop_at < o->steps ? o->stop_at : o->steps;
     while (r->step < o->steps) {
@@ -309,7 +301,7 @@ static stop train_loop(train_run *r, double *last_loss, lvd_error *err)
             return STOP_AT;
         if (stop_signal)
             return STOP_SIGNAL;
-        if (o->minutes > 0 && now() - r->t0 >= o->minutes * 60)
+        if (o->minutes > 0 && lvd_kit_now() - r->t0 >= o->minutes * 60)
             return STOP_BUDGET;
         const lvd_batch *b;
         if (lvd_loader_next(r->loader, &b, err))
@@ -322,7 +314,7 @@ static stop train_loop(train_run *r, double *last_loss, lvd_error *err)
             return STOP_ERROR;
         }
         r->step++;
-        double t = now();
+        double t = lvd_kit_now();
         row.seconds = t - last;
         row.images_per_s = row.seconds > 0 ? B / row.seconds : 0;
         last = t;
@@ -356,7 +348,7 @@ int lvd_train_run(lvd_manifest *m, void *ctx, lvd_error *err)
     const lvd_train_options *o = r.o;
     if (o->threads > 0)
         omp_set_num_threads(o->threads); /* the loss functions use the default team */
-    r.t0 = now();
+    r.t0 = lvd_kit_now();
     if (prepare(&r, err)) {
         int rc = r.run_id >= 0 ? lvd_kit_run_finish(m, r.run_id, -1, NULL, NULL, err) : -1;
         release(&r);
@@ -390,7 +382,7 @@ int lvd_train_run(lvd_manifest *m, void *ctx, lvd_error *err)
     cJSON_AddNumberToObject(counts, "images", (double)ls.images);
     cJSON_AddNumberToObject(counts, "missing", (double)ls.missing);
     cJSON_AddNumberToObject(counts, "bad", (double)ls.bad);
-    cJSON_AddNumberToObject(counts, "seconds", now() - r.t0);
+    cJSON_AddNumberToObject(counts, "seconds", lvd_kit_now() - r.t0);
     if (r.step > r.start)
         cJSON_AddNumberToObject(counts, "loss", loss);
     cJSON_AddStringToObject(counts, "stopped", names[why]);

@@ -26,6 +26,7 @@ int main(void)
     CHECK_MSG(worst_erf < 5e-7, "vit_erff absolute error %.3e", worst_erf);
     CHECK(vit_expf(-1000.0f) >= 0.0f && vit_expf(-1000.0f) < 1e-37f);
     CHECK(isfinite(vit_expf(1000.0f)));
+    CHECK(isnan(vit_expf(NAN)) && isfinite(vit_expf(INFINITY)) && vit_expf(-INFINITY) >= 0.0f);
     CHECK(vit_erff(0.0f) == 0.0f);
     CHECK(vit_erff(-100.0f) == -vit_erff(100.0f));
     return check_finish();
