@@ -25,7 +25,10 @@ static inline float vit_expf(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) * (1 << 23);
+    /* A NaN x gives a NaN p; its exponent is then irrelevant, and converting NaN to int would
+     * be undefined. */
+    int32_t ni = n == n ? (int32_t)n : 0;
+    uint32_t bits = (uint32_t)(ni + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;

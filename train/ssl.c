@@ -61,6 +61,8 @@ void lvd_ssl_free(lvd_ssl *t)
     }
     lvd_center_free(&t->cdino);
     lvd_center_free(&t->cibot);
+    lvd_center_free(&t->saved[0]);
+    lvd_center_free(&t->saved[1]);
     lvd_vit_pass_free(t->tpass);
     lvd_vit_pass_free(t->sglobal);
     lvd_vit_pass_free(t->slocal);
@@ -236,6 +238,7 @@ static int init_buffers(lvd_ssl *t, lvd_error *err)
     }
     float mom = (float)c->center_momentum;
     if (lvd_center_init(&t->cdino, K, mom, err) || lvd_center_init(&t->cibot, Ki, mom, err) ||
+        lvd_center_init(&t->saved[0], K, mom, err) || lvd_center_init(&t->saved[1], Ki, mom, err) ||
         center_layout(&t->center_layout[0], K, err) ||
         center_layout(&t->center_layout[1], Ki, err)) {
         return lvd_error_prefix(err, "ssl");
@@ -252,7 +255,9 @@ int lvd_ssl_create(const lvd_ssl_config *cfg, lvd_ssl_models *models, lvd_ssl **
         }
         return lvd_fail(err, "ssl: a configuration, student and teacher are needed");
     }
-    const lvd_vit_info *a = lvd_vit_train_info(models->student);
+    /* A copy: the models are freed on the failures below. */
+    lvd_vit_info arch = *lvd_vit_train_info(models->student);
+    const lvd_vit_info *a = &arch;
     if (check_config(cfg, a->patch, err) != 0) {
         lvd_ssl_models_free(models);
         return -1;

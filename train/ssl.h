@@ -161,15 +161,17 @@ typedef struct lvd_ssl_stats {
 
 /* Steps 1-4 of the iteration: teacher targets, student forward, losses, gradients (set in every
  * part's grad buffer, unclipped), centers' pending updates. Fills the losses, n_masked and the
- * times of *st (may be NULL). Fails on a bad batch (masks given without enough room, indices out
- * of range, more masked patches than max_masked) or a non-finite loss; the parameters are never
- * changed here. */
+ * times of *st (may be NULL). Fails on a bad batch (indices that are not ascending masked
+ * patches, more masked patches than max_masked) or a non-finite loss, leaving the centers as
+ * they were; the parameters are never changed here. A batch without masked patches has no iBOT
+ * term and leaves the iBOT center alone (the reference's mean over no rows would be NaN). */
 int lvd_ssl_forward_backward(lvd_ssl *t, const lvd_ssl_batch *b, double teacher_temp,
                              lvd_ssl_stats *st, lvd_error *err);
 
 /* Step 5: per part gradient norm (st->grad_norm), clipping, AdamW (lr, wd, last_layer_lr of s),
  * then the EMA of every teacher part with s->momentum; the trainer's step count advances. Fails
- * without changing a parameter when a gradient norm is not finite. */
+ * when a gradient norm is not finite, without changing a parameter and with the centers as
+ * before the forward_backward: a failed iteration leaves the training state as it was. */
 int lvd_ssl_update(lvd_ssl *t, const lvd_schedule_values *s, lvd_ssl_stats *st, lvd_error *err);
 
 /* The whole iteration: lvd_ssl_forward_backward at s->teacher_temp, then lvd_ssl_update. */

@@ -22,6 +22,7 @@ struct lvd_ssl {
     lvd_adamw opt[LVD_SSL_MAX_PARTS];
     float *head_grad[2]; /* DINO and iBOT student head gradients */
     lvd_center cdino, cibot;
+    lvd_center saved[2]; /* both centers as they were before the last forward_backward */
     lvd_param_layout center_layout[2];
 
     /* Activations, allocated for the batch shape. */

@@ -1,7 +1,8 @@
 /* The SSL iteration (train/ssl.h): lvd_ssl_forward_backward (teacher targets, student forward,
  * losses, backward), lvd_ssl_update (clipping, AdamW, EMA) and lvd_ssl_step, in the order of
  * SSLMetaArch.forward_backward and the train.py loop; and the student side they are built from,
- * public in train/ssl_student.h (lvd_ssl_get_room, lvd_ssl_student_pass, lvd_ssl_parts_update). */
+ * public in train/ssl_student.h (lvd_ssl_get_room, lvd_ssl_student_pass, lvd_ssl_parts_update,
+ * lvd_ssl_save_centers, lvd_ssl_restore_centers). */
 #include <math.h>
 #include <string.h>
 #include <time.h>
@@ -69,6 +70,28 @@ static void gather_patches(float *dst, const lvd_vit_pass *p, const int *idx, in
     for (int r = 0; r < n; r++) {
         memcpy(dst + (size_t)r * D, token(p, idx[r] / N, 1 + R + idx[r] % N), D * sizeof(float));
     }
+}
+
+/* dst = src (center, pending update and its flag; same K). */
+static void copy_center(lvd_center *dst, const lvd_center *src)
+{
+    memcpy(dst->center, src->center, (size_t)src->K * sizeof *src->center);
+    memcpy(dst->pending, src->pending, ((size_t)src->K + 1) * sizeof *src->pending);
+    dst->has_pending = src->has_pending;
+}
+
+void lvd_ssl_save_centers(lvd_ssl *t)
+{
+    copy_center(&t->saved[0], &t->cdino);
+    copy_center(&t->saved[1], &t->cibot);
+}
+
+/* The centers as before the last forward_backward (its teacher step applied and recorded
+ * updates): a failed iteration leaves no trace in them. */
+void lvd_ssl_restore_centers(lvd_ssl *t)
+{
+    copy_center(&t->cdino, &t->saved[0]);
+    copy_center(&t->cibot, &t->saved[1]);
 }
 
 static int threads_of(const lvd_ssl *t)
@@ -322,12 +345,18 @@ int lvd_ssl_forward_backward(lvd_ssl *t, const lvd_ssl_batch *b, double teacher_
         return -1;
     }
     st->n_masked = t->n_masked;
+    lvd_ssl_save_centers(t);
     double t0 = now();
     if (teacher(t, b, teacher_temp, err) != 0) {
+        lvd_ssl_restore_centers(t);
         return -1;
     }
     st->t_teacher = now() - t0;
-    return student_side(t, b, 1, st, err);
+    if (student_side(t, b, 1, st, err) != 0) {
+        lvd_ssl_restore_centers(t);
+        return -1;
+    }
+    return 0;
 }
 
 void lvd_ssl_get_room(lvd_ssl *t, lvd_ssl_room *r)
@@ -413,6 +442,8 @@ int lvd_ssl_update(lvd_ssl *t, const lvd_schedule_values *s, lvd_ssl_stats *st, 
     double t0 = now();
     if (lvd_ssl_parts_update(t->parts, t->n_parts, s, t->cfg.clip_grad, t->cfg.threads,
                              st ? st->grad_norm : NULL, err) != 0) {
+        lvd_ssl_restore_centers(t);
+        t->ready = 0;
         return lvd_error_prefix(err, "ssl");
     }
     t->step++;

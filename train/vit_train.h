@@ -103,8 +103,8 @@ typedef struct lvd_vit_drop {
     uint64_t seed;
 } lvd_vit_drop;
 
-/* Outputs of a forward, or their gradients for the backward: caller-owned buffers, NULL when not
- * wanted (forward) or zero (backward). All are after the final LayerNorm. */
+/* Outputs of a forward: caller-owned buffers, NULL when not wanted. All are after the final
+ * LayerNorm (the pre-norm tokens are in the pass). */
 typedef struct lvd_vit_train_outputs {
     float *cls;   /* (B, D) */
     float *reg;   /* (B, R, D); ignored when R = 0 */

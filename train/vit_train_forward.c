@@ -89,10 +89,10 @@ static void block_forward(const lvd_vit_train *m, lvd_vit_pass *p, int l, int th
     float *atty = slice(p, p->atty, l, btd), *ao = slice(p, p->attn_out, l, btd);
     vt_layernorm_forward_sub(ln1, slice(p, p->ln1_mean, l, bt), slice(p, p->ln1_rstd, l, bt), x0,
                              sub, n, T, bl->norm1_w, bl->norm1_b, D, in->eps, threads);
-    lvd_vit_matmul_forward(qkv, ln1, D, bl->qkv_w, bl->qkv_b, rows, D, 3 * D, threads);
+    vt_matmul_forward(qkv, ln1, D, bl->qkv_w, bl->qkv_b, rows, D, 3 * D, threads);
     vt_attention_forward(atty, slice(p, p->lse, l, bt * in->heads), p->att, qkv, n, T, D, in->heads,
                          threads);
-    lvd_vit_matmul_forward(ao, atty, D, bl->proj_w, bl->proj_b, rows, D, D, threads);
+    vt_matmul_forward(ao, atty, D, bl->proj_w, bl->proj_b, rows, D, D, threads);
     vt_residual_forward_sub(x1, x0, ao, bl->ls1, (float)B / (float)n,
                             p->subpos + (size_t)(2 * l) * B, B, T, D, threads);
 
@@ -104,9 +104,9 @@ static void block_forward(const lvd_vit_train *m, lvd_vit_pass *p, int l, int th
     float *fo = slice(p, p->ffn_out, l, btd);
     vt_layernorm_forward_sub(ln2, slice(p, p->ln2_mean, l, bt), slice(p, p->ln2_rstd, l, bt), x1,
                              sub, n, T, bl->norm2_w, bl->norm2_b, D, in->eps, threads);
-    lvd_vit_matmul_forward(fch, ln2, D, bl->fc1_w, bl->fc1_b, rows, D, f1, threads);
+    vt_matmul_forward(fch, ln2, D, bl->fc1_w, bl->fc1_b, rows, D, f1, threads);
     vt_ffn_act_forward(p->act, fch, rows, hid, swiglu, threads);
-    lvd_vit_matmul_forward(fo, p->act, hid, bl->fc2_w, bl->fc2_b, rows, hid, D, threads);
+    vt_matmul_forward(fo, p->act, hid, bl->fc2_w, bl->fc2_b, rows, hid, D, threads);
     vt_residual_forward_sub(x2, x1, fo, bl->ls2, (float)B / (float)n,
                             p->subpos + (size_t)(2 * l + 1) * B, B, T, D, threads);
 }

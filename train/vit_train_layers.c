@@ -15,8 +15,11 @@
 
 #define VT_SIMD __attribute__((target_clones("avx512f", "avx2", "default")))
 
-/* Columns per block of a column sum: one 64-byte line of floats per row. */
-#define COLS 16
+/* Columns of one block of a column sum. Each thread sums its own range of columns, every row
+ * in order, in blocks of up to COLS: long contiguous runs per row (one call per row and block),
+ * and each column's sum is the same sequence of additions whatever the block and thread
+ * count. */
+#define COLS 512
 
 /* [lo, hi) of n items for thread t of nt. */
 static void split(int n, int t, int nt, int *lo, int *hi)
@@ -60,6 +63,27 @@ void vt_matmul_backward(float *dinp, int ldi, float *dw, float *db, const float 
                 }
                 add_to(db + c0, acc, nc);
             }
+        }
+    }
+}
+
+void vt_matmul_forward(float *out, const float *inp, int lda, const float *w, const float *bias,
+                       int BT, int C, int OC, int threads)
+{
+#pragma omp parallel num_threads(threads)
+    {
+        int nt = omp_get_num_threads(), t = omp_get_thread_num(), lo, hi;
+        split(BT, t, nt, &lo, &hi);
+        for (int r = lo; r < hi; r++) {
+            if (bias) {
+                memcpy(out + (size_t)r * OC, bias, sizeof(float) * OC);
+            } else {
+                memset(out + (size_t)r * OC, 0, sizeof(float) * OC);
+            }
+        }
+        if (hi > lo) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, OC, C, 1.0f,
+                        inp + (size_t)lo * lda, lda, w, C, 1.0f, out + (size_t)lo * OC, OC);
         }
     }
 }
@@ -118,9 +142,9 @@ void vt_layernorm_backward_sub(float *dx, float *dw, float *db, const float *dou
                                    rstd[r], w, C);
         }
         int nt = omp_get_num_threads(), t = omp_get_thread_num(), lo, hi;
-        split((C + COLS - 1) / COLS, t, nt, &lo, &hi);
-        for (int blk = lo; blk < hi; blk++) {
-            int c0 = blk * COLS, nc = C - c0 < COLS ? C - c0 : COLS;
+        split(C, t, nt, &lo, &hi);
+        for (int c0 = lo; c0 < hi; c0 += COLS) {
+            int nc = hi - c0 < COLS ? hi - c0 : COLS;
             float aw[COLS] = {0}, ab[COLS] = {0};
             for (int r = 0; r < n * T; r++) {
                 size_t src = (size_t)(sub ? sub[r / T] : r / T) * T + r % T;
@@ -187,9 +211,9 @@ void vt_residual_backward_sub(float *dy, float *dls, const float *dout, const fl
             residual_backward_row(dy + (size_t)r * C, scale, ls, dout + src * C, C);
         }
         int nt = omp_get_num_threads(), t = omp_get_thread_num(), lo, hi;
-        split((C + COLS - 1) / COLS, t, nt, &lo, &hi);
-        for (int blk = lo; blk < hi; blk++) {
-            int c0 = blk * COLS, nc = C - c0 < COLS ? C - c0 : COLS;
+        split(C, t, nt, &lo, &hi);
+        for (int c0 = lo; c0 < hi; c0 += COLS) {
+            int nc = hi - c0 < COLS ? hi - c0 : COLS;
             float acc[COLS] = {0};
             for (int r = 0; r < n * T; r++) {
                 size_t src = (size_t)sub[r / T] * T + r % T;

@@ -36,6 +36,9 @@ int lvd_vit_pass_create(const lvd_vit_train *m, int B, int H, int W, int grad, l
                         lvd_error *err)
 {
     *out = NULL;
+    if (!m) {
+        return lvd_fail(err, "vit: pass without a model");
+    }
     const lvd_vit_info *a = &m->info;
     int P = a->patch;
     if (B < 1 || H < P || W < P || H % P != 0 || W % P != 0) {

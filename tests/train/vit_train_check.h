@@ -104,4 +104,32 @@ static inline double vt_loss(const float *cls, const float *wc, size_t nc, const
     return s;
 }
 
+/* Forward of x (B, 3, H, W) through a grad pass and a forward-only pass; outputs from the grad
+ * pass, and a check that both agree bitwise. */
+static inline int vt_forward_both(lvd_vit_train *m, const float *x, int B, int H, int W,
+                                  const uint8_t *mask, float *cls, float *patch, float *reg)
+{
+    lvd_error err = {0};
+    lvd_vit_pass *p = NULL, *q = NULL;
+    int rc = lvd_vit_pass_create(m, B, H, W, 1, &p, &err);
+    rc = rc ? rc : lvd_vit_pass_create(m, B, H, W, 0, &q, &err);
+    lvd_vit_train_outputs o = {.cls = cls, .patch = patch, .reg = reg};
+    rc = rc ? rc : lvd_vit_train_forward(m, p, x, mask, NULL, &o, &err);
+    CHECK_MSG(rc == 0, "%s", err.msg);
+    if (rc == 0) {
+        const lvd_vit_info *a = lvd_vit_train_info(m);
+        size_t n = (size_t)B * p->T * a->dim;
+        float *keep = malloc(sizeof(float) * n);
+        memcpy(keep, p->out, sizeof(float) * n);
+        rc = lvd_vit_train_forward(m, q, x, mask, NULL, NULL, &err);
+        CHECK_MSG(rc == 0, "%s", err.msg);
+        CHECK_MSG(rc != 0 || memcmp(keep, q->out, sizeof(float) * n) == 0,
+                  "forward-only pass differs from the grad pass");
+        free(keep);
+    }
+    lvd_vit_pass_free(p);
+    lvd_vit_pass_free(q);
+    return rc;
+}
+
 #endif
