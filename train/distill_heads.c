@@ -142,16 +142,26 @@ int lvd_distill_heads_pass(lvd_distill *d, const lvd_ssl_batch *b, double temp, 
 {
     lvd_ssl_room r;
     lvd_ssl_get_room(d->ssl, &r);
+    /* A training call that fails leaves the centers as they were (train/ssl_student.h). */
+    if (record) {
+        lvd_ssl_save_centers(d->ssl);
+    }
     if (!reuse) {
         int M;
         double t0 = omp_get_wtime();
         if (ibot_rows(d, b, &r, &M, err) != 0 || teacher_targets(d, b, temp, record, &r, M, err)) {
+            if (record) {
+                lvd_ssl_restore_centers(d->ssl);
+            }
             return -1;
         }
         d->n_masked = M;
         st->t_teacher = omp_get_wtime() - t0;
     }
     if (lvd_ssl_student_pass(d->ssl, b, d->n_masked, grad, &st->ssl, err) != 0) {
+        if (record) {
+            lvd_ssl_restore_centers(d->ssl);
+        }
         return lvd_error_prefix(err, "distill");
     }
     st->loss_total = st->ssl.loss_total;

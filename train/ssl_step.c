@@ -1,7 +1,8 @@
 /* The SSL iteration (train/ssl.h): lvd_ssl_forward_backward (teacher targets, student forward,
  * losses, backward), lvd_ssl_update (clipping, AdamW, EMA) and lvd_ssl_step, in the order of
  * SSLMetaArch.forward_backward and the train.py loop; and the student side they are built from,
- * public in train/ssl_student.h (lvd_ssl_get_room, lvd_ssl_student_pass, lvd_ssl_parts_update). */
+ * public in train/ssl_student.h (lvd_ssl_get_room, lvd_ssl_student_pass, lvd_ssl_parts_update,
+ * lvd_ssl_save_centers, lvd_ssl_restore_centers). */
 #include <math.h>
 #include <string.h>
 #include <time.h>
@@ -79,9 +80,15 @@ static void copy_center(lvd_center *dst, const lvd_center *src)
     dst->has_pending = src->has_pending;
 }
 
+void lvd_ssl_save_centers(lvd_ssl *t)
+{
+    copy_center(&t->saved[0], &t->cdino);
+    copy_center(&t->saved[1], &t->cibot);
+}
+
 /* The centers as before the last forward_backward (its teacher step applied and recorded
  * updates): a failed iteration leaves no trace in them. */
-static void restore_centers(lvd_ssl *t)
+void lvd_ssl_restore_centers(lvd_ssl *t)
 {
     copy_center(&t->cdino, &t->saved[0]);
     copy_center(&t->cibot, &t->saved[1]);
@@ -338,16 +345,15 @@ int lvd_ssl_forward_backward(lvd_ssl *t, const lvd_ssl_batch *b, double teacher_
         return -1;
     }
     st->n_masked = t->n_masked;
-    copy_center(&t->saved[0], &t->cdino);
-    copy_center(&t->saved[1], &t->cibot);
+    lvd_ssl_save_centers(t);
     double t0 = now();
     if (teacher(t, b, teacher_temp, err) != 0) {
-        restore_centers(t);
+        lvd_ssl_restore_centers(t);
         return -1;
     }
     st->t_teacher = now() - t0;
     if (student_side(t, b, 1, st, err) != 0) {
-        restore_centers(t);
+        lvd_ssl_restore_centers(t);
         return -1;
     }
     return 0;
@@ -436,7 +442,7 @@ int lvd_ssl_update(lvd_ssl *t, const lvd_schedule_values *s, lvd_ssl_stats *st, 
     double t0 = now();
     if (lvd_ssl_parts_update(t->parts, t->n_parts, s, t->cfg.clip_grad, t->cfg.threads,
                              st ? st->grad_norm : NULL, err) != 0) {
-        restore_centers(t);
+        lvd_ssl_restore_centers(t);
         t->ready = 0;
         return lvd_error_prefix(err, "ssl");
     }

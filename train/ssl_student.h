@@ -40,6 +40,14 @@ void lvd_ssl_get_room(lvd_ssl *t, lvd_ssl_room *r);
 int lvd_ssl_student_pass(lvd_ssl *t, const lvd_ssl_batch *b, int n_masked, int grad,
                          lvd_ssl_stats *st, lvd_error *err);
 
+/* The centers' state a failed iteration returns them to: lvd_ssl_forward_backward saves it
+ * before its teacher step and restores it when the iteration fails (there or in
+ * lvd_ssl_update). A trainer writing its own targets saves before it changes the centers
+ * (lvd_center_softmax applies, lvd_center_update records) and restores when its step fails;
+ * lvd_ssl_student_pass itself never restores, lvd_ssl_update does on a non-finite norm. */
+void lvd_ssl_save_centers(lvd_ssl *t);
+void lvd_ssl_restore_centers(lvd_ssl *t);
+
 /* Step 5 over n (<= LVD_SSL_MAX_PARTS) parts of any trainer: every part's gradient norm before
  * clipping (into grad_norm[i] unless NULL), clip_grad_norm_ to clip_grad (<= 0: none), AdamW
  * with s's lr, wd and last-layer lr times the parts' groups, then the EMA of every part (teacher

@@ -76,6 +76,7 @@ static int make_distiller(train_run *r, lvd_error *err)
              : strcmp(o->distill_mode, "features") == 0 ? LVD_DISTILL_FEATURES
                                                         : LVD_DISTILL_AUTO;
     lvd_distill_spec s = {.arch = p->arch, .layerscale = p->layerscale, .seed = o->seed};
+    r->tm.keep_masks = o->ibot_masks;
     return lvd_distill_create(&c, &r->tm.teacher, &s, &r->tm.distill, err);
 }
 

@@ -58,7 +58,8 @@
  * --teacher-heads or the folder) trains a new student of the architecture options (no --init,
  * no head options: its heads take the teacher's shape and prototype counts) with
  * train/distill.h's losses (--distill-mode auto: heads when the teacher has them, else
- * features), no stochastic depth, no iBOT masks (the iBOT loss covers every patch). Everything
+ * features), no stochastic depth, no iBOT masks (the iBOT loss covers every patch; --ibot-masks:
+ * the mask options' masked patches, seen as mask tokens, as in pretraining). Everything
  * else is as above: the schedules (the EMA of the student with the momentum schedule is the
  * output model), the output folder (teacher_backbone.safetensors is then that output model,
  * teacher_heads.safetensors its EMA heads, absent in feature mode, so that a distilled model can
@@ -122,6 +123,8 @@ typedef struct lvd_train_options {
     const char *teacher, *teacher_heads; /* lvd_distill_teacher_load's path and heads_path */
     const char *distill_mode;            /* "auto", "heads" or "features" */
     double cls_weight, patch_weight;     /* feature distillation loss weights */
+    int ibot_masks; /* head distillation: iBOT on the loader's masked patches (student sees mask
+                       tokens, DINOv3's form) instead of every patch unmasked */
     /* run */
     int64_t steps;
     int64_t stop_at; /* stop after this step (0: --steps); the schedules span --steps */
@@ -153,7 +156,7 @@ int lvd_train_check(void *ctx, lvd_error *err);
 int lvd_train_run(lvd_manifest *m, void *ctx, lvd_error *err);
 
 /* The option table of lvd-train (distill 0) or lvd-distill (distill 1: the teacher options, no
- * --init, head, drop-path or mask options) over o, ending with LVD_OPT_END, into opts (room for
+ * --init, head or drop-path options) over o, ending with LVD_OPT_END, into opts (room for
  * LVD_TRAIN_MAX_OPTS entries). */
 #define LVD_TRAIN_MAX_OPTS 96
 void lvd_train_option_table(lvd_train_options *o, int distill, lvd_kit_opt *opts);

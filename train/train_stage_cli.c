@@ -209,6 +209,10 @@ void lvd_train_option_table(lvd_train_options *o, int distill, lvd_kit_opt *opts
                     .zero = 1),
         LVD_OPT_NUM("patch-weight", "W", o->patch_weight, 0, 1e6,
                     "features: weight of the patch term", .zero = 1),
+        LVD_OPT_FLAG("ibot-masks", o->ibot_masks, 1,
+                     "heads: iBOT on the masked patches of --mask-ratio and\n"
+                     "--mask-probability, seen as mask tokens (default: every\n"
+                     "patch, unmasked: the paper's distillation)"),
     };
     const lvd_kit_opt crops[] = {
         LVD_OPT_INT("global-size", "PX", o->global_size, 1, 4096, "global crop side",
@@ -307,8 +311,7 @@ void lvd_train_option_table(lvd_train_options *o, int distill, lvd_kit_opt *opts
     else
         APPEND(pretrain);
     APPEND(crops);
-    if (!distill)
-        APPEND(masks);
+    APPEND(masks);
     APPEND(rest);
 #undef APPEND
 #undef COUNT

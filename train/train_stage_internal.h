@@ -23,6 +23,7 @@ typedef struct train_model {
     lvd_ssl *ssl;                /* pretraining */
     lvd_distill *distill;        /* distillation */
     lvd_distill_teacher teacher; /* distillation: its frozen teacher */
+    int keep_masks;              /* distillation: the batches' iBOT masks are used */
 } train_model;
 
 /* lvd-train's or lvd-distill's name (the first word of its messages) and run stage. */
@@ -30,8 +31,8 @@ const char *train_program(const lvd_train_options *o);
 const char *train_stage_name(const lvd_train_options *o);
 
 /* The model's step on a loader batch: lvd_ssl_step, or lvd_distill_step on the crops without
- * masks (train/distill.h: iBOT on every patch). Fills st as lvd_ssl_step does (in feature
- * distillation: loss_total and the grad norms of the backbone and the projection) and, in
+ * masks (train/distill.h: iBOT on every patch) unless keep_masks. Fills st as lvd_ssl_step does (in
+ * feature distillation: loss_total and the grad norms of the backbone and the projection) and, in
  * feature distillation, *loss_cls and *loss_patch (else 0). */
 int train_model_step(train_model *m, const lvd_ssl_batch *b, const lvd_schedule_values *sv,
                      lvd_ssl_stats *st, double *loss_cls, double *loss_patch, lvd_error *err);

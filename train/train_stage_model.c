@@ -22,7 +22,7 @@ int train_model_step(train_model *m, const lvd_ssl_batch *b, const lvd_schedule_
     if (m->ssl)
         return lvd_ssl_step(m->ssl, b, sv, st, err);
     lvd_ssl_batch nb = *b;
-    nb.masks = NULL;
+    nb.masks = m->keep_masks ? b->masks : NULL;
     nb.mask_indices = NULL;
     lvd_distill_stats ds;
     if (lvd_distill_step(m->distill, &nb, sv, &ds, err))

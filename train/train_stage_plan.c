@@ -173,9 +173,11 @@ int train_plan_resolve(const lvd_train_options *o, const lvd_vit_info *from, tra
     lvd_aug_set_blur(&l->aug, strcmp(o->blur, "paper") == 0 ? LVD_BLUR_PAPER : LVD_BLUR_RELEASED);
     l->mask.ratio_min = (float)o->mask_ratio[0];
     l->mask.ratio_max = (float)o->mask_ratio[1];
-    /* Distillation: no masks (the iBOT loss covers every patch, train/distill.h). */
-    l->mask.probability = o->distill ? 0.0f : (float)o->mask_probability;
-    if (c->ibot_weight > 0 && !o->distill && mask_budget(p, err))
+    /* Distillation: no masks (the iBOT loss covers every patch, train/distill.h) unless
+     * --ibot-masks. */
+    int masks = !o->distill || o->ibot_masks;
+    l->mask.probability = masks ? (float)o->mask_probability : 0.0f;
+    if (c->ibot_weight > 0 && masks && mask_budget(p, err))
         return -1;
     return 0;
 }
@@ -224,6 +226,7 @@ cJSON *train_plan_json(const lvd_train_options *o, const train_plan *p)
         cJSON_AddStringToObject(t, "mode", o->distill_mode);
         cJSON_AddNumberToObject(t, "cls_weight", o->cls_weight);
         cJSON_AddNumberToObject(t, "patch_weight", o->patch_weight);
+        cJSON_AddBoolToObject(t, "ibot_masks", o->ibot_masks);
     } else {
         cJSON *h = cJSON_AddObjectToObject(j, "heads");
         cJSON_AddNumberToObject(h, "prototypes", p->dino.out_dim);

@@ -2,7 +2,8 @@
  * unchanged over training, the output model is the EMA of the student with the schedule's
  * momentum, distillation lowers the loss on held-out images (a fixed set never trained on) for
  * the student and for its EMA, two runs give bitwise the same models, a run resumed from its
- * checkpoint continues bitwise as the uninterrupted one, and the exported output model loads as
+ * checkpoint continues bitwise as the uninterrupted one, a failed step leaves no trace, and the
+ * exported output model loads as
  * a ViT with the same features. Teacher files: a folder with and without heads, a pretraining
  * checkpoint, an explicit heads file, a distillation checkpoint distilled further; and the
  * errors (stochastic depth, heads that do not fit, head distillation without heads, a backbone
@@ -244,6 +245,41 @@ static void resume(const char *dir, lvd_distill_mode mode, int n_local, int sink
     lvd_distill_teacher_free(&T);
 }
 
+/* A step that fails (non-finite crops) leaves no trace: the run continues bitwise as one
+ * that never saw it (centers, parameters, moments). */
+static void failed_step(const char *dir)
+{
+    lvd_distill_teacher T;
+    CHECK_MSG(lvd_distill_teacher_load(dir, NULL, &T, &err) == 0, "%s", err.msg);
+    lvd_distill *a = make(&T, LVD_DISTILL_HEADS, 2, 0, 4, 1);
+    lvd_distill *b = make(&T, LVD_DISTILL_HEADS, 2, 0, 4, 1);
+    if (a && b) {
+        lvd_distill_stats st;
+        for (int k = 0; k < 2; k++) {
+            step(a, k, 2, 2e-3, &st);
+            step(b, k, 2, 2e-3, &st);
+        }
+        lvd_ssl_batch bad = train_batch(2, 2);
+        gbuf[5] = NAN;
+        lvd_schedule_values sv = dt_schedule(2e-3);
+        CHECK(lvd_distill_step(b, &bad, &sv, &st, &err) != 0);
+        printf("failed step: %s\n", err.msg);
+        for (int k = 2; k < 4; k++) {
+            step(a, k, 2, 2e-3, &st);
+            step(b, k, 2, 2e-3, &st);
+        }
+        lvd_ckpt_group ga[LVD_DISTILL_CKPT_GROUPS], gb[LVD_DISTILL_CKPT_GROUPS];
+        int n = lvd_distill_ckpt_groups(a, ga), same = n == lvd_distill_ckpt_groups(b, gb);
+        for (int i = 0; same && i < n; i++) {
+            same = memcmp(ga[i].data, gb[i].data, ga[i].layout->total * sizeof(float)) == 0;
+        }
+        CHECK_MSG(same, "a failed step changed the training state");
+    }
+    lvd_distill_free(a);
+    lvd_distill_free(b);
+    lvd_distill_teacher_free(&T);
+}
+
 /* Teacher files: a pretraining checkpoint, an explicit heads file, bad inputs. */
 static void teacher_files(const char *root, const char *heads_dir, const char *plain_dir)
 {
@@ -361,6 +397,7 @@ int main(void)
     run_mode(plain8, LVD_DISTILL_FEATURES, 0, 40, 2e-3, 0.1);
     resume(heads, LVD_DISTILL_HEADS, 2, 0);
     resume(plain, LVD_DISTILL_FEATURES, 0, 0);
+    failed_step(heads);
     printf("teacher files and errors:\n");
     teacher_files(root, heads, plain);
     ot_rmtree(root);

@@ -4,7 +4,8 @@
  * v_train_steps, the run of stage distill, the exported output model loaded by lvd_vit_load and
  * registered by --register, its heads file usable as a teacher again), a run stopped with
  * --stop-at and resumed that ends bitwise equal to the straight one, feature distillation of
- * the same teacher's backbone alone (no heads file, head columns NULL), a checkpoint of another
+ * the same teacher's backbone alone (no heads file, head columns NULL), --ibot-masks (iBOT rows
+ * of the loader's masks), a checkpoint of another
  * teacher refused, and one-line errors on bad usage.
  * Usage: test_distill_stage LVD-DISTILL LVD-TRAIN LVD-FETCH. */
 #include <sqlite3.h>
@@ -229,6 +230,17 @@ int main(int argc, char **argv)
         lvd_tensors_close(tb);
     }
     printf("stop at 4 and resume: bitwise the straight run\n");
+
+    /* --ibot-masks: the loader's masked patches only. */
+    char mk[700];
+    snprintf(mk, sizeof mk, "%s/m", dir);
+    rc = run(distill_exe, errf, STUDENT, "--teacher", teacher, "--out", mk, "--ibot-masks",
+             "--steps", "4", NULL);
+    CHECK_MSG(rc == 0, "lvd-distill --ibot-masks exited %d", rc);
+    CHECK(query("SELECT COUNT(*) FROM v_train_steps t JOIN v_runs r ON r.id = t.train_id"
+                " WHERE r.params LIKE '%/m\"%' AND n_masked > 0 AND n_masked < 8 * 2 * 49"
+                " AND loss_ibot > 0") == 4);
+    printf("--ibot-masks: the masked patches only\n");
 
     /* The same folder with another teacher is refused. */
     rc = run(distill_exe, errf, STUDENT, "--teacher", a, "--out", b, NULL);
