@@ -14,18 +14,18 @@ static const char usage[] =
     "eval sources, using the model's embeddings. Pool images linked by a cosine similarity\n"
     "above the threshold among their k nearest neighbours form components; each component\n"
     "keeps its image with the lowest id. A component holding an image above the eval\n"
-    "threshold to any eval image is removed whole. Reruns process only new pool images\n"
-    "(the result equals a full rerun). Results: view v_duplicates.\n"
+    "threshold to any eval image is removed whole. Reruns search only new pool images\n"
+    "(the result equals a full rerun over the same partition; state file beside DB).\n"
+    "Results: view v_duplicates.\n"
     "\n"
     "  --db DB                manifest database\n"
     "  --model NAME           registered model whose embeddings are used\n"
     "  -k K                   neighbours searched per image (default 64)\n"
     "  --threshold T          duplicate similarity threshold (default 0.6)\n"
     "  --eval-threshold T     contamination similarity threshold (default 0.45)\n"
-    "  --factory STRING       FAISS index factory string (default: chosen from the count)\n"
-    "  --memory-budget MB     index memory budget when no factory is given (default 4096)\n"
-    "  --nprobe N             lists searched by IVF indexes (default 16)\n"
-    "  --full                 reprocess every pool image\n"
+    "  --nprobe N             inverted lists each image searches (default 16)\n"
+    "  --nlist N              inverted lists (default: about 2 sqrt(pool), a power of two)\n"
+    "  --full                 search every pool image again\n"
     "  --calibrate            instead, measure copy detection to choose --threshold (the\n"
     "                         options of lvd-calibrate; see lvd-dedup --calibrate --help)\n"
     "  --help                 this text\n"
@@ -38,8 +38,7 @@ static int parse(int argc, char **argv, const char **db, lvd_dedup_stage_options
                                           {"model", required_argument, 0, 'm'},
                                           {"threshold", required_argument, 0, 't'},
                                           {"eval-threshold", required_argument, 0, 'e'},
-                                          {"factory", required_argument, 0, 'f'},
-                                          {"memory-budget", required_argument, 0, 'b'},
+                                          {"nlist", required_argument, 0, 'l'},
                                           {"nprobe", required_argument, 0, 'p'},
                                           {"full", no_argument, 0, 'F'},
                                           {"help", no_argument, 0, 'h'},
@@ -67,13 +66,10 @@ static int parse(int argc, char **argv, const char **db, lvd_dedup_stage_options
             if (lvd_cli_float("--eval-threshold", optarg, -1, 1, &o->eval_threshold, err))
                 return -1;
             break;
-        case 'f':
-            o->factory = optarg;
-            break;
-        case 'b':
-            if (lvd_cli_int("--memory-budget", optarg, 1, (int64_t)1 << 30, &v, err))
+        case 'l':
+            if (lvd_cli_int("--nlist", optarg, 1, INT32_MAX, &v, err))
                 return -1;
-            o->memory_budget = (size_t)v << 20;
+            o->nlist = v;
             break;
         case 'p':
             if (lvd_cli_int("--nprobe", optarg, 1, 1 << 20, &v, err))
@@ -130,10 +126,10 @@ int main(int argc, char **argv)
     lvd_manifest_close(m);
     if (rc)
         return lvd_cli_fail("lvd-dedup", &err);
-    printf("pool %lld (new %lld), eval %lld, index %s: %lld components, %lld duplicates, "
-           "%lld removed by eval, %lld kept\n",
-           (long long)c.pool, (long long)c.new_images, (long long)c.eval, c.factory,
-           (long long)c.components, (long long)c.duplicates, (long long)c.eval_removed,
-           (long long)c.kept);
+    printf("pool %lld (searched %lld, %s), eval %lld, IVF%lld nprobe %d: %lld components, "
+           "%lld duplicates, %lld removed by eval, %lld kept\n",
+           (long long)c.pool, (long long)c.new_images, c.incremental ? "incremental" : "full",
+           (long long)c.eval, (long long)c.nlist, c.nprobe, (long long)c.components,
+           (long long)c.duplicates, (long long)c.eval_removed, (long long)c.kept);
     return 0;
 }
