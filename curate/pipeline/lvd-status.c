@@ -21,8 +21,8 @@ typedef struct table {
     const char *header;
     const char *sql;      /* its columns are printed with fmt */
     const char *counting; /* NULL, or sql for a manifest without the maintained counts */
-    const char *fmt;   /* one conversion per column: 's' text, 'd' integer, 'f' real */
-    const int *widths; /* column widths; negative: left-aligned */
+    const char *fmt;      /* one conversion per column: 's' text, 'd' integer, 'f' real */
+    const int *widths;    /* column widths; negative: left-aligned */
 } table;
 
 static const int image_widths[] = {-16, -5, 9, 9, 10, 9, 9};

@@ -1,4 +1,4 @@
-/* lvd-dedup: near-duplicate removal and decontamination of the pool (curate/stages/dedup_stage.h). */
+/* lvd-dedup: near-duplicate removal and decontamination of the pool (stages/dedup_stage.h). */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>

@@ -1,5 +1,5 @@
-/* The dedup stage over its partition (curate/stages/dedup_stage.h), through the C API on a manifest made
- * with SQL: 6000 pool images of 128 dims with planted near-copy groups, clusters larger than k
+/* The dedup stage over its partition (curate/stages/dedup_stage.h), through the C API on a manifest
+ * made with SQL: 6000 pool images of 128 dims with planted near-copy groups, clusters larger than k
  * and bitwise-identical copies, embedded in two batches interleaved by image id, with 32 lists of
  * which 4 are searched. The incremental second run equals a --full run bitwise (v_duplicates);
  * only the newest state file is left; planted copies are found as the exact search (every list)
