@@ -7,7 +7,7 @@
  * Data: rows around 4096 topics (cosine about 0.25 within a topic); every fifth row is a planted
  * near-duplicate (cosine 0.9) of one of the four rows before it, so the ideal result keeps 80%. */
 #include "index/index.h"
-#include "tests/index/synth.h"
+#include "bench/planted.h"
 
 #include <faiss/c_api/Index_c.h>
 #include <faiss/c_api/error_c.h>
@@ -17,11 +17,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
-
-#define TOPICS     4096
-#define SEED_TOPIC 101
-#define SEED_ROW   102
-#define SEED_DUP   103
 
 typedef struct config {
     int64_t n;
@@ -56,47 +51,13 @@ static double peak_mib(void)
     return (double)ru.ru_maxrss / 1024.0;
 }
 
-/* Row i is a planted duplicate of parent(i) when i % 5 == 4; -1 otherwise. */
-static int64_t parent_of(int64_t i)
-{
-    if (i % 5 != 4)
-        return -1;
-    return i - 1 - (int64_t)(synth_uniform(SEED_DUP, (uint64_t)i, 0) * 4.0);
-}
-
-/* Fills x (n x d): base rows at cosine 0.5 to one of TOPICS random topics, then every fifth row
- * as a copy of its parent at cosine 0.9. Row values depend only on (seed, id). */
-static int make_rows(float *x, int64_t n, int d)
-{
-    float *topics = malloc((size_t)TOPICS * d * sizeof *topics);
-    if (!topics)
-        return -1;
-#pragma omp parallel for schedule(static)
-    for (int t = 0; t < TOPICS; t++)
-        synth_unit(topics + (size_t)t * d, d, SEED_TOPIC, (uint64_t)t);
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        uint64_t t = (uint64_t)(synth_uniform(SEED_TOPIC, (uint64_t)i, 1) * TOPICS);
-        if (parent_of(i) < 0)
-            synth_at_cos(x + (size_t)i * d, topics + t * d, d, 0.5, SEED_ROW, (uint64_t)i);
-    }
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        int64_t p = parent_of(i);
-        if (p >= 0)
-            synth_at_cos(x + (size_t)i * d, x + (size_t)p * d, d, 0.9, SEED_DUP, (uint64_t)i);
-    }
-    free(topics);
-    return 0;
-}
-
 /* Quality against the planted structure, where row i's component root should be its parent
  * (planted duplicate) or itself: missed duplicates, and rows merged with an unplanted row. */
 static void report_quality(int64_t n, const int64_t *root)
 {
     int64_t planted = 0, found = 0, kept = 0, false_merges = 0;
     for (int64_t i = 0; i < n; i++) {
-        int64_t p = parent_of(i);
+        int64_t p = planted_parent(i);
         kept += root[i] == i;
         planted += p >= 0;
         found += p >= 0 && root[i] == root[p];
@@ -208,7 +169,7 @@ static int run(const config *cfg, lvd_error *err)
            cfg->faiss_method ? "lvd_dedup (FAISS index)" : "lvd_dedup_ivf (sgemm lists)",
            cfg->opt.nprobe);
     double t0 = now();
-    if (rc == 0 && make_rows(x, cfg->n, cfg->d))
+    if (rc == 0 && planted_rows(x, cfg->n, cfg->d))
         rc = lvd_fail(err, "out of memory for the topics");
     double t1 = now(), c1 = cpu_now();
     if (rc == 0)

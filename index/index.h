@@ -180,17 +180,87 @@ int lvd_dedup_link(const lvd_index *index, const float *x, int64_t first, int64_
 int lvd_dedup(const float *x, int64_t n, int d, const char *factory, size_t memory_budget,
               const lvd_dedup_options *opt, int64_t *root, lvd_error *err);
 
-/* Whole dedup of an n x d matrix over an inverted-file partition, computed list by list with
- * sgemm: nlist centroids (opt->nlist, or automatically the power of two nearest 2 * sqrt(n) with
- * at least 39 rows per list, which balances k-means, assignment and scan cost) by spherical
- * k-means (10 iterations, fixed seed) on 40 evenly spaced rows per list; each row is stored in its
- * nearest list and searches its nprobe nearest lists; its k most similar rows found there are
- * linked when their sim is > threshold. This is what an IVF<nlist>,Flat index searched with nprobe
- * answers, with far less CPU than Debian's FAISS build, whose IVF scan has no SIMD (bench_dedup,
- * 100k x 384: 12.5 s against 104.5 s through lvd_dedup). With nprobe = nlist it is exact. Extra
- * memory beyond x: about n * nprobe * 12 + n * 8 bytes, 100 MB of heaps and 48 MB of blocks. */
+/* ---- Dedup over an inverted-file partition (incremental) ---------------------------------- */
+
+/* The partition: nlist centroids fitted by spherical k-means (10 iterations, fixed seed) on 40
+ * evenly spaced rows per list. Every row is stored in its nearest list and searches its nprobe
+ * nearest lists (ranked by an exact, batching-independent similarity, see below); its edges are
+ * its k most similar rows found there with sim > threshold, ranked by sim, equal sims by lower
+ * key; rows joined by an edge form components. This is what an IVF<nlist>,Flat index searched with
+ * nprobe answers, computed list by list with sgemm (Debian's FAISS scans IVF lists without SIMD:
+ * bench_dedup, 100k x 384, 12.5 s against 104.5 s through lvd_dedup). With nprobe = nlist it is
+ * exact.
+ *
+ * Similarities: sgemm finds the candidates; every pair within index_sgemm_margin of a cut (the
+ * threshold, a row's nprobe-th centroid) is re-scored with float products summed in double in a
+ * fixed order, so each row's lists and edges are a function of that row, the centroids and the
+ * rows stored in its lists only, never of batching, thread count or row order. */
+
+/* What one run leaves for the next: the partition, every row's lists and its edges. Rows are in
+ * key order (keys strictly ascending, e.g. image ids). */
+typedef struct lvd_dedup_state {
+    int d;
+    int nprobe; /* lists each row searches (<= nlist) */
+    int k;
+    float threshold;
+    int64_t nlist;
+    int64_t trained_rows; /* rows there were when the centroids were fitted */
+    float *centroids;     /* nlist x d, unit rows */
+    int64_t n;
+    int64_t *key;        /* n, strictly ascending */
+    uint64_t *hash;      /* n: hash of each row's float bytes (a changed row is a new row) */
+    int32_t *probe;      /* n x nprobe: row i's lists, nearest first; probe[i * nprobe] stores it */
+    int64_t *edge_start; /* n + 1: row i's edges are [edge_start[i], edge_start[i + 1]) */
+    int64_t *edge_key;   /* edge_start[n]: the neighbour's key, best first */
+    float *edge_sim;     /* edge_start[n]: its sim (> threshold) */
+} lvd_dedup_state;
+
+/* How a run used the previous state. */
+typedef struct lvd_dedup_run_info {
+    int retrained;    /* 1: this run fitted the centroids (no usable previous partition) */
+    int incremental;  /* 1: previous rows kept their edges and searched only the new rows */
+    int64_t new_rows; /* rows searched against every row stored in their lists */
+    char why[160];    /* when not incremental: why the previous state could not be extended */
+} lvd_dedup_run_info;
+
+/* Keeps the previous partition while the rows are at most this many times those it was fitted on;
+ * beyond that lists grow long and the run refits (and so reprocesses every row). */
+#define LVD_DEDUP_REFIT_GROWTH 4
+
+/* Dedup of the n x d unit rows x with keys key (strictly ascending), extending prev (NULL: none):
+ *   - the centroids of prev are kept when prev has dimension d, the same nlist (opt->nlist, or
+ *     any when 0) and n <= LVD_DEDUP_REFIT_GROWTH * prev->trained_rows; otherwise they are fitted
+ *     (nlist = opt->nlist, or the power of two nearest 2 * sqrt(n) with at least 39 rows per list);
+ *   - the run is incremental when moreover full is 0, k, threshold and nprobe equal prev's, and
+ *     every row of prev is among the rows with the same key and the same vector (hash): then the
+ *     rows of prev keep their lists, the new rows are assigned, searched against every row stored
+ *     in their lists (old and new), and the rows of prev search only the new rows stored in their
+ *     lists, merged into their recorded edges under the same top-k rule. Otherwise every row is
+ *     searched. Either way the result equals a run over the same rows with full = 1 and the same
+ *     centroids, bitwise: edges, lists and roots.
+ * Writes root[i] (n entries: the lowest row of i's component, so the lowest key) and the new state
+ * into out (freed with lvd_dedup_state_free; zeroed on failure); info may be NULL. Extra memory
+ * beyond x: about n * (12 * nprobe + 40) bytes, 100 MB of heaps, 48 MB of blocks, the edges. */
+int lvd_dedup_ivf_run(const float *x, const int64_t *key, int64_t n, int d,
+                      const lvd_dedup_options *opt, const lvd_dedup_state *prev, int full,
+                      lvd_dedup_state *out, int64_t *root, lvd_dedup_run_info *info,
+                      lvd_error *err);
+
+/* One-shot dedup of an n x d matrix (keys 0 .. n - 1, no previous state): lvd_dedup_ivf_run
+ * without keeping the state. */
 int lvd_dedup_ivf(const float *x, int64_t n, int d, const lvd_dedup_options *opt, int64_t *root,
                   lvd_error *err);
+
+/* Writes s to path atomically (temporary file in the same folder, fsynced, renamed). The format
+ * (native byte order, version 1) is documented in index/dedup_state.c. */
+int lvd_dedup_state_save(const lvd_dedup_state *s, const char *path, lvd_error *err);
+
+/* Reads a state written by lvd_dedup_state_save; fails on a short, oversized or inconsistent file
+ * (sizes, lists out of range, keys not ascending, an edge to an unknown key). */
+int lvd_dedup_state_load(const char *path, lvd_dedup_state *out, lvd_error *err);
+
+/* Frees the arrays and zeroes s (NULL is ignored). */
+void lvd_dedup_state_free(lvd_dedup_state *s);
 
 /* ---- Decontamination ----------------------------------------------------------------------- */
 
@@ -199,6 +269,15 @@ int lvd_dedup_ivf(const float *x, int64_t n, int d, const lvd_dedup_options *opt
  * writes the number of removed rows into *n_removed. Uses a range search, so there is no k cap. */
 int lvd_decontaminate(const lvd_index *pool, const int64_t *root, const float *eval, int64_t n_eval,
                       float threshold, uint8_t *removed, int64_t *n_removed, lvd_error *err);
+
+/* Decontamination over the partition of s (x: its s->n rows, in its order; root from the same
+ * run): each eval row searches its s->nprobe nearest lists; every pool row found there with sim
+ * > threshold (sim as the partition code defines it) marks its component. removed[i] (n entries)
+ * is 1 for each row of a marked component, best[i] (n entries, may be NULL) the highest sim found
+ * between row i and an eval row (-INFINITY when none), *n_removed their count. */
+int lvd_decontaminate_ivf(const lvd_dedup_state *s, const float *x, const int64_t *root,
+                          const float *eval, int64_t n_eval, float threshold, uint8_t *removed,
+                          float *best, int64_t *n_removed, lvd_error *err);
 
 /* ---- Retrieval ----------------------------------------------------------------------------- */
 

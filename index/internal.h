@@ -42,4 +42,37 @@ void index_sort_members(index_member *m, size_t n);
 /* malloc that fails with a message naming what was being allocated. */
 void *index_alloc(size_t count, size_t size, const char *what, lvd_error *err);
 
+/* ---- Inverted-file partition helpers (dedup_ivf.c; used by decontam.c) ---- */
+
+/* The similarity of two rows as the partition code defines it: float products summed in double
+ * over four fixed lanes. It does not depend on how rows are batched (sgemm results can, in their
+ * last bits), and dot(a, b) == dot(b, a) exactly. */
+double index_dot(const float *a, const float *b, int d);
+
+/* How far an sgemm similarity of two unit rows of dimension d may be from index_dot: twice the
+ * worst-case float summation bound d * 2^-24, so values within it of a cut are re-scored. */
+float index_sgemm_margin(int d);
+
+/* Copies rows ids[0 .. count) of x (d columns) into dst, one after the other. */
+void index_gather(float *dst, const float *x, int d, const int64_t *ids, int64_t count);
+
+/* Rows of list l are ids[start[l] .. start[l + 1]), ascending. */
+typedef struct index_lists {
+    int64_t *start;
+    int64_t *ids;
+} index_lists;
+
+/* probe[r * nprobe + j] = the j-th most similar of the nlist unit centroids to row r of x (rows
+ * NULL) or to row rows[r] (n rows either way), ranked by index_dot, equal values by lower list:
+ * a function of the row and the centroids only. */
+int index_ivf_assign(const float *centroids, int64_t nlist, int d, const float *x,
+                     const int64_t *rows, int64_t n, int nprobe, int32_t *probe, lvd_error *err);
+
+/* Lists over the rows i with sel == NULL or sel[i] == want, from the first `use` probes of each
+ * (1: the list storing the row; nprobe: the lists the row searches). */
+int index_ivf_lists(const int32_t *probe, int64_t n, int nprobe, int use, int64_t nlist,
+                    const uint8_t *sel, uint8_t want, index_lists *out, lvd_error *err);
+
+void index_ivf_lists_free(index_lists *l);
+
 #endif

@@ -1,10 +1,17 @@
-/* The dedup stage of curate/stages/dedup_stage.h: components, decontamination, the incremental
- * rerun and the one transaction of results. */
+/* The dedup stage of curate/stages/dedup_stage.h: reading the embeddings, the incremental search
+ * over the partition (index/index.h), its state file, decontamination and the one transaction of
+ * results. */
 #include "curate/stages/dedup_stage.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <math.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "curate/stages/embeddings_read.h"
 #include "curate/stages/index_stage.h"
@@ -16,162 +23,140 @@ void lvd_dedup_stage_defaults(lvd_dedup_stage_options *o)
     o->k = 64;
     o->threshold = 0.6f;
     o->eval_threshold = 0.45f;
-    o->memory_budget = LVD_STAGE_MEMORY_BUDGET;
     o->nprobe = LVD_STAGE_NPROBE;
 }
 
-/* Pool rows: those processed before first (ordered by image id, tag = their recorded
- * component), then the new ones (tag 0). ?2 = 1 forgets what was processed (a full run). */
-static const lvd_kit_rows pool_rows = {
-    .where = "s.role = 'pool'",
-    .join = "LEFT JOIN dedup d ON d.model_id = ?1 AND d.image_id = e.image_id AND ?2 = 0",
-    .tag = "d.component",
-    .order = "d.image_id IS NULL, e.image_id",
-};
+/* The pool, in image id order. */
+static const lvd_kit_rows pool_rows = {.where = "s.role = 'pool'"};
 
 /* The eval set; lvd-report's eval matches read it too (curate/stages/report_eval.c). */
 const lvd_kit_rows lvd_dedup_eval_rows = {.where = "s.role = 'eval'"};
 
-/* Work arrays, one entry per pool row. */
+/* Work arrays, one entry per pool row (rows in image id order). */
 typedef struct dedup_work {
     lvd_embeddings pool, eval;
-    int64_t n_old;
-    lvd_components comp;
-    int64_t *root;    /* component root row of each row */
-    int64_t *kept;    /* for a root row: the member row with the lowest image id */
+    lvd_dedup_state prev, state;
+    int have_prev;
+    int64_t *root;    /* component root row of each row: its lowest image id, the kept row */
     uint8_t *removed; /* decontaminated */
+    float *best;      /* highest similarity found to an eval image */
     float *eval_sim;  /* for a root row: highest similarity of a member to an eval image */
-    lvd_index *index;
+    char path[4096];  /* this run's state file */
 } dedup_work;
 
 static void work_free(dedup_work *w)
 {
     lvd_embeddings_free(&w->pool);
     lvd_embeddings_free(&w->eval);
-    lvd_components_free(&w->comp);
+    lvd_dedup_state_free(&w->prev);
+    lvd_dedup_state_free(&w->state);
     free(w->root);
-    free(w->kept);
     free(w->removed);
+    free(w->best);
     free(w->eval_sim);
-    lvd_index_free(w->index);
 }
 
-/* 1 when the last successful dedup run of the model used other k or threshold values. */
-static int params_changed(lvd_manifest *m, const lvd_dedup_stage_options *o, int *changed,
-                          lvd_error *err)
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The state file of run beside the manifest: "<DB>.dedup-m<model>-r<run>.ivf". */
+static int state_path(lvd_manifest *m, int64_t model_id, int64_t run, char *out, size_t size,
+                      lvd_error *err)
+{
+    const char *db = sqlite3_db_filename(lvd_manifest_db(m), "main");
+    if (!db || !*db)
+        return lvd_fail(err, "dedup: the manifest has no file to keep the dedup state beside");
+    int len =
+        snprintf(out, size, "%s.dedup-m%lld-r%lld.ivf", db, (long long)model_id, (long long)run);
+    return len < 0 || (size_t)len >= size ? lvd_fail(err, "%s: path too long", db) : 0;
+}
+
+/* Loads the state of the run that wrote the model's dedup rows, if any; a missing or unreadable
+ * file only makes this run full (counts->why says why). */
+static int load_prev(lvd_manifest *m, int64_t model_id, dedup_work *w,
+                     lvd_dedup_stage_counts *counts, lvd_error *err)
 {
     sqlite3_stmt *st;
-    if (lvd_manifest_prepare(m,
-                             "SELECT json_extract(params, '$.k'), "
-                             "json_extract(params, '$.threshold') FROM runs WHERE stage = "
-                             "'dedup' AND status = 'ok' AND json_extract(params, '$.model') = "
-                             "?1 ORDER BY id DESC LIMIT 1",
-                             &st, err))
+    if (lvd_manifest_prepare(m, "SELECT run_id FROM dedup WHERE model_id = ?1 LIMIT 1", &st, err))
         return -1;
-    sqlite3_bind_text(st, 1, o->model, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 1, model_id);
     int rc = sqlite3_step(st);
-    *changed = rc == SQLITE_ROW && (sqlite3_column_int(st, 0) != o->k ||
-                                    fabs(sqlite3_column_double(st, 1) - o->threshold) > 1e-6);
+    int64_t run = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return lvd_manifest_fail(m, err, "reading earlier dedup runs");
+        return lvd_manifest_fail(m, err, "reading earlier dedup results");
+    if (rc == SQLITE_DONE)
+        return 0;
+    char path[4096];
+    lvd_error lerr;
+    if (state_path(m, model_id, run, path, sizeof path, err))
+        return -1;
+    if (lvd_dedup_state_load(path, &w->prev, &lerr) == 0)
+        w->have_prev = 1;
+    else
+        snprintf(counts->why, sizeof counts->why, "%.150s", lerr.msg);
     return 0;
-}
-
-static int64_t find_row(const int64_t *ids, int64_t n, int64_t id)
-{
-    int64_t lo = 0, hi = n;
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        if (ids[mid] < id)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < n && ids[lo] == id ? lo : -1;
-}
-
-/* Rebuilds the recorded components of the rows processed before (rows 0 .. n_old, sorted by
- * image id). */
-static void restore_components(dedup_work *w)
-{
-    while (w->n_old < w->pool.n && w->pool.tag[w->n_old] != 0)
-        w->n_old++;
-    /* A member whose recorded kept image has no embedding now is left to the search. */
-    for (int64_t i = 0; i < w->n_old; i++) {
-        int64_t r = find_row(w->pool.image_id, w->n_old, w->pool.tag[i]);
-        if (r >= 0)
-            lvd_components_union(&w->comp, i, r);
-    }
 }
 
 static int alloc_work(dedup_work *w, lvd_error *err)
 {
     size_t n = (size_t)(w->pool.n > 0 ? w->pool.n : 1);
     w->root = malloc(n * sizeof *w->root);
-    w->kept = malloc(n * sizeof *w->kept);
     w->removed = calloc(n, 1);
+    w->best = malloc(n * sizeof *w->best);
     w->eval_sim = calloc(n, sizeof *w->eval_sim);
-    if (!w->root || !w->kept || !w->removed || !w->eval_sim)
+    if (!w->root || !w->removed || !w->best || !w->eval_sim)
         return lvd_fail(err, "dedup: out of memory for %lld pool rows", (long long)w->pool.n);
-    return lvd_components_grow(&w->comp, w->pool.n, err);
+    return 0;
 }
 
-/* Links the new rows against all rows and names every component's kept row. */
+/* The search over the partition, extending the previous state when it can. */
 static int link_rows(dedup_work *w, const lvd_dedup_stage_options *o,
                      lvd_dedup_stage_counts *counts, lvd_error *err)
 {
     const lvd_embeddings *p = &w->pool;
-    if (lvd_stage_build_index(p->x, p->n, p->dim, o->factory, o->memory_budget, o->nprobe,
-                              &w->index, counts->factory, sizeof counts->factory, err))
-        return -1;
     lvd_dedup_options dopt;
     lvd_dedup_options_default(&dopt);
     dopt.k = o->k;
     dopt.threshold = o->threshold;
     dopt.nprobe = o->nprobe;
-    if (p->n > w->n_old && lvd_dedup_link(w->index, p->x + (size_t)w->n_old * p->dim, w->n_old,
-                                          p->n - w->n_old, &dopt, &w->comp, err))
+    dopt.nlist = o->nlist;
+    lvd_dedup_run_info info;
+    if (lvd_dedup_ivf_run(p->x, p->image_id, p->n, p->dim, &dopt, w->have_prev ? &w->prev : NULL,
+                          o->full, &w->state, w->root, &info, err))
         return -1;
-    lvd_components_roots(&w->comp, w->root);
+    counts->new_images = info.new_rows;
+    counts->incremental = info.incremental;
+    counts->refitted = info.retrained;
+    counts->nlist = w->state.nlist;
+    counts->nprobe = w->state.nprobe;
+    if (!info.incremental && !counts->why[0])
+        snprintf(counts->why, sizeof counts->why, "%.150s", info.why);
     for (int64_t i = 0; i < p->n; i++)
-        w->kept[i] = -1;
-    for (int64_t i = 0; i < p->n; i++) {
-        int64_t *k = &w->kept[w->root[i]];
-        if (*k < 0 || p->image_id[i] < p->image_id[*k])
-            *k = i;
         counts->components += w->root[i] == i;
-    }
     return 0;
 }
 
-/* Marks the contaminated components and, for each, its highest similarity to an eval image. */
+/* Marks the contaminated components and, for each, its highest similarity found to an eval
+ * image. */
 static int decontaminate(dedup_work *w, const lvd_dedup_stage_options *o,
                          lvd_dedup_stage_counts *counts, lvd_error *err)
 {
     if (w->eval.n == 0)
         return 0;
-    if (lvd_decontaminate(w->index, w->root, w->eval.x, w->eval.n, o->eval_threshold, w->removed,
-                          &counts->eval_removed, err))
+    if (lvd_decontaminate_ivf(&w->state, w->pool.x, w->root, w->eval.x, w->eval.n,
+                              o->eval_threshold, w->removed, w->best, &counts->eval_removed, err))
         return -1;
-    if (counts->eval_removed == 0)
-        return 0;
-    lvd_index *ev;
-    if (lvd_index_create(&ev, w->eval.dim, "Flat", err))
-        return -1;
-    int rc = lvd_index_add(ev, w->eval.n, w->eval.x, err);
-    for (int64_t i = 0; i < w->pool.n && rc == 0; i++) {
-        if (!w->removed[i])
-            continue;
-        float sim;
-        int64_t id;
-        rc = lvd_index_search(ev, 1, w->pool.x + (size_t)i * w->pool.dim, 1, 0, &sim, &id, err);
-        float *best = &w->eval_sim[w->root[i]];
-        if (rc == 0 && sim > *best)
-            *best = sim;
+    for (int64_t i = 0; i < w->pool.n; i++) {
+        float *top = &w->eval_sim[w->root[i]];
+        if (w->removed[i] && w->best[i] > *top)
+            *top = w->best[i];
     }
-    lvd_index_free(ev);
-    return rc;
+    return 0;
 }
 
 static float dot(const float *a, const float *b, int d)
@@ -186,7 +171,7 @@ static int insert_row(sqlite3_stmt *st, const dedup_work *w, int64_t model_id, i
                       int64_t i, lvd_dedup_stage_counts *counts)
 {
     const lvd_embeddings *p = &w->pool;
-    int64_t r = w->root[i], k = w->kept[r];
+    int64_t r = w->root[i], k = r; /* rows are in image id order: the root is the kept row */
     int is_kept = k == i && !w->removed[i];
     sqlite3_bind_int64(st, 1, model_id);
     sqlite3_bind_int64(st, 2, p->image_id[i]);
@@ -244,13 +229,49 @@ done:
     return rc;
 }
 
+/* Removes the model's state files other than keep (older runs, and temporaries of processes
+ * that are gone): the committed results name keep's run. */
+static void remove_stale(const char *keep)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", keep);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return;
+    *slash = '\0';
+    const char *name = strrchr(keep, '/') + 1;
+    /* "<db>.dedup-m<model>-r": the prefix every state file of the model shares. */
+    size_t prefix = (size_t)(strrchr(name, 'r') - name) + 1;
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (strncmp(e->d_name, name, prefix) != 0 || strcmp(e->d_name, name) == 0)
+            continue;
+        char *end;
+        strtoll(e->d_name + prefix, &end, 10);
+        if (end == e->d_name + prefix || strncmp(end, ".ivf", 4) != 0)
+            continue;
+        if (end[4] == '.') { /* "<state>.tmp.<pid>" */
+            long pid = strncmp(end + 4, ".tmp.", 5) == 0 ? strtol(end + 9, NULL, 10) : 0;
+            if (pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+                continue;
+        } else if (end[4] != '\0') {
+            continue;
+        }
+        char path[8192];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    if (d)
+        closedir(d);
+}
+
 static int dedup(lvd_manifest *m, const lvd_dedup_stage_options *o, int64_t model_id, int dim,
-                 int full, int64_t run, lvd_dedup_stage_counts *counts, lvd_error *err)
+                 int64_t run, lvd_dedup_stage_counts *counts, lvd_error *err)
 {
     dedup_work w = {0};
-    int64_t f = full;
     int rc = -1;
-    if (lvd_embeddings_read(m, model_id, &pool_rows, &f, 1, dim, &w.pool, err) ||
+    double t0 = now();
+    if (lvd_embeddings_read(m, model_id, &pool_rows, NULL, 0, dim, &w.pool, err) ||
         lvd_embeddings_read(m, model_id, &lvd_dedup_eval_rows, NULL, 0, dim, &w.eval, err) ||
         alloc_work(&w, err))
         goto done;
@@ -260,33 +281,48 @@ static int dedup(lvd_manifest *m, const lvd_dedup_stage_options *o, int64_t mode
         rc = lvd_fail(err, "model '%s' has no embeddings of pool images", o->model);
         goto done;
     }
-    restore_components(&w);
-    counts->new_images = w.pool.n - w.n_old;
-    if (link_rows(&w, o, counts, err) || decontaminate(&w, o, counts, err))
+    if (load_prev(m, model_id, &w, counts, err) ||
+        state_path(m, model_id, run, w.path, sizeof w.path, err))
         goto done;
+    double t1 = now();
+    if (link_rows(&w, o, counts, err))
+        goto done;
+    double t2 = now();
+    if (decontaminate(&w, o, counts, err))
+        goto done;
+    double t3 = now();
+    if (lvd_dedup_state_save(&w.state, w.path, err))
+        goto done;
+    double t4 = now();
     rc = write_results(m, &w, model_id, run, counts, err);
+    if (rc == 0)
+        remove_stale(w.path);
+    else
+        unlink(w.path);
+    double t5 = now();
+    double t[5] = {t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4};
+    memcpy(counts->seconds, t, sizeof t);
 done:
     work_free(&w);
     return rc;
 }
 
-static cJSON *params_json(const lvd_dedup_stage_options *o, int full)
+static cJSON *params_json(const lvd_dedup_stage_options *o)
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "model", o->model);
     cJSON_AddNumberToObject(j, "k", o->k);
     cJSON_AddNumberToObject(j, "threshold", o->threshold);
     cJSON_AddNumberToObject(j, "eval_threshold", o->eval_threshold);
-    if (o->factory)
-        cJSON_AddStringToObject(j, "factory", o->factory);
-    cJSON_AddNumberToObject(j, "memory_budget", (double)o->memory_budget);
     cJSON_AddNumberToObject(j, "nprobe", (double)o->nprobe);
-    cJSON_AddBoolToObject(j, "full", full);
+    cJSON_AddNumberToObject(j, "nlist", (double)o->nlist);
+    cJSON_AddBoolToObject(j, "full", o->full);
     return j;
 }
 
 static cJSON *counts_json(const lvd_dedup_stage_counts *c)
 {
+    static const char *const phases[5] = {"read", "search", "decontaminate", "state", "write"};
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "pool", (double)c->pool);
     cJSON_AddNumberToObject(j, "new", (double)c->new_images);
@@ -295,7 +331,15 @@ static cJSON *counts_json(const lvd_dedup_stage_counts *c)
     cJSON_AddNumberToObject(j, "duplicates", (double)c->duplicates);
     cJSON_AddNumberToObject(j, "eval_removed", (double)c->eval_removed);
     cJSON_AddNumberToObject(j, "kept", (double)c->kept);
-    cJSON_AddStringToObject(j, "factory", c->factory);
+    cJSON_AddNumberToObject(j, "nlist", (double)c->nlist);
+    cJSON_AddNumberToObject(j, "nprobe", c->nprobe);
+    cJSON_AddBoolToObject(j, "incremental", c->incremental);
+    cJSON_AddBoolToObject(j, "refitted", c->refitted);
+    if (!c->incremental)
+        cJSON_AddStringToObject(j, "full_because", c->why);
+    cJSON *t = cJSON_AddObjectToObject(j, "seconds");
+    for (int i = 0; i < 5; i++)
+        cJSON_AddNumberToObject(t, phases[i], round(c->seconds[i] * 1000.0) / 1000.0);
     return j;
 }
 
@@ -306,13 +350,11 @@ int lvd_dedup_stage_run(lvd_manifest *m, const lvd_dedup_stage_options *o,
     if (o->k < 1)
         return lvd_fail(err, "dedup: k must be at least 1");
     int64_t model_id, run;
-    int dim, changed;
-    if (lvd_embeddings_model(m, o->model, &model_id, &dim, err) ||
-        params_changed(m, o, &changed, err))
+    int dim;
+    if (lvd_embeddings_model(m, o->model, &model_id, &dim, err))
         return -1;
-    int full = o->full || changed;
-    if (lvd_kit_run_start(m, "dedup", params_json(o, full), &run, err))
+    if (lvd_kit_run_start(m, "dedup", params_json(o), &run, err))
         return -1;
-    int rc = dedup(m, o, model_id, dim, full, run, counts, err);
+    int rc = dedup(m, o, model_id, dim, run, counts, err);
     return lvd_kit_run_finish(m, run, rc, NULL, counts_json(counts), err);
 }

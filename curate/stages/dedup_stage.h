@@ -9,12 +9,25 @@
  *    image is removed whole (every member reason 'eval', similarity = the component's highest
  *    similarity to an eval image). It is recomputed on every run, so new eval images apply to
  *    the whole pool.
- * 3. Incremental: the table `dedup` records every pool image processed (view v_duplicates). A
- *    rerun rebuilds the old components from it and searches neighbours only for the new pool
- *    images (against old and new). That equals a full rerun when the index is exact and no
- *    image has k or more neighbours above the threshold (see lvd_dedup_link); a run whose k or
- *    threshold differ from the last successful run of the model, or --full, reprocesses all.
- * The run is recorded in `runs` (stage 'dedup'); all results are written in one transaction. */
+ * 3. Search: the pool's embeddings (in image id order) are partitioned into inverted lists and
+ *    searched list by list with sgemm (index/index.h, lvd_dedup_ivf_run): what an IVF<nlist>,Flat
+ *    index answers with nprobe lists searched per image, computed exactly enough that it does not
+ *    depend on batching or row order (nprobe = nlist is an exact search).
+ * 4. Incremental: each run saves its partition, every image's lists and its edges (its k best
+ *    neighbours above the threshold) beside the manifest, in "<DB>.dedup-m<model id>-r<run
+ *    id>.ivf", named by the run that wrote the model's rows of `dedup` (view v_duplicates). A
+ *    rerun assigns only the new pool images to the same lists and searches them against every
+ *    image stored there (old and new); the old images search only the new images stored in their
+ *    lists, merged into their recorded edges under the same top-k rule, so the result equals a
+ *    full rerun (--full) over the same partition bitwise, whatever k cuts. A run is full instead
+ *    when there is no readable state file, k, threshold or nprobe changed, an earlier image's
+ *    embedding is gone or changed, or --full; the partition itself is fitted again (and the run
+ *    is full) when the dimension or --nlist changed or the pool outgrew LVD_DEDUP_REFIT_GROWTH x
+ *    the images it was fitted on. Decontamination searches the partition with every run.
+ * The run is recorded in `runs` (stage 'dedup', counts with the phase times in seconds); all
+ * results are written in one transaction, after the state file (written atomically), and older
+ * state files of the model are removed once it commits, so a crash leaves the last committed
+ * state in force. */
 #ifndef LVD_CURATE_STAGES_DEDUP_STAGE_H
 #define LVD_CURATE_STAGES_DEDUP_STAGE_H
 
@@ -30,10 +43,9 @@ typedef struct lvd_dedup_stage_options {
     int k;                /* neighbours searched per image (64) */
     float threshold;      /* duplicate edge: similarity > threshold (0.6) */
     float eval_threshold; /* contamination: similarity > eval_threshold (0.45) */
-    const char *factory;  /* FAISS factory string, NULL: lvd_index_choose */
-    size_t memory_budget; /* bytes for the index when factory is NULL (4 GiB) */
-    size_t nprobe;        /* lists searched by IVF indexes (16) */
-    int full;             /* 1: reprocess every pool image */
+    size_t nprobe;        /* lists each image searches (16) */
+    int64_t nlist;        /* inverted lists; 0: automatic (about 2 sqrt(pool), a power of two) */
+    int full;             /* 1: search every pool image again (over the same partition) */
 } lvd_dedup_stage_options;
 
 typedef struct lvd_dedup_stage_counts {
@@ -44,17 +56,25 @@ typedef struct lvd_dedup_stage_counts {
     int64_t duplicates;   /* images removed as duplicates */
     int64_t eval_removed; /* images removed by decontamination */
     int64_t kept;
-    char factory[128]; /* index used */
+    int64_t nlist;     /* lists of the partition */
+    int nprobe;        /* lists searched per image */
+    int incremental;   /* 1: earlier images kept their edges */
+    int refitted;      /* 1: this run fitted the partition */
+    char why[160];     /* when not incremental: why */
+    double seconds[5]; /* read, search, decontaminate, save state, write results */
 } lvd_dedup_stage_counts;
 
 /* The eval images' embedding rows, as dedup compares the pool with them. */
 extern const lvd_kit_rows lvd_dedup_eval_rows;
 
-/* k 64, threshold 0.6, eval_threshold 0.45, automatic index with 4 GiB, nprobe 16. */
+/* k 64, threshold 0.6, eval_threshold 0.45, nprobe 16, automatic nlist. */
 void lvd_dedup_stage_defaults(lvd_dedup_stage_options *o);
 
 /* Runs the stage on the manifest m. Fails (nothing written but the failed run) on an unknown
- * model, unreadable embeddings or an index error. */
+ * model, unreadable embeddings, no pool embedding, or a state file that cannot be written. A state
+ * file that cannot be read only makes the run full (counts.why says so). Memory: the pool's and
+ * eval embeddings (4 x dim bytes each) plus about 12 x nprobe + 60 bytes per pool image and 150
+ * MB of buffers. */
 int lvd_dedup_stage_run(lvd_manifest *m, const lvd_dedup_stage_options *o,
                         lvd_dedup_stage_counts *counts, lvd_error *err);
 

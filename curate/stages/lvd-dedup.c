@@ -1,11 +1,11 @@
 /* lvd-dedup: near-duplicate removal and decontamination of the pool (curate/stages/dedup_stage.h).
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "curate/stages/dedup_stage.h"
 #include "curate/stages/calibrate_cli.h"
-#include "curate/stages/index_stage.h"
 #include "kit/kit.h"
 
 static const char help[] =
@@ -15,8 +15,9 @@ static const char help[] =
     "eval sources, using the model's embeddings. Pool images linked by a cosine similarity\n"
     "above the threshold among their k nearest neighbours form components; each component\n"
     "keeps its image with the lowest id. A component holding an image above the eval\n"
-    "threshold to any eval image is removed whole. Reruns process only new pool images\n"
-    "(the result equals a full rerun). Results: view v_duplicates.\n"
+    "threshold to any eval image is removed whole. Reruns search only new pool images\n"
+    "(the result equals a full rerun over the same partition; state file beside DB).\n"
+    "Results: view v_duplicates.\n"
     "With --calibrate, instead measures copy detection to choose --threshold (the options of\n"
     "lvd-calibrate; see lvd-dedup --calibrate --help).";
 
@@ -25,11 +26,11 @@ static int run(lvd_manifest *m, void *ctx, lvd_error *err)
     lvd_dedup_stage_counts c;
     if (lvd_dedup_stage_run(m, ctx, &c, err))
         return -1;
-    printf("pool %lld (new %lld), eval %lld, index %s: %lld components, %lld duplicates, "
-           "%lld removed by eval, %lld kept\n",
-           (long long)c.pool, (long long)c.new_images, (long long)c.eval, c.factory,
-           (long long)c.components, (long long)c.duplicates, (long long)c.eval_removed,
-           (long long)c.kept);
+    printf("pool %lld (searched %lld, %s), eval %lld, IVF%lld nprobe %d: %lld components, "
+           "%lld duplicates, %lld removed by eval, %lld kept\n",
+           (long long)c.pool, (long long)c.new_images, c.incremental ? "incremental" : "full",
+           (long long)c.eval, (long long)c.nlist, c.nprobe, (long long)c.components,
+           (long long)c.duplicates, (long long)c.eval_removed, (long long)c.kept);
     return 0;
 }
 
@@ -60,8 +61,10 @@ int main(int argc, char **argv)
         LVD_OPT_NUM("threshold", "T", o.threshold, -1, 1, "duplicate similarity threshold"),
         LVD_OPT_NUM("eval-threshold", "T", o.eval_threshold, -1, 1,
                     "contamination similarity threshold"),
-        LVD_OPT_SEARCH_INDEX(o.factory, o.memory_budget, o.nprobe),
-        LVD_OPT_FLAG("full", o.full, 1, "reprocess every pool image"),
+        LVD_OPT_INT("nprobe", "N", o.nprobe, 1, 1 << 20, "inverted lists each image searches"),
+        LVD_OPT_INT("nlist", "N", o.nlist, 1, INT32_MAX, "inverted lists",
+                    .def = "about 2 sqrt(pool), a power of two"),
+        LVD_OPT_FLAG("full", o.full, 1, "search every pool image again"),
         LVD_OPT_FLAG("calibrate", calibrate_flag, 1,
                      "instead, measure copy detection (lvd-calibrate)"),
         LVD_OPT_END,
