@@ -3,7 +3,10 @@
 #include "kit/kit.h"
 #include "train/train_stage.h"
 
-static const char about[] =
+static const char help[] =
+    "--db DB (--curated MODEL | --source NAME...) --teacher PATH --out DIR [options]\n"
+    "[--config FILE.ini] [options]\n"
+    "\n"
     "Distils a frozen teacher into a new, smaller student on the curated set of a model or on\n"
     "the images of sources (DINOv2's distillation): with --distill-mode heads (the default\n"
     "when the teacher has heads, e.g. an lvd-train folder) the student gets heads of the\n"
@@ -35,15 +38,12 @@ int main(int argc, char **argv)
     lvd_kit_opt opts[LVD_TRAIN_MAX_OPTS];
     lvd_train_option_table(&o, 1, opts);
     const lvd_kit_cmd cmd = {.name = "lvd-distill",
-                             .usage = "--db DB (--curated MODEL | --source NAME...) --teacher PATH "
-                                      "--out DIR [options]\n[--config FILE.ini] [options]",
-                             .about = about,
+                             .help = help,
                              .opts = opts,
-                             .footer = footer,
-                             .check = lvd_train_check,
-                             .db = &o.db,
-                             .mode = LVD_MANIFEST_WRITE,
                              .run = lvd_train_run,
-                             .ctx = &o};
+                             .ctx = &o,
+                             .db = LVD_KIT_WRITE,
+                             .check = lvd_train_check,
+                             .footer = footer};
     return lvd_train_main(&cmd, argc, argv);
 }

@@ -2,7 +2,10 @@
 #include "kit/kit.h"
 #include "train/train_stage.h"
 
-static const char about[] =
+static const char help[] =
+    "--db DB (--curated MODEL | --source NAME...) --out DIR [options]\n"
+    "[--config FILE.ini] [options]\n"
+    "\n"
     "Pretrains a ViT with DINOv2's objective (DINO + iBOT + KoLeo, EMA teacher) on the curated\n"
     "set of a model or on the images of sources, and writes into DIR: checkpoint.safetensors\n"
     "(the whole training state, atomically every --ckpt-every steps and at the end),\n"
@@ -37,15 +40,12 @@ int main(int argc, char **argv)
     lvd_kit_opt opts[LVD_TRAIN_MAX_OPTS];
     lvd_train_option_table(&o, 0, opts);
     const lvd_kit_cmd cmd = {.name = "lvd-train",
-                             .usage = "--db DB (--curated MODEL | --source NAME...) --out DIR "
-                                      "[options]\n[--config FILE.ini] [options]",
-                             .about = about,
+                             .help = help,
                              .opts = opts,
-                             .footer = footer,
-                             .check = lvd_train_check,
-                             .db = &o.db,
-                             .mode = LVD_MANIFEST_WRITE,
                              .run = lvd_train_run,
-                             .ctx = &o};
+                             .ctx = &o,
+                             .db = LVD_KIT_WRITE,
+                             .check = lvd_train_check,
+                             .footer = footer};
     return lvd_train_main(&cmd, argc, argv);
 }
