@@ -99,10 +99,19 @@ if [ -n "${LVD_MODEL:-}" ]; then
         "$lvd_model" add --db "$db" --name "$name" "$LVD_MODEL"
     fi
 else
-    export LVD_DEMO_MODEL=demo-tiny
     say "model: training a tiny ViT (patch 4, 28 px) on the pool for at most" \
         "$LVD_DEMO_TRAIN_MINUTES min (LVD_DEMO_TRAIN_MINUTES): $root/pipelines/demo-train.ini"
     "$lvd_run" "$root/pipelines/demo-train.ini" --db "$db"
+    # Named by its content: a rerun with a larger budget continues the training and makes a new
+    # teacher, which is then a new model (embedded and curated again) rather than a changed file.
+    teacher=$work/train/teacher_backbone.safetensors
+    [ -f "$teacher" ] || die "lvd-train exported no teacher ($teacher)"
+    name=demo-tiny-$(sha256sum "$teacher" | cut -c1-8)
+    export LVD_DEMO_MODEL=$name
+    if ! "$lvd_model" list --db "$db" | cut -f1 | grep -qx -- "$name"; then
+        "$lvd_model" add --db "$db" --name "$name" "$teacher"
+    fi
+    say "model: the trained teacher, registered as $name"
 fi
 
 say "embedding at resize $LVD_DEMO_RESIZE, crop $LVD_DEMO_CROP, then dedup, retrieve, export:" \
