@@ -1,18 +1,30 @@
 #!/usr/bin/env bash
 # The lvd demo (scripts/setup.sh demo runs it from the repository root after building into
-# build/): Fashion-MNIST and the MATE desktop photos, exported, fetched into shards and embedded by
-# pipelines/demo.ini through lvd-run, then summarized by lvd-status.
+# build/), three pipeline files run by lvd-run: pipelines/demo.ini exports Fashion-MNIST and
+# fetches it with the MATE desktop photos into shards; pipelines/demo-train.ini trains a tiny ViT
+# on the pool with lvd-train and registers its teacher (skipped when LVD_MODEL names a
+# checkpoint); pipelines/demo-curate.ini embeds with that model, dedups and decontaminates the
+# pool, retrieves around the seeds and exports the curated shards; pipelines/demo-eval.ini scores
+# the model with k-NN (lvd-eval; skipped with a message when it is not built).
+# It closes with a summary: images kept and removed per reason, curated images per method, k-NN
+# top-1.
 #
 # Environment:
 #   LVD_DEMO_DIR     work folder (default ./demo-out); rerunning skips the finished steps
-#   LVD_MODEL        a DINOv2 checkpoint (safetensors or torch .pth) to embed with; without it
-#                    the built-in randomly initialized ViT-S/14 is used
-#   LVD_DEMO_RESIZE  embedding resize (default 112) and ...
-#   LVD_DEMO_CROP    ... crop (default 112): below the reference 256/224 to keep the demo to a
-#                    few minutes on 2 cores; Fashion-MNIST images are 28 x 28 anyway
+#   LVD_MODEL        a DINOv2 checkpoint (safetensors or torch .pth) to use instead of
+#                    training one (then no training)
+#   LVD_DEMO_TRAIN_MINUTES
+#                    training budget in minutes (default 5)
+#   LVD_DEMO_TRAIN_STEPS
+#                    the training schedules' length in steps (default 3000; the budget
+#                    normally ends the run first)
+#   LVD_DEMO_RESIZE  embedding resize and ...
+#   LVD_DEMO_CROP    ... crop: default 28 / 28 for the trained model (its training resolution),
+#                    112 / 112 for LVD_MODEL (below the reference 256/224 to keep the demo to a
+#                    few minutes on 2 cores; Fashion-MNIST images are 28 x 28 anyway)
 #   LVD_DEMO_THRESHOLD, LVD_DEMO_EVAL_THRESHOLD
 #                    dedup and decontamination thresholds of pipelines/demo-curate.ini
-#                    (defaults 0.99 and 0.98), which runs only with LVD_MODEL
+#                    (defaults 0.99 and 0.98)
 #   LVD_BUILD        build folder holding the executables (default ./build)
 set -euo pipefail
 
@@ -43,16 +55,18 @@ lvd_model=$(tool lvd-model)
 tool lvd-idx-export >/dev/null
 tool lvd-fetch >/dev/null
 tool lvd-embed >/dev/null
-if [ -n "${LVD_MODEL:-}" ]; then
-    tool lvd-dedup >/dev/null
-    tool lvd-retrieve >/dev/null
-    tool lvd-export >/dev/null
-fi
+tool lvd-dedup >/dev/null
+tool lvd-retrieve >/dev/null
+tool lvd-export >/dev/null
+[ -n "${LVD_MODEL:-}" ] || tool lvd-train >/dev/null
 
 export LVD_FMNIST=${LVD_FMNIST:-/usr/share/datasets/fashion-mnist}
 export LVD_MATE=${LVD_MATE:-/usr/share/backgrounds/mate}
-export LVD_DEMO_RESIZE=${LVD_DEMO_RESIZE:-112}
-export LVD_DEMO_CROP=${LVD_DEMO_CROP:-112}
+if [ -n "${LVD_MODEL:-}" ]; then side=112; else side=28; fi
+export LVD_DEMO_RESIZE=${LVD_DEMO_RESIZE:-$side}
+export LVD_DEMO_CROP=${LVD_DEMO_CROP:-$side}
+export LVD_DEMO_TRAIN_MINUTES=${LVD_DEMO_TRAIN_MINUTES:-5}
+export LVD_DEMO_TRAIN_STEPS=${LVD_DEMO_TRAIN_STEPS:-3000}
 export LVD_DEMO_THRESHOLD=${LVD_DEMO_THRESHOLD:-0.99}
 export LVD_DEMO_EVAL_THRESHOLD=${LVD_DEMO_EVAL_THRESHOLD:-0.98}
 [ -f "$LVD_FMNIST/train-images-idx3-ubyte.gz" ] ||
@@ -70,38 +84,47 @@ cd "$work"
 db=demo.db
 start=$(date +%s)
 
-# The model: registered once under a name that says what it is (lvd-model refuses to register
-# a name twice, and lvd-embed refuses a checkpoint file that changed since).
+say "work folder $work: running $root/pipelines/demo.ini (export, fetch)"
+"$lvd_run" "$root/pipelines/demo.ini" --db "$db"
+
+# The model: a checkpoint registered once under a name that says what it is (lvd-model refuses
+# to register a name twice, and lvd-embed refuses a checkpoint file that changed since), or the
+# demo's own, trained and registered by lvd-train.
 if [ -n "${LVD_MODEL:-}" ]; then
     name=$(basename "$LVD_MODEL")
     name=ckpt-$(printf '%s' "${name%.*}" | tr -c 'A-Za-z0-9._-' '_')
-    model_args=("$LVD_MODEL")
+    export LVD_DEMO_MODEL=$name
     say "model: checkpoint $LVD_MODEL (registered as $name)"
+    if ! "$lvd_model" list --db "$db" | cut -f1 | grep -qx -- "$name"; then
+        "$lvd_model" add --db "$db" --name "$name" "$LVD_MODEL"
+    fi
 else
-    name=vits14-random
-    model_args=(--random vits14)
-    say "model: built-in ViT-S/14 with RANDOM weights: features are not meaningful"
-    say "       (set LVD_MODEL=/path/to/dinov2_vits14 checkpoint for real features)"
-fi
-export LVD_DEMO_MODEL=$name
-registered=$("$lvd_model" list --db "$db" | cut -f1)
-if ! grep -qx -- "$name" <<<"$registered"; then
-    "$lvd_model" add --db "$db" --name "$name" "${model_args[@]}"
-fi
-say "embedding at resize $LVD_DEMO_RESIZE, crop $LVD_DEMO_CROP (the reference transform is 256/224)"
-
-say "work folder $work: running $root/pipelines/demo.ini"
-"$lvd_run" "$root/pipelines/demo.ini" --db "$db"
-if [ -n "${LVD_MODEL:-}" ]; then
-    say "curation: running $root/pipelines/demo-curate.ini (dedup, retrieve, export)"
-    "$lvd_run" "$root/pipelines/demo-curate.ini" --db "$db"
-else
-    say "curation (pipelines/demo-curate.ini: dedup, retrieve, export) skipped: random-weight"
-    say "       features are all alike (cosine about 1), every pool image would be one component."
-    say "       Set LVD_MODEL to a DINOv2 checkpoint to run it."
+    say "model: training a tiny ViT (patch 4, 28 px) on the pool for at most" \
+        "$LVD_DEMO_TRAIN_MINUTES min (LVD_DEMO_TRAIN_MINUTES): $root/pipelines/demo-train.ini"
+    "$lvd_run" "$root/pipelines/demo-train.ini" --db "$db"
+    # Named by its content: a rerun with a larger budget continues the training and makes a new
+    # teacher, which is then a new model (embedded and curated again) rather than a changed file.
+    teacher=$work/train/teacher_backbone.safetensors
+    [ -f "$teacher" ] || die "lvd-train exported no teacher ($teacher)"
+    name=demo-tiny-$(sha256sum "$teacher" | cut -c1-8)
+    export LVD_DEMO_MODEL=$name
+    if ! "$lvd_model" list --db "$db" | cut -f1 | grep -qx -- "$name"; then
+        "$lvd_model" add --db "$db" --name "$name" "$teacher"
+    fi
+    say "model: the trained teacher, registered as $name"
 fi
 
-say "done in $(( $(date +%s) - start )) s; summary (lvd-status --db $work/$db):"
+say "embedding at resize $LVD_DEMO_RESIZE, crop $LVD_DEMO_CROP, then dedup, retrieve, export:" \
+    "running $root/pipelines/demo-curate.ini"
+"$lvd_run" "$root/pipelines/demo-curate.ini" --db "$db"
+if (tool lvd-eval) >/dev/null 2>&1; then
+    say "k-NN evaluation: running $root/pipelines/demo-eval.ini"
+    "$lvd_run" "$root/pipelines/demo-eval.ini" --db "$db"
+else
+    say "k-NN evaluation skipped: lvd-eval is not built in $build"
+fi
+
+say "done in $(( $(date +%s) - start )) s; status (lvd-status --db $work/$db):"
 "$lvd_status" --db "$db"
 
 cat <<SQL
@@ -113,18 +136,33 @@ Try, for example:
   sqlite3 $work/$db "SELECT model, COUNT(*) FROM v_embeddings GROUP BY model"
   sqlite3 $work/$db "SELECT url, shard, member FROM v_images WHERE source = 'pool' LIMIT 5"
   sqlite3 $work/$db "SELECT id, stage, status, started, finished FROM v_runs ORDER BY id"
-SQL
-if [ -n "${LVD_MODEL:-}" ]; then
-    cat <<SQL
   sqlite3 $work/$db "SELECT kept, reason, COUNT(*) FROM v_duplicates GROUP BY kept, reason"
   sqlite3 $work/$db "SELECT dataset, method, COUNT(*) FROM v_curated GROUP BY dataset, method"
+  sqlite3 $work/$db "SELECT model, k, top1, top5 FROM v_evals WHERE protocol = 'knn'"
 SQL
-fi
+
+# The closing summary, from the manifest's views.
+m=$LVD_DEMO_MODEL
 if command -v sqlite3 >/dev/null; then
-    say "for instance, the seed labels:"
+    echo
+    say "summary for model $m"
+    say "pool after dedup (threshold $LVD_DEMO_THRESHOLD) and decontamination" \
+        "(threshold $LVD_DEMO_EVAL_THRESHOLD against eval and bank):"
     sqlite3 -column -header "$db" \
-        "SELECT label, COUNT(*) AS n FROM v_images WHERE source = 'seed' GROUP BY label"
-fi
-if [ -z "${LVD_MODEL:-}" ]; then
-    say "reminder: the embeddings come from RANDOM weights: features are not meaningful"
+        "SELECT CASE WHEN reason IS NULL THEN 'kept' ELSE 'removed: ' || reason END AS images,
+                COUNT(*) AS n
+         FROM v_duplicates WHERE model = '$m' GROUP BY images ORDER BY images DESC"
+    say "curated set (distinct images per method; exported to $work/curated):"
+    sqlite3 -column -header "$db" \
+        "SELECT method, COUNT(DISTINCT image_id) AS images FROM v_curated WHERE model = '$m'
+         GROUP BY method UNION ALL
+         SELECT 'all', COUNT(DISTINCT image_id) FROM v_curated WHERE model = '$m'"
+    say "k-NN classification (bank: 1,000 Fashion-MNIST train images, test: 500 test images):"
+    sqlite3 -column -header "$db" \
+        "SELECT k, printf('%.1f', top1) AS top1, printf('%.1f', top5) AS top5, n_train, n_test
+         FROM v_evals WHERE protocol = 'knn' AND model = '$m'
+           AND run = (SELECT MAX(run) FROM v_evals WHERE protocol = 'knn' AND model = '$m')
+         ORDER BY k"
+else
+    say "install sqlite3 for the closing summary"
 fi

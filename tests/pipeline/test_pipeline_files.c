@@ -1,4 +1,4 @@
-/* The shipped pipelines (pipelines/demo.ini, pipelines/lvd142m.ini) load and plan: lvd-run
+/* The shipped pipelines (pipelines/demo*.ini, pipelines/lvd142m.ini) load and plan: lvd-run
  * --dry-run on each lists every step with its command and creates nothing. Skipped when a stage
  * executable is not built. Args: lvd-run, then each pipeline file. */
 #include <sys/stat.h>
@@ -29,9 +29,10 @@ int main(int argc, char **argv)
     }
     char *lvd_run = pt_abs(argv[1]);
     char stage_path[8192];
-    snprintf(stage_path, sizeof stage_path,
-             "%s/curate/fetch:%s/curate/pipeline:%s/curate/mnist:%s/curate/stages:%s/embed", build,
-             build, build, build, build);
+    snprintf(
+        stage_path, sizeof stage_path,
+        "%s/curate/fetch:%s/curate/pipeline:%s/curate/mnist:%s/curate/stages:%s/embed:%s/train",
+        build, build, build, build, build, build);
     setenv("LVD_STAGE_PATH", stage_path, 1);
     setenv("LVD_DATA", "/nonexistent", 1);
     setenv("LVD_MODEL", "/nonexistent/model.pth", 1);
@@ -42,6 +43,8 @@ int main(int argc, char **argv)
     setenv("LVD_DEMO_CROP", "112", 1);
     setenv("LVD_DEMO_THRESHOLD", "0.95", 1);
     setenv("LVD_DEMO_EVAL_THRESHOLD", "0.9", 1);
+    setenv("LVD_DEMO_TRAIN_MINUTES", "1", 1);
+    setenv("LVD_DEMO_TRAIN_STEPS", "100", 1);
     char *files[16];
     int n = argc - 2 < 16 ? argc - 2 : 16;
     for (int i = 0; i < n; i++)
