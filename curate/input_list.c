@@ -374,7 +374,8 @@ int lvd_inputs_read_list(const char *path, lvd_input_fn fn, void *ctx, lvd_error
         return lvd_fail(err, "%s: out of memory", path);
     *r = (list_reader){.path = path, .fn = fn, .ctx = ctx};
     r->gz = gzopen(path, "rb");
-    int rc = r->gz ? read_list(r, err) : lvd_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    int rc =
+        r->gz ? read_list(r, err) : lvd_fail(err, "%s: cannot open: %s", path, strerror(errno));
     if (r->gz)
         gzclose(r->gz);
     free(r->buf);

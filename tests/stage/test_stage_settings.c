@@ -16,8 +16,7 @@ typedef struct env {
 } env;
 
 /* lvd-embed of model rnd with up to five more arguments (NULL ends them). */
-static int embed(env *e, const char *a, const char *b, const char *c, const char *d,
-                 const char *f)
+static int embed(env *e, const char *a, const char *b, const char *c, const char *d, const char *f)
 {
     return test_run(e->tl.embed, e->log, "--db", e->db, "--model", "rnd", "--no-progress",
                     "--threads", "2", a, b, c, d, f, NULL);
