@@ -47,9 +47,9 @@ int vt_check_pass(const lvd_vit_train *m, const lvd_vit_pass *p, lvd_error *err)
 
 /* Kernels (train/vit_train_layers.c), OpenMP over `threads`, OpenBLAS single-threaded. */
 
-/* out (BT, OC) = bias (NULL: 0) + inp (BT, C; row stride lda) @ w (OC, C)^T: the rows start as the bias
- * and sgemm accumulates into them (beta 1), one pass over out fewer than a product followed by a
- * bias add. */
+/* out (BT, OC) = bias (NULL: 0) + inp (BT, C; row stride lda) @ w (OC, C)^T: the rows start as the
+ * bias and sgemm accumulates into them (beta 1), one pass over out fewer than a product followed by
+ * a bias add. */
 void vt_matmul_forward(float *out, const float *inp, int lda, const float *w, const float *bias,
                        int BT, int C, int OC, int threads);
 
