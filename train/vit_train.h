@@ -180,8 +180,9 @@ void lvd_vit_pass_free(lvd_vit_pass *p);
  * (B, N) bytes, nonzero = patch embedding replaced by mask_token before positions (iBOT). drop
  * is NULL or the stochastic depth. Fills the requested outputs (out may be NULL) and, in a grad
  * pass, keeps what lvd_vit_train_backward needs; the parameters must not change between the two.
- * Equal to lvd_vit_forward on the same weights (same kernels) when no image is dropped. Fails
- * on a pass of another architecture, too many threads, or a rate outside [0, 1]. */
+ * Equal to lvd_vit_forward on the same weights up to float rounding when no image is dropped
+ * (the same layer kernels; the products here start from the bias rows). Fails on a pass of
+ * another architecture, too many threads, or a rate outside [0, 1]. */
 int lvd_vit_train_forward(lvd_vit_train *m, lvd_vit_pass *p, const float *x, const uint8_t *mask,
                           const lvd_vit_drop *drop, const lvd_vit_train_outputs *out,
                           lvd_error *err);
