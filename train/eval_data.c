@@ -6,10 +6,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "curate/embeddings_read.h"
-#include "curate/embeddings_vit.h"
-#include "curate/export_members.h"
+#include "curate/stages/embeddings_read.h"
+#include "curate/stages/embeddings_vit.h"
 #include "image/image.h"
+#include "store/shard.h"
 
 int eval_source(lvd_manifest *m, const char *name, int64_t *id, lvd_error *err)
 {
@@ -193,13 +193,9 @@ static int64_t find_id(const int64_t *ids, int64_t n, int64_t id)
 int eval_stored_read(lvd_manifest *m, int64_t model_id, int64_t src, int dim, const eval_images *im,
                      float *x, uint8_t *have, int64_t *n_missing, int64_t *n_failed, lvd_error *err)
 {
-    static const char *const rows_sql =
-        "SELECT e.image_id, f.path, e.row FROM embeddings e"
-        " JOIN embedding_files f ON f.id = e.file_id JOIN images i ON i.id = e.image_id"
-        " WHERE e.model_id = ?1 AND i.source_id = ?2 AND i.status = 'ok' ORDER BY e.image_id";
-    int64_t binds[2] = {model_id, src};
+    static const lvd_kit_rows rows = {.where = "i.source_id = ?2 AND i.status = 'ok'"};
     lvd_embeddings e;
-    if (lvd_embeddings_read(m, rows_sql, binds, 2, dim, &e, err))
+    if (lvd_embeddings_read(m, model_id, &rows, &src, 1, dim, &e, err))
         return -1;
     memset(have, 0, (size_t)im->n);
     for (int64_t r = 0; r < e.n; r++) {
@@ -305,7 +301,7 @@ static int pass_flush(vit_pass *p, lvd_error *err)
     return 0;
 }
 
-static int on_member(void *ctx, int64_t i, const char *name, const unsigned char *data, size_t len,
+static int on_member(void *ctx, size_t i, const char *name, const uint8_t *data, size_t len,
                      lvd_error *err)
 {
     vit_pass *p = ctx;
@@ -315,7 +311,7 @@ static int on_member(void *ctx, int64_t i, const char *name, const unsigned char
     p->seen[k] = 1;
     lvd_image img;
     lvd_error derr;
-    if (lvd_stage_decode(data, len, &img, &derr)) {
+    if (lvd_image_decode_rgb(data, len, &img, &derr)) {
         (*p->n_failed)++; /* as lvd-embed, an image that does not decode is left out */
         return 0;
     }
@@ -351,7 +347,8 @@ static int pass_shards(vit_pass *p, int64_t *order, const char **members, lvd_er
         for (; j < im->n && strcmp(im->shard[order[j]], im->shard[order[i]]) == 0; j++)
             members[j - i] = im->member[order[j]];
         p->group = order + i;
-        if (lvd_shard_scan(im->shard[order[i]], members, j - i, on_member, p, err))
+        if (lvd_shard_read(im->shard[order[i]], members, (size_t)(j - i), LVD_SHARD_BY_NAME,
+                           on_member, p, err))
             return -1;
         for (int64_t k = i; k < j; k++)
             if (!p->seen[order[k]])

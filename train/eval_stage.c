@@ -5,9 +5,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "curate/stages/embed_stage.h"
 #include "embed/model_registry.h"
-#include "embed/stage.h"
 #include "index/index.h"
+#include "kit/kit.h"
 #include "train/eval.h"
 #include "train/eval_data.h"
 

@@ -15,8 +15,8 @@
  * Usage: test_eval_cli LVD-FETCH LVD-MODEL LVD-EMBED LVD-EVAL */
 #include <math.h>
 
-#include "curate/embeddings_read.h"
-#include "curate/embeddings_vit.h"
+#include "curate/stages/embeddings_read.h"
+#include "curate/stages/embeddings_vit.h"
 #include "embed/model_registry.h"
 #include "index/index.h"
 #include "tests/stages/stages_test.h"
@@ -287,7 +287,7 @@ static void test_knn_imported(sqlite3 *db)
     CHECK(c1[0] < N_TE && c1[0] > N_TE / 2); /* neither trivial nor hopeless */
 
     char *out, *err;
-    int rc = eval(&out, &err, "knn", "--model", "ext", "--train", "tr", "--test", "te", "--k",
+    int rc = eval(&out, &err, "knn", "--model", "ext", "--train", "tr", "--test", "te", "-k",
                   "1,3,5,100", NULL);
     CHECK_MSG(rc == 0, "lvd-eval knn: %s", err);
     fputs(out, stdout);
@@ -374,7 +374,7 @@ static void test_vit_features(sqlite3 *db)
               read_bytes((const char *)sqlite3_column_text(st, 0) + strlen("file://"), &buf,
                          &len) == 0);
         sqlite3_finalize(st);
-        CHECK(lvd_stage_decode(buf, len, &img, &err) == 0);
+        CHECK(lvd_image_decode_rgb(buf, len, &img, &err) == 0);
         CHECK(lvd_image_preprocess(&img, 28, 28, chw, &err) == 0);
         lvd_vit_outputs out = {.cls = cls, .patch = patch, .n_inter = 4, .inter_cls = inter};
         CHECK(lvd_vit_forward(vit, chw, 1, 28, 28, NULL, &out, &err) == 0);
@@ -538,11 +538,10 @@ static void test_errors(sqlite3 *db)
                 "linear", "--model", "ext", "--train", "tr", "--test", "te");
     EXPECT_FAIL(1, "the model has 12 blocks, 13 asked for", "linear", "--model", "rnd", "--train",
                 "tr", "--test", "te", "--blocks", "13", "--crop", "28", "--resize", "28");
-    EXPECT_FAIL(2, "--db, --model, --train and --test are required", "knn", "--model", "ext",
-                "--train", "tr");
+    EXPECT_FAIL(2, "--test is required", "knn", "--model", "ext", "--train", "tr");
     EXPECT_FAIL(2, "--pool: cls or cls+mean", "knn", "--model", "ext", "--train", "tr", "--test",
                 "te", "--pool", "avg");
-    EXPECT_FAIL(2, "--k", "knn", "--model", "ext", "--train", "tr", "--test", "te", "--k", "10,0");
+    EXPECT_FAIL(2, "-k: ", "knn", "--model", "ext", "--train", "tr", "--test", "te", "-k", "10,0");
     EXPECT_FAIL(2, "unknown subcommand 'nn'", "nn");
     char *out;
     CHECK(eval(&out, NULL, "knn", "--help", NULL) == 0 && strstr(out, "--temperature"));
