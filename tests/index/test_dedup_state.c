@@ -249,6 +249,7 @@ static void test_corrupt_files(const char *dir)
     write_file(bad, buf, len);
     CHECK(lvd_dedup_state_load(bad, &back, &err) == -1);
     CHECK(lvd_dedup_state_load(path, &back, &err) == 0 && same_state(&s, &back));
+    lvd_dedup_state_free(&back);
     CHECK(lvd_dedup_state_load("/nonexistent/state", &back, &err) == -1);
     /* Keys that do not ascend are refused by the run. */
     int64_t k2[3] = {5, 5, 6};
