@@ -92,14 +92,15 @@ static void eval_block(eval_scan *e, const int64_t *qids, int64_t nq, const int6
         }
 }
 
-static void eval_lists(eval_scan *e, const index_lists *stored, const index_lists *probing,
+/* For every list, the eval rows of eval_rows against the pool rows of pool_rows. */
+static void eval_lists(eval_scan *e, const index_lists *pool_rows, const index_lists *eval_rows,
                        int64_t nlist)
 {
     for (int64_t l = 0; l < nlist; l++) {
-        const int64_t *mids = stored->ids + stored->start[l];
-        const int64_t *qids = probing->ids + probing->start[l];
-        int64_t nm = stored->start[l + 1] - stored->start[l];
-        int64_t nq = probing->start[l + 1] - probing->start[l];
+        const int64_t *mids = pool_rows->ids + pool_rows->start[l];
+        const int64_t *qids = eval_rows->ids + eval_rows->start[l];
+        int64_t nm = pool_rows->start[l + 1] - pool_rows->start[l];
+        int64_t nq = eval_rows->start[l + 1] - eval_rows->start[l];
         for (int64_t m0 = 0; nq > 0 && m0 < nm; m0 += DECONTAM_BLOCK) {
             int64_t mc = nm - m0 < DECONTAM_BLOCK ? nm - m0 : DECONTAM_BLOCK;
             index_gather(e->m, e->x, e->d, mids + m0, mc);
@@ -136,7 +137,7 @@ int lvd_decontaminate_ivf(const lvd_dedup_state *s, const float *x, const int64_
                    .cut = threshold - index_sgemm_margin(s->d),
                    .removed = removed,
                    .best = best};
-    index_lists stored = {0}, probing = {0};
+    index_lists stored = {0}, probing = {0}, eval_stored = {0}, pool_probing = {0};
     int32_t *probe = index_alloc((size_t)n_eval * s->nprobe, sizeof *probe, "eval lists", err);
     e.q = index_alloc((size_t)DECONTAM_BLOCK * s->d, sizeof *e.q, "decontamination blocks", err);
     e.m = index_alloc((size_t)DECONTAM_BLOCK * s->d, sizeof *e.m, "decontamination blocks", err);
@@ -150,8 +151,16 @@ int lvd_decontaminate_ivf(const lvd_dedup_state *s, const float *x, const int64_
         rc = index_ivf_lists(s->probe, n, s->nprobe, 1, s->nlist, NULL, 0, &stored, err);
     if (rc == 0)
         rc = index_ivf_lists(probe, n_eval, s->nprobe, s->nprobe, s->nlist, NULL, 0, &probing, err);
+    if (rc == 0)
+        rc = index_ivf_lists(probe, n_eval, s->nprobe, 1, s->nlist, NULL, 0, &eval_stored, err);
+    if (rc == 0)
+        rc = index_ivf_lists(s->probe, n, s->nprobe, s->nprobe, s->nlist, NULL, 0, &pool_probing,
+                             err);
     if (rc == 0) {
+        /* Both directions, as in the dedup: eval rows meet the pool rows stored in the lists
+         * they search, and the pool rows that search the list an eval row is nearest to. */
         eval_lists(&e, &stored, &probing, s->nlist);
+        eval_lists(&e, &pool_probing, &eval_stored, s->nlist);
         for (int64_t i = 0; i < n; i++) {
             removed[i] = removed[root[i]];
             *n_removed += removed[i];
@@ -159,6 +168,8 @@ int lvd_decontaminate_ivf(const lvd_dedup_state *s, const float *x, const int64_
     }
     index_ivf_lists_free(&stored);
     index_ivf_lists_free(&probing);
+    index_ivf_lists_free(&eval_stored);
+    index_ivf_lists_free(&pool_probing);
     free(probe);
     free(e.q);
     free(e.m);

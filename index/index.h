@@ -271,8 +271,9 @@ int lvd_decontaminate(const lvd_index *pool, const int64_t *root, const float *e
                       float threshold, uint8_t *removed, int64_t *n_removed, lvd_error *err);
 
 /* Decontamination over the partition of s (x: its s->n rows, in its order; root from the same
- * run): each eval row searches its s->nprobe nearest lists; every pool row found there with sim
- * > threshold (sim as the partition code defines it) marks its component. removed[i] (n entries)
+ * run): each eval row meets the pool rows stored in its s->nprobe nearest lists and, as in the
+ * dedup, the pool rows whose lists include its nearest one; every pool row so met with sim >
+ * threshold (sim as the partition code defines it) marks its component. removed[i] (n entries)
  * is 1 for each row of a marked component, best[i] (n entries, may be NULL) the highest sim found
  * between row i and an eval row (-INFINITY when none), *n_removed their count. */
 int lvd_decontaminate_ivf(const lvd_dedup_state *s, const float *x, const int64_t *root,
