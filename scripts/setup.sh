@@ -15,7 +15,7 @@ packages=(
   build-essential pkg-config meson ninja-build clang clang-format-14 libclang-rt-14-dev python3
   libopenblas-dev libjpeg62-turbo-dev libpng-dev libwebp-dev zlib1g-dev
   libsqlite3-dev sqlite3 libcurl4-openssl-dev libarchive-dev libcjson-dev libinih-dev
-  libzip-dev libssl-dev libfaiss-dev dpkg-dev g++
+  libzip-dev libssl-dev libfaiss-dev dpkg-dev g++ libopenmpi-dev openmpi-bin
   mate-backgrounds dataset-fashion-mnist chromium
 )
 
