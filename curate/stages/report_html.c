@@ -16,7 +16,7 @@ static const char *const style =
     "figure.kept{outline:3px solid #3a3}figure.removed{outline:1px solid #c33}"
     "figure.eval,figure.seed{outline:3px solid #36c}figure.pick{outline:1px solid #999}"
     "figcaption{font-size:12px;word-break:break-all}.none{height:64px;background:#eee}"
-    "svg{display:block;margin:8px 0}.note{color:#666}";
+    "svg{display:inline-block;vertical-align:top;margin:8px 16px 8px 0}.note{color:#666}";
 
 int lvd_html_open(lvd_html_file *h, const char *path, lvd_error *err)
 {

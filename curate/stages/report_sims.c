@@ -172,8 +172,8 @@ static void write_edges(lvd_manifest *m, FILE *f, int64_t model_id, const thresh
     const char *name = strrchr(path, '/');
     fprintf(f,
             "<p>%lld pairs of pool images linked by dedup run %lld: each image's %d best "
-            "neighbours with similarity above %.3f among its %d nearest of %lld lists, a pair "
-            "found from both ends counted once (state file ",
+            "neighbours with similarity above %.3f, searched in %d of %lld inverted lists; a "
+            "pair found from both ends counted once (state file ",
             (long long)h.n, (long long)t->run, s.k, s.threshold, s.nprobe, (long long)s.nlist);
     lvd_html_escape(f, name ? name + 1 : path);
     fputs(").</p>\n", f);

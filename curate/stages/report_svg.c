@@ -14,7 +14,7 @@
 #define MARGIN_B  40
 #define TITLE_H   24
 #define LEGEND_H  16
-#define CHAR_W    6.2 /* average width of a character at font-size 11, for legend layout */
+#define CHAR_W    6.6 /* a generous width of a character at font-size 11, for legend layout */
 #define BIG       1e300
 
 static const char *const colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
@@ -122,7 +122,7 @@ static int legend_rows(const frame *fr, const char *const *names, int n)
     int rows = n > 0;
     double x = fr->left;
     for (int i = 0; i < n; i++) {
-        double w = 28 + CHAR_W * (double)strlen(names[i] ? names[i] : "");
+        double w = 32 + CHAR_W * (double)strlen(names[i] ? names[i] : "");
         if (x > fr->left && x + w > fr->right) {
             rows++;
             x = fr->left;
@@ -138,7 +138,7 @@ static void legend(FILE *f, const frame *fr, const char *const *names, int n, in
     double x = fr->left, y = TITLE_H + 8;
     for (int i = 0; i < n; i++) {
         const char *name = names[i] ? names[i] : "";
-        double w = 28 + CHAR_W * (double)strlen(name);
+        double w = 32 + CHAR_W * (double)strlen(name);
         if (x > fr->left && x + w > fr->right) {
             y += LEGEND_H;
             x = fr->left;
@@ -375,6 +375,10 @@ void lvd_svg_histogram(FILE *f, const lvd_svg_chart *c, double lo, double hi, co
     axis ax = {valid ? lo : 0, valid ? hi : 1, 0, 0, 0, 0}, ay;
     ax.step = nice_step(ax.hi - ax.lo, 5);
     nice_axis(0, (double)(top > 0 ? top : 1), &ay);
+    if (ay.step < 1) { /* counts: whole ticks */
+        ay.step = 1;
+        ay.hi = ceil(ay.hi);
+    }
     char labels[16][96];
     const char *names[16];
     int nl = nm < 16 ? nm : 16;
