@@ -171,10 +171,10 @@ static void write_edges(lvd_manifest *m, FILE *f, int64_t model_id, const thresh
     *edges = h.n;
     const char *name = strrchr(path, '/');
     fprintf(f,
-            "<p>%lld pairs of pool images linked by dedup run %lld: each image's %d best "
+            "<p>%lld pairs of pool images linked by the dedup run: each image's %d best "
             "neighbours with similarity above %.3f, searched in %d of %lld inverted lists; a "
             "pair found from both ends counted once (state file ",
-            (long long)h.n, (long long)t->run, s.k, s.threshold, s.nprobe, (long long)s.nlist);
+            (long long)h.n, s.k, s.threshold, s.nprobe, (long long)s.nlist);
     lvd_html_escape(f, name ? name + 1 : path);
     fputs(").</p>\n", f);
     hist_draw(f, &h, "Similarity of linked pairs", "pairs", marks, nm);
