@@ -8,8 +8,9 @@
  * run's too), and a note when the dedup state file is gone.
  *
  * With --browser first, instead renders the pages in headless Chromium (exit 77 when it is not
- * installed): the DOM after load holds every gallery image, and a screenshot of the duplicates
- * page shows the thumbnails (many distinct colours), which it does not once thumbs/ is gone.
+ * installed): the DOM after load holds every gallery image and chart, and a screenshot of the
+ * duplicates page shows the thumbnails (many distinct colours), which it does not once thumbs/ is
+ * gone.
  *
  * Usage: test_report [--browser] LVD-FETCH LVD-DEDUP LVD-RETRIEVE LVD-REPORT */
 #include <math.h>
@@ -660,6 +661,9 @@ static void test_browser(const char *exe)
         CHECK_MSG(got && strstr(got, "<h1>") && strstr(got, "<nav>"), "%s: no DOM", pages[p]);
         CHECK_MSG(got && count_of(got, "<img src=\"thumbs/") == count_of(html, "<img src=\""),
                   "%s: images missing from the DOM", pages[p]);
+        CHECK_MSG(got && count_of(got, "<svg ") == count_of(html, "<svg ") &&
+                      count_of(got, "<rect data-bin=") == count_of(html, "<rect data-bin="),
+                  "%s: charts missing from the DOM", pages[p]);
         free(got);
         free(html);
     }
