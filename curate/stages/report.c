@@ -65,18 +65,19 @@ static const table tables[] = {
 
 /* The index page's body: the galleries with how much each shows, then the tables. */
 static int write_index(lvd_manifest *m, FILE *f, const lvd_report_options *o,
-                       const lvd_gallery *all, lvd_error *err)
+                       const lvd_gallery *all, const lvd_report_counts *counts, lvd_error *err)
 {
     fputs("<h2>Galleries</h2>\n<ul>\n", f);
     for (int k = 0; k < LVD_GALLERY_COUNT; k++)
         fprintf(f, "<li><a href=\"%s\">%s</a>: %lld groups, %lld images</li>\n",
                 lvd_gallery_file(all[k].kind), lvd_gallery_title(all[k].kind),
                 (long long)all[k].n_groups, (long long)all[k].n_tiles);
-    fputs("</ul>\n<h2>Plots</h2>\n<ul>\n<li><a href=\"training.html\">Training</a>: losses, "
-          "schedules, gradient norms and k-NN accuracy of every training and distillation</li>\n"
-          "<li><a href=\"similarities.html\">Similarities</a>: dedup edges and decontamination "
-          "matches with their thresholds</li>\n</ul>\n",
-          f);
+    fprintf(f,
+            "</ul>\n<h2>Plots</h2>\n<ul>\n<li><a href=\"training.html\">Training</a>: losses, "
+            "schedules, gradient norms and k-NN accuracy of %lld trainings and "
+            "distillations</li>\n<li><a href=\"similarities.html\">Similarities</a>: %lld dedup "
+            "pairs, duplicates and decontamination matches with their thresholds</li>\n</ul>\n",
+            (long long)counts->trainings, (long long)counts->edges);
     for (size_t t = 0; t < sizeof tables / sizeof *tables; t++) {
         fprintf(f, "<h2>%s</h2>\n", tables[t].title);
         if (lvd_html_table(m, f, tables[t].sql, o->runs, tables[t].heads, tables[t].ncol, err))
@@ -128,7 +129,7 @@ static int write_page(lvd_manifest *m, const lvd_report_options *o, const model 
         fputs("</p>\n", h.f);
     }
     if (page == PAGE_INDEX)
-        rc = write_index(m, h.f, o, all, err);
+        rc = write_index(m, h.f, o, all, counts, err);
     else if (page == PAGE_TRAINING)
         rc = lvd_report_training(m, h.f, &counts->trainings, err);
     else if (page == PAGE_SIMILARITIES)

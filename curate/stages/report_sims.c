@@ -51,7 +51,7 @@ static void hist_draw(FILE *f, const hist *h, const char *title, const char *yla
     if (h->outside)
         fprintf(f, "<p class=\"note\">%lld values outside [%.2f, %.2f] are not drawn.</p>\n",
                 (long long)h->outside, h->lo, h->hi);
-    lvd_svg_chart c = {title, "cosine similarity", ylabel, 0, 720, 260};
+    lvd_svg_chart c = {title, "cosine similarity", ylabel, 0, 720, 260, 0, 0};
     lvd_svg_histogram(f, &c, h->lo, h->hi, h->counts, h->bins, marks, nm);
 }
 

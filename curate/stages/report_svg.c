@@ -327,6 +327,10 @@ void lvd_svg_lines(FILE *f, const lvd_svg_chart *c, const lvd_svg_series *s, int
         nice_axis(0, 1, &ax);
         nice_axis(0, 1, &ay);
     } else {
+        if (c->x_hi > c->x_lo && isfinite(c->x_lo) && isfinite(c->x_hi)) {
+            xmin = fmin(xmin, c->x_lo);
+            xmax = fmax(xmax, c->x_hi);
+        }
         nice_axis(xmin, xmax, &ax);
         if (c->log_y && !any_nonpositive)
             log_axis(ymin, ymax, &ay);

@@ -36,6 +36,7 @@ typedef struct lvd_svg_chart {
     int log_y;         /* 1: log10 y axis, used when every drawable value is > 0 (else linear,
                         * and the title says so) */
     int width, height; /* pixels; 0 gives 560 x 240 */
+    double x_lo, x_hi; /* line charts, when x_hi > x_lo: the x axis covers this range too */
 } lvd_svg_chart;
 
 /* A vertical line at x in a histogram, named in its legend with its value. */

@@ -132,7 +132,7 @@ static void write_step_charts(FILE *f, const steps *s)
             fprintf(f, "<p class=\"note\">%s: not recorded.</p>\n", cs->title);
             continue;
         }
-        lvd_svg_chart c = {cs->title, "step", cs->ylabel, cs->log_y, 0, 0};
+        lvd_svg_chart c = {cs->title, "step", cs->ylabel, cs->log_y, 0, 0, 0, 0};
         lvd_svg_lines(f, &c, series, ns);
     }
 }
@@ -212,7 +212,9 @@ static const char *const last_evals_sql =
 static const char *const last_evals_heads[] = {"step",  "seconds", "protocol", "k",
                                                "top-1", "top-5",   "bank",     "test images"};
 
-static int write_train_evals(lvd_manifest *m, FILE *f, int64_t train, int have, lvd_error *err)
+/* The k-NN chart shares the step range [x_lo, x_hi] of the training's other charts. */
+static int write_train_evals(lvd_manifest *m, FILE *f, int64_t train, int have, double x_lo,
+                             double x_hi, lvd_error *err)
 {
     if (!have) {
         fputs("<p class=\"note\">k-NN accuracy during training: this manifest has no "
@@ -232,7 +234,8 @@ static int write_train_evals(lvd_manifest *m, FILE *f, int64_t train, int have, 
             for (int i = 0; i < e.ns; i++)
                 s[i] = (lvd_svg_series){e.name[i], e.step + e.first[i], e.top1 + e.first[i],
                                         e.first[i + 1] - e.first[i]};
-            lvd_svg_chart c = {"k-NN accuracy during training", "step", "top-1 (%)", 0, 0, 0};
+            lvd_svg_chart c = {
+                "k-NN accuracy during training", "step", "top-1 (%)", 0, 0, 0, x_lo, x_hi};
             lvd_svg_lines(f, &c, s, e.ns);
             free(s);
             fputs("<p>At the last evaluated step:</p>\n", f);
@@ -318,7 +321,8 @@ int lvd_report_training(lvd_manifest *m, FILE *f, int64_t *trainings, lvd_error 
             rc = write_heading(m, f, train, &s, err);
         if (rc == 0) {
             write_step_charts(f, &s);
-            rc = write_train_evals(m, f, train, have_evals, err);
+            rc = write_train_evals(m, f, train, have_evals, s.n ? s.col[C_STEP][0] : 0,
+                                   s.n ? s.col[C_STEP][s.n - 1] : 0, err);
             fputs("</section>\n", f);
             (*trainings)++;
         }

@@ -336,6 +336,7 @@ static void check_pages(sqlite3 *db)
     CHECK(strstr(html[0], "<td>synth</td><td>12</td><td>8</td><td>3</td><td>1</td>") != NULL);
     CHECK(strstr(html[0], "<td>s&amp;&lt;x&gt;&quot;</td><td>ok</td>") != NULL);
     CHECK(strstr(html[0], "<td>dedup</td><td>ok</td>") != NULL);
+    CHECK(strstr(html[0], "<a href=\"similarities.html\">Similarities</a>: 4 dedup pairs") != NULL);
     /* duplicates: p1's component of 3, then p2's of 2. */
     char head[128];
     snprintf(head, sizeof head, "<h3>component %lld: 3 images</h3>", (long long)id_of("p1"));

@@ -61,7 +61,7 @@ static void test_linear(void)
         y2[i] = 10 - y[i];
     }
     lvd_svg_series s[2] = {{"a&<b>", x, y, N}, {"down", x, y2, N}};
-    lvd_svg_chart c = {"Linear", "step", "value", 0, 0, 0};
+    lvd_svg_chart c = {"Linear", "step", "value", 0, 0, 0, 0, 0};
     char *svg = lines(&c, s, 2);
     CHECK(well_formed(svg));
     geom g = geometry(svg);
@@ -82,6 +82,17 @@ static void test_linear(void)
     n = series_points(svg, "down", px, py, N, &runs);
     CHECK(n == N && runs == 1 && py[0] < py[N - 1]);
     CHECK(strstr(svg, ">a&amp;&lt;b&gt;</text>") != NULL && !strstr(svg, "a&<b>"));
+    /* A wider x range asked for is covered; the data keep their places in it. */
+    c.x_lo = -50;
+    c.x_hi = 150;
+    char *wide = lines(&c, s, 2);
+    g = geometry(wide);
+    CHECK_MSG(g.x0 <= -50 && g.x1 >= 150, "x domain %g %g", g.x0, g.x1);
+    n = series_points(wide, "a&amp;&lt;b&gt;", px, py, N, &runs);
+    expected(&g, 50, 5, &ex, &ey);
+    CHECK(n == N && fabs(px[49] - ex) <= 0.05 && fabs(py[49] - ey) <= 0.05);
+    free(wide);
+    c.x_lo = c.x_hi = 0;
     /* Same data, same bytes. */
     char *again = lines(&c, s, 2);
     CHECK(strcmp(svg, again) == 0);
@@ -97,7 +108,7 @@ static void test_log(void)
         y[i] = pow(10.0, i / 50.0) * 3; /* 3 to about 285 */
     }
     lvd_svg_series s = {"loss", x, y, N};
-    lvd_svg_chart c = {"Log", "step", "loss", 1, 0, 0};
+    lvd_svg_chart c = {"Log", "step", "loss", 1, 0, 0, 0, 0};
     char *svg = lines(&c, &s, 1);
     CHECK(well_formed(svg));
     geom g = geometry(svg);
@@ -121,7 +132,7 @@ static void test_log(void)
 
 static void test_degenerate(void)
 {
-    lvd_svg_chart c = {"Empty <x>", NULL, NULL, 1, 0, 0};
+    lvd_svg_chart c = {"Empty <x>", NULL, NULL, 1, 0, 0, 0, 0};
     char *svg = lines(&c, NULL, 0);
     CHECK(well_formed(svg) && strstr(svg, "no values") && strstr(svg, "Empty &lt;x&gt;"));
     free(svg);
@@ -175,7 +186,7 @@ static void test_long(void)
     lvd_svg_series s[8];
     for (int k = 0; k < 8; k++)
         s[k] = (lvd_svg_series){"series", x, y, LONG};
-    lvd_svg_chart c = {"Long", "step", "v", 0, 0, 0};
+    lvd_svg_chart c = {"Long", "step", "v", 0, 0, 0, 0, 0};
     char *svg = lines(&c, s, 1);
     CHECK(well_formed(svg));
     static double px[LONG], py[LONG];
@@ -220,7 +231,7 @@ static void test_histogram(void)
     counts[5] = 3;
     counts[30] = 12;
     lvd_svg_marker marks[3] = {{"thr <a>", 0.75}, {"calibrated", 0.9}, {"outside", 2}};
-    lvd_svg_chart c = {"Hist", "cosine similarity", "pairs", 0, 720, 260};
+    lvd_svg_chart c = {"Hist", "cosine similarity", "pairs", 0, 720, 260, 0, 0};
     mem m;
     mem_open(&m);
     lvd_svg_histogram(m.f, &c, 0.6, 1.0, counts, 40, marks, 3);

@@ -240,7 +240,8 @@ static void check_first(void)
                        "<td>98.50</td><td>60000</td><td>10000</td><td>fm-train</td>"
                        "<td>fm-test</td><td>4</td>"));
     char *index = page("a", "index.html");
-    CHECK(strstr(index, "<a href=\"training.html\">Training</a>"));
+    CHECK(strstr(index, "<a href=\"training.html\">Training</a>: losses, schedules, gradient "
+                        "norms and k-NN accuracy of 2 trainings and distillations"));
     free(index);
     free(t1);
     free(t3);
@@ -282,6 +283,7 @@ static void check_train_evals(void)
     CHECK(series_points(knn, "knn k=10 top-1", px, py, 4000, &runs) == 3 && runs == 1);
     int n = series_points(knn, "knn k=20 top-1", px, py, 4000, &runs);
     geom g = geometry(knn);
+    CHECK_MSG(g.x0 == 0 && g.x1 == 600, "k-NN steps %g to %g, not the training's", g.x0, g.x1);
     double ex, ey;
     expected(&g, 400, top1(400, 20), &ex, &ey);
     CHECK_MSG(n == 3 && fabs(px[1] - ex) <= 0.05 && fabs(py[1] - ey) <= 0.05,
