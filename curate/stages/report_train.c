@@ -137,25 +137,37 @@ static void write_step_charts(FILE *f, const steps *s)
     }
 }
 
-/* The evaluations during a training: one series per (protocol, k). */
+/* The evaluations during a training: one series per (protocol, setting, k). */
 typedef struct evals {
-    double *step, *top1;
+    double *step, *minutes, *top1;
     int64_t n;
     int64_t *first; /* series i: rows [first[i], first[i + 1]) */
-    char (*name)[48];
+    char (*name)[64];
     int ns;
 } evals;
 
 static void evals_free(evals *e)
 {
     free(e->step);
+    free(e->minutes);
     free(e->top1);
     free(e->first);
     free(e->name);
     memset(e, 0, sizeof *e);
 }
 
-static int evals_load(lvd_manifest *m, int64_t train, evals *e, lvd_error *err)
+/* 1 when v_train_evals has a column setting (the view of migration 8 on branch recipe has; the
+ * schema this page was written against does not). */
+static int has_setting(lvd_manifest *m)
+{
+    sqlite3_stmt *st = NULL;
+    int ok = sqlite3_prepare_v2(lvd_manifest_db(m), "SELECT setting FROM v_train_evals LIMIT 0", -1,
+                                &st, NULL) == SQLITE_OK;
+    sqlite3_finalize(st);
+    return ok;
+}
+
+static int evals_load(lvd_manifest *m, int64_t train, int setting, evals *e, lvd_error *err)
 {
     int64_t rows = 0;
     sqlite3_stmt *st;
@@ -167,27 +179,30 @@ static int evals_load(lvd_manifest *m, int64_t train, evals *e, lvd_error *err)
     sqlite3_finalize(st);
     size_t cap = (size_t)(rows > 0 ? rows : 1);
     e->step = malloc(cap * sizeof *e->step);
+    e->minutes = malloc(cap * sizeof *e->minutes);
     e->top1 = malloc(cap * sizeof *e->top1);
     e->first = malloc((cap + 1) * sizeof *e->first);
     e->name = malloc(cap * sizeof *e->name);
-    if (!e->step || !e->top1 || !e->first || !e->name)
+    if (!e->step || !e->minutes || !e->top1 || !e->first || !e->name)
         return lvd_fail(err, "report: out of memory for %lld evaluations", (long long)rows);
-    if (lvd_manifest_prepare(m,
-                             "SELECT protocol, k, step, top1 FROM v_train_evals WHERE train = ?1 "
-                             "ORDER BY protocol, k, step",
-                             &st, err))
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT protocol, k, step, top1, seconds, %s FROM v_train_evals WHERE train = ?1 "
+             "ORDER BY protocol, %s, k, step",
+             setting ? "setting" : "''", setting ? "setting" : "''");
+    if (lvd_manifest_prepare(m, sql, &st, err))
         return -1;
     sqlite3_bind_int64(st, 1, train);
     int step = SQLITE_DONE;
-    char prev[48] = "";
+    char prev[64] = "";
     while (e->n < rows && (step = sqlite3_step(st)) == SQLITE_ROW) {
-        char name[48];
-        const char *protocol = (const char *)sqlite3_column_text(st, 0);
-        if (sqlite3_column_type(st, 1) == SQLITE_NULL)
-            snprintf(name, sizeof name, "%.32s top-1", protocol ? protocol : "?");
-        else
-            snprintf(name, sizeof name, "%.24s k=%lld top-1", protocol ? protocol : "?",
-                     (long long)sqlite3_column_int64(st, 1));
+        char name[64], k[32] = "";
+        const char *protocol = (const char *)sqlite3_column_text(st, 0),
+                   *set = (const char *)sqlite3_column_text(st, 5);
+        if (sqlite3_column_type(st, 1) != SQLITE_NULL)
+            snprintf(k, sizeof k, " k=%lld", (long long)sqlite3_column_int64(st, 1));
+        snprintf(name, sizeof name, "%.16s%s%.16s%s top-1", protocol ? protocol : "?",
+                 set && *set ? " " : "", set ? set : "", k);
         if (e->n == 0 || strcmp(name, prev) != 0) {
             e->first[e->ns] = e->n;
             memcpy(e->name[e->ns++], name, sizeof name);
@@ -196,6 +211,8 @@ static int evals_load(lvd_manifest *m, int64_t train, evals *e, lvd_error *err)
         e->step[e->n] = sqlite3_column_double(st, 2);
         e->top1[e->n] =
             sqlite3_column_type(st, 3) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 3);
+        e->minutes[e->n] =
+            sqlite3_column_type(st, 4) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 4) / 60;
         e->n++;
     }
     sqlite3_finalize(st);
@@ -205,14 +222,20 @@ static int evals_load(lvd_manifest *m, int64_t train, evals *e, lvd_error *err)
                : lvd_manifest_fail(m, err, "reading v_train_evals");
 }
 
-static const char *const last_evals_sql =
+/* The evaluations of the last evaluated step, with or without the setting column. */
+static const char *const last_evals_sql[2] = {
     "SELECT step, printf('%.1f', seconds), protocol, k, printf('%.2f', top1), printf('%.2f', "
     "top5), n_train, n_test FROM v_train_evals WHERE train = ?1 AND step = (SELECT MAX(step) FROM "
-    "v_train_evals WHERE train = ?1) ORDER BY protocol, k";
-static const char *const last_evals_heads[] = {"step",  "seconds", "protocol", "k",
-                                               "top-1", "top-5",   "bank",     "test images"};
+    "v_train_evals WHERE train = ?1) ORDER BY protocol, k",
+    "SELECT step, printf('%.1f', seconds), protocol, setting, k, printf('%.2f', top1), "
+    "printf('%.2f', top5), n_train, n_test FROM v_train_evals WHERE train = ?1 AND step = (SELECT "
+    "MAX(step) FROM v_train_evals WHERE train = ?1) ORDER BY protocol, setting, k"};
+static const char *const last_evals_heads[2][9] = {
+    {"step", "seconds", "protocol", "k", "top-1", "top-5", "bank", "test images"},
+    {"step", "seconds", "protocol", "setting", "k", "top-1", "top-5", "bank", "test images"}};
 
-/* The k-NN chart shares the step range [x_lo, x_hi] of the training's other charts. */
+/* The k-NN charts: against the step, sharing the range [x_lo, x_hi] of the training's other
+ * charts, and against the training time the evaluations record. */
 static int write_train_evals(lvd_manifest *m, FILE *f, int64_t train, int have, double x_lo,
                              double x_hi, lvd_error *err)
 {
@@ -222,8 +245,9 @@ static int write_train_evals(lvd_manifest *m, FILE *f, int64_t train, int have, 
               f);
         return 0;
     }
+    int setting = has_setting(m);
     evals e = {0};
-    int rc = evals_load(m, train, &e, err);
+    int rc = evals_load(m, train, setting, &e, err);
     if (rc == 0 && e.n == 0)
         fputs("<p class=\"note\">k-NN accuracy during training: no evaluation recorded.</p>\n", f);
     if (rc == 0 && e.n > 0) {
@@ -237,9 +261,23 @@ static int write_train_evals(lvd_manifest *m, FILE *f, int64_t train, int have, 
             lvd_svg_chart c = {
                 "k-NN accuracy during training", "step", "top-1 (%)", 0, 0, 0, x_lo, x_hi};
             lvd_svg_lines(f, &c, s, e.ns);
+            if (has_value(e.minutes, e.n)) {
+                for (int i = 0; i < e.ns; i++)
+                    s[i].x = e.minutes + e.first[i];
+                lvd_svg_chart t = {"k-NN accuracy against training time",
+                                   "training minutes (evaluations excluded)",
+                                   "top-1 (%)",
+                                   0,
+                                   0,
+                                   0,
+                                   0,
+                                   0};
+                lvd_svg_lines(f, &t, s, e.ns);
+            }
             free(s);
             fputs("<p>At the last evaluated step:</p>\n", f);
-            rc = lvd_html_table(m, f, last_evals_sql, train, last_evals_heads, 8, err);
+            rc = lvd_html_table(m, f, last_evals_sql[setting], train, last_evals_heads[setting],
+                                8 + setting, err);
         }
     }
     evals_free(&e);

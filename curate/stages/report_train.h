@@ -5,9 +5,10 @@
  *   - the schedules: learning rate (and the last layer's), weight decay, teacher momentum and
  *     teacher temperature,
  *   - the gradient norms before clipping (backbone, DINO head, iBOT head; log scale),
- *   - k-NN accuracy measured during the training (v_train_evals: top-1 per protocol and k, with
- *     a table of the last evaluated step), left out with a note when the manifest has no such
- *     view,
+ *   - k-NN accuracy measured during the training (v_train_evals: top-1 per protocol, setting
+ *     when the view has that column, and k; against the step and against the training minutes
+ *     the view records, with a table of the last evaluated step), left out with a note when the
+ *     manifest has no such view,
  * then a table of the final evaluations (v_evals, test split). A chart whose columns hold no
  * value (a feature distillation records the total loss and the backbone norm only) is replaced
  * by a one-line note; long runs are reduced as curate/stages/report_svg.h says. */

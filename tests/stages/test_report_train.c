@@ -4,8 +4,9 @@
  * v_evals. Checks the sections, the series of each chart, a known point of the loss and of the
  * k-NN chart against the chart's geometry, the gap, the reduction of the long run, the notes for
  * charts without values, escaping, byte-identical reruns, the k-NN chart once the test creates
- * table train_evals and view v_train_evals (migration 8's schema, on branch recipe) and the
- * note without them, and a manifest without v_train_steps.
+ * table train_evals and view v_train_evals (the schema the page was written against, then with
+ * the setting column of migration 8 on branch recipe) and the note without them, and a manifest
+ * without v_train_steps.
  *
  * Usage: test_report_train LVD-REPORT */
 #include <math.h>
@@ -289,11 +290,50 @@ static void check_train_evals(void)
     CHECK_MSG(n == 3 && fabs(px[1] - ex) <= 0.05 && fabs(py[1] - ey) <= 0.05,
               "k-NN step 400 at %g,%g not %g,%g", px[1], py[1], ex, ey);
     free(knn);
+    /* Against training time: step 400 was at 200 s. */
+    char *time = chart(t1, "k-NN accuracy against training time");
+    n = series_points(time, "knn k=20 top-1", px, py, 4000, &runs);
+    g = geometry(time);
+    expected(&g, 200 / 60.0, top1(400, 20), &ex, &ey);
+    CHECK_MSG(n == 3 && fabs(px[1] - ex) <= 0.05 && fabs(py[1] - ey) <= 0.05,
+              "k-NN at 200 s at %g,%g not %g,%g", px[1], py[1], ex, ey);
+    free(time);
     const char *k10 = strstr(t1, "<td>600</td><td>300.0</td><td>knn</td><td>10</td><td>81.00</td>");
     const char *k20 = strstr(t1, "<td>600</td><td>300.0</td><td>knn</td><td>20</td><td>82.00</td>");
     CHECK(k10 && k20 && k10 < k20 && !strstr(t1, "<td>400</td><td>200.0</td>"));
     free(t1);
     free(t3);
+    free(html);
+}
+
+/* The view as migration 8 on branch recipe defines it has a column setting: one series per
+ * setting. */
+static void check_settings(void)
+{
+    sqlite3 *db;
+    CHECK(sqlite3_open(db_path, &db) == SQLITE_OK);
+    exec_sql(db, "ALTER TABLE train_evals ADD COLUMN setting TEXT NOT NULL DEFAULT 'cls'");
+    exec_sql(db, "DROP VIEW v_train_evals");
+    exec_sql(db, "CREATE VIEW v_train_evals AS SELECT train_id AS train, step, seconds, protocol, "
+                 "k, top1, top5, n_train, n_test, setting FROM train_evals");
+    exec_sql(db, "INSERT INTO train_evals (train_id, step, seconds, protocol, k, top1, top5, "
+                 "n_train, n_test, setting) SELECT train_id, step, seconds, protocol, k, top1 - 1, "
+                 "top5, n_train, n_test, 'cls+mean' FROM train_evals WHERE k = 20");
+    sqlite3_close(db);
+    char out[400];
+    snprintf(out, sizeof out, "%s/s", dir);
+    CHECK(report(out) == 0);
+    char *html = page("s", "training.html");
+    char *t1 = section(html, "<h2>Training 1:");
+    char *knn = chart(t1, "k-NN accuracy during training");
+    int runs;
+    CHECK(series_points(knn, "knn cls k=10 top-1", px, py, 4000, &runs) == 3);
+    CHECK(series_points(knn, "knn cls k=20 top-1", px, py, 4000, &runs) == 3);
+    CHECK(series_points(knn, "knn cls+mean k=20 top-1", px, py, 4000, &runs) == 3);
+    CHECK(strstr(t1, "<th>setting</th>") &&
+          strstr(t1, "<td>knn</td><td>cls+mean</td><td>20</td><td>81.00</td>"));
+    free(knn);
+    free(t1);
     free(html);
 }
 
@@ -348,6 +388,7 @@ int main(int argc, char **argv)
     CHECK(report(out) == 0);
     check_train_evals();
     check_rerun();
+    check_settings();
     check_no_training_view();
     if (!check_failures && !getenv("LVD_KEEP")) {
         char cmd[400];
