@@ -63,9 +63,8 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* The state file of run beside the manifest: "<DB>.dedup-m<model>-r<run>.ivf". */
-static int state_path(lvd_manifest *m, int64_t model_id, int64_t run, char *out, size_t size,
-                      lvd_error *err)
+int lvd_dedup_state_path(lvd_manifest *m, int64_t model_id, int64_t run, char *out, size_t size,
+                         lvd_error *err)
 {
     const char *db = sqlite3_db_filename(lvd_manifest_db(m), "main");
     if (!db || !*db)
@@ -93,7 +92,7 @@ static int load_prev(lvd_manifest *m, int64_t model_id, dedup_work *w,
         return 0;
     char path[4096];
     lvd_error lerr;
-    if (state_path(m, model_id, run, path, sizeof path, err))
+    if (lvd_dedup_state_path(m, model_id, run, path, sizeof path, err))
         return -1;
     if (lvd_dedup_state_load(path, &w->prev, &lerr) == 0)
         w->have_prev = 1;
@@ -282,7 +281,7 @@ static int dedup(lvd_manifest *m, const lvd_dedup_stage_options *o, int64_t mode
         goto done;
     }
     if (load_prev(m, model_id, &w, counts, err) ||
-        state_path(m, model_id, run, w.path, sizeof w.path, err))
+        lvd_dedup_state_path(m, model_id, run, w.path, sizeof w.path, err))
         goto done;
     double t1 = now();
     if (link_rows(&w, o, counts, err))

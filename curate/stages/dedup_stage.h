@@ -67,6 +67,12 @@ typedef struct lvd_dedup_stage_counts {
 /* The eval images' embedding rows, as dedup compares the pool with them. */
 extern const lvd_kit_rows lvd_dedup_eval_rows;
 
+/* The state file that run (the run that wrote model_id's dedup rows) left beside the manifest,
+ * "<DB>.dedup-m<model id>-r<run id>.ivf", into out; lvd-report reads its edges. Fails when the
+ * manifest has no file or the path does not fit. */
+int lvd_dedup_state_path(lvd_manifest *m, int64_t model_id, int64_t run, char *out, size_t size,
+                         lvd_error *err);
+
 /* k 64, threshold 0.6, eval_threshold 0.45, nprobe 16, automatic nlist. */
 void lvd_dedup_stage_defaults(lvd_dedup_stage_options *o);
 

@@ -13,8 +13,12 @@ static const char help[] =
     "galleries of one model: duplicates.html (largest duplicate components),\n"
     "decontaminated.html (removed components with the eval image each matched),\n"
     "neighbours.html (each seed's retrieved neighbours) and clusters.html (samples per\n"
-    "cluster). Files are replaced atomically; open DIR/index.html in a browser. The manifest\n"
-    "is only read.";
+    "cluster), training.html (charts of every training and distillation: losses, lr, weight\n"
+    "decay, teacher momentum and temperature, gradient norms, k-NN accuracy during training;\n"
+    "the final evaluations) and similarities.html (histograms of the model's dedup edges,\n"
+    "duplicate and decontamination similarities with the thresholds marked). Charts are\n"
+    "inline SVG: the pages need no network. Files are replaced atomically; open\n"
+    "DIR/index.html in a browser. The manifest is only read.";
 
 static int run(lvd_manifest *m, void *ctx, lvd_error *err)
 {
@@ -22,8 +26,10 @@ static int run(lvd_manifest *m, void *ctx, lvd_error *err)
     lvd_report_counts c;
     if (lvd_report_run(m, o, &c, err))
         return -1;
-    printf("%s/index.html: %lld groups, %lld images shown, %lld thumbnails\n", o->out,
-           (long long)c.groups, (long long)c.tiles, (long long)c.thumbs);
+    printf("%s/index.html: %lld groups, %lld images shown, %lld thumbnails, %lld trainings, "
+           "%lld dedup pairs\n",
+           o->out, (long long)c.groups, (long long)c.tiles, (long long)c.thumbs,
+           (long long)c.trainings, (long long)c.edges);
     return 0;
 }
 

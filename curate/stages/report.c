@@ -11,7 +11,9 @@
 #include "curate/stages/embeddings_read.h"
 #include "curate/stages/report_gallery.h"
 #include "curate/stages/report_html.h"
+#include "curate/stages/report_sims.h"
 #include "curate/stages/report_thumbs.h"
+#include "curate/stages/report_train.h"
 #include "kit/kit.h"
 
 void lvd_report_defaults(lvd_report_options *o)
@@ -63,14 +65,19 @@ static const table tables[] = {
 
 /* The index page's body: the galleries with how much each shows, then the tables. */
 static int write_index(lvd_manifest *m, FILE *f, const lvd_report_options *o,
-                       const lvd_gallery *all, lvd_error *err)
+                       const lvd_gallery *all, const lvd_report_counts *counts, lvd_error *err)
 {
     fputs("<h2>Galleries</h2>\n<ul>\n", f);
     for (int k = 0; k < LVD_GALLERY_COUNT; k++)
         fprintf(f, "<li><a href=\"%s\">%s</a>: %lld groups, %lld images</li>\n",
                 lvd_gallery_file(all[k].kind), lvd_gallery_title(all[k].kind),
                 (long long)all[k].n_groups, (long long)all[k].n_tiles);
-    fputs("</ul>\n", f);
+    fprintf(f,
+            "</ul>\n<h2>Plots</h2>\n<ul>\n<li><a href=\"training.html\">Training</a>: losses, "
+            "schedules, gradient norms and k-NN accuracy of %lld trainings and "
+            "distillations</li>\n<li><a href=\"similarities.html\">Similarities</a>: %lld dedup "
+            "pairs, duplicates and decontamination matches with their thresholds</li>\n</ul>\n",
+            (long long)counts->trainings, (long long)counts->edges);
     for (size_t t = 0; t < sizeof tables / sizeof *tables; t++) {
         fprintf(f, "<h2>%s</h2>\n", tables[t].title);
         if (lvd_html_table(m, f, tables[t].sql, o->runs, tables[t].heads, tables[t].ncol, err))
@@ -79,28 +86,23 @@ static int write_index(lvd_manifest *m, FILE *f, const lvd_report_options *o,
     return 0;
 }
 
-/* Writes gallery kind (its page) or, for kind LVD_GALLERY_COUNT, index.html. */
-static int write_page(lvd_manifest *m, const lvd_report_options *o, const char *model,
-                      const lvd_gallery *all, int kind, lvd_error *err)
+/* The pages after the galleries, index.html last. */
+enum { PAGE_TRAINING = LVD_GALLERY_COUNT, PAGE_SIMILARITIES, PAGE_INDEX, PAGE_COUNT };
+
+static const char *page_file(int page)
 {
-    int index = kind == LVD_GALLERY_COUNT;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", o->out,
-             index ? "index.html" : lvd_gallery_file((lvd_gallery_kind)kind));
-    lvd_html_file h;
-    if (lvd_html_open(&h, path, err))
-        return -1;
-    lvd_html_begin(h.f, index ? "Curation report" : lvd_gallery_title((lvd_gallery_kind)kind));
-    fputs("<p>model: ", h.f);
-    lvd_html_escape(h.f, model ? model : "(none)");
-    fputs("</p>\n", h.f);
-    int rc = 0;
-    if (index)
-        rc = write_index(m, h.f, o, all, err);
-    else
-        lvd_gallery_write(h.f, &all[kind]);
-    lvd_html_end(h.f);
-    return lvd_html_close(&h, rc == 0, err);
+    return page == PAGE_TRAINING       ? "training.html"
+           : page == PAGE_SIMILARITIES ? "similarities.html"
+           : page == PAGE_INDEX        ? "index.html"
+                                       : lvd_gallery_file((lvd_gallery_kind)page);
+}
+
+static const char *page_title(int page)
+{
+    return page == PAGE_TRAINING       ? "Training"
+           : page == PAGE_SIMILARITIES ? "Similarities"
+           : page == PAGE_INDEX        ? "Curation report"
+                                       : lvd_gallery_title((lvd_gallery_kind)page);
 }
 
 /* The model whose galleries are shown; id -1 when the manifest has none. */
@@ -109,6 +111,34 @@ typedef struct model {
     int dim;
     char *name;
 } model;
+
+/* Writes page (a gallery kind or one of PAGE_*). */
+static int write_page(lvd_manifest *m, const lvd_report_options *o, const model *md,
+                      const lvd_gallery *all, int page, lvd_report_counts *counts, lvd_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", o->out, page_file(page));
+    lvd_html_file h;
+    if (lvd_html_open(&h, path, err))
+        return -1;
+    lvd_html_begin(h.f, page_title(page));
+    int rc = 0;
+    if (page != PAGE_TRAINING) {
+        fputs("<p>model: ", h.f);
+        lvd_html_escape(h.f, md->name ? md->name : "(none)");
+        fputs("</p>\n", h.f);
+    }
+    if (page == PAGE_INDEX)
+        rc = write_index(m, h.f, o, all, counts, err);
+    else if (page == PAGE_TRAINING)
+        rc = lvd_report_training(m, h.f, &counts->trainings, err);
+    else if (page == PAGE_SIMILARITIES)
+        rc = lvd_report_similarities(m, h.f, md->id, md->name, &counts->edges, err);
+    else
+        lvd_gallery_write(h.f, &all[page]);
+    lvd_html_end(h.f);
+    return lvd_html_close(&h, rc == 0, err);
+}
 
 /* Picks o->model, or the manifest's only model. */
 static int pick_model(lvd_manifest *m, const lvd_report_options *o, model *md, lvd_error *err)
@@ -215,8 +245,8 @@ int lvd_report_run(lvd_manifest *m, const lvd_report_options *o, lvd_report_coun
     if (rc == 0)
         rc = make_thumbs(m, o, g, &counts->thumbs, err);
     /* index.html last: its presence means every page is in place. */
-    for (int k = 0; rc == 0 && k <= LVD_GALLERY_COUNT; k++)
-        rc = write_page(m, o, md.name, g, k, err);
+    for (int k = 0; rc == 0 && k < PAGE_COUNT; k++)
+        rc = write_page(m, o, &md, g, k, counts, err);
     for (int k = 0; k < LVD_GALLERY_COUNT; k++) {
         counts->groups += g[k].n_groups;
         counts->tiles += g[k].n_tiles;

@@ -11,12 +11,16 @@
  *                        stored embeddings, curate/stages/report_eval.h)
  *   neighbours.html      each seed with its retrieved neighbours (method 'knn', rank order)
  *   clusters.html        the samples of each cluster (method 'cluster', rank order)
+ *   training.html        loss, schedule, gradient norm and k-NN charts of every training and
+ *                        distillation, and the final evaluations (curate/stages/report_train.h)
+ *   similarities.html    histograms of the model's dedup edges, duplicate and decontamination
+ *                        similarities with the thresholds marked (curate/stages/report_sims.h)
  *   thumbs/ID.jpg        the thumbnail of every image shown (curate/stages/report_thumbs.h)
  *
- * Galleries show one model's results; counts per page are bounded by the options and every
- * order is fixed, so a rerun on the same manifest writes the same pages. An image that cannot
- * be read or decoded is shown without a thumbnail. Every file is written atomically, index.html
- * last. */
+ * Galleries and similarities show one model's results; counts per page are bounded by the options
+ * and every order is fixed, so a rerun on the same manifest writes the same pages. An image that
+ * cannot be read or decoded is shown without a thumbnail. Every file is written atomically,
+ * index.html last. */
 #ifndef LVD_CURATE_STAGES_REPORT_H
 #define LVD_CURATE_STAGES_REPORT_H
 
@@ -35,9 +39,11 @@ typedef struct lvd_report_options {
 } lvd_report_options;
 
 typedef struct lvd_report_counts {
-    int64_t groups; /* components, seeds and clusters shown */
-    int64_t tiles;  /* images shown */
-    int64_t thumbs; /* distinct thumbnails written */
+    int64_t groups;    /* components, seeds and clusters shown */
+    int64_t tiles;     /* images shown */
+    int64_t thumbs;    /* distinct thumbnails written */
+    int64_t trainings; /* trainings on the training page */
+    int64_t edges;     /* dedup pairs in the edge histogram */
 } lvd_report_counts;
 
 /* groups 20, per_group 12, thumb 128, runs 20, model and out NULL. */

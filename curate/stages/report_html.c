@@ -15,7 +15,8 @@ static const char *const style =
     "figure img{display:block;max-width:160px}"
     "figure.kept{outline:3px solid #3a3}figure.removed{outline:1px solid #c33}"
     "figure.eval,figure.seed{outline:3px solid #36c}figure.pick{outline:1px solid #999}"
-    "figcaption{font-size:12px;word-break:break-all}.none{height:64px;background:#eee}";
+    "figcaption{font-size:12px;word-break:break-all}.none{height:64px;background:#eee}"
+    "svg{display:inline-block;vertical-align:top;margin:8px 16px 8px 0}.note{color:#666}";
 
 int lvd_html_open(lvd_html_file *h, const char *path, lvd_error *err)
 {
@@ -89,6 +90,7 @@ void lvd_html_begin(FILE *f, const char *title)
     fputs("<nav><a href=\"index.html\">summary</a><a href=\"duplicates.html\">duplicates</a>"
           "<a href=\"decontaminated.html\">decontaminated</a>"
           "<a href=\"neighbours.html\">neighbours</a><a href=\"clusters.html\">clusters</a>"
+          "<a href=\"training.html\">training</a><a href=\"similarities.html\">similarities</a>"
           "</nav>\n<h1>",
           f);
     lvd_html_escape(f, title);
@@ -127,4 +129,17 @@ int lvd_html_table(lvd_manifest *m, FILE *f, const char *sql, int64_t bind1,
     fputs("</table>\n", f);
     sqlite3_finalize(st);
     return step == SQLITE_DONE ? 0 : lvd_manifest_fail(m, err, "report tables");
+}
+
+int lvd_html_has_object(lvd_manifest *m, const char *name, int *yes, lvd_error *err)
+{
+    sqlite3_stmt *st;
+    if (lvd_manifest_prepare(m, "SELECT 1 FROM sqlite_master WHERE name = ?1", &st, err))
+        return -1;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    *yes = rc == SQLITE_ROW;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0
+                                                 : lvd_manifest_fail(m, err, "reading the schema");
 }

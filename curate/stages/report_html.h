@@ -37,4 +37,8 @@ void lvd_html_end(FILE *f);
 int lvd_html_table(lvd_manifest *m, FILE *f, const char *sql, int64_t bind1,
                    const char *const *heads, int ncol, lvd_error *err);
 
+/* Sets *yes to 1 when the manifest has a table or view called name (an older or newer schema may
+ * lack one), else 0. Fails on an SQL error. */
+int lvd_html_has_object(lvd_manifest *m, const char *name, int *yes, lvd_error *err);
+
 #endif

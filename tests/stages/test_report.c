@@ -3,17 +3,21 @@
  * holds HTML special characters) with their retrieved neighbours and cluster samples. Checks
  * that every page exists, that exactly the images shown have thumbnails and each is a valid
  * JPEG, that every href / src of every page resolves to a file, the eval match, the orders, the
- * bounds, byte-identical reruns and the errors.
+ * bounds, byte-identical reruns and the errors; the similarity page: the dedup pairs (counted
+ * from the vectors), the duplicate and eval similarities, the thresholds marked (a calibration
+ * run's too), and a note when the dedup state file is gone.
  *
  * With --browser first, instead renders the pages in headless Chromium (exit 77 when it is not
- * installed): the DOM after load holds every gallery image, and a screenshot of the duplicates
- * page shows the thumbnails (many distinct colours), which it does not once thumbs/ is gone.
+ * installed): the DOM after load holds every gallery image and chart, and a screenshot of the
+ * duplicates page shows the thumbnails (many distinct colours), which it does not once thumbs/ is
+ * gone.
  *
  * Usage: test_report [--browser] LVD-FETCH LVD-DEDUP LVD-RETRIEVE LVD-REPORT */
 #include <math.h>
 #include <signal.h>
 #include <time.h>
 
+#include "tests/stages/report_svg_test.h"
 #include "tests/stages/stages_test.h"
 
 #define DIM                16
@@ -49,8 +53,9 @@ static const item items[] = {
 };
 #define N_ITEMS ((int)(sizeof items / sizeof items[0]))
 
-static const char *const pages[] = {"index.html", "duplicates.html", "decontaminated.html",
-                                    "neighbours.html", "clusters.html"};
+static const char *const pages[] = {"index.html",       "duplicates.html", "decontaminated.html",
+                                    "neighbours.html",  "clusters.html",   "training.html",
+                                    "similarities.html"};
 #define N_PAGES ((int)(sizeof pages / sizeof pages[0]))
 
 static int64_t item_id[N_ITEMS];
@@ -331,6 +336,7 @@ static void check_pages(sqlite3 *db)
     CHECK(strstr(html[0], "<td>synth</td><td>12</td><td>8</td><td>3</td><td>1</td>") != NULL);
     CHECK(strstr(html[0], "<td>s&amp;&lt;x&gt;&quot;</td><td>ok</td>") != NULL);
     CHECK(strstr(html[0], "<td>dedup</td><td>ok</td>") != NULL);
+    CHECK(strstr(html[0], "<a href=\"similarities.html\">Similarities</a>: 4 dedup pairs") != NULL);
     /* duplicates: p1's component of 3, then p2's of 2. */
     char head[128];
     snprintf(head, sizeof head, "<h3>component %lld: 3 images</h3>", (long long)id_of("p1"));
@@ -414,6 +420,100 @@ static void check_unreadable(sqlite3 *db)
     CHECK(sqlite3_exec(db,
                        "UPDATE images SET member = substr(member, 6) WHERE url LIKE '%/p1d.jpg'",
                        NULL, NULL, NULL) == SQLITE_OK);
+}
+
+/* The sum of the data-count of the bars of svg. */
+static int64_t bar_total(const char *svg)
+{
+    int64_t n = 0;
+    for (const char *p = svg; (p = strstr(p, " data-count=\"")); p += 13)
+        n += strtoll(p + 13, NULL, 10);
+    return n;
+}
+
+/* The <svg> ... </svg> after the heading head of html, as a copy. */
+static char *svg_after(const char *html, const char *head)
+{
+    const char *h = strstr(html, head);
+    const char *at = h ? strstr(h, "<svg ") : NULL, *end = at ? strstr(at, "</svg>") : NULL;
+    return at && end ? strndup(at, (size_t)(end - at) + 7) : strdup("");
+}
+
+/* The x pixel of the marker named name in svg; NAN when absent. */
+static double marker_x(const char *svg, const char *name)
+{
+    char key[96];
+    snprintf(key, sizeof key, "<line data-marker=\"%s\"", name);
+    const char *p = strstr(svg, key);
+    return p ? attr(p, "x1") : NAN;
+}
+
+static void check_similarities(sqlite3 *db)
+{
+    /* Pairs of pool images above the dedup threshold: with 12 pool images k = 64 cuts none. */
+    float v[N_ITEMS][DIM];
+    int pairs = 0;
+    for (int i = 0; i < N_ITEMS; i++)
+        make_vector(&items[i], v[i]);
+    for (int i = 0; i < N_ITEMS; i++)
+        for (int j = i + 1; j < N_ITEMS; j++) {
+            double d = 0;
+            for (int c = 0; c < DIM; c++)
+                d += (double)v[i][c] * v[j][c];
+            pairs += strcmp(items[i].folder, "pool") == 0 && strcmp(items[j].folder, "pool") == 0 &&
+                     d > 0.6;
+        }
+    CHECK(pairs == 4);
+    CHECK(sqlite3_exec(db,
+                       "INSERT INTO runs (stage, params, status, counts) VALUES ('calibrate', "
+                       "'{\"model\": \"synth\"}', 'ok', '{\"threshold\": 0.7}')",
+                       NULL, NULL, NULL) == SQLITE_OK);
+    char out[400];
+    snprintf(out, sizeof out, "%s/sims", dir);
+    CHECK(report(out, NULL, NULL) == 0);
+    char *html = read_page(out, "similarities.html");
+    int64_t run = st_int(db, "SELECT run_id FROM dedup LIMIT 1");
+    char line[160];
+    snprintf(line, sizeof line, "<p>%d pairs of pool images linked by the dedup run: ", pairs);
+    CHECK_MSG(strstr(html, line), "no '%s'", line);
+    char *edges = svg_after(html, "<h2>Dedup edges</h2>");
+    CHECK(bar_total(edges) == pairs);
+    geom g = geometry(edges);
+    double ex, ey;
+    expected(&g, 0.6, 0, &ex, &ey);
+    CHECK(g.x0 < 0.6 && g.x1 == 1 && fabs(marker_x(edges, "dedup threshold") - ex) <= 0.05);
+    expected(&g, 0.7, 0, &ex, &ey);
+    CHECK(fabs(marker_x(edges, "calibrated threshold") - ex) <= 0.05);
+    CHECK(strstr(edges, "calibrated threshold = 0.700") &&
+          strstr(edges, "dedup threshold = 0.600"));
+    free(edges);
+    char *dups = svg_after(html, "<h2>Removed duplicates</h2>");
+    CHECK(bar_total(dups) == st_int(db, "SELECT COUNT(*) FROM v_duplicates WHERE reason = "
+                                        "'duplicate'"));
+    free(dups);
+    /* Decontamination: r1's component at 0.5, the eval threshold at 0.45. */
+    char *ev = svg_after(html, "<h2>Decontamination</h2>");
+    g = geometry(ev);
+    const char *bar = strstr(ev, " data-count=\"");
+    expected(&g, 0.5, 0, &ex, &ey);
+    CHECK(bar_total(ev) == 1 && bar && fabs(attr(bar, "x") - ex) <= 10.0);
+    expected(&g, 0.45, 0, &ex, &ey);
+    CHECK(fabs(marker_x(ev, "eval threshold") - ex) <= 0.05 &&
+          strstr(ev, "eval threshold = 0.450"));
+    free(ev);
+    free(html);
+    /* Without the state file the edges are a note; the rest stays. */
+    char state[400], moved[420];
+    snprintf(state, sizeof state, "%s.dedup-m1-r%lld.ivf", db_path, (long long)run);
+    snprintf(moved, sizeof moved, "%s.off", state);
+    CHECK(rename(state, moved) == 0);
+    CHECK(report(out, NULL, NULL) == 0);
+    html = read_page(out, "similarities.html");
+    CHECK(strstr(html, "The edges are not available: ") &&
+          strstr(html, "<h2>Decontamination</h2>"));
+    CHECK(count_of(html, "<svg ") == 2);
+    free(html);
+    CHECK(rename(moved, state) == 0);
 }
 
 static void check_errors(sqlite3 *db)
@@ -562,6 +662,9 @@ static void test_browser(const char *exe)
         CHECK_MSG(got && strstr(got, "<h1>") && strstr(got, "<nav>"), "%s: no DOM", pages[p]);
         CHECK_MSG(got && count_of(got, "<img src=\"thumbs/") == count_of(html, "<img src=\""),
                   "%s: images missing from the DOM", pages[p]);
+        CHECK_MSG(got && count_of(got, "<svg ") == count_of(html, "<svg ") &&
+                      count_of(got, "<rect data-bin=") == count_of(html, "<rect data-bin="),
+                  "%s: charts missing from the DOM", pages[p]);
         free(got);
         free(html);
     }
@@ -614,6 +717,7 @@ int main(int argc, char **argv)
         check_rerun_and_bounds();
         check_unreadable(db);
         check_errors(db);
+        check_similarities(db);
     }
     sqlite3_close(db);
     if (!check_failures && !getenv("LVD_KEEP")) {
