@@ -444,6 +444,11 @@ int stage_dist_run(embed_ctx *c, lvd_error *err)
         rc = read_jobs(c, &jobs, &mine, err);
         if (rc == 0 && c->dist.rank != 0)
             rc = follower_setup(c, msg, err);
+        /* The work starts when every rank has its model, as it does after setup alone. */
+        if (lvd_dist_barrier(&c->dist, &e) != 0)
+            lvd_dist_abort(&c->dist, 1);
+        start = lvd_kit_now();
+        cpu_start = lvd_kit_cpu_now();
         c->rep = (stage_report){.log = c->dist.rank == 0 ? c->o->log : NULL,
                                 .tty = c->o->progress,
                                 .interval_s = c->o->log_interval_s,
