@@ -218,6 +218,7 @@ static void print_load(const char *when)
  * embedded in S s"), the whole command's wall seconds in *wall. */
 static double timed_embed(char *const argv[], const char *log, int images, double *wall)
 {
+    fflush(stdout); /* the child's freopen would write pending output again */
     double t0 = lvd_kit_now();
     pid_t pid = fork();
     if (pid == 0) {
