@@ -333,8 +333,8 @@ int lvd_retrieve_clusters(int k, const int32_t *pool_cluster, const float *pool_
 /* ---- Hierarchical k-means and balanced sampling (Vo et al. 2024) -------------------------- */
 
 /* Level 0 clusters the rows; level l > 0 clusters the centroids of level l - 1, each level by
- * spherical k-means (FAISS), optionally followed by the paper's resampling steps and float64
- * centroid refinement (lvd_hkmeans_opts). */
+ * spherical k-means (FAISS, or lvd_kmeans_lloyd shared by a group), optionally followed by the
+ * paper's resampling steps and float64 centroid refinement (lvd_hkmeans_opts). */
 typedef struct lvd_hkmeans {
     int levels;
     int d;
