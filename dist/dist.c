@@ -2,7 +2,9 @@
  * group of one otherwise. */
 #include "dist/dist.h"
 
+#include <limits.h>
 #include <stdlib.h>
+#include <string.h>
 
 #ifdef LVD_HAVE_MPI
 #include <mpi.h>
@@ -37,6 +39,18 @@ void lvd_dist_share(const lvd_dist *d, int64_t n, int64_t *begin, int64_t *end)
     int64_t base = n / size, extra = n % size;
     *begin = rank * base + (rank < extra ? rank : extra);
     *end = *begin + base + (rank < extra ? 1 : 0);
+}
+
+/* The allgather of a group of one: a copy. */
+static int gather_one(const void *mine, size_t bytes, void **all, size_t *sizes, lvd_error *err)
+{
+    *all = malloc(bytes ? bytes : 1);
+    if (!*all)
+        return lvd_fail(err, "allgather: out of memory for %zu bytes", bytes);
+    if (bytes)
+        memcpy(*all, mine, bytes);
+    sizes[0] = bytes;
+    return 0;
 }
 
 #ifdef LVD_HAVE_MPI
@@ -133,6 +147,58 @@ int lvd_dist_barrier(const lvd_dist *d, lvd_error *err)
     return rc == MPI_SUCCESS ? 0 : mpi_fail(err, "barrier", rc);
 }
 
+int lvd_dist_allgather(const lvd_dist *d, const void *mine, size_t bytes, void **all, size_t *sizes,
+                       lvd_error *err)
+{
+    *all = NULL;
+    if (d->size == 1)
+        return gather_one(mine, bytes, all, sizes, err);
+    int64_t *n = malloc((size_t)d->size * sizeof *n);
+    int *counts = malloc((size_t)d->size * sizeof *counts);
+    int *displs = malloc((size_t)d->size * sizeof *displs);
+    int rc = n && counts && displs ? 0 : lvd_fail(err, "allgather: out of memory");
+    int64_t total = 0, mine64 = (int64_t)bytes;
+    if (rc == 0) {
+        int code = MPI_Allgather(&mine64, 1, MPI_INT64_T, n, 1, MPI_INT64_T, MPI_COMM_WORLD);
+        if (code != MPI_SUCCESS)
+            rc = mpi_fail(err, "allgather", code);
+    }
+    for (int r = 0; rc == 0 && r < d->size; r++) {
+        if (n[r] > INT_MAX - total)
+            rc = lvd_fail(err, "allgather: %lld bytes in all, MPI takes at most %d",
+                          (long long)(total + n[r]), INT_MAX);
+        else {
+            counts[r] = (int)n[r];
+            displs[r] = (int)total;
+            sizes[r] = (size_t)n[r];
+            total += n[r];
+        }
+    }
+    if (rc == 0 && !(*all = malloc(total ? (size_t)total : 1)))
+        rc = lvd_fail(err, "allgather: out of memory for %lld bytes", (long long)total);
+    if (rc == 0) {
+        int code = MPI_Allgatherv(mine, (int)bytes, MPI_BYTE, *all, counts, displs, MPI_BYTE,
+                                  MPI_COMM_WORLD);
+        if (code != MPI_SUCCESS)
+            rc = mpi_fail(err, "allgather", code);
+    }
+    if (rc) {
+        free(*all);
+        *all = NULL;
+    }
+    free(n);
+    free(counts);
+    free(displs);
+    return rc;
+}
+
+void lvd_dist_abort(const lvd_dist *d, int code)
+{
+    if (d->size > 1)
+        MPI_Abort(MPI_COMM_WORLD, code);
+    exit(code);
+}
+
 #else /* a build without MPI: every process is a group of one */
 
 /* The size a launcher asked for, when it says (Open MPI and PMI do; PMIx alone does not). */
@@ -190,6 +256,19 @@ int lvd_dist_barrier(const lvd_dist *d, lvd_error *err)
 {
     (void)d, (void)err;
     return 0;
+}
+
+int lvd_dist_allgather(const lvd_dist *d, const void *mine, size_t bytes, void **all, size_t *sizes,
+                       lvd_error *err)
+{
+    (void)d;
+    return gather_one(mine, bytes, all, sizes, err);
+}
+
+void lvd_dist_abort(const lvd_dist *d, int code)
+{
+    (void)d;
+    exit(code);
 }
 
 #endif

@@ -59,4 +59,14 @@ int lvd_dist_barrier(const lvd_dist *d, lvd_error *err);
  * differing by at most one, so that rank order of the shares is item order. */
 void lvd_dist_share(const lvd_dist *d, int64_t n, int64_t *begin, int64_t *end);
 
+/* All ranks' blocks of bytes, in rank order: rank r gives mine[0 .. bytes); every rank gets a
+ * malloc'ed *all (free it) holding the concatenation and sizes[0 .. size) (the caller's array of
+ * d->size entries) the size of each block. In a group of one, a copy of mine. */
+int lvd_dist_allgather(const lvd_dist *d, const void *mine, size_t bytes, void **all, size_t *sizes,
+                       lvd_error *err);
+
+/* Ends every process of the group at once with status code (MPI_Abort), for a rank that failed
+ * where its peers wait in a collective; in a group of one, exit(code). */
+_Noreturn void lvd_dist_abort(const lvd_dist *d, int code);
+
 #endif

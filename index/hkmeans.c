@@ -1,4 +1,5 @@
-/* lvd_hkmeans_fit of index/index.h: hierarchical k-means, level by level. */
+/* lvd_hkmeans_fit of index/index.h: hierarchical k-means, level by level (FAISS, or Lloyd passes
+ * shared by a group of processes). */
 #include "index/internal.h"
 
 #include <math.h>
@@ -32,45 +33,17 @@ static int check_levels(int64_t n, const int *k, int levels, lvd_error *err)
     return 0;
 }
 
-/* Spherical Lloyd passes from the given centroids with float64 centroid sums; a cluster left
- * empty keeps its centroid. */
-static int refine_float64(const float *x, int64_t m, int d, int k, int niter, float *centroids,
-                          lvd_error *err)
-{
-    int32_t *cluster = index_alloc((size_t)m, sizeof *cluster, "float64 k-means", err);
-    double *sum = index_alloc((size_t)k * d, sizeof *sum, "float64 k-means", err);
-    int rc = cluster && sum ? 0 : -1;
-    for (int it = 0; rc == 0 && it < niter; it++) {
-        rc = lvd_kmeans_assign(centroids, k, d, x, m, cluster, NULL, err);
-        if (rc)
-            break;
-        memset(sum, 0, (size_t)k * d * sizeof *sum);
-        for (int64_t i = 0; i < m; i++)
-            for (int j = 0; j < d; j++)
-                sum[(size_t)cluster[i] * d + j] += x[(size_t)i * d + j];
-        for (int c = 0; c < k; c++) {
-            double n2 = 0;
-            for (int j = 0; j < d; j++)
-                n2 += sum[(size_t)c * d + j] * sum[(size_t)c * d + j];
-            if (n2 == 0)
-                continue;
-            double inv = 1.0 / sqrt(n2);
-            for (int j = 0; j < d; j++)
-                centroids[(size_t)c * d + j] = (float)(sum[(size_t)c * d + j] * inv);
-        }
-    }
-    free(cluster);
-    free(sum);
-    return rc;
-}
-
-/* One k-means run of the level: FAISS, then the float64 refinement when asked. */
+/* One k-means run of the level: shared by the group when there is one, else FAISS, then the
+ * float64 refinement when asked. */
 static int cluster_items(const float *x, int64_t m, int d, int k, const lvd_hkmeans_opts *opt,
                          int seed, float *centroids, lvd_error *err)
 {
+    if (opt->group)
+        return lvd_kmeans_lloyd(x, m, d, k, opt->niter, seed, opt->float64, opt->group, centroids,
+                                err);
     if (lvd_kmeans(x, m, d, k, opt->niter, seed, centroids, err))
         return -1;
-    return opt->float64 ? refine_float64(x, m, d, k, opt->niter, centroids, err) : 0;
+    return opt->float64 ? index_lloyd_passes(x, m, d, k, opt->niter, 1, NULL, centroids, err) : 0;
 }
 
 /* An item's place when sampling: its cluster, its similarity to the centroid, its index. */
@@ -119,7 +92,8 @@ static int resample_step(lvd_hkmeans *h, const float *items, int64_t m, int l, f
         rc = cluster_items(sample, ns, d, k, opt, opt->seed + l + 1000 * (step + 1),
                            h->centroids[l], err);
     if (rc == 0 && !*done)
-        rc = lvd_kmeans_assign(h->centroids[l], k, d, items, m, h->parent[l], sim, err);
+        rc = lvd_kmeans_assign_group(h->centroids[l], k, d, items, m, opt->group, h->parent[l], sim,
+                                     err);
     free(order);
     free(sample);
     return rc;
@@ -138,7 +112,8 @@ static int fit_level(lvd_hkmeans *h, const float *x, int l, const lvd_hkmeans_op
     if (rc == 0)
         rc = cluster_items(items, m, h->d, h->k[l], opt, opt->seed + l, h->centroids[l], err);
     if (rc == 0)
-        rc = lvd_kmeans_assign(h->centroids[l], h->k[l], h->d, items, m, h->parent[l], sim, err);
+        rc = lvd_kmeans_assign_group(h->centroids[l], h->k[l], h->d, items, m, opt->group,
+                                     h->parent[l], sim, err);
     int done = 0;
     for (int step = 0; rc == 0 && !done && step < opt->resample; step++)
         rc = resample_step(h, items, m, l, sim, opt, step, &done, err);

@@ -130,6 +130,38 @@ int lvd_kmeans(const float *x, int64_t n, int d, int k, int niter, int seed, flo
 int lvd_kmeans_assign(const float *centroids, int k, int d, const float *x, int64_t n,
                       int32_t *cluster, float *sim, lvd_error *err);
 
+/* How a k-means shares its work among the processes of a group (dist/dist.h: MPI ranks)
+ * without index/ depending on MPI: the caller fills the callbacks (curate/stages/kmeans_group.h
+ * fills them with lvd_dist_share, lvd_dist_sum_f64 and lvd_dist_sum_f32). Every process holds
+ * all n rows and calls the same function with the same arguments; each assigns and sums only
+ * its share of the rows, and the sums (and assignments) are added across the group, so every
+ * process ends with the same result. NULL stands for one process. */
+typedef struct lvd_kmeans_group {
+    void *ctx;
+    /* This process's rows [*begin, *end) of n: contiguous, in process order, tiling [0, n). */
+    void (*share)(void *ctx, int64_t n, int64_t *begin, int64_t *end);
+    /* In-place element-wise sums of buf[0 .. n) across the group; 0 or -1 with err filled. */
+    int (*sum_f64)(void *ctx, double *buf, size_t n, lvd_error *err);
+    int (*sum_f32)(void *ctx, float *buf, size_t n, lvd_error *err);
+} lvd_kmeans_group;
+
+/* Spherical k-means by Lloyd passes whose work is shared by a group (g, NULL: one process):
+ * like FAISS, training uses at most 256 rows per centroid (a seeded sample when n is larger)
+ * and starts from k distinct training rows picked by seed; each of niter passes assigns rows to
+ * the most similar centroid (exact inner product), adds up each cluster's rows and count across
+ * the group, in float64 when float64 is set (else float32, as FAISS) and sets each centroid to
+ * its normalized sum; an empty cluster keeps its centroid. The result depends on the inputs and
+ * seed only, not on the number of processes, up to the order of the float sums (float64: within
+ * about 1e-7 relative). Writes k x d unit rows into centroids. Needs n >= k. */
+int lvd_kmeans_lloyd(const float *x, int64_t n, int d, int k, int niter, int seed, int float64,
+                     const lvd_kmeans_group *g, float *centroids, lvd_error *err);
+
+/* lvd_kmeans_assign shared by a group (NULL: one process): every process gets every row's
+ * cluster and sim (sim may be NULL). */
+int lvd_kmeans_assign_group(const float *centroids, int k, int d, const float *x, int64_t n,
+                            const lvd_kmeans_group *g, int32_t *cluster, float *sim,
+                            lvd_error *err);
+
 /* ---- Near-duplicate components ------------------------------------------------------------- */
 
 /* Union-find over row ids 0 .. n - 1. The root of every set is its smallest id, so the kept row of
@@ -301,8 +333,8 @@ int lvd_retrieve_clusters(int k, const int32_t *pool_cluster, const float *pool_
 /* ---- Hierarchical k-means and balanced sampling (Vo et al. 2024) -------------------------- */
 
 /* Level 0 clusters the rows; level l > 0 clusters the centroids of level l - 1, each level by
- * spherical k-means (FAISS), optionally followed by the paper's resampling steps and float64
- * centroid refinement (lvd_hkmeans_opts). */
+ * spherical k-means (FAISS, or lvd_kmeans_lloyd shared by a group), optionally followed by the
+ * paper's resampling steps and float64 centroid refinement (lvd_hkmeans_opts). */
 typedef struct lvd_hkmeans {
     int levels;
     int d;
@@ -327,6 +359,10 @@ typedef struct lvd_hkmeans_opts {
     int float64;         /* 1: every k-means run is followed by niter Lloyd passes whose centroid
                             sums are accumulated in float64 (FAISS sums in float32, which loses
                             precision on large clusters) */
+    const lvd_kmeans_group *group; /* set: every k-means is lvd_kmeans_lloyd shared by this
+                                      group (float64 sums when float64; no FAISS run) and every
+                                      assignment lvd_kmeans_assign_group, so that the fit does
+                                      not depend on the number of processes; NULL: FAISS */
 } lvd_hkmeans_opts;
 
 /* Fits `levels` levels with k[0] >= k[1] >= ... >= 1 clusters (k[0] <= n) as opt says. On failure

@@ -75,4 +75,9 @@ int index_ivf_lists(const int32_t *probe, int64_t n, int nprobe, int use, int64_
 
 void index_ivf_lists_free(index_lists *l);
 
+/* niter spherical Lloyd passes over all m rows from the given centroids, shared by g (NULL: one
+ * process), sums in float64 or float32; an empty cluster keeps its centroid (kmeans.c). */
+int index_lloyd_passes(const float *train, int64_t m, int d, int k, int niter, int float64,
+                       const lvd_kmeans_group *g, float *centroids, lvd_error *err);
+
 #endif

@@ -21,6 +21,15 @@
  * them unless asked to retry them. A shard that cannot be read stops the run with an error naming
  * it.
  *
+ * Under an MPI launcher (`mpirun -np N lvd-embed`, `srun`; dist/dist.h) the run is shared: rank 0
+ * alone opens the manifest (stage lock, recovery, run record, plan) and is its only writer; the
+ * ranks embed disjoint shares of the ordered pending list, whole shards each, writing their own
+ * files, and rank 0 records every file in the per-shard transaction above. The result equals a
+ * one-process run: the same rows bitwise, the same files, rows and failures (file ids and the
+ * order of the commits aside). A rank's failure stops every rank after the current shard (the
+ * run fails naming the rank; what was recorded stays); a killed MPI run is recovered as above by
+ * any next run. See embed_stage_dist.c. Import refuses to run as several ranks.
+ *
  * Import (lvd_embed_import) attaches the rows of a (rows, dim) float32 .npy to existing images
  * listed one per line (an image id, or a url) in a text file. */
 #ifndef LVD_CURATE_STAGES_EMBED_STAGE_H

@@ -8,8 +8,11 @@
 #include <stdint.h>
 
 #include "curate/stages/embed_stage.h"
+#include "dist/dist.h"
+#include "embed/vit.h"
 #include "kit/kit.h"
 #include "store/manifest.h"
+#include "store/npy.h"
 
 #define STAGE_MSG 256 /* bytes kept of one failure message */
 
@@ -148,5 +151,71 @@ void stage_settings_describe(const stage_settings *s, char *buf, size_t cap);
  * writes the new file id. */
 int stage_record_file(lvd_manifest *m, int64_t model_id, int64_t run_id, const char *path,
                       int64_t rows, int cols, int normalized, const int64_t *ids, lvd_error *err);
+
+/* ---- One run (embed_stage_run.c), shared with the group run (embed_stage_dist.c) ---------- */
+
+/* What one run works with once set up. */
+typedef struct embed_ctx {
+    const lvd_embed_opts *o;
+    lvd_dist dist;
+    lvd_manifest *m; /* NULL on the ranks other than 0 of a group */
+    lvd_model_record model;
+    lvd_vit *vit;
+    lvd_vit_pool pool;
+    stage_filter filter;
+    char dir[PATH_MAX];
+    lvd_embed_summary *sum;
+    stage_report rep;
+    stage_plan plan;         /* a rank of a group: only n, its number of jobs */
+    stage_settings settings; /* of this run's rows */
+    float *feats;            /* (batch, dim) */
+    int64_t round, rounds;   /* a group: rounds done, and in all (embed_stage_dist.c) */
+    int stopped;             /* a group: a rank failed, everyone stops */
+} embed_ctx;
+
+/* The output of one shard being written (or, in a group, a rank's finished shard received). */
+typedef struct shard_out {
+    const stage_job *job;
+    char path[PATH_MAX];
+    lvd_npy_appender *app;
+    int64_t *ids; /* (job->n) ids of the rows written so far */
+    int64_t rows;
+    int64_t *failed_ids;
+    char (*failed_msg)[STAGE_MSG];
+    int64_t n_failed;
+} shard_out;
+
+/* Aborts the file being written and frees everything, leaving s zeroed. */
+void stage_shard_out_reset(shard_out *s);
+
+/* Opens the manifest's model (its ViT, checks of features, settings and crop) into c. */
+int stage_open_model(embed_ctx *c, lvd_error *err);
+
+/* On the manifest: the model, the source filter, the output folder, crash recovery and the
+ * run's start. */
+int stage_run_setup(embed_ctx *c, lvd_error *err);
+
+/* The run's parameters and counts (JSON for lvd_kit_run_start / _finish). */
+cJSON *stage_params_json(const embed_ctx *c);
+cJSON *stage_counts_json(const lvd_embed_summary *s);
+
+/* Embeds the c->plan.n jobs (jobs[i] NULL: listed from the manifest when its turn comes, under
+ * the run's limit), finishing each shard as it ends. */
+int stage_embed_jobs(embed_ctx *c, stage_job **jobs, lvd_error *err);
+int stage_consume(embed_ctx *c, stage_pipe *p, stage_job **jobs, lvd_error *err);
+
+/* Puts the finished file in place (when rows were written) and counts it. */
+int stage_finish_file(embed_ctx *c, shard_out *s, lvd_error *err);
+
+/* One transaction: the file's rows, the shard's failures, the model's settings. */
+int stage_record_shard(embed_ctx *c, const shard_out *s, lvd_error *err);
+
+/* A group run (c->dist.size > 1), see embed_stage_dist.c: rank 0 sets up and plans on the
+ * manifest, every rank embeds its share, rank 0 records. */
+int stage_dist_run(embed_ctx *c, lvd_error *err);
+
+/* In a group: puts s's file in place, exchanges the round's finished shards and, on rank 0,
+ * records them. -1 when any rank failed (err says which and why): everyone stops. */
+int stage_dist_finish_shard(embed_ctx *c, shard_out *s, lvd_error *err);
 
 #endif

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist/dist.h"
 #include "store/npy.h"
 
 /* Jobs posted ahead of the one being consumed, so the producer never waits for a shard list. */
@@ -23,35 +24,7 @@ void lvd_embed_opts_init(lvd_embed_opts *o)
     o->log = stderr;
 }
 
-/* What one run works with once set up. */
-typedef struct embed_ctx {
-    const lvd_embed_opts *o;
-    lvd_manifest *m;
-    lvd_model_record model;
-    lvd_vit *vit;
-    lvd_vit_pool pool;
-    stage_filter filter;
-    char dir[PATH_MAX];
-    lvd_embed_summary *sum;
-    stage_report rep;
-    stage_plan plan;
-    stage_settings settings; /* of this run's rows */
-    float *feats;            /* (batch, dim) */
-} embed_ctx;
-
-/* The output of one shard being written. */
-typedef struct shard_out {
-    const stage_job *job;
-    char path[PATH_MAX];
-    lvd_npy_appender *app;
-    int64_t *ids; /* (job->n) ids of the rows written so far */
-    int64_t rows;
-    int64_t *failed_ids;
-    char (*failed_msg)[STAGE_MSG];
-    int64_t n_failed;
-} shard_out;
-
-static void shard_out_reset(shard_out *s)
+void stage_shard_out_reset(shard_out *s)
 {
     lvd_npy_appender_abort(s->app);
     free(s->ids);
@@ -63,7 +36,7 @@ static void shard_out_reset(shard_out *s)
 /* "<dir>/<shard name without .tar>.r<run>.npy" */
 static int shard_out_start(embed_ctx *c, shard_out *s, const stage_job *job, lvd_error *err)
 {
-    shard_out_reset(s);
+    stage_shard_out_reset(s);
     s->job = job;
     const char *name = stage_base_name(job->shard_path);
     size_t len = strlen(name);
@@ -165,16 +138,20 @@ static int clear_failures(embed_ctx *c, const shard_out *s, lvd_error *err)
     return rc == SQLITE_DONE ? 0 : lvd_manifest_fail(c->m, err, "clearing retried failures");
 }
 
-/* The file is in place before the transaction that makes its rows visible. */
-static int finish_shard(embed_ctx *c, shard_out *s, lvd_error *err)
+int stage_finish_file(embed_ctx *c, shard_out *s, lvd_error *err)
 {
-    if (s->app) {
-        lvd_npy_appender *app = s->app;
-        s->app = NULL;
-        if (lvd_npy_appender_finish(app, err) != 0)
-            return -1;
-        c->sum->files++;
-    }
+    if (!s->app)
+        return 0;
+    lvd_npy_appender *app = s->app;
+    s->app = NULL;
+    if (lvd_npy_appender_finish(app, err) != 0)
+        return -1;
+    c->sum->files++;
+    return 0;
+}
+
+int stage_record_shard(embed_ctx *c, const shard_out *s, lvd_error *err)
+{
     int rc = lvd_manifest_begin(c->m, err);
     if (rc == 0 && s->rows > 0)
         rc = stage_settings_record(c->m, c->model.id, &c->settings, err);
@@ -191,12 +168,24 @@ static int finish_shard(embed_ctx *c, shard_out *s, lvd_error *err)
         lvd_manifest_rollback(c->m);
         return -1;
     }
+    return 0;
+}
+
+/* The file is in place before the transaction that makes its rows visible; in a group, rank 0
+ * records every rank's file (embed_stage_dist.c). */
+static int finish_shard(embed_ctx *c, shard_out *s, lvd_error *err)
+{
+    if (c->dist.size > 1)
+        return stage_dist_finish_shard(c, s, err);
+    if (stage_finish_file(c, s, err) != 0 || stage_record_shard(c, s, err) != 0)
+        return -1;
     c->sum->embedded += s->rows;
     c->sum->failed += s->n_failed;
     return 0;
 }
 
-/* Posts plan shards from *next while fewer than JOBS_AHEAD are queued and the limit allows. */
+/* Posts plan shards from *next while fewer than JOBS_AHEAD are queued and the limit allows (a
+ * rank of a group has its jobs already, in jobs[]). */
 static int post_jobs(embed_ctx *c, stage_pipe *p, stage_job **jobs, size_t *next, size_t consumed,
                      int64_t *budget, lvd_error *err)
 {
@@ -204,7 +193,8 @@ static int post_jobs(embed_ctx *c, stage_pipe *p, stage_job **jobs, size_t *next
     while (*next < c->plan.n && *next < ahead_end) {
         if (*budget <= 0)
             break;
-        if (stage_plan_job(c->m, &c->plan, *next, &c->filter, *budget, &jobs[*next], err) != 0)
+        if (!jobs[*next] &&
+            stage_plan_job(c->m, &c->plan, *next, &c->filter, *budget, &jobs[*next], err) != 0)
             return -1;
         *budget -= (int64_t)jobs[*next]->n;
         stage_pipe_post(p, jobs[*next]);
@@ -215,7 +205,7 @@ static int post_jobs(embed_ctx *c, stage_pipe *p, stage_job **jobs, size_t *next
     return 0;
 }
 
-static int consume(embed_ctx *c, stage_pipe *p, stage_job **jobs, lvd_error *err)
+int stage_consume(embed_ctx *c, stage_pipe *p, stage_job **jobs, lvd_error *err)
 {
     int64_t budget = c->o->limit > 0 ? c->o->limit : INT64_MAX;
     size_t next = 0, consumed = 0;
@@ -235,43 +225,47 @@ static int consume(embed_ctx *c, stage_pipe *p, stage_job **jobs, lvd_error *err
             rc = finish_shard(c, &s, err);
             stage_job_free(jobs[consumed]);
             jobs[consumed++] = NULL;
-            shard_out_reset(&s);
+            stage_shard_out_reset(&s);
             if (rc == 0)
                 rc = post_jobs(c, p, jobs, &next, consumed, &budget, err);
         }
         stage_report_tick(&c->rep, 0);
     }
-    shard_out_reset(&s);
+    stage_shard_out_reset(&s);
+    return rc;
+}
+
+int stage_embed_jobs(embed_ctx *c, stage_job **jobs, lvd_error *err)
+{
+    c->feats = malloc((size_t)c->o->batch * c->model.dim * sizeof *c->feats);
+    if (!c->feats)
+        return lvd_fail(err, "out of memory");
+    stage_pipe *p;
+    int rc = stage_pipe_start(c->o->batch, c->o->resize, c->o->crop, &p, err);
+    if (rc == 0)
+        rc = stage_consume(c, p, jobs, err);
+    stage_pipe_stop(p);
     return rc;
 }
 
 static int embed_all(embed_ctx *c, lvd_error *err)
 {
-    c->filter.model_id = c->model.id;
-    c->filter.retry_failed = c->o->retry_failed;
     if (stage_plan_make(c->m, &c->filter, &c->plan, err) != 0)
         return -1;
     int64_t limit = c->o->limit > 0 ? c->o->limit : INT64_MAX;
     c->sum->todo = c->plan.total < limit ? c->plan.total : limit;
     c->rep.todo = c->sum->todo;
-    c->feats = malloc((size_t)c->o->batch * c->model.dim * sizeof *c->feats);
     stage_job **jobs = calloc(c->plan.n + 1, sizeof *jobs);
-    if (!c->feats || !jobs) {
-        free(jobs);
+    if (!jobs)
         return lvd_fail(err, "out of memory");
-    }
-    stage_pipe *p;
-    int rc = stage_pipe_start(c->o->batch, c->o->resize, c->o->crop, &p, err);
-    if (rc == 0)
-        rc = consume(c, p, jobs, err);
-    stage_pipe_stop(p);
+    int rc = stage_embed_jobs(c, jobs, err);
     for (size_t i = 0; i < c->plan.n; i++)
         stage_job_free(jobs[i]);
     free(jobs);
     return rc;
 }
 
-static cJSON *params_json(const embed_ctx *c)
+cJSON *stage_params_json(const embed_ctx *c)
 {
     const lvd_embed_opts *o = c->o;
     cJSON *j = cJSON_CreateObject();
@@ -290,10 +284,12 @@ static cJSON *params_json(const embed_ctx *c)
     cJSON_AddBoolToObject(j, "normalize", o->normalize);
     cJSON_AddBoolToObject(j, "retry_failed", o->retry_failed);
     cJSON_AddStringToObject(j, "out", c->dir);
+    if (c->dist.size > 1)
+        cJSON_AddNumberToObject(j, "ranks", c->dist.size);
     return j;
 }
 
-static cJSON *counts_json(const lvd_embed_summary *s)
+cJSON *stage_counts_json(const lvd_embed_summary *s)
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "todo", (double)s->todo);
@@ -354,7 +350,7 @@ static int check_settings(embed_ctx *c, lvd_error *err)
 }
 
 /* The model, its feature mode and the crop size, checked before anything is recorded. */
-static int open_model(embed_ctx *c, lvd_error *err)
+int stage_open_model(embed_ctx *c, lvd_error *err)
 {
     const lvd_embed_opts *o = c->o;
     if (lvd_model_find(c->m, o->model, &c->model, NULL, err) != 0)
@@ -382,17 +378,27 @@ static int open_model(embed_ctx *c, lvd_error *err)
     return 0;
 }
 
-static int run_stage(embed_ctx *c, lvd_error *err)
+int stage_run_setup(embed_ctx *c, lvd_error *err)
 {
     const lvd_embed_opts *o = c->o;
-    if (open_model(c, err) != 0 ||
+    if (stage_open_model(c, err) != 0 ||
         lvd_source_find(c->m, o->source, -1, &c->filter.source_id, NULL, err) != 0 ||
         stage_model_dir(o->db, o->out_dir, c->model.name, c->dir, err) != 0 ||
         stage_recover(c->m, c->dir, err) != 0 ||
-        lvd_kit_run_start(c->m, "embed", params_json(c), &c->sum->run_id, err) != 0)
+        lvd_kit_run_start(c->m, "embed", stage_params_json(c), &c->sum->run_id, err) != 0)
         return -1;
     if (!o->source)
         c->filter.source_id = -1; /* every source */
+    c->filter.model_id = c->model.id;
+    c->filter.retry_failed = o->retry_failed;
+    return 0;
+}
+
+static int run_stage(embed_ctx *c, lvd_error *err)
+{
+    const lvd_embed_opts *o = c->o;
+    if (stage_run_setup(c, err) != 0)
+        return -1;
     double start = lvd_kit_now(), cpu_start = lvd_kit_cpu_now();
     c->rep = (stage_report){.log = o->log,
                             .tty = o->progress,
@@ -402,7 +408,7 @@ static int run_stage(embed_ctx *c, lvd_error *err)
     int rc = embed_all(c, err);
     c->sum->seconds = lvd_kit_now() - start;
     c->sum->cpu_seconds = lvd_kit_cpu_now() - cpu_start;
-    rc = lvd_kit_run_finish(c->m, c->sum->run_id, rc, NULL, counts_json(c->sum), err);
+    rc = lvd_kit_run_finish(c->m, c->sum->run_id, rc, NULL, stage_counts_json(c->sum), err);
     if (rc == 0)
         stage_report_summary(&c->rep, c->sum);
     return rc;
@@ -414,9 +420,16 @@ int lvd_embed_run(const lvd_embed_opts *o, lvd_embed_summary *sum, lvd_error *er
     if (check_opts(o, err) != 0)
         return -1;
     embed_ctx c = {.o = o, .sum = sum, .filter = {.source_id = -1}};
-    int rc = lvd_kit_open(o->db, LVD_MANIFEST_WRITE, "embed", &c.m, err);
-    if (rc == 0)
-        rc = run_stage(&c, err);
+    if (lvd_dist_init(&c.dist, err) != 0)
+        return -1;
+    int rc;
+    if (c.dist.size > 1) {
+        rc = stage_dist_run(&c, err);
+    } else {
+        rc = lvd_kit_open(o->db, LVD_MANIFEST_WRITE, "embed", &c.m, err);
+        if (rc == 0)
+            rc = run_stage(&c, err);
+    }
     stage_plan_free(&c.plan);
     free(c.feats);
     lvd_vit_free(c.vit);

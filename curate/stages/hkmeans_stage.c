@@ -1,6 +1,7 @@
 /* The hierarchical k-means stage of curate/stages/hkmeans_stage.h: the best of several fits, the
  * balanced sample and the one transaction of rows. */
 #include "curate/stages/hkmeans_stage.h"
+#include "curate/stages/kmeans_group.h"
 
 #include <errno.h>
 #include <math.h>
@@ -128,28 +129,30 @@ static double fit_score(const lvd_hkmeans *h, const float *x, const int32_t *ass
 }
 
 /* The best of `redo` fits (seeds seed + r * LVD_HKMEANS_MAX_LEVELS, so no two fits share a
- * level seed) into f->h and f->assign. */
-static int best_fit(const lvd_embeddings *pool, const lvd_hkmeans_stage_options *o, fitted *f,
-                    lvd_error *err)
+ * level seed) of the n x d rows x into f->h and f->assign, the work shared by the group g
+ * (every rank of it runs this alike, kmeans_group.h). */
+static int best_fit(const float *x, int64_t n, int d, const lvd_hkmeans_stage_options *o,
+                    const lvd_kmeans_group *g, fitted *f, lvd_error *err)
 {
-    size_t size = (size_t)o->levels * (size_t)pool->n * sizeof *f->assign;
+    size_t size = (size_t)o->levels * (size_t)n * sizeof *f->assign;
     int32_t *assign = malloc(size);
     f->assign = malloc(size);
     if (!assign || !f->assign) {
         free(assign);
-        return lvd_fail(err, "hkmeans: out of memory for %lld rows", (long long)pool->n);
+        return lvd_fail(err, "hkmeans: out of memory for %lld rows", (long long)n);
     }
     double best = -INFINITY;
     int rc = 0;
     for (int r = 0; r < o->redo && rc == 0; r++) {
         lvd_hkmeans h;
-        lvd_hkmeans_opts ho = {o->niter, o->seed + r * LVD_HKMEANS_MAX_LEVELS, o->resample,
-                               o->sample_size, o->float64};
-        rc = lvd_hkmeans_fit(pool->x, pool->n, pool->dim, o->k, o->levels, &ho, &h, err);
+        lvd_hkmeans_opts ho = {o->niter,    o->seed + r * LVD_HKMEANS_MAX_LEVELS,
+                               o->resample, o->sample_size,
+                               o->float64,  g};
+        rc = lvd_hkmeans_fit(x, n, d, o->k, o->levels, &ho, &h, err);
         if (rc)
             break;
         assign_levels(&h, assign);
-        double score = fit_score(&h, pool->x, assign);
+        double score = fit_score(&h, x, assign);
         if (score > best) {
             best = score;
             lvd_hkmeans_free(&f->h);
@@ -169,8 +172,24 @@ static int fit_and_sample(const lvd_embeddings *pool, const lvd_hkmeans_stage_op
     if (o->k[0] > pool->n)
         return lvd_fail(err, "--clusters %d at level 0: more than the %lld kept pool images",
                         o->k[0], (long long)pool->n);
-    if (best_fit(pool, o, f, err))
+    stage_kgroup kg;
+    if (stage_kgroup_init(&kg, err))
         return -1;
+    stage_kjob job = {.op = STAGE_KJOB_HIERARCHICAL,
+                      .n = pool->n,
+                      .d = pool->dim,
+                      .levels = o->levels,
+                      .niter = o->niter,
+                      .seed = o->seed,
+                      .redo = o->redo,
+                      .resample = o->resample,
+                      .sample_size = o->sample_size,
+                      .float64 = o->float64};
+    for (int l = 0; l < o->levels; l++)
+        job.k[l] = o->k[l];
+    if ((kg.dist.size > 1 && stage_kjob_send(&kg, &job, pool->x, err)) ||
+        best_fit(pool->x, pool->n, pool->dim, o, &kg.g, f, err))
+        return stage_kgroup_failed(&kg, "lvd-retrieve", err);
     size_t n = (size_t)pool->n;
     uint8_t *selected = malloc(n);
     int64_t *per_top = calloc((size_t)o->k[o->levels - 1], sizeof *per_top);
@@ -345,4 +364,24 @@ int lvd_hkmeans_stage_run(lvd_manifest *m, const lvd_hkmeans_stage_options *o,
         return -1;
     int rc = curate(m, o, model_id, dim, run, counts, err);
     return lvd_kit_run_finish(m, run, rc, NULL, counts_json(counts), err);
+}
+
+int lvd_hkmeans_stage_follow(const stage_kjob *job, const float *x, const lvd_kmeans_group *g,
+                             lvd_error *err)
+{
+    lvd_hkmeans_stage_options o;
+    lvd_hkmeans_stage_defaults(&o);
+    o.levels = (int)job->levels;
+    for (int l = 0; l < o.levels; l++)
+        o.k[l] = (int)job->k[l];
+    o.niter = (int)job->niter;
+    o.seed = (int)job->seed;
+    o.redo = (int)job->redo;
+    o.resample = (int)job->resample;
+    o.sample_size = job->sample_size;
+    o.float64 = (int)job->float64;
+    fitted f = {0};
+    int rc = best_fit(x, job->n, (int)job->d, &o, g, &f, err);
+    fitted_free(&f);
+    return rc;
 }

@@ -8,7 +8,10 @@
  * top-level cluster), and the cluster of every kept image at every level goes to table `hkmeans`
  * (view v_hkmeans(image_id, model, dataset, level, cluster, run_id)). A run replaces the rows of
  * its (model, name) in one transaction and is recorded in `runs` (stage 'hkmeans'). The paper's
- * resampling steps and float64 centroid sums are options (lvd_hkmeans_opts). */
+ * resampling steps and float64 centroid sums are options (lvd_hkmeans_opts). Every k-means is
+ * lvd_kmeans_lloyd shared by the process group (one process, or the ranks of `mpirun -np N
+ * lvd-retrieve --hierarchical`, curate/stages/kmeans_group.h), so the fit does not depend on
+ * the number of ranks. */
 #ifndef LVD_CURATE_STAGES_HKMEANS_STAGE_H
 #define LVD_CURATE_STAGES_HKMEANS_STAGE_H
 
@@ -55,5 +58,13 @@ int lvd_hkmeans_parse_clusters(const char *s, int *k, int max, int *levels, lvd_
  * ("run lvd-dedup first"), more level-0 clusters than kept images, or a k-means error. */
 int lvd_hkmeans_stage_run(lvd_manifest *m, const lvd_hkmeans_stage_options *o,
                           lvd_hkmeans_stage_counts *counts, lvd_error *err);
+
+struct stage_kjob;
+struct lvd_kmeans_group;
+
+/* A rank other than 0 of a group: its part of the fits of rank 0's --hierarchical job
+ * (curate/stages/kmeans_group.h; called by lvd_retrieve_stage_follow). */
+int lvd_hkmeans_stage_follow(const struct stage_kjob *job, const float *x,
+                             const struct lvd_kmeans_group *g, lvd_error *err);
 
 #endif

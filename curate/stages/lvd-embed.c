@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "curate/stages/embed_stage.h"
+#include "dist/dist.h"
 #include "kit/kit.h"
 
 static const char help[] =
@@ -18,7 +19,11 @@ static const char help[] =
     "exactly what is missing. Images that fail to decode are recorded (v_embedding_failures)\n"
     "and skipped by later runs (unless --retry-failed).\n"
     "With --import, attaches the rows of FILE.npy (rows, dim) to the images named by the lines\n"
-    "of FILE.txt (an image id or url a line); an unknown model name is registered as external.";
+    "of FILE.txt (an image id or url a line); an unknown model name is registered as external.\n"
+    "\n"
+    "Under mpirun or srun (a build with MPI), the ranks embed disjoint shares of the pending\n"
+    "images, whole shards each, and rank 0 alone opens the manifest and records every file:\n"
+    "the manifest can stay on rank 0's local disk; shards, weights and OUT must be shared.";
 
 typedef struct args {
     lvd_embed_opts o;
@@ -37,6 +42,11 @@ static int run(lvd_manifest *m, void *ctx, lvd_error *err)
 {
     (void)m;
     args *a = ctx;
+    lvd_dist d;
+    if (lvd_dist_init(&d, err) != 0)
+        return -1;
+    if (a->import && d.size > 1)
+        return d.rank == 0 ? lvd_fail(err, "--import runs as one process, not under mpirun") : 1;
     if (a->import) {
         lvd_import_opts io = {.db = a->o.db,
                               .model = a->o.model,
@@ -51,6 +61,8 @@ static int run(lvd_manifest *m, void *ctx, lvd_error *err)
     lvd_embed_summary sum;
     if (lvd_embed_run(&a->o, &sum, err) == 0)
         return 0;
+    if (d.rank != 0)
+        return 1; /* rank 0 says why, once */
     /* After a progress line, on a line of its own. */
     fprintf(stderr, "%slvd-embed: %s\n", a->o.progress ? "\n" : "", err->msg);
     return 1;

@@ -4,6 +4,7 @@
 
 #include "curate/stages/hkmeans_stage.h"
 #include "curate/stages/index_stage.h"
+#include "curate/stages/kmeans_group.h"
 #include "curate/stages/retrieve_stage.h"
 #include "kit/kit.h"
 
@@ -23,7 +24,11 @@ static const char help[] =
     "--target images balanced across the top-level clusters. The picks are curated rows of\n"
     "method 'hkmeans' and dataset --name; each image's cluster per level is in view v_hkmeans.\n"
     "A run replaces the rows of its model and name only (other methods keep theirs, and a\n"
-    "seed-based run keeps the 'hkmeans' rows).";
+    "seed-based run keeps the 'hkmeans' rows).\n"
+    "\n"
+    "Under mpirun or srun (a build with MPI), the ranks share the k-means work (each assigns and\n"
+    "sums its share of the rows; the centroids do not depend on the number of ranks); rank 0\n"
+    "alone opens the manifest and does the rest.";
 
 /* Both modes' options; --clusters is a count or, with --hierarchical, a list. Options of one
  * mode only start at 0 ("not given"). */
@@ -46,9 +51,12 @@ static int check(void *ctx, lvd_error *err)
     a->h.seed = a->r.seed;
     a->h.redo = a->r.redo;
     if (!a->hierarchical) {
-        if (a->levels || a->h.target || a->h.resample || a->h.float64 || a->sample_size)
-            return lvd_fail(err, "--levels, --target, --resample, --sample-size and --float64 "
-                                 "need --hierarchical");
+        if (a->levels || a->h.target || a->h.resample || a->sample_size)
+            return lvd_fail(err, "--levels, --target, --resample and --sample-size need "
+                                 "--hierarchical");
+        if (a->h.float64 && !a->clusters)
+            return lvd_fail(err, "--float64 needs --clusters or --hierarchical");
+        a->r.float64 = a->h.float64;
         const lvd_kit_opt count = LVD_OPT_INT("clusters", "K", a->r.clusters, 1, 1 << 24, "");
         if (a->clusters && lvd_kit_set(&count, a->clusters, err))
             return -1;
@@ -141,11 +149,21 @@ int main(int argc, char **argv)
         LVD_OPT_INT("sample-size", "S", a.sample_size, 1, INT64_MAX,
                     "hierarchical: images per cluster in a resampling step", .def = "10"),
         LVD_OPT_FLAG("float64", h->float64, 1,
-                     "hierarchical: centroid sums in float64 (Lloyd passes after FAISS)"),
+                     "k-means centroid sums (and their sums across MPI ranks)\nin float64"),
         LVD_OPT_SEARCH_INDEX(r->factory, r->memory_budget, r->nprobe),
         LVD_OPT_END,
     };
     const lvd_kit_cmd cmd = {"lvd-retrieve",      help,          opts, run, &a,
                              .db = LVD_KIT_WRITE, .check = check};
-    return lvd_kit_main(&cmd, argc, argv);
+    /* Under mpirun: rank 0 runs the command, the other ranks share its k-means and nothing else
+     * (curate/stages/kmeans_group.h); rank 0 ends them however the command ends. */
+    stage_kgroup kg;
+    lvd_error err;
+    if (stage_kgroup_init(&kg, &err))
+        return lvd_kit_fail("lvd-retrieve", &err);
+    if (kg.dist.rank != 0)
+        return lvd_retrieve_stage_follow(&err) ? lvd_kit_fail("lvd-retrieve", &err) : 0;
+    int status = lvd_kit_main(&cmd, argc, argv);
+    stage_kjob_end(&kg);
+    return status;
 }

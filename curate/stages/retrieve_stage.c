@@ -8,6 +8,7 @@
 
 #include "curate/stages/embeddings_read.h"
 #include "curate/stages/index_stage.h"
+#include "curate/stages/kmeans_group.h"
 #include "index/index.h"
 
 void lvd_retrieve_stage_defaults(lvd_retrieve_stage_options *o)
@@ -131,27 +132,36 @@ static void clustering_free(clustering *c)
 
 /* k-means restarted with seeds seed, seed + 1, ...: Lloyd iterations cannot leave a bad random
  * start (two centroids in one cluster, one for two), so the run whose centroids give the
- * highest total similarity of the pool to its nearest centroid wins (FAISS's nredo). */
-static int best_kmeans(const lvd_embeddings *pool, const lvd_retrieve_stage_options *o,
-                       float *centroids, float *best, clustering *c, lvd_error *err)
+ * highest total similarity of the pool to its nearest centroid wins (FAISS's nredo). Every rank
+ * of the group runs this alike (kmeans_group.h), ending with the best centroids and every pool
+ * row's cluster and similarity to them. */
+static int pool_kmeans(const float *x, const stage_kjob *job, const lvd_kmeans_group *g,
+                       float *best, int32_t *cluster, float *sim, lvd_error *err)
 {
+    int k = (int)job->k[0], d = (int)job->d;
+    size_t size = (size_t)k * (size_t)d * sizeof *best;
+    float *centroids = malloc(size);
+    if (!centroids)
+        return lvd_fail(err, "retrieve: out of memory for %d clusters", k);
     double best_total = -INFINITY;
-    size_t size = (size_t)o->clusters * (size_t)pool->dim * sizeof *best;
-    for (int r = 0; r < o->redo; r++) {
-        if (lvd_kmeans(pool->x, pool->n, pool->dim, o->clusters, o->niter, o->seed + r, centroids,
-                       err) ||
-            lvd_kmeans_assign(centroids, o->clusters, pool->dim, pool->x, pool->n, c->pool_cluster,
-                              c->pool_sim, err))
-            return -1;
+    int rc = 0;
+    for (int r = 0; rc == 0 && r < job->redo; r++) {
+        rc = lvd_kmeans_lloyd(x, job->n, d, k, (int)job->niter, (int)job->seed + r,
+                              (int)job->float64, g, centroids, err);
+        if (rc == 0)
+            rc = lvd_kmeans_assign_group(centroids, k, d, x, job->n, g, cluster, sim, err);
         double total = 0.0;
-        for (int64_t i = 0; i < pool->n; i++)
-            total += c->pool_sim[i];
-        if (total > best_total) {
+        for (int64_t i = 0; rc == 0 && i < job->n; i++)
+            total += sim[i];
+        if (rc == 0 && total > best_total) {
             best_total = total;
             memcpy(best, centroids, size);
         }
     }
-    return 0;
+    if (rc == 0)
+        rc = lvd_kmeans_assign_group(best, k, d, x, job->n, g, cluster, sim, err);
+    free(centroids);
+    return rc;
 }
 
 static int cluster_pool(const lvd_embeddings *pool, const lvd_embeddings *seeds,
@@ -160,20 +170,33 @@ static int cluster_pool(const lvd_embeddings *pool, const lvd_embeddings *seeds,
     if (o->clusters > pool->n)
         return lvd_fail(err, "--clusters %d: more than the %lld kept pool images", o->clusters,
                         (long long)pool->n);
-    float *centroids = malloc((size_t)o->clusters * (size_t)pool->dim * sizeof *centroids);
+    stage_kgroup kg;
+    if (stage_kgroup_init(&kg, err))
+        return -1;
+    const stage_kjob job = {.op = STAGE_KJOB_CLUSTERS,
+                            .n = pool->n,
+                            .d = pool->dim,
+                            .levels = 1,
+                            .k = {o->clusters},
+                            .niter = o->niter,
+                            .seed = o->seed,
+                            .redo = o->redo,
+                            .float64 = o->float64};
     c->pool_cluster = malloc((size_t)pool->n * sizeof *c->pool_cluster);
     c->pool_sim = malloc((size_t)pool->n * sizeof *c->pool_sim);
     c->seed_cluster = malloc((size_t)seeds->n * sizeof *c->seed_cluster);
     float *best = malloc((size_t)o->clusters * (size_t)pool->dim * sizeof *best);
     int rc = -1;
-    if (!centroids || !best || !c->pool_cluster || !c->pool_sim || !c->seed_cluster)
+    if (!best || !c->pool_cluster || !c->pool_sim || !c->seed_cluster) {
         lvd_fail(err, "retrieve: out of memory for %d clusters", o->clusters);
-    else if (best_kmeans(pool, o, centroids, best, c, err) == 0 &&
-             lvd_kmeans_assign(best, o->clusters, pool->dim, pool->x, pool->n, c->pool_cluster,
-                               c->pool_sim, err) == 0)
+    } else if (kg.dist.size > 1 && stage_kjob_send(&kg, &job, pool->x, err)) {
+        stage_kgroup_failed(&kg, "lvd-retrieve", err);
+    } else if (pool_kmeans(pool->x, &job, &kg.g, best, c->pool_cluster, c->pool_sim, err)) {
+        stage_kgroup_failed(&kg, "lvd-retrieve", err);
+    } else {
         rc = lvd_kmeans_assign(best, o->clusters, pool->dim, seeds->x, seeds->n, c->seed_cluster,
                                NULL, err);
-    free(centroids);
+    }
     free(best);
     return rc;
 }
@@ -392,6 +415,8 @@ static cJSON *params_json(const lvd_retrieve_stage_options *o)
     cJSON_AddNumberToObject(j, "niter", o->niter);
     cJSON_AddNumberToObject(j, "seed", o->seed);
     cJSON_AddNumberToObject(j, "redo", o->redo);
+    if (o->float64)
+        cJSON_AddBoolToObject(j, "float64", 1);
     if (o->factory)
         cJSON_AddStringToObject(j, "factory", o->factory);
     return j;
@@ -426,4 +451,36 @@ int lvd_retrieve_stage_run(lvd_manifest *m, const lvd_retrieve_stage_options *o,
         return -1;
     int rc = retrieve(m, o, model_id, dim, source_id, run, counts, err);
     return lvd_kit_run_finish(m, run, rc, NULL, counts_json(counts), err);
+}
+
+int lvd_retrieve_stage_follow(lvd_error *err)
+{
+    stage_kgroup kg;
+    if (stage_kgroup_init(&kg, err))
+        return -1;
+    for (;;) {
+        stage_kjob job;
+        float *x;
+        if (stage_kjob_next(&kg, &job, &x, err))
+            return stage_kgroup_failed(&kg, "lvd-retrieve", err);
+        if (job.op == STAGE_KJOB_END)
+            return 0;
+        int rc = -1;
+        if (job.op == STAGE_KJOB_HIERARCHICAL) {
+            rc = lvd_hkmeans_stage_follow(&job, x, &kg.g, err);
+        } else {
+            size_t k = (size_t)job.k[0];
+            float *best = malloc(k * (size_t)job.d * sizeof *best);
+            int32_t *cluster = malloc((size_t)job.n * sizeof *cluster);
+            float *sim = malloc((size_t)job.n * sizeof *sim);
+            rc = best && cluster && sim ? pool_kmeans(x, &job, &kg.g, best, cluster, sim, err)
+                                        : lvd_fail(err, "retrieve: out of memory");
+            free(best);
+            free(cluster);
+            free(sim);
+        }
+        free(x);
+        if (rc)
+            return stage_kgroup_failed(&kg, "lvd-retrieve", err);
+    }
 }

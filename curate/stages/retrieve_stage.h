@@ -5,8 +5,9 @@
  * - sample-based ('knn', per_seed > 0): the per_seed nearest kept pool images of every seed
  *   image, rank 1 the nearest; a pool image retrieved by several seeds is a collision (counted;
  *   it gets one row per seed).
- * - cluster-based ('cluster', clusters > 0): spherical k-means of the kept pool (FAISS, fixed
- *   seeds; the best of `redo` runs by total similarity to the nearest centroid); for each seed
+ * - cluster-based ('cluster', clusters > 0): spherical k-means of the kept pool (Lloyd passes,
+ *   lvd_kmeans_lloyd, fixed seeds; the best of `redo` runs by total similarity to the nearest
+ *   centroid; shared by the ranks under mpirun, see kmeans_group.h); for each seed
  *   source, every cluster holding more than min_seeds of its seed images contributes its
  *   per_cluster images nearest the centroid (rank 1 the nearest; ties: lowest image id); when a
  *   source's picks exceed cap (0: no cap), the ones of lowest rank are kept, clusters taking
@@ -36,6 +37,7 @@ typedef struct lvd_retrieve_stage_options {
     int niter;               /* k-means iterations (20) */
     int seed;                /* k-means seed of the first run (1234) */
     int redo;                /* k-means runs (seeds seed, seed + 1, ...); the best is kept (3) */
+    int float64;             /* 1: k-means sums (and their sums across ranks) in float64 */
     const char *factory;     /* index for the sample-based search; NULL: lvd_index_choose */
     size_t memory_budget;    /* LVD_STAGE_MEMORY_BUDGET */
     size_t nprobe;           /* 16 */
@@ -60,5 +62,10 @@ void lvd_retrieve_stage_defaults(lvd_retrieve_stage_options *o);
  * first"), no seed image, more clusters than kept pool images, or an index error. */
 int lvd_retrieve_stage_run(lvd_manifest *m, const lvd_retrieve_stage_options *o,
                            lvd_retrieve_stage_counts *counts, lvd_error *err);
+
+/* The ranks other than 0 of a group (`mpirun -np N lvd-retrieve ...`,
+ * curate/stages/kmeans_group.h): take part in the k-means fits rank 0 shares, --clusters or
+ * --hierarchical, until rank 0 ends (stage_kjob_end). They open no manifest. */
+int lvd_retrieve_stage_follow(lvd_error *err);
 
 #endif

@@ -3,6 +3,7 @@
  * rank order. A build without MPI refuses a launcher that asks for several processes. */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "dist/dist.h"
 #include "tests/check.h"
@@ -55,6 +56,29 @@ static void check_group(const lvd_dist *d)
     CHECK(lvd_dist_sum_i64(d, got, 1, &err) == 0 && got[0] == 11);
 }
 
+/* lvd_dist_allgather: rank r gives r + 1 bytes of value r (rank 0 also an empty round); every
+ * rank gets them all in rank order. */
+static void check_allgather(const lvd_dist *d)
+{
+    lvd_error err;
+    char mine[64];
+    memset(mine, 'a' + d->rank, sizeof mine);
+    size_t *sizes = malloc((size_t)d->size * sizeof *sizes);
+    void *all = NULL;
+    CHECK(lvd_dist_allgather(d, mine, (size_t)d->rank + 1, &all, sizes, &err) == 0);
+    size_t at = 0;
+    for (int r = 0; all && r < d->size; r++) {
+        CHECK(sizes[r] == (size_t)r + 1);
+        for (size_t i = 0; i < sizes[r]; i++)
+            CHECK(((const char *)all)[at + i] == 'a' + r);
+        at += sizes[r];
+    }
+    free(all);
+    CHECK(lvd_dist_allgather(d, mine, 0, &all, sizes, &err) == 0 && all && sizes[0] == 0);
+    free(all);
+    free(sizes);
+}
+
 int main(void)
 {
     lvd_error err;
@@ -65,6 +89,7 @@ int main(void)
     CHECK(d.size == (expect ? atoi(expect) : 1) && d.rank >= 0 && d.rank < d.size);
     check_shares(&d);
     check_group(&d);
+    check_allgather(&d);
     if (!lvd_dist_built() && !expect) {
         /* Without MPI, a launcher's request for two processes is refused, one is a group of one. */
         setenv("PMI_SIZE", "2", 1);

@@ -376,7 +376,7 @@ static void test_hkmeans_fit(void)
     int k[3] = {16, 4, 2};
     lvd_hkmeans h;
     lvd_error err = {0};
-    const lvd_hkmeans_opts opt = {10, 7, 0, 0, 0};
+    const lvd_hkmeans_opts opt = {10, 7, 0, 0, 0, NULL};
     CHECK(lvd_hkmeans_fit(x, n, D, k, 3, &opt, &h, &err) == 0);
     int ok = h.levels == 3;
     for (int l = 0; ok && l < 3; l++) {
@@ -451,17 +451,17 @@ static void test_hkmeans_resample(void)
     int k[2] = {12, 3};
     lvd_hkmeans h;
     lvd_error err = {0};
-    const lvd_hkmeans_opts f64 = {10, 3, 0, 0, 1};
+    const lvd_hkmeans_opts f64 = {10, 3, 0, 0, 1, NULL};
     CHECK(lvd_hkmeans_fit(x, n, D, k, 2, &f64, &h, &err) == 0);
     CHECK_MSG(h.levels == 2 && hkmeans_consistent(&h, x, 1), "float64 fit inconsistent");
     lvd_hkmeans_free(&h);
-    const lvd_hkmeans_opts rs = {10, 3, 3, 4, 1};
+    const lvd_hkmeans_opts rs = {10, 3, 3, 4, 1, NULL};
     CHECK(lvd_hkmeans_fit(x, n, D, k, 2, &rs, &h, &err) == 0);
     CHECK_MSG(h.levels == 2 && hkmeans_consistent(&h, x, 0), "resampled fit inconsistent");
     for (int64_t c = 0; h.levels == 2 && c < k[0]; c++)
         CHECK(h.parent[1][c] >= 0 && h.parent[1][c] < k[1]);
     lvd_hkmeans_free(&h);
-    const lvd_hkmeans_opts bad = {10, 3, 2, 0, 0};
+    const lvd_hkmeans_opts bad = {10, 3, 2, 0, 0, NULL};
     CHECK(lvd_hkmeans_fit(x, n, D, k, 2, &bad, &h, &err) == -1);
     CHECK(strstr(err.msg, "sample_size") != NULL && h.levels == 0);
     free(x);
