@@ -51,6 +51,7 @@ static void block_backward(lvd_vit_train *m, lvd_vit_pass *p, int l, int threads
     const lvd_vit_info *in = &m->info;
     const vt_block *bl = &m->p.blocks[l];
     vt_block *gb = &m->g.blocks[l];
+    const vt_packed *pk = &m->packed[l];
     int B = p->B, T = p->T, D = in->dim, hid = in->ffn_hidden;
     int swiglu = in->ffn == LVD_VIT_SWIGLU, f1 = swiglu ? 2 * hid : hid;
     size_t btd = (size_t)B * T * D, bt = (size_t)B * T;
@@ -63,11 +64,11 @@ static void block_backward(lvd_vit_train *m, lvd_vit_pass *p, int l, int threads
     vt_residual_backward_sub(p->dbr, gb->ls2, p->dres, slice(p->ffn_out, l, btd), bl->ls2, scale,
                              sub, n, T, D, threads);
     vt_ffn_act_forward(p->act, fch, rows, hid, swiglu, threads);
-    vt_matmul_backward(p->dfch, f1, gb->fc2_w, gb->fc2_b, p->dbr, D, p->act, hid, bl->fc2_w, rows,
-                       hid, D, threads);
+    vt_matmul_backward_packed(p->dfch, f1, gb->fc2_w, gb->fc2_b, p->dbr, D, p->act, hid, pk->fc2_n,
+                              rows, hid, D, threads);
     vt_ffn_act_backward(p->dfch, fch, rows, hid, swiglu, threads);
-    vt_matmul_backward(p->dln, D, gb->fc1_w, gb->fc1_b, p->dfch, f1, slice(p->ln2, l, btd), D,
-                       bl->fc1_w, rows, D, f1, threads);
+    vt_matmul_backward_packed(p->dln, D, gb->fc1_w, gb->fc1_b, p->dfch, f1, slice(p->ln2, l, btd),
+                              D, pk->fc1_n, rows, D, f1, threads);
     vt_layernorm_backward_sub(p->dres, gb->norm2_w, gb->norm2_b, p->dln, resid(p, 2 * l + 1),
                               slice(p->ln2_mean, l, bt), slice(p->ln2_rstd, l, bt), bl->norm2_w,
                               sub, n, T, D, threads);
@@ -80,12 +81,12 @@ static void block_backward(lvd_vit_train *m, lvd_vit_pass *p, int l, int threads
     float *qkv = slice(p->qkv, l, 3 * btd), *atty = slice(p->atty, l, btd);
     vt_residual_backward_sub(p->dbr, gb->ls1, p->dres, slice(p->attn_out, l, btd), bl->ls1, scale,
                              sub, n, T, D, threads);
-    vt_matmul_backward(p->datty, D, gb->proj_w, gb->proj_b, p->dbr, D, atty, D, bl->proj_w, rows, D,
-                       D, threads);
+    vt_matmul_backward_packed(p->datty, D, gb->proj_w, gb->proj_b, p->dbr, D, atty, D, pk->proj_n,
+                              rows, D, D, threads);
     vt_attention_backward(p->dqkv, p->datty, qkv, atty, slice(p->lse, l, bt * in->heads), p->att, n,
                           T, D, in->heads, threads);
-    vt_matmul_backward(p->dln, D, gb->qkv_w, gb->qkv_b, p->dqkv, 3 * D, slice(p->ln1, l, btd), D,
-                       bl->qkv_w, rows, D, 3 * D, threads);
+    vt_matmul_backward_packed(p->dln, D, gb->qkv_w, gb->qkv_b, p->dqkv, 3 * D,
+                              slice(p->ln1, l, btd), D, pk->qkv_n, rows, D, 3 * D, threads);
     vt_layernorm_backward_sub(p->dres, gb->norm1_w, gb->norm1_b, p->dln, resid(p, 2 * l),
                               slice(p->ln1_mean, l, bt), slice(p->ln1_rstd, l, bt), bl->norm1_w,
                               sub, n, T, D, threads);
@@ -163,6 +164,7 @@ int lvd_vit_train_backward(lvd_vit_train *m, lvd_vit_pass *p, const float *dcls,
     int threads = vt_threads(m);
     int blas_threads = openblas_get_num_threads();
     openblas_set_num_threads(1);
+    vt_pack_backward(m, threads);
     final_norm_backward(m, p, dcls, dpatch, dreg, threads);
     for (int l = m->info.depth - 1; l >= 0; l--) {
         block_backward(m, p, l, threads);

@@ -29,13 +29,24 @@ typedef struct vt_tensors {
     float *norm_w, *norm_b;   /* (D) */
 } vt_tensors;
 
+/* One block's linear weights packed for lvd_vit_gemm (embed/vit_layers.h): t = the weight
+ * transposed (forward products), n = as stored (input gradients). */
+typedef struct vt_packed {
+    float *qkv_t, *proj_t, *fc1_t, *fc2_t;
+    float *qkv_n, *proj_n, *fc1_n, *fc2_n;
+} vt_packed;
+
 struct lvd_vit_train {
     lvd_vit_info info;
     lvd_param_layout layout;
-    float *params; /* layout.total */
-    float *grads;  /* layout.total */
-    vt_tensors p;  /* into params */
-    vt_tensors g;  /* into grads */
+    float *params;     /* layout.total */
+    float *grads;      /* layout.total */
+    vt_tensors p;      /* into params */
+    vt_tensors g;      /* into grads */
+    vt_packed *packed; /* depth entries, into pack: refreshed from params by every forward (t)
+                          and backward (n), which may follow optimizer steps */
+    float *patch_t;    /* the patch embedding weight packed (forward) */
+    float *pack;
     int threads;
 };
 
@@ -47,10 +58,13 @@ int vt_check_pass(const lvd_vit_train *m, const lvd_vit_pass *p, lvd_error *err)
 
 /* Kernels (train/vit_train_layers.c), OpenMP over `threads`, OpenBLAS single-threaded. */
 
-/* out (BT, OC) = bias (NULL: 0) + inp (BT, C; row stride lda) @ w (OC, C)^T: the rows start as the
- * bias and sgemm accumulates into them (beta 1), one pass over out fewer than a product followed by
- * a bias add. */
-void vt_matmul_forward(float *out, const float *inp, int lda, const float *w, const float *bias,
+/* Packs the forward (t) or backward (n) forms of every block's linear weights from m->params. */
+void vt_pack_forward(lvd_vit_train *m, int threads);
+void vt_pack_backward(lvd_vit_train *m, int threads);
+
+/* out (BT, OC) = bias (NULL: 0) + inp (BT, C; row stride lda) @ w (OC, C)^T, with w packed by
+ * lvd_vit_gemm_pack_t (wt): row blocks over the threads. */
+void vt_matmul_forward(float *out, const float *inp, int lda, const float *wt, const float *bias,
                        int BT, int C, int OC, int threads);
 
 /* Backward of out (BT, OC; row stride ldo) = inp (BT, C; stride lda) @ w (OC, C)^T + bias:
@@ -59,6 +73,11 @@ void vt_matmul_forward(float *out, const float *inp, int lda, const float *w, co
 void vt_matmul_backward(float *dinp, int ldi, float *dw, float *db, const float *dout, int ldo,
                         const float *inp, int lda, const float *w, int BT, int C, int OC,
                         int threads);
+
+/* vt_matmul_backward with w packed by lvd_vit_gemm_pack_n (wn) for the input gradient. */
+void vt_matmul_backward_packed(float *dinp, int ldi, float *dw, float *db, const float *dout,
+                               int ldo, const float *inp, int lda, const float *wn, int BT, int C,
+                               int OC, int threads);
 
 /* LayerNorm over a subset of images: for j < n, t < T, row j * T + t of out (mean, rstd) is the
  * norm of row sub[j] * T + t of x. */

@@ -36,15 +36,19 @@ VT_SIMD static void add_to(float *acc, const float *row, int n)
     }
 }
 
-void vt_matmul_backward(float *dinp, int ldi, float *dw, float *db, const float *dout, int ldo,
-                        const float *inp, int lda, const float *w, int BT, int C, int OC,
-                        int threads)
+/* The backward of a Linear with w as stored (w) or packed (wn, used when not NULL). */
+static void matmul_backward(float *dinp, int ldi, float *dw, float *db, const float *dout, int ldo,
+                            const float *inp, int lda, const float *w, const float *wn, int BT,
+                            int C, int OC, int threads)
 {
 #pragma omp parallel num_threads(threads)
     {
         int nt = omp_get_num_threads(), t = omp_get_thread_num(), lo, hi;
         split(BT, t, nt, &lo, &hi);
-        if (dinp && hi > lo) {
+        if (dinp && wn && hi > lo) {
+            lvd_vit_gemm(dinp + (size_t)lo * ldi, ldi, dout + (size_t)lo * ldo, ldo, wn, NULL,
+                         hi - lo, C, OC);
+        } else if (dinp && hi > lo) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, C, OC, 1.0f,
                         dout + (size_t)lo * ldo, ldo, w, C, 0.0f, dinp + (size_t)lo * ldi, ldi);
         }
@@ -67,24 +71,60 @@ void vt_matmul_backward(float *dinp, int ldi, float *dw, float *db, const float 
     }
 }
 
-void vt_matmul_forward(float *out, const float *inp, int lda, const float *w, const float *bias,
+void vt_matmul_backward(float *dinp, int ldi, float *dw, float *db, const float *dout, int ldo,
+                        const float *inp, int lda, const float *w, int BT, int C, int OC,
+                        int threads)
+{
+    matmul_backward(dinp, ldi, dw, db, dout, ldo, inp, lda, w, NULL, BT, C, OC, threads);
+}
+
+void vt_matmul_backward_packed(float *dinp, int ldi, float *dw, float *db, const float *dout,
+                               int ldo, const float *inp, int lda, const float *wn, int BT, int C,
+                               int OC, int threads)
+{
+    matmul_backward(dinp, ldi, dw, db, dout, ldo, inp, lda, NULL, wn, BT, C, OC, threads);
+}
+
+void vt_matmul_forward(float *out, const float *inp, int lda, const float *wt, const float *bias,
                        int BT, int C, int OC, int threads)
 {
 #pragma omp parallel num_threads(threads)
     {
         int nt = omp_get_num_threads(), t = omp_get_thread_num(), lo, hi;
         split(BT, t, nt, &lo, &hi);
-        for (int r = lo; r < hi; r++) {
-            if (bias) {
-                memcpy(out + (size_t)r * OC, bias, sizeof(float) * OC);
-            } else {
-                memset(out + (size_t)r * OC, 0, sizeof(float) * OC);
-            }
-        }
         if (hi > lo) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, OC, C, 1.0f,
-                        inp + (size_t)lo * lda, lda, w, C, 1.0f, out + (size_t)lo * OC, OC);
+            lvd_vit_gemm(out + (size_t)lo * OC, OC, inp + (size_t)lo * lda, lda, wt, bias, hi - lo,
+                         OC, C);
         }
+    }
+}
+
+void vt_pack_forward(lvd_vit_train *m, int threads)
+{
+    const lvd_vit_info *in = &m->info;
+    int D = in->dim, hid = in->ffn_hidden, f1 = in->ffn == LVD_VIT_SWIGLU ? 2 * hid : hid;
+    lvd_vit_gemm_pack_t(m->patch_t, m->p.patch_w, D, 3 * in->patch * in->patch, threads);
+    for (int l = 0; l < in->depth; l++) {
+        const vt_block *b = &m->p.blocks[l];
+        vt_packed *k = &m->packed[l];
+        lvd_vit_gemm_pack_t(k->qkv_t, b->qkv_w, 3 * D, D, threads);
+        lvd_vit_gemm_pack_t(k->proj_t, b->proj_w, D, D, threads);
+        lvd_vit_gemm_pack_t(k->fc1_t, b->fc1_w, f1, D, threads);
+        lvd_vit_gemm_pack_t(k->fc2_t, b->fc2_w, D, hid, threads);
+    }
+}
+
+void vt_pack_backward(lvd_vit_train *m, int threads)
+{
+    const lvd_vit_info *in = &m->info;
+    int D = in->dim, hid = in->ffn_hidden, f1 = in->ffn == LVD_VIT_SWIGLU ? 2 * hid : hid;
+    for (int l = 0; l < in->depth; l++) {
+        const vt_block *b = &m->p.blocks[l];
+        vt_packed *k = &m->packed[l];
+        lvd_vit_gemm_pack_n(k->qkv_n, b->qkv_w, 3 * D, D, threads);
+        lvd_vit_gemm_pack_n(k->proj_n, b->proj_w, D, D, threads);
+        lvd_vit_gemm_pack_n(k->fc1_n, b->fc1_w, f1, D, threads);
+        lvd_vit_gemm_pack_n(k->fc2_n, b->fc2_w, D, hid, threads);
     }
 }
 
