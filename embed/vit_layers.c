@@ -279,34 +279,58 @@ size_t lvd_vit_gemm_packed_size(int N, int K)
     return (size_t)(N + GEMM_NR - 1) / GEMM_NR * GEMM_NR * (size_t)K;
 }
 
-void lvd_vit_gemm_pack_t(float *bp, const float *w, int N, int K, int threads)
+/* Panel p of the packed w^T, w (N, K; row stride ld). */
+static void pack_t_panel(float *bp, const float *w, int N, int K, int ld, int p)
 {
-    int panels = (N + GEMM_NR - 1) / GEMM_NR;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int p = 0; p < panels; p++) {
-        float *dst = bp + (size_t)p * GEMM_NR * K;
-        for (int j = 0; j < GEMM_NR; j++) {
-            int n = p * GEMM_NR + j;
-            const float *src = w + (size_t)n * K;
-            for (int k = 0; k < K; k++) {
-                dst[(size_t)k * GEMM_NR + j] = n < N ? src[k] : 0.0f;
-            }
+    float *dst = bp + (size_t)p * GEMM_NR * K;
+    for (int j = 0; j < GEMM_NR; j++) {
+        int n = p * GEMM_NR + j;
+        const float *src = w + (size_t)n * ld;
+        for (int k = 0; k < K; k++) {
+            dst[(size_t)k * GEMM_NR + j] = n < N ? src[k] : 0.0f;
         }
     }
 }
 
-void lvd_vit_gemm_pack_n(float *bp, const float *w, int K, int N, int threads)
+/* Panel p of the packed w, w (K, N; row stride ld). */
+static void pack_n_panel(float *bp, const float *w, int K, int N, int ld, int p)
+{
+    float *dst = bp + (size_t)p * GEMM_NR * K;
+    int n0 = p * GEMM_NR, nr = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
+    for (int k = 0; k < K; k++) {
+        float *d = dst + (size_t)k * GEMM_NR;
+        memcpy(d, w + (size_t)k * ld + n0, sizeof(float) * (size_t)nr);
+        memset(d + nr, 0, sizeof(float) * (size_t)(GEMM_NR - nr));
+    }
+}
+
+void lvd_vit_gemm_pack_t(float *bp, const float *w, int N, int K, int ld, int threads)
 {
     int panels = (N + GEMM_NR - 1) / GEMM_NR;
+    if (threads <= 1) {
+        for (int p = 0; p < panels; p++) {
+            pack_t_panel(bp, w, N, K, ld, p);
+        }
+        return;
+    }
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int p = 0; p < panels; p++) {
-        float *dst = bp + (size_t)p * GEMM_NR * K;
-        int n0 = p * GEMM_NR, nr = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
-        for (int k = 0; k < K; k++) {
-            float *d = dst + (size_t)k * GEMM_NR;
-            memcpy(d, w + (size_t)k * N + n0, sizeof(float) * (size_t)nr);
-            memset(d + nr, 0, sizeof(float) * (size_t)(GEMM_NR - nr));
+        pack_t_panel(bp, w, N, K, ld, p);
+    }
+}
+
+void lvd_vit_gemm_pack_n(float *bp, const float *w, int K, int N, int ld, int threads)
+{
+    int panels = (N + GEMM_NR - 1) / GEMM_NR;
+    if (threads <= 1) {
+        for (int p = 0; p < panels; p++) {
+            pack_n_panel(bp, w, K, N, ld, p);
         }
+        return;
+    }
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int p = 0; p < panels; p++) {
+        pack_n_panel(bp, w, K, N, ld, p);
     }
 }
 

@@ -101,11 +101,12 @@ void lvd_vit_pos_resize_backward(float *dsrc, float *tmp, const float *ddst, int
 /* Floats of the packed form of a (K, N) operand. */
 size_t lvd_vit_gemm_packed_size(int N, int K);
 
-/* bp = packed B = w^T for w (N, K) row-major (a Linear weight: out = in @ w^T). */
-void lvd_vit_gemm_pack_t(float *bp, const float *w, int N, int K, int threads);
+/* bp = packed B = w^T for w (N, K; row stride ld) (a Linear weight: out = in @ w^T). threads
+ * <= 1 packs on the calling thread. */
+void lvd_vit_gemm_pack_t(float *bp, const float *w, int N, int K, int ld, int threads);
 
-/* bp = packed B = w for w (K, N) row-major (a Linear input gradient: din = dout @ w). */
-void lvd_vit_gemm_pack_n(float *bp, const float *w, int K, int N, int threads);
+/* bp = packed B = w for w (K, N; row stride ld) (a Linear input gradient: din = dout @ w). */
+void lvd_vit_gemm_pack_n(float *bp, const float *w, int K, int N, int ld, int threads);
 
 /* c (M, N; row stride ldc) = bias (N; NULL: 0) + a (M, K; row stride lda) @ B (packed by one of
  * the above), on the calling thread. */

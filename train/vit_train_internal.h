@@ -111,12 +111,12 @@ void vt_ffn_act_forward(float *act, const float *h, int BT, int hid, int swiglu,
  * each row on entry and d h on return. */
 void vt_ffn_act_backward(float *dh, const float *h, int BT, int hid, int swiglu, int threads);
 
-/* Floats of attention backward scratch per (image, head) for T tokens. */
-size_t vt_attention_backward_scratch(int T);
+/* Floats of attention scratch per thread for T tokens of head width hd. */
+size_t vt_attention_scratch(int T, int hd);
 
 /* Multi-head attention backward of n images: dqkv (n, T, 3D) = gradient given datty (n, T, D),
  * from qkv, the forward output atty and lse (n, heads, T); att is threads *
- * vt_attention_backward_scratch(T) floats. */
+ * vt_attention_scratch(T, D / heads) floats. */
 void vt_attention_backward(float *dqkv, const float *datty, const float *qkv, const float *atty,
                            const float *lse, float *att, int n, int T, int D, int heads,
                            int threads);

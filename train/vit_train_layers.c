@@ -103,14 +103,15 @@ void vt_pack_forward(lvd_vit_train *m, int threads)
 {
     const lvd_vit_info *in = &m->info;
     int D = in->dim, hid = in->ffn_hidden, f1 = in->ffn == LVD_VIT_SWIGLU ? 2 * hid : hid;
-    lvd_vit_gemm_pack_t(m->patch_t, m->p.patch_w, D, 3 * in->patch * in->patch, threads);
+    int K = 3 * in->patch * in->patch;
+    lvd_vit_gemm_pack_t(m->patch_t, m->p.patch_w, D, K, K, threads);
     for (int l = 0; l < in->depth; l++) {
         const vt_block *b = &m->p.blocks[l];
         vt_packed *k = &m->packed[l];
-        lvd_vit_gemm_pack_t(k->qkv_t, b->qkv_w, 3 * D, D, threads);
-        lvd_vit_gemm_pack_t(k->proj_t, b->proj_w, D, D, threads);
-        lvd_vit_gemm_pack_t(k->fc1_t, b->fc1_w, f1, D, threads);
-        lvd_vit_gemm_pack_t(k->fc2_t, b->fc2_w, D, hid, threads);
+        lvd_vit_gemm_pack_t(k->qkv_t, b->qkv_w, 3 * D, D, D, threads);
+        lvd_vit_gemm_pack_t(k->proj_t, b->proj_w, D, D, D, threads);
+        lvd_vit_gemm_pack_t(k->fc1_t, b->fc1_w, f1, D, D, threads);
+        lvd_vit_gemm_pack_t(k->fc2_t, b->fc2_w, D, hid, hid, threads);
     }
 }
 
@@ -121,10 +122,10 @@ void vt_pack_backward(lvd_vit_train *m, int threads)
     for (int l = 0; l < in->depth; l++) {
         const vt_block *b = &m->p.blocks[l];
         vt_packed *k = &m->packed[l];
-        lvd_vit_gemm_pack_n(k->qkv_n, b->qkv_w, 3 * D, D, threads);
-        lvd_vit_gemm_pack_n(k->proj_n, b->proj_w, D, D, threads);
-        lvd_vit_gemm_pack_n(k->fc1_n, b->fc1_w, f1, D, threads);
-        lvd_vit_gemm_pack_n(k->fc2_n, b->fc2_w, D, hid, threads);
+        lvd_vit_gemm_pack_n(k->qkv_n, b->qkv_w, 3 * D, D, D, threads);
+        lvd_vit_gemm_pack_n(k->proj_n, b->proj_w, D, D, D, threads);
+        lvd_vit_gemm_pack_n(k->fc1_n, b->fc1_w, f1, D, D, threads);
+        lvd_vit_gemm_pack_n(k->fc2_n, b->fc2_w, D, hid, hid, threads);
     }
 }
 
@@ -330,6 +331,96 @@ void vt_ffn_act_backward(float *dh, const float *h, int BT, int hid, int swiglu,
     }
 }
 
+size_t vt_attention_scratch(int T, int hd)
+{
+    size_t tt = (size_t)T * (size_t)T;
+    size_t pk = lvd_vit_gemm_packed_size(T, hd), pn = lvd_vit_gemm_packed_size(hd, T);
+    size_t n =
+        2 * (pk > pn ? pk : pn) + 2 * tt + (size_t)T * (size_t)(T > hd ? T : hd) + 2 * (size_t)T;
+    return (n + 15) / 16 * 16; /* keeps every thread's packs 64-byte aligned */
+}
+
+/* The per-thread scratch: two packed operands first (aligned), two T x T matrices, one of
+ * T x max(T, hd) (scaled q, transposes) and two rows. */
+typedef struct att_scratch {
+    float *pa, *pb, *s, *ds, *st, *r0, *r1;
+} att_scratch;
+
+static att_scratch att_parts(float *att, int T, int hd)
+{
+    size_t pk = lvd_vit_gemm_packed_size(T, hd), pn = lvd_vit_gemm_packed_size(hd, T);
+    size_t big = pk > pn ? pk : pn, tt = (size_t)T * (size_t)T;
+    float *base = att + (size_t)omp_get_thread_num() * vt_attention_scratch(T, hd);
+    size_t st = (size_t)T * (size_t)(T > hd ? T : hd);
+    float *r = base + 2 * big + 2 * tt + st;
+    att_scratch a = {base, base + big, base + 2 * big, base + 2 * big + tt, base + 2 * big + 2 * tt,
+                     r,    r + T};
+    return a;
+}
+
+/* rows (n, T) of s: row i = exp(row i - max), its sum inverted into inv[i], lse[i] (may be
+ * NULL) = max + log(sum); terms below e^-60 of the max count as 0 (as the inference forward). */
+VT_SIMD static void softmax_rows(float *s, float *inv, float *lse, int n, int T)
+{
+    for (int i = 0; i < n; i++) {
+        float *row = s + (size_t)i * T;
+        float mx = row[0];
+        for (int j = 1; j < T; j++) {
+            mx = row[j] > mx ? row[j] : mx;
+        }
+        float sum = 0.0f;
+        for (int j = 0; j < T; j++) {
+            float d = row[j] - mx;
+            row[j] = d < -60.0f ? 0.0f : vit_expf(d);
+            sum += row[j];
+        }
+        inv[i] = 1.0f / sum;
+        if (lse) {
+            lse[i] = mx + logf(sum);
+        }
+    }
+}
+
+/* row (n) *= s. */
+VT_SIMD static void scale_row(float *row, float s, int n)
+{
+    for (int j = 0; j < n; j++) {
+        row[j] *= s;
+    }
+}
+
+/* dst (n, m) = src (m, n)^T. */
+static void transpose(float *dst, const float *src, int m, int n)
+{
+    for (int i = 0; i < m; i++) {
+        for (int j = 0; j < n; j++) {
+            dst[(size_t)j * m + i] = src[(size_t)i * n + j];
+        }
+    }
+}
+
+/* One image and head: o (T, hd; stride ldo) = softmax(q k^T / sqrt(hd)) v with the packed
+ * products (the operands are small: packing them costs T * hd, the products T * T * hd). */
+static void attention_head(float *o, int ldo, const float *q, const float *k, const float *v,
+                           int ld, int T, int hd, float *lse, const att_scratch *a)
+{
+    float scale = 1.0f / sqrtf((float)hd);
+    /* Scores from q scaled as the reference scales them (q * scale before the product). */
+    for (int i = 0; i < T; i++) {
+        for (int d = 0; d < hd; d++) {
+            a->st[(size_t)i * hd + d] = q[(size_t)i * ld + d] * scale;
+        }
+    }
+    lvd_vit_gemm_pack_t(a->pa, k, T, hd, ld, 1);
+    lvd_vit_gemm(a->s, T, a->st, hd, a->pa, NULL, T, T, hd);
+    softmax_rows(a->s, a->r0, lse, T, T);
+    lvd_vit_gemm_pack_n(a->pb, v, T, hd, ld, 1);
+    lvd_vit_gemm(o, ldo, a->s, T, a->pb, NULL, T, hd, T);
+    for (int i = 0; i < T; i++) {
+        scale_row(o + (size_t)i * ldo, a->r0[i], hd);
+    }
+}
+
 void vt_attention_forward(float *atty, float *lse, float *att, const float *qkv, int n, int T,
                           int D, int heads, int threads)
 {
@@ -338,16 +429,11 @@ void vt_attention_forward(float *atty, float *lse, float *att, const float *qkv,
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int bh = 0; bh < n * heads; bh++) {
         int b = bh / heads, h = bh % heads;
-        float *s = att + (size_t)omp_get_thread_num() * vt_attention_backward_scratch(T);
+        att_scratch a = att_parts(att, T, hd);
         const float *q = qkv + (size_t)b * T * ld + (size_t)h * hd;
-        lvd_vit_attention_head(atty + (size_t)b * T * D + (size_t)h * hd, D, s, q, q + D, q + 2 * D,
-                               ld, T, hd, lse ? lse + (size_t)bh * T : NULL);
+        attention_head(atty + (size_t)b * T * D + (size_t)h * hd, D, q, q + D, q + 2 * D, ld, T, hd,
+                       lse ? lse + (size_t)bh * T : NULL, &a);
     }
-}
-
-size_t vt_attention_backward_scratch(int T)
-{
-    return 2 * (size_t)T * (size_t)(T + 1);
 }
 
 /* p (n) = exp(s - lse), with the forward's cutoff of negligible terms. */
@@ -359,42 +445,60 @@ VT_SIMD static void probs_row(float *p, float lse, int n)
     }
 }
 
-/* ds (n) = p * (dp - dot). */
-VT_SIMD static void softmax_backward_row(float *ds, const float *p, float dot, int n)
+/* ds (n) = scale * p * (dp - dot). */
+VT_SIMD static void softmax_backward_row(float *ds, const float *p, float dot, float scale, int n)
 {
     for (int j = 0; j < n; j++) {
-        ds[j] = p[j] * (ds[j] - dot);
+        ds[j] = scale * (p[j] * (ds[j] - dot));
     }
 }
 
+VT_SIMD static float dot_row(const float *a, const float *b, int n)
+{
+    float s = 0.0f;
+    for (int j = 0; j < n; j++) {
+        s += a[j] * b[j];
+    }
+    return s;
+}
+
 /* One image and head: dq, dk, dv (T, hd; row stride ld) from dout and the forward's q, k, v
- * (stride ld), o and lse; s is vt_attention_backward_scratch(T) floats. */
+ * (stride ld), o and lse. The probabilities are recomputed from lse; every product is a packed
+ * one (operands transposed into scratch where the product wants rows). */
 static void attention_head_backward(float *dq, float *dk, float *dv, const float *dout,
                                     const float *q, const float *k, const float *v, int ld,
                                     const float *o, int ldo, const float *lse, int T, int hd,
-                                    float *s)
+                                    const att_scratch *a)
 {
     float scale = 1.0f / sqrtf((float)hd);
-    float *p = s, *dp = s + (size_t)T * T;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, ld, k, ld, 0.0f, p, T);
+    float *p = a->s, *dp = a->ds;
+    for (int i = 0; i < T; i++) {
+        for (int d = 0; d < hd; d++) {
+            a->st[(size_t)i * hd + d] = q[(size_t)i * ld + d] * scale;
+        }
+    }
+    lvd_vit_gemm_pack_t(a->pa, k, T, hd, ld, 1);
+    lvd_vit_gemm(p, T, a->st, hd, a->pa, NULL, T, T, hd);
     for (int i = 0; i < T; i++) {
         probs_row(p + (size_t)i * T, lse[i], T);
     }
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, p, T, dout, ldo, 0.0f, dv,
-                ld);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dout, ldo, v, ld, 0.0f, dp,
-                T);
+    /* dv = p^T dout */
+    transpose(a->st, p, T, T);
+    lvd_vit_gemm_pack_n(a->pb, dout, T, hd, ldo, 1);
+    lvd_vit_gemm(dv, ld, a->st, T, a->pb, NULL, T, hd, T);
+    /* dp = dout v^T, then ds = scale * p * (dp - rowdot(dout, o)) */
+    lvd_vit_gemm_pack_t(a->pa, v, T, hd, ld, 1);
+    lvd_vit_gemm(dp, T, dout, ldo, a->pa, NULL, T, T, hd);
     for (int i = 0; i < T; i++) {
-        float dot = 0.0f;
-        for (int d = 0; d < hd; d++) {
-            dot += dout[(size_t)i * ldo + d] * o[(size_t)i * ldo + d];
-        }
-        softmax_backward_row(dp + (size_t)i * T, p + (size_t)i * T, dot, T);
+        float dot = dot_row(dout + (size_t)i * ldo, o + (size_t)i * ldo, hd);
+        softmax_backward_row(dp + (size_t)i * T, p + (size_t)i * T, dot, scale, T);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, scale, dp, T, k, ld, 0.0f, dq,
-                ld);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, dp, T, q, ld, 0.0f, dk,
-                ld);
+    /* dq = ds k, dk = ds^T q */
+    lvd_vit_gemm_pack_n(a->pb, k, T, hd, ld, 1);
+    lvd_vit_gemm(dq, ld, dp, T, a->pb, NULL, T, hd, T);
+    transpose(a->st, dp, T, T);
+    lvd_vit_gemm_pack_n(a->pb, q, T, hd, ld, 1);
+    lvd_vit_gemm(dk, ld, a->st, T, a->pb, NULL, T, hd, T);
 }
 
 void vt_attention_backward(float *dqkv, const float *datty, const float *qkv, const float *atty,
@@ -406,12 +510,12 @@ void vt_attention_backward(float *dqkv, const float *datty, const float *qkv, co
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int bh = 0; bh < n * heads; bh++) {
         int b = bh / heads, h = bh % heads;
-        float *s = att + (size_t)omp_get_thread_num() * vt_attention_backward_scratch(T);
+        att_scratch a = att_parts(att, T, hd);
         size_t qo = (size_t)b * T * ld + (size_t)h * hd;
         size_t oo = (size_t)b * T * D + (size_t)h * hd;
         attention_head_backward(dqkv + qo, dqkv + qo + D, dqkv + qo + 2 * D, datty + oo, qkv + qo,
                                 qkv + qo + D, qkv + qo + 2 * D, ld, atty + oo, D,
-                                lse + (size_t)bh * T, T, hd, s);
+                                lse + (size_t)bh * T, T, hd, &a);
     }
 }
 
