@@ -97,6 +97,10 @@ void vt_layernorm_backward_sub(float *dx, float *dw, float *db, const float *dou
 void vt_residual_forward_sub(float *out, const float *in, const float *y, const float *ls,
                              float scale, const int *pos, int B, int T, int C, int threads);
 
+/* out (n, C): row j = in row rows[j] + ls * y row j (the residual of compact rows). */
+void vt_residual_forward_rows(float *out, const float *in, const float *y, const float *ls,
+                              const int *rows, int n, int C, int threads);
+
 /* Backward of vt_residual_forward_sub for the branch: dy (n * T, C) = scale * ls * dout rows of
  * the subset, dls (C) += scale * column sums of dout (subset rows) * y. */
 void vt_residual_backward_sub(float *dy, float *dls, const float *dout, const float *y,
@@ -114,16 +118,18 @@ void vt_ffn_act_backward(float *dh, const float *h, int BT, int hid, int swiglu,
 /* Floats of attention scratch per thread for T tokens of head width hd. */
 size_t vt_attention_scratch(int T, int hd);
 
-/* Multi-head attention backward of n images: dqkv (n, T, 3D) = gradient given datty (n, T, D),
- * from qkv, the forward output atty and lse (n, heads, T); att is threads *
- * vt_attention_scratch(T, D / heads) floats. */
-void vt_attention_backward(float *dqkv, const float *datty, const float *qkv, const float *atty,
-                           const float *lse, float *att, int n, int T, int D, int heads,
-                           int threads);
+/* Multi-head attention forward of n images for the queries q (token indices, image b's from
+ * q_off[b] to q_off[b + 1]; q NULL: every token): atty holds one row per query (n * T rows, or
+ * q_off[n] when q is given), lse (n, heads, T) the log-sum-exp at each query's token (NULL: not
+ * kept); att is threads * vt_attention_scratch(T, D / heads) floats. */
+void vt_attention_forward(float *atty, float *lse, float *att, const float *qkv, const int *q,
+                          const int *q_off, int n, int T, int D, int heads, int threads);
 
-/* Multi-head attention forward of n images keeping lse (n, heads, T) (lse NULL: not kept). */
-void vt_attention_forward(float *atty, float *lse, float *att, const float *qkv, int n, int T,
-                          int D, int heads, int threads);
+/* Its backward: dqkv (n, T, 3D) = gradient given datty (one row per query, as atty), from qkv,
+ * the forward output atty and lse. The q part of rows that are no query is left alone. */
+void vt_attention_backward(float *dqkv, const float *datty, const float *qkv, const float *atty,
+                           const float *lse, float *att, const int *q, const int *q_off, int n,
+                           int T, int D, int heads, int threads);
 
 /* out (T, C) = sum over the B images of x (B, T, C), image by image in order. */
 void vt_sum_images(float *out, const float *x, int B, int T, int C, int threads);

@@ -223,6 +223,16 @@ void vt_residual_forward_sub(float *out, const float *in, const float *y, const 
     }
 }
 
+void vt_residual_forward_rows(float *out, const float *in, const float *y, const float *ls,
+                              const int *rows, int n, int C, int threads)
+{
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int j = 0; j < n; j++) {
+        scaled_add_row(out + (size_t)j * C, in + (size_t)rows[j] * C, 1.0f, ls, y + (size_t)j * C,
+                       C);
+    }
+}
+
 /* dy (n) = scale * ls (n) * g. */
 VT_SIMD static void residual_backward_row(float *dy, float scale, const float *ls, const float *g,
                                           int n)
@@ -333,34 +343,34 @@ void vt_ffn_act_backward(float *dh, const float *h, int BT, int hid, int swiglu,
 
 size_t vt_attention_scratch(int T, int hd)
 {
-    size_t tt = (size_t)T * (size_t)T;
+    size_t tt = (size_t)T * (size_t)T, tm = (size_t)T * (size_t)(T > hd ? T : hd);
     size_t pk = lvd_vit_gemm_packed_size(T, hd), pn = lvd_vit_gemm_packed_size(hd, T);
-    size_t n =
-        2 * (pk > pn ? pk : pn) + 2 * tt + (size_t)T * (size_t)(T > hd ? T : hd) + 2 * (size_t)T;
+    size_t n = 2 * (pk > pn ? pk : pn) + 2 * tt + 3 * tm + 2 * (size_t)T;
     return (n + 15) / 16 * 16; /* keeps every thread's packs 64-byte aligned */
 }
 
-/* The per-thread scratch: two packed operands first (aligned), two T x T matrices, one of
- * T x max(T, hd) (scaled q, transposes) and two rows. */
+/* The per-thread scratch: two packed operands first (aligned), two T x T matrices, three of
+ * T x max(T, hd) (gathered queries, transposes, query gradients) and two rows. */
 typedef struct att_scratch {
-    float *pa, *pb, *s, *ds, *st, *r0, *r1;
+    float *pa, *pb, *s, *ds, *st, *x, *y, *r0, *r1;
 } att_scratch;
 
 static att_scratch att_parts(float *att, int T, int hd)
 {
     size_t pk = lvd_vit_gemm_packed_size(T, hd), pn = lvd_vit_gemm_packed_size(hd, T);
     size_t big = pk > pn ? pk : pn, tt = (size_t)T * (size_t)T;
+    size_t tm = (size_t)T * (size_t)(T > hd ? T : hd);
     float *base = att + (size_t)omp_get_thread_num() * vt_attention_scratch(T, hd);
-    size_t st = (size_t)T * (size_t)(T > hd ? T : hd);
-    float *r = base + 2 * big + 2 * tt + st;
-    att_scratch a = {base, base + big, base + 2 * big, base + 2 * big + tt, base + 2 * big + 2 * tt,
-                     r,    r + T};
+    float *m = base + 2 * big + 2 * tt;
+    att_scratch a = {base,   base + big, base + 2 * big, base + 2 * big + tt, m,
+                     m + tm, m + 2 * tm, m + 3 * tm,     m + 3 * tm + T};
     return a;
 }
 
-/* rows (n, T) of s: row i = exp(row i - max), its sum inverted into inv[i], lse[i] (may be
- * NULL) = max + log(sum); terms below e^-60 of the max count as 0 (as the inference forward). */
-VT_SIMD static void softmax_rows(float *s, float *inv, float *lse, int n, int T)
+/* rows (n, T) of s: row i = exp(row i - max), its sum inverted into inv[i], lse[qi[i]] (lse
+ * may be NULL) = max + log(sum); terms below e^-60 of the max count as 0 (as the inference
+ * forward). */
+VT_SIMD static void softmax_rows(float *s, float *inv, float *lse, const int *qi, int n, int T)
 {
     for (int i = 0; i < n; i++) {
         float *row = s + (size_t)i * T;
@@ -376,16 +386,16 @@ VT_SIMD static void softmax_rows(float *s, float *inv, float *lse, int n, int T)
         }
         inv[i] = 1.0f / sum;
         if (lse) {
-            lse[i] = mx + logf(sum);
+            lse[qi ? qi[i] : i] = mx + logf(sum);
         }
     }
 }
 
-/* row (n) *= s. */
-VT_SIMD static void scale_row(float *row, float s, int n)
+/* row (n) = src * s. */
+VT_SIMD static void scaled_copy(float *row, const float *src, float s, int n)
 {
     for (int j = 0; j < n; j++) {
-        row[j] *= s;
+        row[j] = src[j] * s;
     }
 }
 
@@ -399,40 +409,58 @@ static void transpose(float *dst, const float *src, int m, int n)
     }
 }
 
-/* One image and head: o (T, hd; stride ldo) = softmax(q k^T / sqrt(hd)) v with the packed
- * products (the operands are small: packing them costs T * hd, the products T * T * hd). */
-static void attention_head(float *o, int ldo, const float *q, const float *k, const float *v,
-                           int ld, int T, int hd, float *lse, const att_scratch *a)
+/* dst (m, hd) = scale * rows qi[i] (all T when qi is NULL) of q (stride ld). */
+static void gather_queries(float *dst, const float *q, int ld, const int *qi, int m, int hd,
+                           float scale)
 {
-    float scale = 1.0f / sqrtf((float)hd);
-    /* Scores from q scaled as the reference scales them (q * scale before the product). */
-    for (int i = 0; i < T; i++) {
-        for (int d = 0; d < hd; d++) {
-            a->st[(size_t)i * hd + d] = q[(size_t)i * ld + d] * scale;
-        }
-    }
-    lvd_vit_gemm_pack_t(a->pa, k, T, hd, ld, 1);
-    lvd_vit_gemm(a->s, T, a->st, hd, a->pa, NULL, T, T, hd);
-    softmax_rows(a->s, a->r0, lse, T, T);
-    lvd_vit_gemm_pack_n(a->pb, v, T, hd, ld, 1);
-    lvd_vit_gemm(o, ldo, a->s, T, a->pb, NULL, T, hd, T);
-    for (int i = 0; i < T; i++) {
-        scale_row(o + (size_t)i * ldo, a->r0[i], hd);
+    for (int i = 0; i < m; i++) {
+        scaled_copy(dst + (size_t)i * hd, q + (size_t)(qi ? qi[i] : i) * ld, scale, hd);
     }
 }
 
-void vt_attention_forward(float *atty, float *lse, float *att, const float *qkv, int n, int T,
-                          int D, int heads, int threads)
+/* One image and head, for the m queries qi (NULL: all T, m = T): o (m, hd; stride ldo) =
+ * softmax(q k^T / sqrt(hd)) v with the packed products (the operands are small: packing them
+ * costs T * hd, the products T * T * hd). */
+static void attention_head(float *o, int ldo, const float *q, const float *k, const float *v,
+                           int ld, int T, int hd, float *lse, const int *qi, int m,
+                           const att_scratch *a)
+{
+    /* Scores from q scaled as the reference scales them (q * scale before the product). */
+    gather_queries(a->st, q, ld, qi, m, hd, 1.0f / sqrtf((float)hd));
+    lvd_vit_gemm_pack_t(a->pa, k, T, hd, ld, 1);
+    lvd_vit_gemm(a->s, T, a->st, hd, a->pa, NULL, m, T, hd);
+    softmax_rows(a->s, a->r0, lse, qi, m, T);
+    lvd_vit_gemm_pack_n(a->pb, v, T, hd, ld, 1);
+    lvd_vit_gemm(o, ldo, a->s, T, a->pb, NULL, m, hd, T);
+    for (int i = 0; i < m; i++) {
+        scaled_copy(o + (size_t)i * ldo, o + (size_t)i * ldo, a->r0[i], hd);
+    }
+}
+
+/* Image b's queries: its m rows of the list q (token indices) from q_off[b], or all T. */
+static const int *queries(const int *q, const int *q_off, int b, int T, int *m)
+{
+    *m = q ? q_off[b + 1] - q_off[b] : T;
+    return q ? q + q_off[b] : NULL;
+}
+
+void vt_attention_forward(float *atty, float *lse, float *att, const float *qkv, const int *q,
+                          const int *q_off, int n, int T, int D, int heads, int threads)
 {
     int hd = D / heads;
     int ld = 3 * D;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int bh = 0; bh < n * heads; bh++) {
-        int b = bh / heads, h = bh % heads;
+        int b = bh / heads, h = bh % heads, m;
+        const int *qi = queries(q, q_off, b, T, &m);
+        if (m == 0) {
+            continue;
+        }
         att_scratch a = att_parts(att, T, hd);
-        const float *q = qkv + (size_t)b * T * ld + (size_t)h * hd;
-        attention_head(atty + (size_t)b * T * D + (size_t)h * hd, D, q, q + D, q + 2 * D, ld, T, hd,
-                       lse ? lse + (size_t)bh * T : NULL, &a);
+        const float *qb = qkv + (size_t)b * T * ld + (size_t)h * hd;
+        size_t row0 = q ? (size_t)q_off[b] : (size_t)b * T;
+        attention_head(atty + row0 * D + (size_t)h * hd, D, qb, qb + D, qb + 2 * D, ld, T, hd,
+                       lse ? lse + (size_t)bh * T : NULL, qi, m, &a);
     }
 }
 
@@ -462,60 +490,71 @@ VT_SIMD static float dot_row(const float *a, const float *b, int n)
     return s;
 }
 
-/* One image and head: dq, dk, dv (T, hd; row stride ld) from dout and the forward's q, k, v
- * (stride ld), o and lse. The probabilities are recomputed from lse; every product is a packed
- * one (operands transposed into scratch where the product wants rows). */
+/* One image and head, for the m queries qi (NULL: all T): dq (rows qi), dk, dv (T, hd; row
+ * stride ld) from dout and o (m, hd; stride ldo), the forward's q, k, v (stride ld) and lse
+ * (T). The probabilities are recomputed from lse; every product is a packed one (operands
+ * gathered or transposed into scratch where the product wants rows). dq rows of other queries
+ * are left alone. */
 static void attention_head_backward(float *dq, float *dk, float *dv, const float *dout,
                                     const float *q, const float *k, const float *v, int ld,
-                                    const float *o, int ldo, const float *lse, int T, int hd,
-                                    const att_scratch *a)
+                                    const float *o, int ldo, const float *lse, const int *qi, int m,
+                                    int T, int hd, const att_scratch *a)
 {
     float scale = 1.0f / sqrtf((float)hd);
     float *p = a->s, *dp = a->ds;
-    for (int i = 0; i < T; i++) {
-        for (int d = 0; d < hd; d++) {
-            a->st[(size_t)i * hd + d] = q[(size_t)i * ld + d] * scale;
-        }
-    }
+    gather_queries(a->st, q, ld, qi, m, hd, scale);
     lvd_vit_gemm_pack_t(a->pa, k, T, hd, ld, 1);
-    lvd_vit_gemm(p, T, a->st, hd, a->pa, NULL, T, T, hd);
-    for (int i = 0; i < T; i++) {
-        probs_row(p + (size_t)i * T, lse[i], T);
+    lvd_vit_gemm(p, T, a->st, hd, a->pa, NULL, m, T, hd);
+    for (int i = 0; i < m; i++) {
+        probs_row(p + (size_t)i * T, lse[qi ? qi[i] : i], T);
     }
     /* dv = p^T dout */
-    transpose(a->st, p, T, T);
-    lvd_vit_gemm_pack_n(a->pb, dout, T, hd, ldo, 1);
-    lvd_vit_gemm(dv, ld, a->st, T, a->pb, NULL, T, hd, T);
+    transpose(a->st, p, m, T);
+    lvd_vit_gemm_pack_n(a->pb, dout, m, hd, ldo, 1);
+    lvd_vit_gemm(dv, ld, a->st, m, a->pb, NULL, T, hd, m);
     /* dp = dout v^T, then ds = scale * p * (dp - rowdot(dout, o)) */
     lvd_vit_gemm_pack_t(a->pa, v, T, hd, ld, 1);
-    lvd_vit_gemm(dp, T, dout, ldo, a->pa, NULL, T, T, hd);
-    for (int i = 0; i < T; i++) {
+    lvd_vit_gemm(dp, T, dout, ldo, a->pa, NULL, m, T, hd);
+    for (int i = 0; i < m; i++) {
         float dot = dot_row(dout + (size_t)i * ldo, o + (size_t)i * ldo, hd);
         softmax_backward_row(dp + (size_t)i * T, p + (size_t)i * T, dot, scale, T);
     }
-    /* dq = ds k, dk = ds^T q */
+    /* dq = ds k (into the query rows), dk = ds^T q */
     lvd_vit_gemm_pack_n(a->pb, k, T, hd, ld, 1);
-    lvd_vit_gemm(dq, ld, dp, T, a->pb, NULL, T, hd, T);
-    transpose(a->st, dp, T, T);
-    lvd_vit_gemm_pack_n(a->pb, q, T, hd, ld, 1);
-    lvd_vit_gemm(dk, ld, a->st, T, a->pb, NULL, T, hd, T);
+    lvd_vit_gemm(a->x, hd, dp, T, a->pb, NULL, m, hd, T);
+    for (int i = 0; i < m; i++) {
+        memcpy(dq + (size_t)(qi ? qi[i] : i) * ld, a->x + (size_t)i * hd, sizeof(float) * hd);
+    }
+    transpose(a->st, dp, m, T);
+    gather_queries(a->y, q, ld, qi, m, hd, 1.0f);
+    lvd_vit_gemm_pack_n(a->pb, a->y, m, hd, hd, 1);
+    lvd_vit_gemm(dk, ld, a->st, m, a->pb, NULL, T, hd, m);
 }
 
 void vt_attention_backward(float *dqkv, const float *datty, const float *qkv, const float *atty,
-                           const float *lse, float *att, int n, int T, int D, int heads,
-                           int threads)
+                           const float *lse, float *att, const int *q, const int *q_off, int n,
+                           int T, int D, int heads, int threads)
 {
     int hd = D / heads;
     int ld = 3 * D;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int bh = 0; bh < n * heads; bh++) {
-        int b = bh / heads, h = bh % heads;
-        att_scratch a = att_parts(att, T, hd);
+        int b = bh / heads, h = bh % heads, m;
+        const int *qi = queries(q, q_off, b, T, &m);
         size_t qo = (size_t)b * T * ld + (size_t)h * hd;
-        size_t oo = (size_t)b * T * D + (size_t)h * hd;
+        if (m == 0) {
+            /* No query of this image is wanted: its keys and values get no gradient. */
+            for (int t = 0; t < T; t++) {
+                memset(dqkv + qo + (size_t)t * ld + D, 0, sizeof(float) * hd);
+                memset(dqkv + qo + (size_t)t * ld + 2 * D, 0, sizeof(float) * hd);
+            }
+            continue;
+        }
+        att_scratch a = att_parts(att, T, hd);
+        size_t oo = (q ? (size_t)q_off[b] : (size_t)b * T) * D + (size_t)h * hd;
         attention_head_backward(dqkv + qo, dqkv + qo + D, dqkv + qo + 2 * D, datty + oo, qkv + qo,
                                 qkv + qo + D, qkv + qo + 2 * D, ld, atty + oo, D,
-                                lse + (size_t)bh * T, T, hd, &a);
+                                lse + (size_t)bh * T, qi, m, T, hd, &a);
     }
 }
 
