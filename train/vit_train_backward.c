@@ -87,10 +87,13 @@ static void block_backward_kept(lvd_vit_train *m, lvd_vit_pass *p, int l, int th
     float *fch = slice(p->fch, l, bt * f1), *x1 = resid(p, 2 * l + 1);
     vt_residual_backward_sub(p->dbr, gb->ls2, p->dcmp, slice(p->ffn_out, l, btd), bl->ls2, 1.0f,
                              p->iota, n, 1, D, threads);
-    vt_ffn_act_forward(p->act, fch, n, hid, swiglu, threads);
-    vt_matmul_backward_packed(p->dfch, f1, gb->fc2_w, gb->fc2_b, p->dbr, D, p->act, hid, pk->fc2_n,
-                              n, hid, D, threads);
-    vt_ffn_act_backward(p->dfch, fch, n, hid, swiglu, threads);
+    /* fc2's input gradient first, so that one pass recomputes the activation and applies its
+     * derivative; then fc2's weight gradient from the recomputed activation. */
+    vt_matmul_backward_packed(p->dfch, f1, NULL, NULL, p->dbr, D, p->act, hid, pk->fc2_n, n, hid, D,
+                              threads);
+    vt_ffn_act_both(p->act, p->dfch, fch, n, hid, swiglu, threads);
+    vt_matmul_backward_packed(NULL, 0, gb->fc2_w, gb->fc2_b, p->dbr, D, p->act, hid, NULL, n, hid,
+                              D, threads);
     vt_matmul_backward_packed(p->dln, D, gb->fc1_w, gb->fc1_b, p->dfch, f1, slice(p->ln2, l, btd),
                               D, pk->fc1_n, n, D, f1, threads);
     vt_layernorm_backward_sub(p->dcmp, gb->norm2_w, gb->norm2_b, p->dln, x1,
@@ -136,10 +139,13 @@ static void block_backward(lvd_vit_train *m, lvd_vit_pass *p, int l, int threads
     float *fch = slice(p->fch, l, bt * f1);
     vt_residual_backward_sub(p->dbr, gb->ls2, p->dres, slice(p->ffn_out, l, btd), bl->ls2, scale,
                              sub, n, T, D, threads);
-    vt_ffn_act_forward(p->act, fch, rows, hid, swiglu, threads);
-    vt_matmul_backward_packed(p->dfch, f1, gb->fc2_w, gb->fc2_b, p->dbr, D, p->act, hid, pk->fc2_n,
-                              rows, hid, D, threads);
-    vt_ffn_act_backward(p->dfch, fch, rows, hid, swiglu, threads);
+    /* fc2's input gradient first, so that one pass recomputes the activation and applies its
+     * derivative; then fc2's weight gradient from the recomputed activation. */
+    vt_matmul_backward_packed(p->dfch, f1, NULL, NULL, p->dbr, D, p->act, hid, pk->fc2_n, rows, hid,
+                              D, threads);
+    vt_ffn_act_both(p->act, p->dfch, fch, rows, hid, swiglu, threads);
+    vt_matmul_backward_packed(NULL, 0, gb->fc2_w, gb->fc2_b, p->dbr, D, p->act, hid, NULL, rows,
+                              hid, D, threads);
     vt_matmul_backward_packed(p->dln, D, gb->fc1_w, gb->fc1_b, p->dfch, f1, slice(p->ln2, l, btd),
                               D, pk->fc1_n, rows, D, f1, threads);
     vt_layernorm_backward_sub(p->dres, gb->norm2_w, gb->norm2_b, p->dln, resid(p, 2 * l + 1),

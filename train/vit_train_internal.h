@@ -111,9 +111,11 @@ void vt_residual_backward_sub(float *dy, float *dls, const float *dout, const fl
  * h (BT, 2 hid)). */
 void vt_ffn_act_forward(float *act, const float *h, int BT, int hid, int swiglu, int threads);
 
-/* Backward of vt_ffn_act_forward in place: dh (BT, F1) holds d act in the first hid columns of
- * each row on entry and d h on return. */
-void vt_ffn_act_backward(float *dh, const float *h, int BT, int hid, int swiglu, int threads);
+/* The backward's recomputation of vt_ffn_act_forward into act, and in place on dh (BT, F1),
+ * which holds d act in the first hid columns of each row on entry and d h on return (the
+ * activation and its derivative share their exp / erf). */
+void vt_ffn_act_both(float *act, float *dh, const float *h, int BT, int hid, int swiglu,
+                     int threads);
 
 /* Floats of attention scratch per thread for T tokens of head width hd. */
 size_t vt_attention_scratch(int T, int hd);

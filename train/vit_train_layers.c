@@ -53,7 +53,7 @@ static void matmul_backward(float *dinp, int ldi, float *dw, float *db, const fl
                         dout + (size_t)lo * ldo, ldo, w, C, 0.0f, dinp + (size_t)lo * ldi, ldi);
         }
         split(OC, t, nt, &lo, &hi);
-        if (hi > lo) {
+        if (dw && hi > lo) {
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hi - lo, C, BT, 1.0f, dout + lo,
                         ldo, inp, lda, 1.0f, dw + (size_t)lo * C, C);
         }
@@ -304,39 +304,43 @@ void vt_ffn_act_forward(float *act, const float *h, int BT, int hid, int swiglu,
     }
 }
 
-/* d (n) = d * GELU'(h): Phi(h) + h phi(h), the derivative of the exact (erf) GELU. */
-VT_SIMD static void gelu_backward_row(float *d, const float *h, int n)
+/* act (n) = GELU(h) and d (n) *= GELU'(h) = Phi(h) + h phi(h) (the exact erf GELU), one erf and
+ * one exp per element. */
+VT_SIMD static void gelu_both_row(float *act, float *d, const float *h, int n)
 {
     const float inv_sqrt2 = 0.70710678118654752f, inv_sqrt_2pi = 0.39894228040143268f;
     for (int j = 0; j < n; j++) {
         float x = h[j];
         float cdf = 0.5f * (1.0f + vit_erff(x * inv_sqrt2));
-        float pdf = inv_sqrt_2pi * vit_expf(-0.5f * x * x);
-        d[j] *= cdf + x * pdf;
+        act[j] = x * cdf;
+        d[j] *= cdf + x * (inv_sqrt_2pi * vit_expf(-0.5f * x * x));
     }
 }
 
-/* d[:n] = d a * h2 * silu'(h1), d[n:] = d a * silu(h1), with d a in d[:n] on entry. */
-VT_SIMD static void swiglu_backward_row(float *d, const float *h, int n)
+/* act (n) = silu(h1) * h2, and d[:n] = d a * h2 * silu'(h1), d[n:] = d a * silu(h1) with d a in
+ * d[:n] on entry; one exp per element. */
+VT_SIMD static void swiglu_both_row(float *act, float *d, const float *h, int n)
 {
     for (int j = 0; j < n; j++) {
         float x = h[j];
-        float sig = 1.0f / (1.0f + vit_expf(-x));
+        float e = 1.0f + vit_expf(-x), sig = 1.0f / e;
         float da = d[j];
+        act[j] = x / e * h[n + j]; /* vit_silu's rounding, as the forward */
         d[j] = da * h[n + j] * sig * (1.0f + x * (1.0f - sig));
         d[n + j] = da * x * sig;
     }
 }
 
-void vt_ffn_act_backward(float *dh, const float *h, int BT, int hid, int swiglu, int threads)
+void vt_ffn_act_both(float *act, float *dh, const float *h, int BT, int hid, int swiglu,
+                     int threads)
 {
     int f1 = swiglu ? 2 * hid : hid;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int r = 0; r < BT; r++) {
         if (swiglu) {
-            swiglu_backward_row(dh + (size_t)r * f1, h + (size_t)r * f1, hid);
+            swiglu_both_row(act + (size_t)r * hid, dh + (size_t)r * f1, h + (size_t)r * f1, hid);
         } else {
-            gelu_backward_row(dh + (size_t)r * f1, h + (size_t)r * f1, hid);
+            gelu_both_row(act + (size_t)r * hid, dh + (size_t)r * f1, h + (size_t)r * f1, hid);
         }
     }
 }
