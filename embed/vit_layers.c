@@ -1,7 +1,8 @@
 /* ViT layer kernels (embed/vit_layers.h), forward only: each a plain function over contiguous
  * row-major buffers (the llm.c style); the training path writes each backward next to them.
  * Large products are single-threaded OpenBLAS sgemm calls on row blocks split over OpenMP
- * threads (faster here than one OpenBLAS-threaded call; see bench/bench_vit.c). */
+ * threads (faster here than one OpenBLAS-threaded call; see bench/bench_vit.c); the packed
+ * products (lvd_vit_gemm) that the training path uses are at the end. */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>

@@ -32,8 +32,10 @@
  * takes and is not implemented.) The subsets are drawn from a splitmix64 stream seeded by the
  * caller, so a seed gives the same subsets on every run; rate 0 computes every image.
  *
- * Threads: OpenMP over rows, images and heads, single-threaded OpenBLAS sgemm per thread on
- * row blocks of all B * T token rows (forward and backward set OpenBLAS to 1 thread and restore
+ * Threads: OpenMP over rows, images and heads; products per thread on row blocks of all B * T
+ * token rows, with embed/vit_layers.h's packed kernel (forward, input gradients, attention; the
+ * weights are packed from the parameters by every forward and backward) or single-threaded
+ * OpenBLAS sgemm (weight gradients; forward and backward set OpenBLAS to 1 thread and restore
  * the previous count). Results are bitwise the same for a fixed thread count; the column sums
  * (bias, LayerNorm, LayerScale and token gradients) are independent of it. A model and its
  * passes run one call at a time. */

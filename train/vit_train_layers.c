@@ -1,9 +1,11 @@
 /* Training kernels of the ViT (train/vit_train_internal.h): the backward of each layer, and the
  * forward variants that keep what the backward needs or run on a subset of images (stochastic
- * depth). Products are single-threaded OpenBLAS sgemm calls on blocks split over OpenMP
- * threads: rows of the input gradient, rows of the weight gradient (so no thread reduces
- * another's partial sums). Column sums (bias, LayerNorm, LayerScale gradients) are split by
- * column blocks and add rows in order, so they do not depend on the thread count. */
+ * depth). Forward products, input gradients and attention run on the packed kernel of
+ * embed/vit_layers.h (weights packed once per call, activations read in place), split by rows
+ * over the OpenMP threads; weight gradients are single-threaded OpenBLAS sgemm calls on blocks
+ * of output rows (so no thread reduces another's partial sums). Column sums (bias, LayerNorm,
+ * LayerScale gradients) are split by column blocks and add rows in order, so they do not depend on
+ * the thread count. */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
