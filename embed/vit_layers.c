@@ -1,7 +1,8 @@
 /* ViT layer kernels (embed/vit_layers.h), forward only: each a plain function over contiguous
  * row-major buffers (the llm.c style); the training path writes each backward next to them.
  * Large products are single-threaded OpenBLAS sgemm calls on row blocks split over OpenMP
- * threads (faster here than one OpenBLAS-threaded call; see bench/bench_vit.c). */
+ * threads (faster here than one OpenBLAS-threaded call; see bench/bench_vit.c); the packed
+ * products (lvd_vit_gemm) that the training path uses are at the end. */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -10,6 +11,11 @@
 
 #include "embed/vit_layers.h"
 #include "embed/vit_math.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define GEMM_AVX2 1
+#endif
 
 /* Element-wise kernels are compiled for AVX-512, AVX2 and baseline x86-64 and picked at load
  * time: the 16-wide version runs GELU 3x faster than the default SSE2 build. */
@@ -259,4 +265,202 @@ void lvd_vit_embed_tokens(float *x, const float *emb, const uint8_t *mask, const
             o[d] = src[d] + pe[d];
         }
     }
+}
+
+/* Packed products (lvd_vit_gemm). The weight operand is packed once per call site into panels
+ * of 16 columns, each K rows of 16 floats, zero-padded; the activation operand is read in place,
+ * six rows at a time, one broadcast per row and k. A 6 x 16 tile lives in 12 AVX2 registers
+ * and every element is bias + sum over k in increasing order with one FMA per term, so a row's
+ * result does not depend on how the rows are split. */
+#define GEMM_NR 16
+#define GEMM_MR 6
+
+size_t lvd_vit_gemm_packed_size(int N, int K)
+{
+    return (size_t)(N + GEMM_NR - 1) / GEMM_NR * GEMM_NR * (size_t)K;
+}
+
+/* Panel p of the packed w^T, w (N, K; row stride ld). */
+static void pack_t_panel(float *bp, const float *w, int N, int K, int ld, int p)
+{
+    float *dst = bp + (size_t)p * GEMM_NR * K;
+    for (int j = 0; j < GEMM_NR; j++) {
+        int n = p * GEMM_NR + j;
+        const float *src = w + (size_t)n * ld;
+        for (int k = 0; k < K; k++) {
+            dst[(size_t)k * GEMM_NR + j] = n < N ? src[k] : 0.0f;
+        }
+    }
+}
+
+/* Panel p of the packed w, w (K, N; row stride ld). */
+static void pack_n_panel(float *bp, const float *w, int K, int N, int ld, int p)
+{
+    float *dst = bp + (size_t)p * GEMM_NR * K;
+    int n0 = p * GEMM_NR, nr = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
+    for (int k = 0; k < K; k++) {
+        float *d = dst + (size_t)k * GEMM_NR;
+        memcpy(d, w + (size_t)k * ld + n0, sizeof(float) * (size_t)nr);
+        memset(d + nr, 0, sizeof(float) * (size_t)(GEMM_NR - nr));
+    }
+}
+
+void lvd_vit_gemm_pack_t(float *bp, const float *w, int N, int K, int ld, int threads)
+{
+    int panels = (N + GEMM_NR - 1) / GEMM_NR;
+    if (threads <= 1) {
+        for (int p = 0; p < panels; p++) {
+            pack_t_panel(bp, w, N, K, ld, p);
+        }
+        return;
+    }
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int p = 0; p < panels; p++) {
+        pack_t_panel(bp, w, N, K, ld, p);
+    }
+}
+
+void lvd_vit_gemm_pack_n(float *bp, const float *w, int K, int N, int ld, int threads)
+{
+    int panels = (N + GEMM_NR - 1) / GEMM_NR;
+    if (threads <= 1) {
+        for (int p = 0; p < panels; p++) {
+            pack_n_panel(bp, w, K, N, ld, p);
+        }
+        return;
+    }
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int p = 0; p < panels; p++) {
+        pack_n_panel(bp, w, K, N, ld, p);
+    }
+}
+
+#ifdef GEMM_AVX2
+
+/* One tile of mr <= 6 rows and nr <= 16 columns: c = init + a @ panel, init the bias (16
+ * floats, zero-padded) or zero. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+tile_avx2(int mr, int nr, int K, const float *a, int lda, const float *b, const float *init,
+          float *c, int ldc)
+{
+    __m256 acc[GEMM_MR][2];
+    __m256 i0 = _mm256_loadu_ps(init), i1 = _mm256_loadu_ps(init + 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < GEMM_MR; i++) {
+        acc[i][0] = i0;
+        acc[i][1] = i1;
+    }
+    for (int k = 0; k < K; k++) {
+        __m256 w0 = _mm256_load_ps(b), w1 = _mm256_load_ps(b + 8);
+        b += GEMM_NR;
+#pragma GCC unroll 6
+        for (int i = 0; i < GEMM_MR; i++) {
+            if (i < mr) {
+                __m256 x = _mm256_broadcast_ss(a + (size_t)i * lda + k);
+                acc[i][0] = _mm256_fmadd_ps(x, w0, acc[i][0]);
+                acc[i][1] = _mm256_fmadd_ps(x, w1, acc[i][1]);
+            }
+        }
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < GEMM_MR; i++) {
+        if (i >= mr) {
+            break;
+        }
+        float *ci = c + (size_t)i * ldc;
+        if (nr == GEMM_NR) {
+            _mm256_storeu_ps(ci, acc[i][0]);
+            _mm256_storeu_ps(ci + 8, acc[i][1]);
+        } else {
+            float t[GEMM_NR];
+            _mm256_storeu_ps(t, acc[i][0]);
+            _mm256_storeu_ps(t + 8, acc[i][1]);
+            memcpy(ci, t, sizeof(float) * (size_t)nr);
+        }
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void gemm_avx2(float *c, int ldc, const float *a,
+                                                          int lda, const float *bp,
+                                                          const float *bias, int M, int N, int K)
+{
+    /* Rows in blocks whose a rows stay in L2 while every panel passes over them. */
+    int mb = 32768 / (K > 0 ? K : 1) / GEMM_MR * GEMM_MR;
+    mb = mb < GEMM_MR ? GEMM_MR : mb;
+    for (int i0 = 0; i0 < M; i0 += mb) {
+        int ie = M - i0 < mb ? M : i0 + mb;
+        for (int n0 = 0; n0 < N; n0 += GEMM_NR) {
+            int nr = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
+            float init[GEMM_NR] = {0};
+            if (bias) {
+                memcpy(init, bias + n0, sizeof(float) * (size_t)nr);
+            }
+            const float *b = bp + (size_t)n0 * K;
+            int i = i0;
+            for (; i + GEMM_MR <= ie; i += GEMM_MR) {
+                tile_avx2(GEMM_MR, nr, K, a + (size_t)i * lda, lda, b, init,
+                          c + (size_t)i * ldc + n0, ldc);
+            }
+            switch (ie - i) {
+            case 5:
+                tile_avx2(5, nr, K, a + (size_t)i * lda, lda, b, init, c + (size_t)i * ldc + n0,
+                          ldc);
+                break;
+            case 4:
+                tile_avx2(4, nr, K, a + (size_t)i * lda, lda, b, init, c + (size_t)i * ldc + n0,
+                          ldc);
+                break;
+            case 3:
+                tile_avx2(3, nr, K, a + (size_t)i * lda, lda, b, init, c + (size_t)i * ldc + n0,
+                          ldc);
+                break;
+            case 2:
+                tile_avx2(2, nr, K, a + (size_t)i * lda, lda, b, init, c + (size_t)i * ldc + n0,
+                          ldc);
+                break;
+            case 1:
+                tile_avx2(1, nr, K, a + (size_t)i * lda, lda, b, init, c + (size_t)i * ldc + n0,
+                          ldc);
+                break;
+            default:
+                break;
+            }
+        }
+    }
+}
+#endif
+
+/* The portable product over the same panels, the same order of terms per element. */
+static void gemm_generic(float *c, int ldc, const float *a, int lda, const float *bp,
+                         const float *bias, int M, int N, int K)
+{
+    for (int i = 0; i < M; i++) {
+        const float *ai = a + (size_t)i * lda;
+        for (int n0 = 0; n0 < N; n0 += GEMM_NR) {
+            int nr = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
+            float acc[GEMM_NR];
+            for (int j = 0; j < GEMM_NR; j++) {
+                acc[j] = bias && j < nr ? bias[n0 + j] : 0.0f;
+            }
+            const float *b = bp + (size_t)n0 * K;
+            for (int k = 0; k < K; k++) {
+                for (int j = 0; j < GEMM_NR; j++) {
+                    acc[j] = fmaf(ai[k], b[(size_t)k * GEMM_NR + j], acc[j]);
+                }
+            }
+            memcpy(c + (size_t)i * ldc + n0, acc, sizeof(float) * (size_t)nr);
+        }
+    }
+}
+
+void lvd_vit_gemm(float *c, int ldc, const float *a, int lda, const float *bp, const float *bias,
+                  int M, int N, int K)
+{
+#ifdef GEMM_AVX2
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        gemm_avx2(c, ldc, a, lda, bp, bias, M, N, K);
+        return;
+    }
+#endif
+    gemm_generic(c, ldc, a, lda, bp, bias, M, N, K);
 }

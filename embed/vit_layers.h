@@ -91,4 +91,26 @@ void lvd_vit_pos_resize(float *dst, float *tmp, const float *src, int G, int gh,
 void lvd_vit_pos_resize_backward(float *dsrc, float *tmp, const float *ddst, int G, int gh, int gw,
                                  int D, const float *wy, const float *wx);
 
+/* Packed products, for the linear layers of the training path: the weight operand B (K, N) is
+ * packed once into panels (lvd_vit_gemm_packed_size(N, K) floats) and reused by every call, the
+ * activation operand is read in place (no per-call packing). Each output element is the bias (or
+ * 0) plus the K terms in increasing k, one fused multiply-add each, so a row's result does not
+ * depend on the other rows of the call (row splits over threads give the same bits). AVX2 + FMA
+ * when the CPU has them, else a portable loop (slow, same order of terms). */
+
+/* Floats of the packed form of a (K, N) operand. */
+size_t lvd_vit_gemm_packed_size(int N, int K);
+
+/* bp = packed B = w^T for w (N, K; row stride ld) (a Linear weight: out = in @ w^T). threads
+ * <= 1 packs on the calling thread. */
+void lvd_vit_gemm_pack_t(float *bp, const float *w, int N, int K, int ld, int threads);
+
+/* bp = packed B = w for w (K, N; row stride ld) (a Linear input gradient: din = dout @ w). */
+void lvd_vit_gemm_pack_n(float *bp, const float *w, int K, int N, int ld, int threads);
+
+/* c (M, N; row stride ldc) = bias (N; NULL: 0) + a (M, K; row stride lda) @ B (packed by one of
+ * the above), on the calling thread. */
+void lvd_vit_gemm(float *c, int ldc, const float *a, int lda, const float *bp, const float *bias,
+                  int M, int N, int K);
+
 #endif

@@ -1,5 +1,6 @@
 /* The DINO head (train/head.h): configuration checks, the parameter layout, the reference init,
  * loading and saving, activation buffers. The passes are in head_pass.c. */
+#include "embed/vit_layers.h"
 #include "train/head.h"
 
 #include <math.h>
@@ -92,7 +93,10 @@ static int create(lvd_head *h, const lvd_head_config *cfg, lvd_error *err)
     h->w_last = malloc(kb * sizeof *h->w_last);
     h->dw_last = malloc(kb * sizeof *h->dw_last);
     h->v_norm = malloc((size_t)cfg->out_dim * sizeof *h->v_norm);
-    if (!h->params || !h->w_last || !h->dw_last || !h->v_norm) {
+    size_t pt = lvd_vit_gemm_packed_size(cfg->out_dim, cfg->bottleneck_dim);
+    size_t pn = lvd_vit_gemm_packed_size(cfg->bottleneck_dim, cfg->out_dim);
+    h->w_pack = aligned_alloc(64, ((pt > pn ? pt : pn) * sizeof(float) + 63) / 64 * 64);
+    if (!h->params || !h->w_last || !h->dw_last || !h->v_norm || !h->w_pack) {
         lvd_head_free(h);
         return lvd_fail(err, "dino head: out of memory for %zu parameters", h->layout.total);
     }
@@ -106,6 +110,7 @@ void lvd_head_free(lvd_head *h)
     free(h->w_last);
     free(h->dw_last);
     free(h->v_norm);
+    free(h->w_pack);
     memset(h, 0, sizeof *h);
 }
 

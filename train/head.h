@@ -62,6 +62,8 @@ typedef struct lvd_head {
     float *w_last;  /* (K, bottleneck) g * v / ||v||, recomputed by every forward and backward */
     float *v_norm;  /* (K) ||v|| per row */
     float *dw_last; /* (K, bottleneck) backward scratch: d loss / d W */
+    float *w_pack;  /* w_last packed for lvd_vit_gemm (embed/vit_layers.h): transposed by every
+                       forward, as it is by every backward */
     int w_ready;    /* w_last and v_norm hold the values of the last forward */
 } lvd_head;
 

@@ -4,6 +4,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "embed/vit_layers.h"
 #include "embed/vit_math.h"
 #include "train/head.h"
 #include "train/train_simd.h"
@@ -29,6 +30,21 @@ static void gemm(int threads, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int
             cblas_sgemm(CblasRowMajor, ta, tb, M, hi - lo, K, 1.0f, A, lda,
                         B + (tb == CblasNoTrans ? (size_t)lo : (size_t)lo * (size_t)ldb), ldb, beta,
                         C + lo, ldc);
+    }
+}
+
+/* out (n, N) = in (n, K) @ the packed h->w_pack, rows split over the threads (each row's result
+ * is independent of the split). */
+static void packed_rows(int threads, const float *bp, const float *in, int n, int N, int K,
+                        float *out)
+{
+#pragma omp parallel num_threads(threads)
+    {
+        int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        int lo = (int)((int64_t)n * t / nt), hi = (int)((int64_t)n * (t + 1) / nt);
+        if (hi > lo)
+            lvd_vit_gemm(out + (size_t)lo * (size_t)N, N, in + (size_t)lo * (size_t)K, K, bp, NULL,
+                         hi - lo, N, K);
     }
 }
 
@@ -166,7 +182,8 @@ int lvd_head_forward(lvd_head *h, lvd_head_acts *a, const float *x, int n, float
             u[j] = z[j] * s;
         a->z_norm[r] = nrm;
     }
-    gemm(threads, CblasNoTrans, CblasTrans, n, K, Bn, a->u, Bn, h->w_last, Bn, 0.0f, out, K);
+    lvd_vit_gemm_pack_t(h->w_pack, h->w_last, K, Bn, Bn, threads);
+    packed_rows(threads, h->w_pack, a->u, n, K, Bn, out);
     openblas_set_num_threads(blas_threads);
     return 0;
 }
@@ -207,7 +224,8 @@ int lvd_head_backward(lvd_head *h, const lvd_head_acts *a, const float *dout, fl
     gemm(threads, CblasTrans, CblasNoTrans, K, Bn, n, dout, K, a->u, Bn, 0.0f, h->dw_last, Bn);
     weight_norm_backward(h, grads, threads);
     float *dy = a->d0, *dnext = a->d1;
-    gemm(threads, CblasNoTrans, CblasNoTrans, n, Bn, K, dout, K, h->w_last, Bn, 0.0f, dy, Bn);
+    lvd_vit_gemm_pack_n(h->w_pack, h->w_last, K, Bn, Bn, threads);
+    packed_rows(threads, h->w_pack, dout, n, Bn, K, dy);
     /* F.normalize backward: d z = (du - u (u . du)) / ||z||, or du / eps where ||z|| <= eps. */
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int r = 0; r < n; r++) {

@@ -104,7 +104,9 @@ static int teacher(lvd_ssl *t, const lvd_ssl_batch *b, double temp, lvd_error *e
 {
     const lvd_ssl_config *c = &t->cfg;
     int B = c->batch, D = t->D, M = t->n_masked, K = t->K, Ki = t->Ki, th = threads_of(t);
-    if (lvd_vit_train_forward(t->teacher, t->tpass, b->global_crops, NULL, NULL, NULL, err)) {
+    /* Only the cls tokens and the masked patches are read below. */
+    if (lvd_vit_pass_keep(t->tpass, 1, t->mask_idx, M, err) ||
+        lvd_vit_train_forward(t->teacher, t->tpass, b->global_crops, NULL, NULL, NULL, err)) {
         return lvd_error_prefix(err, "ssl: teacher");
     }
     /* Swapped cls rows: crop 2 of each image first. */
@@ -162,7 +164,10 @@ static int student(lvd_ssl *t, const lvd_ssl_batch *b, lvd_error *err)
     const lvd_ssl_config *c = &t->cfg;
     int B = c->batch, D = t->D, M = t->n_masked, nl = c->n_local * B, th = threads_of(t);
     lvd_vit_drop dg = {c->drop_path, drop_seed(t, 0)}, dl = {c->drop_path, drop_seed(t, 1)};
-    if (lvd_vit_train_forward(t->student, t->sglobal, b->global_crops, b->masks, &dg, NULL, err) ||
+    /* Only the cls tokens and the masked patches are read below. */
+    if (lvd_vit_pass_keep(t->sglobal, 1, t->mask_idx, M, err) ||
+        (nl > 0 && lvd_vit_pass_keep(t->slocal, 1, NULL, 0, err)) ||
+        lvd_vit_train_forward(t->student, t->sglobal, b->global_crops, b->masks, &dg, NULL, err) ||
         (nl > 0 &&
          lvd_vit_train_forward(t->student, t->slocal, b->local_crops, NULL, &dl, NULL, err))) {
         return lvd_error_prefix(err, "ssl: student");

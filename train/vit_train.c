@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "embed/vit_layers.h"
 #include "embed/vit_rng.h"
 #include "train/vit_train_internal.h"
 
@@ -93,13 +94,39 @@ static int model_alloc(const lvd_vit_info *info, lvd_vit_train **out, lvd_error 
         rc = lvd_param_layout_add(&m->layout, table[i].name, table[i].ndim, table[i].shape, err);
     }
     free(table);
+    int D = info->dim, hid = info->ffn_hidden, f1 = info->ffn == LVD_VIT_SWIGLU ? 2 * hid : hid;
+    size_t sz[4] = {lvd_vit_gemm_packed_size(3 * D, D), lvd_vit_gemm_packed_size(D, D),
+                    lvd_vit_gemm_packed_size(f1, D), lvd_vit_gemm_packed_size(D, hid)};
+    size_t szn[4] = {lvd_vit_gemm_packed_size(D, 3 * D), lvd_vit_gemm_packed_size(D, D),
+                     lvd_vit_gemm_packed_size(D, f1), lvd_vit_gemm_packed_size(hid, D)};
+    size_t per = 0, patch = lvd_vit_gemm_packed_size(D, 3 * info->patch * info->patch);
+    for (int i = 0; i < 4; i++) {
+        per += sz[i] + szn[i];
+    }
+    m->packed = calloc((size_t)info->depth, sizeof(vt_packed));
+    m->pack = aligned_alloc(64, (per * (size_t)info->depth + patch) * sizeof(float) / 64 * 64 + 64);
+    if (m->packed && m->pack) {
+        float *next = m->pack;
+        m->patch_t = next;
+        next += patch;
+        for (int l = 0; l < info->depth; l++) {
+            float **t[8] = {&m->packed[l].qkv_t, &m->packed[l].proj_t, &m->packed[l].fc1_t,
+                            &m->packed[l].fc2_t, &m->packed[l].qkv_n,  &m->packed[l].proj_n,
+                            &m->packed[l].fc1_n, &m->packed[l].fc2_n};
+            for (int i = 0; i < 8; i++) {
+                *t[i] = next;
+                next += i < 4 ? sz[i] : szn[i - 4];
+            }
+        }
+    }
     m->p.blocks = calloc((size_t)info->depth, sizeof(vt_block));
     m->g.blocks = calloc((size_t)info->depth, sizeof(vt_block));
     if (rc == 0) {
         m->params = calloc(m->layout.total ? m->layout.total : 1, sizeof(float));
         m->grads = calloc(m->layout.total ? m->layout.total : 1, sizeof(float));
     }
-    if (rc == 0 && (!m->p.blocks || !m->g.blocks || !m->params || !m->grads)) {
+    if (rc == 0 &&
+        (!m->p.blocks || !m->g.blocks || !m->params || !m->grads || !m->packed || !m->pack)) {
         rc = lvd_fail(err, "vit: out of memory for %zu parameters", m->layout.total);
     }
     if (rc != 0) {
@@ -273,6 +300,8 @@ void lvd_vit_train_free(lvd_vit_train *m)
     free(m->grads);
     free(m->p.blocks);
     free(m->g.blocks);
+    free(m->packed);
+    free(m->pack);
     free(m);
 }
 

@@ -32,8 +32,10 @@
  * takes and is not implemented.) The subsets are drawn from a splitmix64 stream seeded by the
  * caller, so a seed gives the same subsets on every run; rate 0 computes every image.
  *
- * Threads: OpenMP over rows, images and heads, single-threaded OpenBLAS sgemm per thread on
- * row blocks of all B * T token rows (forward and backward set OpenBLAS to 1 thread and restore
+ * Threads: OpenMP over rows, images and heads; products per thread on row blocks of all B * T
+ * token rows, with embed/vit_layers.h's packed kernel (forward, input gradients, attention; the
+ * weights are packed from the parameters by every forward and backward) or single-threaded
+ * OpenBLAS sgemm (weight gradients; forward and backward set OpenBLAS to 1 thread and restore
  * the previous count). Results are bitwise the same for a fixed thread count; the column sums
  * (bias, LayerNorm, LayerScale and token gradients) are independent of it. A model and its
  * passes run one call at a time. */
@@ -165,13 +167,36 @@ typedef struct lvd_vit_pass {
     float *datty;   /* (B, T, D) */
     float *dfch;    /* (B, T, F1) */
     float *dtok;    /* (T, D) gradient summed over the images, per token */
-    void *mem;      /* the one allocation holding every buffer */
+    /* Kept rows (lvd_vit_pass_keep) */
+    uint8_t *keep; /* (B, T) nonzero: the row's final output is wanted */
+    int keep_all;  /* 1: every row is wanted (the default) */
+    int *kq;       /* (B * T) the wanted rows as token indices, image by image */
+    int *kq_off;   /* (B + 1) image b's are kq[kq_off[b] .. kq_off[b + 1]) */
+    int *krow;     /* (B * T) the wanted rows as rows b * T + t */
+    int n_keep;    /* kq_off[B] */
+    int *iota;     /* (B * T) 0, 1, 2, ...: the identity subset of compact rows */
+    int pruned;    /* the last forward ran the last block's branches on the wanted rows only:
+                      its per-block buffers past the keys and values, the last residual slot,
+                      lnf_mean and lnf_rstd then hold n_keep compact rows */
+    float *dcmp;   /* (B, T, D) gradient of the wanted rows' residual stream (grad pass) */
+    void *mem;     /* the one allocation holding every buffer */
 } lvd_vit_pass;
 
 /* Makes a pass for B images of H x W pixels (positive multiples of the patch) for models of m's
  * architecture; grad 0 makes a forward-only pass. Fails (with the size) when memory runs out. */
 int lvd_vit_pass_create(const lvd_vit_train *m, int B, int H, int W, int grad, lvd_vit_pass **out,
                         lvd_error *err);
+
+/* Which final outputs later forwards of p compute: the cls token of every image when cls is
+ * nonzero and the patch tokens whose flat indices (image * N + patch) are the n entries of
+ * patches (any order, repeats allowed); n < 0 (patches ignored): every token, the default.
+ * The last block then runs its queries, projection, FFN and the final norm on the wanted rows
+ * only (keys and values on all: the other rows reach the wanted ones only through them), so the
+ * wanted outputs are those of the full forward up to float rounding, the other rows of p->out
+ * are 0 and the backward ignores their gradients. Applies when the last block drops no image
+ * (stochastic depth) and some row is not wanted; otherwise every row is computed. Fails on an
+ * index outside the pass. */
+int lvd_vit_pass_keep(lvd_vit_pass *p, int cls, const int *patches, int n, lvd_error *err);
 
 /* Releases a pass. NULL is ok. */
 void lvd_vit_pass_free(lvd_vit_pass *p);

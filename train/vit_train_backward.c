@@ -45,12 +45,89 @@ static void final_norm_backward(lvd_vit_train *m, lvd_vit_pass *p, const float *
                               p->lnf_mean, p->lnf_rstd, m->p.norm_w, NULL, B, T, D, threads);
 }
 
+/* The pruned forward's final norm: dcmp (n_keep, D) = gradient of the wanted rows of the last
+ * block's output, from their output gradients. */
+static void final_norm_backward_kept(lvd_vit_train *m, lvd_vit_pass *p, const float *dcls,
+                                     const float *dpatch, const float *dreg, int threads)
+{
+    int T = p->T, N = p->N, D = m->info.dim, R = m->info.n_reg, n = p->n_keep;
+    float *dy = p->dln;
+    for (int j = 0; j < n; j++) {
+        int b = p->krow[j] / T, t = p->krow[j] % T;
+        const float *src = NULL;
+        if (t == 0) {
+            src = dcls ? dcls + (size_t)b * D : NULL;
+        } else if (t <= R) {
+            src = dreg ? dreg + ((size_t)b * R + t - 1) * D : NULL;
+        } else {
+            src = dpatch ? dpatch + ((size_t)b * N + t - 1 - R) * D : NULL;
+        }
+        if (src) {
+            memcpy(dy + (size_t)j * D, src, sizeof(float) * D);
+        } else {
+            memset(dy + (size_t)j * D, 0, sizeof(float) * D);
+        }
+    }
+    memset(p->dcmp, 0, sizeof(float) * (size_t)n * D);
+    vt_layernorm_backward_sub(p->dcmp, m->g.norm_w, m->g.norm_b, dy, resid(p, 2 * m->info.depth),
+                              p->lnf_mean, p->lnf_rstd, m->p.norm_w, p->iota, n, 1, D, threads);
+}
+
+/* Backward of block_forward_kept (train/vit_train_forward.c): dcmp holds the gradient of the
+ * wanted rows of the block's output; dres receives that of the block's input (every row). */
+static void block_backward_kept(lvd_vit_train *m, lvd_vit_pass *p, int l, int threads)
+{
+    const lvd_vit_info *in = &m->info;
+    const vt_block *bl = &m->p.blocks[l];
+    vt_block *gb = &m->g.blocks[l];
+    const vt_packed *pk = &m->packed[l];
+    int B = p->B, T = p->T, D = in->dim, hid = in->ffn_hidden, n = p->n_keep;
+    int swiglu = in->ffn == LVD_VIT_SWIGLU, f1 = swiglu ? 2 * hid : hid;
+    size_t btd = (size_t)B * T * D, bt = (size_t)B * T;
+    float *fch = slice(p->fch, l, bt * f1), *x1 = resid(p, 2 * l + 1);
+    vt_residual_backward_sub(p->dbr, gb->ls2, p->dcmp, slice(p->ffn_out, l, btd), bl->ls2, 1.0f,
+                             p->iota, n, 1, D, threads);
+    /* fc2's input gradient first, so that one pass recomputes the activation and applies its
+     * derivative; then fc2's weight gradient from the recomputed activation. */
+    vt_matmul_backward_packed(p->dfch, f1, NULL, NULL, p->dbr, D, p->act, hid, pk->fc2_n, n, hid, D,
+                              threads);
+    vt_ffn_act_both(p->act, p->dfch, fch, n, hid, swiglu, threads);
+    vt_matmul_backward_packed(NULL, 0, gb->fc2_w, gb->fc2_b, p->dbr, D, p->act, hid, NULL, n, hid,
+                              D, threads);
+    vt_matmul_backward_packed(p->dln, D, gb->fc1_w, gb->fc1_b, p->dfch, f1, slice(p->ln2, l, btd),
+                              D, pk->fc1_n, n, D, f1, threads);
+    vt_layernorm_backward_sub(p->dcmp, gb->norm2_w, gb->norm2_b, p->dln, x1,
+                              slice(p->ln2_mean, l, bt), slice(p->ln2_rstd, l, bt), bl->norm2_w,
+                              p->iota, n, 1, D, threads);
+
+    float *qkv = slice(p->qkv, l, 3 * btd), *atty = slice(p->atty, l, btd);
+    vt_residual_backward_sub(p->dbr, gb->ls1, p->dcmp, slice(p->attn_out, l, btd), bl->ls1, 1.0f,
+                             p->iota, n, 1, D, threads);
+    vt_matmul_backward_packed(p->datty, D, gb->proj_w, gb->proj_b, p->dbr, D, atty, D, pk->proj_n,
+                              n, D, D, threads);
+    /* Rows that are no query get no q gradient. */
+    memset(p->dqkv, 0, sizeof(float) * 3 * btd);
+    vt_attention_backward(p->dqkv, p->datty, qkv, atty, slice(p->lse, l, bt * in->heads), p->att,
+                          p->kq, p->kq_off, B, T, D, in->heads, threads);
+    vt_matmul_backward_packed(p->dln, D, gb->qkv_w, gb->qkv_b, p->dqkv, 3 * D,
+                              slice(p->ln1, l, btd), D, pk->qkv_n, B * T, D, 3 * D, threads);
+    /* The residual path carries the wanted rows' gradient to the block input. */
+    memset(p->dres, 0, sizeof(float) * btd);
+    for (int j = 0; j < n; j++) {
+        memcpy(p->dres + (size_t)p->krow[j] * D, p->dcmp + (size_t)j * D, sizeof(float) * D);
+    }
+    vt_layernorm_backward_sub(p->dres, gb->norm1_w, gb->norm1_b, p->dln, resid(p, 2 * l),
+                              slice(p->ln1_mean, l, bt), slice(p->ln1_rstd, l, bt), bl->norm1_w,
+                              p->sub + (size_t)(2 * l) * B, B, T, D, threads);
+}
+
 /* dres: gradient of block l's output on entry, of its input on return. */
 static void block_backward(lvd_vit_train *m, lvd_vit_pass *p, int l, int threads)
 {
     const lvd_vit_info *in = &m->info;
     const vt_block *bl = &m->p.blocks[l];
     vt_block *gb = &m->g.blocks[l];
+    const vt_packed *pk = &m->packed[l];
     int B = p->B, T = p->T, D = in->dim, hid = in->ffn_hidden;
     int swiglu = in->ffn == LVD_VIT_SWIGLU, f1 = swiglu ? 2 * hid : hid;
     size_t btd = (size_t)B * T * D, bt = (size_t)B * T;
@@ -62,12 +139,15 @@ static void block_backward(lvd_vit_train *m, lvd_vit_pass *p, int l, int threads
     float *fch = slice(p->fch, l, bt * f1);
     vt_residual_backward_sub(p->dbr, gb->ls2, p->dres, slice(p->ffn_out, l, btd), bl->ls2, scale,
                              sub, n, T, D, threads);
-    vt_ffn_act_forward(p->act, fch, rows, hid, swiglu, threads);
-    vt_matmul_backward(p->dfch, f1, gb->fc2_w, gb->fc2_b, p->dbr, D, p->act, hid, bl->fc2_w, rows,
-                       hid, D, threads);
-    vt_ffn_act_backward(p->dfch, fch, rows, hid, swiglu, threads);
-    vt_matmul_backward(p->dln, D, gb->fc1_w, gb->fc1_b, p->dfch, f1, slice(p->ln2, l, btd), D,
-                       bl->fc1_w, rows, D, f1, threads);
+    /* fc2's input gradient first, so that one pass recomputes the activation and applies its
+     * derivative; then fc2's weight gradient from the recomputed activation. */
+    vt_matmul_backward_packed(p->dfch, f1, NULL, NULL, p->dbr, D, p->act, hid, pk->fc2_n, rows, hid,
+                              D, threads);
+    vt_ffn_act_both(p->act, p->dfch, fch, rows, hid, swiglu, threads);
+    vt_matmul_backward_packed(NULL, 0, gb->fc2_w, gb->fc2_b, p->dbr, D, p->act, hid, NULL, rows,
+                              hid, D, threads);
+    vt_matmul_backward_packed(p->dln, D, gb->fc1_w, gb->fc1_b, p->dfch, f1, slice(p->ln2, l, btd),
+                              D, pk->fc1_n, rows, D, f1, threads);
     vt_layernorm_backward_sub(p->dres, gb->norm2_w, gb->norm2_b, p->dln, resid(p, 2 * l + 1),
                               slice(p->ln2_mean, l, bt), slice(p->ln2_rstd, l, bt), bl->norm2_w,
                               sub, n, T, D, threads);
@@ -80,12 +160,12 @@ static void block_backward(lvd_vit_train *m, lvd_vit_pass *p, int l, int threads
     float *qkv = slice(p->qkv, l, 3 * btd), *atty = slice(p->atty, l, btd);
     vt_residual_backward_sub(p->dbr, gb->ls1, p->dres, slice(p->attn_out, l, btd), bl->ls1, scale,
                              sub, n, T, D, threads);
-    vt_matmul_backward(p->datty, D, gb->proj_w, gb->proj_b, p->dbr, D, atty, D, bl->proj_w, rows, D,
-                       D, threads);
-    vt_attention_backward(p->dqkv, p->datty, qkv, atty, slice(p->lse, l, bt * in->heads), p->att, n,
-                          T, D, in->heads, threads);
-    vt_matmul_backward(p->dln, D, gb->qkv_w, gb->qkv_b, p->dqkv, 3 * D, slice(p->ln1, l, btd), D,
-                       bl->qkv_w, rows, D, 3 * D, threads);
+    vt_matmul_backward_packed(p->datty, D, gb->proj_w, gb->proj_b, p->dbr, D, atty, D, pk->proj_n,
+                              rows, D, D, threads);
+    vt_attention_backward(p->dqkv, p->datty, qkv, atty, slice(p->lse, l, bt * in->heads), p->att,
+                          NULL, NULL, n, T, D, in->heads, threads);
+    vt_matmul_backward_packed(p->dln, D, gb->qkv_w, gb->qkv_b, p->dqkv, 3 * D,
+                              slice(p->ln1, l, btd), D, pk->qkv_n, rows, D, 3 * D, threads);
     vt_layernorm_backward_sub(p->dres, gb->norm1_w, gb->norm1_b, p->dln, resid(p, 2 * l),
                               slice(p->ln1_mean, l, bt), slice(p->ln1_rstd, l, bt), bl->norm1_w,
                               sub, n, T, D, threads);
@@ -163,9 +243,18 @@ int lvd_vit_train_backward(lvd_vit_train *m, lvd_vit_pass *p, const float *dcls,
     int threads = vt_threads(m);
     int blas_threads = openblas_get_num_threads();
     openblas_set_num_threads(1);
-    final_norm_backward(m, p, dcls, dpatch, dreg, threads);
+    vt_pack_backward(m, threads);
+    if (p->pruned) {
+        final_norm_backward_kept(m, p, dcls, dpatch, dreg, threads);
+    } else {
+        final_norm_backward(m, p, dcls, dpatch, dreg, threads);
+    }
     for (int l = m->info.depth - 1; l >= 0; l--) {
-        block_backward(m, p, l, threads);
+        if (l == m->info.depth - 1 && p->pruned) {
+            block_backward_kept(m, p, l, threads);
+        } else {
+            block_backward(m, p, l, threads);
+        }
     }
     tokens_backward(m, p, threads);
     openblas_set_num_threads(blas_threads);

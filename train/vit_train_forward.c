@@ -77,6 +77,7 @@ static void block_forward(const lvd_vit_train *m, lvd_vit_pass *p, int l, int th
 {
     const lvd_vit_info *in = &m->info;
     const vt_block *bl = &m->p.blocks[l];
+    const vt_packed *pk = &m->packed[l];
     int B = p->B, T = p->T, D = in->dim, hid = in->ffn_hidden;
     int swiglu = in->ffn == LVD_VIT_SWIGLU, f1 = swiglu ? 2 * hid : hid;
     size_t btd = (size_t)B * T * D, bt = (size_t)B * T;
@@ -89,10 +90,10 @@ static void block_forward(const lvd_vit_train *m, lvd_vit_pass *p, int l, int th
     float *atty = slice(p, p->atty, l, btd), *ao = slice(p, p->attn_out, l, btd);
     vt_layernorm_forward_sub(ln1, slice(p, p->ln1_mean, l, bt), slice(p, p->ln1_rstd, l, bt), x0,
                              sub, n, T, bl->norm1_w, bl->norm1_b, D, in->eps, threads);
-    vt_matmul_forward(qkv, ln1, D, bl->qkv_w, bl->qkv_b, rows, D, 3 * D, threads);
-    vt_attention_forward(atty, slice(p, p->lse, l, bt * in->heads), p->att, qkv, n, T, D, in->heads,
-                         threads);
-    vt_matmul_forward(ao, atty, D, bl->proj_w, bl->proj_b, rows, D, D, threads);
+    vt_matmul_forward(qkv, ln1, D, pk->qkv_t, bl->qkv_b, rows, D, 3 * D, threads);
+    vt_attention_forward(atty, slice(p, p->lse, l, bt * in->heads), p->att, qkv, NULL, NULL, n, T,
+                         D, in->heads, threads);
+    vt_matmul_forward(ao, atty, D, pk->proj_t, bl->proj_b, rows, D, D, threads);
     vt_residual_forward_sub(x1, x0, ao, bl->ls1, (float)B / (float)n,
                             p->subpos + (size_t)(2 * l) * B, B, T, D, threads);
 
@@ -104,11 +105,58 @@ static void block_forward(const lvd_vit_train *m, lvd_vit_pass *p, int l, int th
     float *fo = slice(p, p->ffn_out, l, btd);
     vt_layernorm_forward_sub(ln2, slice(p, p->ln2_mean, l, bt), slice(p, p->ln2_rstd, l, bt), x1,
                              sub, n, T, bl->norm2_w, bl->norm2_b, D, in->eps, threads);
-    vt_matmul_forward(fch, ln2, D, bl->fc1_w, bl->fc1_b, rows, D, f1, threads);
+    vt_matmul_forward(fch, ln2, D, pk->fc1_t, bl->fc1_b, rows, D, f1, threads);
     vt_ffn_act_forward(p->act, fch, rows, hid, swiglu, threads);
-    vt_matmul_forward(fo, p->act, hid, bl->fc2_w, bl->fc2_b, rows, hid, D, threads);
+    vt_matmul_forward(fo, p->act, hid, pk->fc2_t, bl->fc2_b, rows, hid, D, threads);
     vt_residual_forward_sub(x2, x1, fo, bl->ls2, (float)B / (float)n,
                             p->subpos + (size_t)(2 * l + 1) * B, B, T, D, threads);
+}
+
+/* The last block l on the wanted rows only (p->pruned): norm1 and qkv on every row (keys and
+ * values), then queries, projection, residual, norm2, FFN and residual on the n_keep compact
+ * rows, into slot 2l + 1 and 2l + 2 (a grad pass) or the free ln1 buffer (forward-only). */
+static void block_forward_kept(const lvd_vit_train *m, lvd_vit_pass *p, int l, int threads)
+{
+    const lvd_vit_info *in = &m->info;
+    const vt_block *bl = &m->p.blocks[l];
+    const vt_packed *pk = &m->packed[l];
+    int B = p->B, T = p->T, D = in->dim, hid = in->ffn_hidden, n = p->n_keep;
+    int swiglu = in->ffn == LVD_VIT_SWIGLU, f1 = swiglu ? 2 * hid : hid;
+    size_t btd = (size_t)B * T * D, bt = (size_t)B * T;
+    float *x0 = resid(p, 2 * l);
+    float *ln1 = slice(p, p->ln1, l, btd), *qkv = slice(p, p->qkv, l, 3 * btd);
+    float *x1 = p->grad ? resid(p, 2 * l + 1) : ln1, *x2 = p->grad ? resid(p, 2 * l + 2) : ln1;
+    float *atty = slice(p, p->atty, l, btd), *ao = slice(p, p->attn_out, l, btd);
+    vt_layernorm_forward_sub(ln1, slice(p, p->ln1_mean, l, bt), slice(p, p->ln1_rstd, l, bt), x0,
+                             p->sub + (size_t)(2 * l) * B, B, T, bl->norm1_w, bl->norm1_b, D,
+                             in->eps, threads);
+    vt_matmul_forward(qkv, ln1, D, pk->qkv_t, bl->qkv_b, B * T, D, 3 * D, threads);
+    vt_attention_forward(atty, slice(p, p->lse, l, bt * in->heads), p->att, qkv, p->kq, p->kq_off,
+                         B, T, D, in->heads, threads);
+    vt_matmul_forward(ao, atty, D, pk->proj_t, bl->proj_b, n, D, D, threads);
+    vt_residual_forward_rows(x1, x0, ao, bl->ls1, p->krow, n, D, threads);
+    float *ln2 = slice(p, p->ln2, l, btd), *fch = slice(p, p->fch, l, bt * f1);
+    float *fo = slice(p, p->ffn_out, l, btd);
+    vt_layernorm_forward_sub(ln2, slice(p, p->ln2_mean, l, bt), slice(p, p->ln2_rstd, l, bt), x1,
+                             p->iota, n, 1, bl->norm2_w, bl->norm2_b, D, in->eps, threads);
+    vt_matmul_forward(fch, ln2, D, pk->fc1_t, bl->fc1_b, n, D, f1, threads);
+    vt_ffn_act_forward(p->act, fch, n, hid, swiglu, threads);
+    vt_matmul_forward(fo, p->act, hid, pk->fc2_t, bl->fc2_b, n, hid, D, threads);
+    vt_residual_forward_sub(x2, x1, fo, bl->ls2, 1.0f, p->iota, n, 1, D, threads);
+}
+
+/* The final norm of the compact rows x (n_keep, D) into their rows of p->out (the others 0). */
+static void final_norm_kept(const lvd_vit_train *m, lvd_vit_pass *p, const float *x, int threads)
+{
+    int D = m->info.dim;
+    memset(p->out, 0, sizeof(float) * (size_t)p->B * p->T * D);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int j = 0; j < p->n_keep; j++) {
+        float s;
+        p->lnf_mean[j] = lvd_vit_layernorm_row(p->out + (size_t)p->krow[j] * D, x + (size_t)j * D,
+                                               m->p.norm_w, m->p.norm_b, D, m->info.eps, &s);
+        p->lnf_rstd[j] = s;
+    }
 }
 
 /* Tokens [t0, t0 + count) of every image of src (B, T, D) into dst (B, count, D). */
@@ -145,15 +193,28 @@ int lvd_vit_train_forward(lvd_vit_train *m, lvd_vit_pass *p, const float *x, con
     int blas_threads = openblas_get_num_threads();
     openblas_set_num_threads(1);
     positions(m, p);
-    lvd_vit_patch_embed_forward(p->emb, p->cols, x, B, p->H, p->W, in->patch, m->p.patch_w,
-                                m->p.patch_b, D, threads);
+    vt_pack_forward(m, threads);
+    int K = 3 * in->patch * in->patch;
+    lvd_vit_im2col(p->cols, x, B, p->H, p->W, in->patch, threads);
+    vt_matmul_forward(p->emb, p->cols, K, m->patch_t, m->p.patch_b, B * N, K, D, threads);
     lvd_vit_embed_tokens(resid(p, 0), p->emb, p->mask, m->p.cls, m->p.reg, m->p.mask_token, p->pos,
                          B, N, R, D, threads);
+    int last = in->depth - 1;
+    p->pruned = in->depth > 0 && !p->keep_all && p->n_keep < B * T && p->nsub[2 * last] == B &&
+                p->nsub[2 * last + 1] == B;
     for (int l = 0; l < in->depth; l++) {
-        block_forward(m, p, l, threads);
+        if (l == last && p->pruned) {
+            block_forward_kept(m, p, l, threads);
+        } else {
+            block_forward(m, p, l, threads);
+        }
     }
-    lvd_vit_layernorm_forward(p->out, p->lnf_mean, p->lnf_rstd, resid(p, 2 * in->depth),
-                              m->p.norm_w, m->p.norm_b, B * T, D, in->eps, threads);
+    if (p->pruned) {
+        final_norm_kept(m, p, p->grad ? resid(p, 2 * in->depth) : p->ln1, threads);
+    } else {
+        lvd_vit_layernorm_forward(p->out, p->lnf_mean, p->lnf_rstd, resid(p, 2 * in->depth),
+                                  m->p.norm_w, m->p.norm_b, B * T, D, in->eps, threads);
+    }
     openblas_set_num_threads(blas_threads);
     if (out && out->cls) {
         copy_tokens(out->cls, p->out, B, T, 0, 1, D);

@@ -29,13 +29,24 @@ typedef struct vt_tensors {
     float *norm_w, *norm_b;   /* (D) */
 } vt_tensors;
 
+/* One block's linear weights packed for lvd_vit_gemm (embed/vit_layers.h): t = the weight
+ * transposed (forward products), n = as stored (input gradients). */
+typedef struct vt_packed {
+    float *qkv_t, *proj_t, *fc1_t, *fc2_t;
+    float *qkv_n, *proj_n, *fc1_n, *fc2_n;
+} vt_packed;
+
 struct lvd_vit_train {
     lvd_vit_info info;
     lvd_param_layout layout;
-    float *params; /* layout.total */
-    float *grads;  /* layout.total */
-    vt_tensors p;  /* into params */
-    vt_tensors g;  /* into grads */
+    float *params;     /* layout.total */
+    float *grads;      /* layout.total */
+    vt_tensors p;      /* into params */
+    vt_tensors g;      /* into grads */
+    vt_packed *packed; /* depth entries, into pack: refreshed from params by every forward (t)
+                          and backward (n), which may follow optimizer steps */
+    float *patch_t;    /* the patch embedding weight packed (forward) */
+    float *pack;
     int threads;
 };
 
@@ -47,10 +58,13 @@ int vt_check_pass(const lvd_vit_train *m, const lvd_vit_pass *p, lvd_error *err)
 
 /* Kernels (train/vit_train_layers.c), OpenMP over `threads`, OpenBLAS single-threaded. */
 
-/* out (BT, OC) = bias (NULL: 0) + inp (BT, C; row stride lda) @ w (OC, C)^T: the rows start as the
- * bias and sgemm accumulates into them (beta 1), one pass over out fewer than a product followed by
- * a bias add. */
-void vt_matmul_forward(float *out, const float *inp, int lda, const float *w, const float *bias,
+/* Packs the forward (t) or backward (n) forms of every block's linear weights from m->params. */
+void vt_pack_forward(lvd_vit_train *m, int threads);
+void vt_pack_backward(lvd_vit_train *m, int threads);
+
+/* out (BT, OC) = bias (NULL: 0) + inp (BT, C; row stride lda) @ w (OC, C)^T, with w packed by
+ * lvd_vit_gemm_pack_t (wt): row blocks over the threads. */
+void vt_matmul_forward(float *out, const float *inp, int lda, const float *wt, const float *bias,
                        int BT, int C, int OC, int threads);
 
 /* Backward of out (BT, OC; row stride ldo) = inp (BT, C; stride lda) @ w (OC, C)^T + bias:
@@ -59,6 +73,11 @@ void vt_matmul_forward(float *out, const float *inp, int lda, const float *w, co
 void vt_matmul_backward(float *dinp, int ldi, float *dw, float *db, const float *dout, int ldo,
                         const float *inp, int lda, const float *w, int BT, int C, int OC,
                         int threads);
+
+/* vt_matmul_backward with w packed by lvd_vit_gemm_pack_n (wn) for the input gradient. */
+void vt_matmul_backward_packed(float *dinp, int ldi, float *dw, float *db, const float *dout,
+                               int ldo, const float *inp, int lda, const float *wn, int BT, int C,
+                               int OC, int threads);
 
 /* LayerNorm over a subset of images: for j < n, t < T, row j * T + t of out (mean, rstd) is the
  * norm of row sub[j] * T + t of x. */
@@ -78,6 +97,10 @@ void vt_layernorm_backward_sub(float *dx, float *dw, float *db, const float *dou
 void vt_residual_forward_sub(float *out, const float *in, const float *y, const float *ls,
                              float scale, const int *pos, int B, int T, int C, int threads);
 
+/* out (n, C): row j = in row rows[j] + ls * y row j (the residual of compact rows). */
+void vt_residual_forward_rows(float *out, const float *in, const float *y, const float *ls,
+                              const int *rows, int n, int C, int threads);
+
 /* Backward of vt_residual_forward_sub for the branch: dy (n * T, C) = scale * ls * dout rows of
  * the subset, dls (C) += scale * column sums of dout (subset rows) * y. */
 void vt_residual_backward_sub(float *dy, float *dls, const float *dout, const float *y,
@@ -88,23 +111,27 @@ void vt_residual_backward_sub(float *dy, float *dls, const float *dout, const fl
  * h (BT, 2 hid)). */
 void vt_ffn_act_forward(float *act, const float *h, int BT, int hid, int swiglu, int threads);
 
-/* Backward of vt_ffn_act_forward in place: dh (BT, F1) holds d act in the first hid columns of
- * each row on entry and d h on return. */
-void vt_ffn_act_backward(float *dh, const float *h, int BT, int hid, int swiglu, int threads);
+/* The backward's recomputation of vt_ffn_act_forward into act, and in place on dh (BT, F1),
+ * which holds d act in the first hid columns of each row on entry and d h on return (the
+ * activation and its derivative share their exp / erf). */
+void vt_ffn_act_both(float *act, float *dh, const float *h, int BT, int hid, int swiglu,
+                     int threads);
 
-/* Floats of attention backward scratch per (image, head) for T tokens. */
-size_t vt_attention_backward_scratch(int T);
+/* Floats of attention scratch per thread for T tokens of head width hd. */
+size_t vt_attention_scratch(int T, int hd);
 
-/* Multi-head attention backward of n images: dqkv (n, T, 3D) = gradient given datty (n, T, D),
- * from qkv, the forward output atty and lse (n, heads, T); att is threads *
- * vt_attention_backward_scratch(T) floats. */
+/* Multi-head attention forward of n images for the queries q (token indices, image b's from
+ * q_off[b] to q_off[b + 1]; q NULL: every token): atty holds one row per query (n * T rows, or
+ * q_off[n] when q is given), lse (n, heads, T) the log-sum-exp at each query's token (NULL: not
+ * kept); att is threads * vt_attention_scratch(T, D / heads) floats. */
+void vt_attention_forward(float *atty, float *lse, float *att, const float *qkv, const int *q,
+                          const int *q_off, int n, int T, int D, int heads, int threads);
+
+/* Its backward: dqkv (n, T, 3D) = gradient given datty (one row per query, as atty), from qkv,
+ * the forward output atty and lse. The q part of rows that are no query is left alone. */
 void vt_attention_backward(float *dqkv, const float *datty, const float *qkv, const float *atty,
-                           const float *lse, float *att, int n, int T, int D, int heads,
-                           int threads);
-
-/* Multi-head attention forward of n images keeping lse (n, heads, T) (lse NULL: not kept). */
-void vt_attention_forward(float *atty, float *lse, float *att, const float *qkv, int n, int T,
-                          int D, int heads, int threads);
+                           const float *lse, float *att, const int *q, const int *q_off, int n,
+                           int T, int D, int heads, int threads);
 
 /* out (T, C) = sum over the B images of x (B, T, C), image by image in order. */
 void vt_sum_images(float *out, const float *x, int B, int T, int C, int threads);

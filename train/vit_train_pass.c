@@ -96,8 +96,8 @@ int lvd_vit_pass_create(const lvd_vit_train *m, int B, int H, int W, int grad, l
         {(void **)&p->wy, resized * p->gh * G, sizeof(float)},
         {(void **)&p->wx, resized * p->gw * G, sizeof(float)},
         {(void **)&p->pos_tmp, resized * G * p->gw * D, sizeof(float)},
-        {(void **)&p->att, (double)p->threads * (double)vt_attention_backward_scratch(p->T),
-         sizeof(float)},
+        {(void **)&p->att,
+         (double)p->threads * (double)vt_attention_scratch(p->T, a->dim / a->heads), sizeof(float)},
         {(void **)&p->dres, g * BT * D, sizeof(float)},
         {(void **)&p->dln, g * BT * D, sizeof(float)},
         {(void **)&p->dbr, g * BT * D, sizeof(float)},
@@ -105,6 +105,12 @@ int lvd_vit_pass_create(const lvd_vit_train *m, int B, int H, int W, int grad, l
         {(void **)&p->datty, g * BT * D, sizeof(float)},
         {(void **)&p->dfch, g * BT * F1, sizeof(float)},
         {(void **)&p->dtok, g * T * D, sizeof(float)},
+        {(void **)&p->keep, BT, 1},
+        {(void **)&p->kq, BT, sizeof(int)},
+        {(void **)&p->kq_off, B + 1.0, sizeof(int)},
+        {(void **)&p->krow, BT, sizeof(int)},
+        {(void **)&p->iota, BT, sizeof(int)},
+        {(void **)&p->dcmp, g * BT * D, sizeof(float)},
     };
     size_t n = sizeof s / sizeof s[0];
     double total = 0.0;
@@ -128,11 +134,53 @@ int lvd_vit_pass_create(const lvd_vit_train *m, int B, int H, int W, int grad, l
         next += (bytes + ALIGN - 1) / ALIGN * ALIGN;
     }
     memset(p->mask, 0, (size_t)B * p->N);
+    p->keep_all = 1;
+    for (int r = 0; r < B * p->T; r++) {
+        p->iota[r] = r;
+    }
     if (resized) {
         lvd_vit_pos_axis_matrix(p->wy, G, p->gh, a->pos_antialias);
         lvd_vit_pos_axis_matrix(p->wx, G, p->gw, a->pos_antialias);
     }
     *out = p;
+    return 0;
+}
+
+int lvd_vit_pass_keep(lvd_vit_pass *p, int cls, const int *patches, int n, lvd_error *err)
+{
+    if (!p) {
+        return lvd_fail(err, "vit: keep without a pass");
+    }
+    int B = p->B, N = p->N, T = p->T, R = p->info.n_reg;
+    for (int i = 0; i < n; i++) {
+        if (!patches || patches[i] < 0 || patches[i] >= B * N) {
+            return lvd_fail(err, "vit: kept patch %d outside the %d x %d patches of the pass",
+                            patches ? patches[i] : -1, B, N);
+        }
+    }
+    p->keep_all = n < 0;
+    if (p->keep_all) {
+        return 0;
+    }
+    memset(p->keep, 0, (size_t)B * T);
+    for (int b = 0; cls && b < B; b++) {
+        p->keep[(size_t)b * T] = 1;
+    }
+    for (int i = 0; i < n; i++) {
+        p->keep[(size_t)(patches[i] / N) * T + 1 + R + patches[i] % N] = 1;
+    }
+    int k = 0;
+    for (int b = 0; b < B; b++) {
+        p->kq_off[b] = k;
+        for (int t = 0; t < T; t++) {
+            if (p->keep[(size_t)b * T + t]) {
+                p->kq[k] = t;
+                p->krow[k++] = b * T + t;
+            }
+        }
+    }
+    p->kq_off[B] = k;
+    p->n_keep = k;
     return 0;
 }
 
