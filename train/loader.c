@@ -260,6 +260,10 @@ int lvd_loader_open(const lvd_loader_config *c, lvd_loader **out, lvd_error *err
     *out = NULL;
     if (c->batch_size < 1 || c->workers < 1 || c->workers > 256 || c->ring < 0 || c->start_step < 0)
         return lvd_fail(err, "loader: need batch size >= 1, 1..256 workers, ring >= 0, start >= 0");
+    if (c->share_offset < 0 || c->share_size < 0 || (c->share_size == 0 && c->share_offset) ||
+        c->share_size > c->batch_size - c->share_offset)
+        return lvd_fail(err, "loader: share of %d images at %d outside a batch of %d",
+                        c->share_size, c->share_offset, c->batch_size);
     if (lvd_aug_check(&c->aug, err))
         return -1;
     lvd_loader *l = calloc(1, sizeof *l);
@@ -288,6 +292,7 @@ int lvd_loader_open(const lvd_loader_config *c, lvd_loader **out, lvd_error *err
         rc = lvd_fail(err, "loader: %lld images are more than it can shuffle", (long long)l->n);
     if (rc == 0) {
         l->spe = l->n / c->batch_size;
+        l->share = c->share_size ? c->share_size : c->batch_size;
         rc = loader_start(l, err);
     }
     if (rc) {
