@@ -213,7 +213,8 @@ int loader_read_images(lvd_loader *l, const lvd_loader_config *c, lvd_error *err
     if (!c->db || access(c->db, R_OK) != 0)
         return lvd_fail(err, "loader: cannot read manifest %s", c->db ? c->db : "(none)");
     lvd_manifest *m;
-    if (lvd_manifest_open(c->db, &m, err))
+    /* Read only: the ranks of a data-parallel run all read the selection, one writes. */
+    if (lvd_manifest_open_mode(c->db, LVD_MANIFEST_READ, &m, err))
         return -1;
     picks p = {0};
     int rc = select_images(m, c, &p, err);
