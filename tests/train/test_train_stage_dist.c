@@ -188,16 +188,39 @@ int main(int argc, char **argv)
                         file_in("resumed", "teacher_backbone.safetensors"), &bitwise) == 0 &&
           bitwise);
 
+    /* SIGTERM to mpirun (forwarded to the ranks: they stop together after a step, with a
+     * checkpoint) and kill -9 of the whole job (the ranks, children of mpirun, then mpirun),
+     * each once a checkpoint exists: the rerun resumes
+     * from the last good checkpoint and ends bitwise equal to the straight run. */
+    for (int k = 0; k < 2; k++) {
+        const char *out = k ? "killed" : "termed";
+        char cmd[4096], path[1024];
+        snprintf(path, sizeof path, "%s/%s/checkpoint.safetensors", dir, out);
+        snprintf(cmd, sizeof cmd,
+                 "%s --allow-run-as-root --oversubscribe -np 2 '%s' --db '%s' --source fm %s %s "
+                 "--steps 6 --ckpt-every 2 --out '%s/%s' 2>/dev/null >/dev/null & pid=$!; "
+                 "while [ ! -e '%s' ] && kill -0 $pid 2>/dev/null; do sleep 0.05; done; "
+                 "%s kill -%s $pid 2>/dev/null; wait $pid; exit 0",
+                 mpirun_exe, train_exe, db, common, heads, dir, out, path,
+                 k ? "pkill -KILL -P $pid 2>/dev/null;" : "", k ? "KILL" : "TERM");
+        CHECK(system(cmd) == 0);
+        CHECK(run(train_exe, 2, out, "--steps 6 --ckpt-every 2") == 0);
+        CHECK(compare_files(file_in("straight", "checkpoint.safetensors"),
+                            file_in(out, "checkpoint.safetensors"), &bitwise) == 0 &&
+              bitwise);
+    }
+
     /* The manifest: rank 0 alone recorded the runs and the rows. */
     sqlite3 *s;
     CHECK(sqlite3_open(db, &s) == SQLITE_OK);
-    CHECK(sql_int(s, "SELECT COUNT(*) FROM runs WHERE stage = 'train'") == 5);
+    CHECK(sql_int(s, "SELECT COUNT(*) FROM runs WHERE stage = 'train'") == 9);
     CHECK(sql_int(s, "SELECT COUNT(*) FROM runs WHERE stage = 'distill'") == 2);
     CHECK(sql_int(s, "SELECT COUNT(*) FROM runs WHERE stage IN ('train', 'distill') AND "
-                     "json_extract(params, '$.ranks') = 2") == 5);
-    CHECK(sql_int(s, "SELECT COUNT(*) FROM runs WHERE status <> 'ok'") == 0);
-    CHECK(sql_int(s, "SELECT COUNT(*) FROM train_steps") == 3 + 3 + 3 + 3 + 6 + 6);
-    CHECK(sql_int(s, "SELECT COUNT(DISTINCT train_id) FROM train_steps") == 6);
+                     "json_extract(params, '$.ranks') = 2") == 9);
+    CHECK(sql_int(s, "SELECT COUNT(*) FROM runs WHERE status NOT IN ('ok', 'interrupted', "
+                     "'running')") == 0);
+    CHECK(sql_int(s, "SELECT COUNT(*) FROM train_steps") == 3 + 3 + 3 + 3 + 4 * 6);
+    CHECK(sql_int(s, "SELECT COUNT(DISTINCT train_id) FROM train_steps") == 8);
     sqlite3_close(s);
 
     /* A global batch the ranks cannot split: one message, no run started. */
