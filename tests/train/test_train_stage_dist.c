@@ -217,6 +217,12 @@ int main(int argc, char **argv)
     CHECK(sql_int(s, "SELECT COUNT(*) FROM runs WHERE stage = 'distill'") == 2);
     CHECK(sql_int(s, "SELECT COUNT(*) FROM runs WHERE stage IN ('train', 'distill') AND "
                      "json_extract(params, '$.ranks') = 2") == 9);
+    /* Informational: whether the signals landed before the runs ended (timing-dependent). */
+    printf("interrupted runs: termed %lld, killed %lld\n",
+           (long long)sql_int(s, "SELECT COUNT(*) FROM runs WHERE status = 'interrupted' AND "
+                                 "json_extract(params, '$.out') LIKE '%/termed'"),
+           (long long)sql_int(s, "SELECT COUNT(*) FROM runs WHERE status = 'interrupted' AND "
+                                 "json_extract(params, '$.out') LIKE '%/killed'"));
     CHECK(sql_int(s, "SELECT COUNT(*) FROM runs WHERE status NOT IN ('ok', 'interrupted', "
                      "'running')") == 0);
     CHECK(sql_int(s, "SELECT COUNT(*) FROM train_steps") == 3 + 3 + 3 + 3 + 4 * 6);
