@@ -95,15 +95,16 @@ int lvd_ssl_dist_bcast(const lvd_dist *d, const lvd_ckpt_group *g, int n_groups,
     return lvd_dist_bcast(d, step, sizeof *step, 0, err);
 }
 
-/* FNV-1a over the groups' bits, in 52-bit pieces (exact in a double). */
+/* FNV-1a over the groups' float bits, a word at a time, in two 32-bit halves (exact doubles). */
 static void state_hash(const lvd_ckpt_group *g, int n_groups, double out[2])
 {
     uint64_t h = 1469598103934665603ull;
     for (int i = 0; i < n_groups; i++) {
-        const unsigned char *p = (const unsigned char *)g[i].data;
-        size_t n = g[i].layout->total * sizeof(float);
-        for (size_t k = 0; k < n; k++) {
-            h ^= p[k];
+        const float *p = g[i].data;
+        for (size_t k = 0; k < g[i].layout->total; k++) {
+            uint32_t w;
+            memcpy(&w, p + k, sizeof w);
+            h ^= w;
             h *= 1099511628211ull;
         }
     }

@@ -356,6 +356,26 @@ static void failure_is_collective(void)
         CHECK(strstr(err.msg, "ranks failed") != NULL);
 }
 
+/* The comparison of states finds a rank that differs by one bit, on every rank. */
+static void same_finds_difference(void)
+{
+    lvd_param_layout lay = {0};
+    lvd_error err;
+    int64_t shape[1] = {5};
+    CHECK(lvd_param_layout_add(&lay, "w", 1, shape, &err) == 0);
+    float w[5] = {1, 2, 3, 4, 5};
+    lvd_ckpt_group g = {"x.", &lay, w};
+    CHECK(lvd_ssl_dist_same(&group, &g, 1, &err) == 0);
+    if (group.rank == group.size - 1 && group.size > 1)
+        w[3] = nextafterf(w[3], 10.0f);
+    int rc = lvd_ssl_dist_same(&group, &g, 1, &err);
+    if (group.size > 1)
+        CHECK(rc == -1 && strstr(err.msg, "rank 1 holds other parameters"));
+    else
+        CHECK(rc == 0);
+    lvd_param_layout_free(&lay);
+}
+
 int main(void)
 {
     lvd_error err;
@@ -389,6 +409,7 @@ int main(void)
         run(&cases[i], img);
     koleo_per_rank(img);
     failure_is_collective();
+    same_finds_difference();
     free(img);
     lvd_distill_teacher_free(&teacher);
     char path[64];
