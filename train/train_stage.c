@@ -300,14 +300,16 @@ static int checkpoint(train_run *r, lvd_error *err)
 {
     int rc = train_dist_same(&r->dist, &r->tm, err);
     if (rc == 0 && r->dist.d.rank == 0) {
-        rc = train_log_flush(&r->log, err) ||
-                     train_ckpt_save(&r->f, &r->tm, r->plan, r->train_id, r->o->seed, err) ||
-                     (r->o->export_every && train_export(&r->f, &r->tm, r->plan, err))
-                 ? -1
-                 : 0;
+        if (train_log_flush(&r->log, err) ||
+            train_ckpt_save(&r->f, &r->tm, r->plan, r->train_id, r->o->seed, err))
+            rc = -1;
+        else
+            r->saved = r->step;
         if (rc == 0 && !r->o->no_progress)
             fprintf(stderr, "%s: checkpoint step %lld: %s\n", train_program(r->o),
                     (long long)r->step, r->f.ckpt);
+        if (rc == 0 && r->o->export_every && train_export(&r->f, &r->tm, r->plan, err))
+            rc = -1;
     }
     if (train_dist_agree(&r->dist, rc, err))
         return -1;
