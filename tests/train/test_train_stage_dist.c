@@ -3,7 +3,8 @@
  *  - 2 ranks against one process on the same global batch (8), 3 steps, KoLeo and stochastic
  *    depth off (both per rank in the reference, see train/ssl_dist.h), Sinkhorn-Knopp targets:
  *    every tensor of the checkpoints (students, EMA teachers, AdamW moments, centers) within
- *    PARAM_TOL (1e-5) relative, and the same for head distillation of the result;
+ *    PARAM_TOL (1e-5) relative, and the same for head distillation of the result (iBOT on the
+ *    loader's masks);
  *  - with the default recipe (KoLeo, stochastic depth 0.2, softmax centering) a 2-rank run stopped
  *    after step 3 and resumed under mpirun ends bitwise equal to an uninterrupted 2-rank run;
  *  - one run record and one train_steps row per step in the manifest (written by rank 0 alone,
@@ -170,7 +171,8 @@ int main(int argc, char **argv)
     CHECK(run(train_exe, 2, "two", extra) == 0);
     check_close("lvd-train, 2 ranks vs 1, checkpoint", file_in("one", "checkpoint.safetensors"),
                 file_in("two", "checkpoint.safetensors"));
-    snprintf(extra, sizeof extra, "--steps 3 --ckpt-every 100 --teacher '%s/one' %s", dir, equal);
+    snprintf(extra, sizeof extra, "--steps 3 --ckpt-every 100 --ibot-masks --teacher '%s/one' %s",
+             dir, equal);
     CHECK(run(distill_exe, 1, "d_one", extra) == 0);
     CHECK(run(distill_exe, 2, "d_two", extra) == 0);
     check_close("lvd-distill, 2 ranks vs 1, checkpoint", file_in("d_one", "checkpoint.safetensors"),
