@@ -332,10 +332,13 @@ static stop train_loop(train_run *r, double *last_loss, lvd_error *err)
     while (r->step < o->steps) {
         if (r->step >= end)
             return STOP_AT;
-        /* The ranks stop together, at the first step where any of them has a reason to. */
-        int why = stop_signal                                                  ? STOP_SIGNAL
-                  : o->minutes > 0 && lvd_kit_now() - r->t0 >= o->minutes * 60 ? STOP_BUDGET
-                                                                               : 0;
+        /* The ranks stop together, at the first step where any of them has a signal or the
+         * lead's clock has spent the budget. */
+        int why =
+            stop_signal ? STOP_SIGNAL
+            : r->dist.d.rank == 0 && o->minutes > 0 && lvd_kit_now() - r->t0 >= o->minutes * 60
+                ? STOP_BUDGET
+                : 0;
         const lvd_batch *b = NULL;
         int loader_rc = why ? 0 : lvd_loader_next(r->loader, &b, err);
         if (train_dist_gate(&r->dist, why, loader_rc != 0, &why, err))

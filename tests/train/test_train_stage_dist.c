@@ -7,6 +7,8 @@
  *    loader's masks);
  *  - with the default recipe (KoLeo, stochastic depth 0.2, softmax centering) a 2-rank run stopped
  *    after step 3 and resumed under mpirun ends bitwise equal to an uninterrupted 2-rank run;
+ *  - SIGTERM to mpirun, kill -9 of the job and a spent --minutes budget, each followed by a rerun
+ *    under mpirun: bitwise the uninterrupted run;
  *  - one run record and one train_steps row per step in the manifest (written by rank 0 alone,
  *    params.ranks 2); a global batch the ranks cannot split is refused with one message.
  * Usage: test_train_stage_dist LVD-TRAIN LVD-DISTILL LVD-FETCH MPIRUN. */
@@ -212,13 +214,21 @@ int main(int argc, char **argv)
               bitwise);
     }
 
+    /* A budget spent at once (the lead's clock decides): every rank stops at the same step, and
+     * the rerun continues to the straight run's result. */
+    CHECK(run(train_exe, 2, "budget", "--steps 6 --ckpt-every 2 --minutes 0.00001") == 0);
+    CHECK(run(train_exe, 2, "budget", "--steps 6 --ckpt-every 2") == 0);
+    CHECK(compare_files(file_in("straight", "checkpoint.safetensors"),
+                        file_in("budget", "checkpoint.safetensors"), &bitwise) == 0 &&
+          bitwise);
+
     /* The manifest: rank 0 alone recorded the runs and the rows. */
     sqlite3 *s;
     CHECK(sqlite3_open(db, &s) == SQLITE_OK);
-    CHECK(sql_int(s, "SELECT COUNT(*) FROM runs WHERE stage = 'train'") == 9);
+    CHECK(sql_int(s, "SELECT COUNT(*) FROM runs WHERE stage = 'train'") == 11);
     CHECK(sql_int(s, "SELECT COUNT(*) FROM runs WHERE stage = 'distill'") == 2);
     CHECK(sql_int(s, "SELECT COUNT(*) FROM runs WHERE stage IN ('train', 'distill') AND "
-                     "json_extract(params, '$.ranks') = 2") == 9);
+                     "json_extract(params, '$.ranks') = 2") == 11);
     /* Informational: whether the signals landed before the runs ended (timing-dependent). */
     printf("interrupted runs: termed %lld, killed %lld\n",
            (long long)sql_int(s, "SELECT COUNT(*) FROM runs WHERE status = 'interrupted' AND "
@@ -227,8 +237,8 @@ int main(int argc, char **argv)
                                  "json_extract(params, '$.out') LIKE '%/killed'"));
     CHECK(sql_int(s, "SELECT COUNT(*) FROM runs WHERE status NOT IN ('ok', 'interrupted', "
                      "'running')") == 0);
-    CHECK(sql_int(s, "SELECT COUNT(*) FROM train_steps") == 3 + 3 + 3 + 3 + 4 * 6);
-    CHECK(sql_int(s, "SELECT COUNT(DISTINCT train_id) FROM train_steps") == 8);
+    CHECK(sql_int(s, "SELECT COUNT(*) FROM train_steps") == 3 + 3 + 3 + 3 + 5 * 6);
+    CHECK(sql_int(s, "SELECT COUNT(DISTINCT train_id) FROM train_steps") == 9);
     sqlite3_close(s);
 
     /* A global batch the ranks cannot split: one message, no run started. */
