@@ -117,20 +117,23 @@ static int teacher_targets(lvd_distill *d, const lvd_ssl_batch *b, double temp, 
     float tt = (float)temp;
     lvd_ssl *ssl = d->ssl;
     lvd_center *cd = lvd_ssl_dino_center(ssl), *ci = lvd_ssl_ibot_center(ssl);
+    /* Across ranks (a hook) every rank takes part in the iBOT sums, also one without rows. */
+    int ibot_reduced = M > 0 || (c->allreduce && d->do_ibot);
     if (!c->sinkhorn) {
         if (lvd_center_softmax(cd, cls_out, B2, tt, r->dino, err) ||
             (record && lvd_center_update(cd, cls_out, B2, c->allreduce, err))) {
             return lvd_error_prefix(err, "distill: DINO targets");
         }
-        if (M > 0 && (lvd_center_softmax(ci, patch_out, M, tt, r->ibot, err) ||
-                      (record && lvd_center_update(ci, patch_out, M, c->allreduce, err)))) {
+        if ((M > 0 && lvd_center_softmax(ci, patch_out, M, tt, r->ibot, err)) ||
+            (record && ibot_reduced && lvd_center_update(ci, patch_out, M, c->allreduce, err))) {
             return lvd_error_prefix(err, "distill: iBOT targets");
         }
     } else {
         if (lvd_sinkhorn_targets(cls_out, B2, K, tt, 3, c->allreduce, r->dino, err)) {
             return lvd_error_prefix(err, "distill: DINO targets");
         }
-        if (M > 0 && lvd_sinkhorn_targets(patch_out, M, Ki, tt, 3, c->allreduce, r->ibot, err)) {
+        if (ibot_reduced &&
+            lvd_sinkhorn_targets(patch_out, M, Ki, tt, 3, c->allreduce, r->ibot, err)) {
             return lvd_error_prefix(err, "distill: iBOT targets");
         }
     }

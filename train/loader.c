@@ -213,7 +213,8 @@ int loader_read_images(lvd_loader *l, const lvd_loader_config *c, lvd_error *err
     if (!c->db || access(c->db, R_OK) != 0)
         return lvd_fail(err, "loader: cannot read manifest %s", c->db ? c->db : "(none)");
     lvd_manifest *m;
-    if (lvd_manifest_open(c->db, &m, err))
+    /* Read only: the ranks of a data-parallel run all read the selection, one writes. */
+    if (lvd_manifest_open_mode(c->db, LVD_MANIFEST_READ, &m, err))
         return -1;
     picks p = {0};
     int rc = select_images(m, c, &p, err);
@@ -260,6 +261,10 @@ int lvd_loader_open(const lvd_loader_config *c, lvd_loader **out, lvd_error *err
     *out = NULL;
     if (c->batch_size < 1 || c->workers < 1 || c->workers > 256 || c->ring < 0 || c->start_step < 0)
         return lvd_fail(err, "loader: need batch size >= 1, 1..256 workers, ring >= 0, start >= 0");
+    if (c->share_offset < 0 || c->share_size < 0 || (c->share_size == 0 && c->share_offset) ||
+        c->share_size > c->batch_size - c->share_offset)
+        return lvd_fail(err, "loader: share of %d images at %d outside a batch of %d",
+                        c->share_size, c->share_offset, c->batch_size);
     if (lvd_aug_check(&c->aug, err))
         return -1;
     lvd_loader *l = calloc(1, sizeof *l);
@@ -288,6 +293,7 @@ int lvd_loader_open(const lvd_loader_config *c, lvd_loader **out, lvd_error *err
         rc = lvd_fail(err, "loader: %lld images are more than it can shuffle", (long long)l->n);
     if (rc == 0) {
         l->spe = l->n / c->batch_size;
+        l->share = c->share_size ? c->share_size : c->batch_size;
         rc = loader_start(l, err);
     }
     if (rc) {

@@ -56,13 +56,22 @@ typedef struct lvd_loader_config {
     lvd_aug_config aug;
     lvd_mask_opts mask;
     int64_t max_pixels; /* decode limit per image (0: PIL's 89478485) */
+    /* Data-parallel training (train/ssl_dist.h): this process's share of every batch, the
+     * images at positions [share_offset, share_offset + share_size) of the batch_size the order
+     * and the masks are drawn for; share_size 0: the whole batch. See lvd_batch. */
+    int share_offset, share_size;
 } lvd_loader_config;
 
 /* Defaults: lvd_aug_defaults, lvd_mask_opts_defaults, patch 14, batch 64, 2 workers, seed 0. The
  * selection (db and model or sources) is left to the caller. */
 void lvd_loader_defaults(lvd_loader_config *c);
 
-/* One batch, crop-major: rows g * B + i hold crop g of image i. */
+/* One batch, crop-major: rows g * B + i hold crop g of image i. With a share (share_size S of a
+ * batch of batch_size): B = S, and image i is image share_offset + i of the whole batch: the same
+ * crops (its crop stream is keyed by its position in the epoch), the same image id and the same
+ * masks (those of the whole batch's collate, rows of the share, with their weights; n_masked and
+ * n_masked_crops count the share's, upperbound is the whole batch's), so the shares of ranks
+ * 0 .. N-1 put together are bitwise the batch of one process. */
 typedef struct lvd_batch {
     int64_t step;
     int64_t epoch;

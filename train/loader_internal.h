@@ -13,6 +13,7 @@ typedef struct loader_slot {
     int64_t step; /* the step it holds or is being filled for (-1: none yet) */
     int done;     /* work items finished: B samples and the masks */
     int ready;
+    lvd_masks whole; /* with a share: the whole batch's masks, of which b.masks holds the share */
 } loader_slot;
 
 typedef struct loader_worker {
@@ -36,6 +37,7 @@ struct lvd_loader {
     int64_t missing;
     lvd_mask_gen gen;
     int64_t spe; /* steps per epoch */
+    int share;   /* images of this process per batch (c.share_size, or c.batch_size) */
 
     int n_slots;
     loader_slot *slots;

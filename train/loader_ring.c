@@ -10,7 +10,7 @@
 static int batch_alloc(lvd_loader *l, lvd_batch *b, lvd_error *err)
 {
     const lvd_aug_config *a = &l->c.aug;
-    int B = l->c.batch_size;
+    int B = l->share;
     b->batch_size = B;
     b->n_local = a->n_local;
     b->global_size = a->global_size;
@@ -23,6 +23,31 @@ static int batch_alloc(lvd_loader *l, lvd_batch *b, lvd_error *err)
     if (!b->global_crops || !b->local_crops || !b->image_ids)
         return lvd_fail(err, "loader: out of memory for a batch of %d", B);
     return lvd_masks_alloc(&b->masks, 2 * B, l->gen.height * l->gen.width, err);
+}
+
+/* The share's rows of whole (crop-major over batch_size images) into m, with their indices and
+ * weights in row-major order. */
+static void share_masks(const lvd_loader *l, const lvd_masks *whole, lvd_masks *m)
+{
+    int Bw = l->c.batch_size, B = l->share, o = l->c.share_offset, N = whole->n_tokens;
+    int64_t q = 0, crops = 0;
+    for (int64_t k = 0; k < whole->n_masked; k++) {
+        int64_t row = whole->indices[k] / N, patch = whole->indices[k] % N;
+        int64_t g = row / Bw, i = row % Bw - o;
+        if (i < 0 || i >= B)
+            continue;
+        m->indices[q] = (g * B + i) * N + patch;
+        m->weights[q++] = whole->weights[k];
+    }
+    for (int g = 0; g < 2; g++)
+        for (int i = 0; i < B; i++) {
+            const uint8_t *src = whole->masks + ((size_t)g * Bw + o + i) * N;
+            memcpy(m->masks + ((size_t)g * B + i) * N, src, (size_t)N);
+            crops += memchr(src, 1, (size_t)N) != NULL;
+        }
+    m->n_masked = q;
+    m->n_masked_crops = (int)crops;
+    m->upperbound = whole->upperbound;
 }
 
 static void batch_free(lvd_batch *b)
@@ -71,8 +96,8 @@ static int fill_sample(loader_worker *w, lvd_batch *b, int64_t step, int j, int 
 {
     lvd_loader *l = w->l;
     const lvd_aug_config *a = &l->c.aug;
-    int B = l->c.batch_size;
-    int64_t e = step / l->spe, p = (step % l->spe) * B + j;
+    int B = l->share;
+    int64_t e = step / l->spe, p = (step % l->spe) * l->c.batch_size + l->c.share_offset + j;
     if (w->perm_epoch != e) {
         make_perm(l, e, w->perm);
         w->perm_epoch = e;
@@ -113,18 +138,23 @@ static int fill_sample(loader_worker *w, lvd_batch *b, int64_t step, int j, int 
     }
 }
 
-static int fill_masks(lvd_loader *l, lvd_batch *b, int64_t step, lvd_error *err)
+static int fill_masks(lvd_loader *l, loader_slot *s, int64_t step, lvd_error *err)
 {
     int64_t e = step / l->spe;
     lvd_rng r = lvd_rng_stream(l->c.seed, (uint64_t)e, (uint64_t)(step % l->spe), LVD_STREAM_MASKS);
-    return lvd_masks_collate(&l->gen, &l->c.mask, &r, &b->masks, err);
+    if (l->share == l->c.batch_size)
+        return lvd_masks_collate(&l->gen, &l->c.mask, &r, &s->b.masks, err);
+    if (lvd_masks_collate(&l->gen, &l->c.mask, &r, &s->whole, err))
+        return -1;
+    share_masks(l, &s->whole, &s->b.masks);
+    return 0;
 }
 
 static void *worker_main(void *arg)
 {
     loader_worker *w = arg;
     lvd_loader *l = w->l;
-    int per_step = l->c.batch_size + 1;
+    int per_step = l->share + 1;
     pthread_mutex_lock(&l->mu);
     while (!l->stop && !l->failed) {
         int64_t item = l->next_item;
@@ -145,8 +175,8 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&l->mu);
         lvd_error err;
         int replaced = 0;
-        int rc = j < l->c.batch_size ? fill_sample(w, &s->b, step, j, &replaced, &err)
-                                     : fill_masks(l, &s->b, step, &err);
+        int rc = j < l->share ? fill_sample(w, &s->b, step, j, &replaced, &err)
+                              : fill_masks(l, s, step, &err);
         pthread_mutex_lock(&l->mu);
         if (rc) {
             if (!l->failed) {
@@ -181,6 +211,9 @@ int loader_start(lvd_loader *l, lvd_error *err)
     for (int i = 0; i < l->n_slots; i++) {
         l->slots[i].step = -1;
         if (batch_alloc(l, &l->slots[i].b, err))
+            return -1;
+        if (l->share < l->c.batch_size && lvd_masks_alloc(&l->slots[i].whole, 2 * l->c.batch_size,
+                                                          l->gen.height * l->gen.width, err))
             return -1;
     }
     for (int i = 0; i < l->n_workers; i++) {
@@ -241,8 +274,10 @@ void lvd_loader_close(lvd_loader *l)
         lvd_augmenter_free(l->workers[i].aug);
         free(l->workers[i].perm);
     }
-    for (int i = 0; l->slots && i < l->n_slots; i++)
+    for (int i = 0; l->slots && i < l->n_slots; i++) {
         batch_free(&l->slots[i].b);
+        lvd_masks_free(&l->slots[i].whole);
+    }
     free(l->workers);
     free(l->slots);
     free(l->ids);

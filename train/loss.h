@@ -67,7 +67,10 @@ int lvd_center_softmax(lvd_center *c, const float *t, int n, float temp, float *
                        lvd_error *err);
 
 /* Records the row mean of t (n, K), n >= 1, as the pending update (reduce_center_update),
- * replacing one not yet applied. ar: the all-reduce hook, NULL for one process. */
+ * replacing one not yet applied. ar: the all-reduce hook, NULL for one process. With a hook n may
+ * be 0 (a rank whose share of the batch has no masked patch): the rank applies a pending update
+ * (as its peers' lvd_center_softmax did) and contributes nothing; the update is the mean of the
+ * other ranks' means, none when no rank has rows (the reference's mean over no rows is NaN). */
 int lvd_center_update(lvd_center *c, const float *t, int n, const lvd_allreduce *ar,
                       lvd_error *err);
 
@@ -80,7 +83,9 @@ int lvd_center_update(lvd_center *c, const float *t, int n, const lvd_allreduce 
  * log-sum-exp): the same values, without the reference's float32 overflow where t / temp > 88
  * (which makes its result NaN). DINOv2 uses n_iter 3; n_iter >= 1 (the first normalization
  * makes the sum(Q) step a no-op). out may be t. ar: the all-reduce hook (the row count, and per
- * iteration the per-prototype maxima and sums go through it), NULL for one process. */
+ * iteration the per-prototype maxima and sums go through it), NULL for one process. With a hook
+ * n may be 0 (the rank takes part in the sums), and a non-finite output on any rank fails every
+ * rank at the first sum. */
 int lvd_sinkhorn_targets(const float *t, int n, int K, float temp, int n_iter,
                          const lvd_allreduce *ar, float *out, lvd_error *err);
 

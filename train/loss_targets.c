@@ -145,16 +145,24 @@ int lvd_center_softmax(lvd_center *c, const float *t, int n, float temp, float *
 
 int lvd_center_update(lvd_center *c, const float *t, int n, const lvd_allreduce *ar, lvd_error *err)
 {
-    if (n < 1)
+    if (n < 0 || (n == 0 && !ar))
         return lvd_fail(err, "center update: %d rows", n);
     int K = c->K;
-    column_sums(c->pending, t, n, K);
-    for (int k = 0; k < K; k++)
-        c->pending[k] /= n;
-    /* The last entry counts the ranks: the sum of per-rank means over it is their mean. */
-    c->pending[K] = 1.0;
+    if (n == 0) {
+        /* A rank without rows: the update its peers' softmax applied, applied here too. */
+        lvd_center_apply(c);
+        memset(c->pending, 0, (size_t)K * sizeof *c->pending);
+    } else {
+        column_sums(c->pending, t, n, K);
+        for (int k = 0; k < K; k++)
+            c->pending[k] /= n;
+    }
+    /* The last entry counts the ranks with rows: the sum of their means over it is their mean. */
+    c->pending[K] = n > 0;
     if (reduce(ar, c->pending, (size_t)K + 1, LVD_REDUCE_SUM, err) != 0)
         return lvd_error_prefix(err, "center update");
+    if (c->pending[K] == 0)
+        return 0;
     for (int k = 0; k < K; k++)
         c->pending[k] /= c->pending[K];
     c->has_pending = 1;
@@ -245,26 +253,36 @@ static int column_lse(double *mx, double *sm, const float *t, double inv, const 
 int lvd_sinkhorn_targets(const float *t, int n, int K, float temp, int n_iter,
                          const lvd_allreduce *ar, float *out, lvd_error *err)
 {
-    if (check_rows("sinkhorn", n, K, temp, err) != 0)
+    /* With a hook a rank may hold no rows (its peers do): it takes part in the sums. */
+    if (check_rows("sinkhorn", n == 0 && ar ? 1 : n, K, temp, err) != 0)
         return -1;
     if (n_iter < 1 || n_iter > 1000)
         return lvd_fail(err, "sinkhorn: %d iterations (1 to 1000 allowed)", n_iter);
-    for (size_t i = 0; i < (size_t)n * (size_t)K; i++)
-        if (!isfinite(t[i]))
-            return lvd_fail(err, "sinkhorn: teacher output is not finite (row %zu)", i / (size_t)K);
+    size_t bad = 0;
+    while (bad < (size_t)n * (size_t)K && isfinite(t[bad]))
+        bad++;
     double *alpha = malloc((size_t)K * sizeof *alpha);
     double *mx = malloc((size_t)K * sizeof *mx);
     double *sm = malloc((size_t)K * sizeof *sm);
-    double *beta = calloc((size_t)n, sizeof *beta);
+    double *beta = calloc((size_t)n + 1, sizeof *beta);
     int rc = -1;
     if (!alpha || !mx || !sm || !beta) {
         lvd_fail(err, "sinkhorn: out of memory for %d x %d", n, K);
         goto done;
     }
-    /* B: the sample count over ranks. */
-    double B = n;
-    if (reduce(ar, &B, 1, LVD_REDUCE_SUM, err) != 0)
+    /* B: the sample count over ranks, reduced with the count of ranks holding a non-finite
+     * output, so that every rank fails together (none is left waiting in a later sum). */
+    double Bn[2] = {n, bad < (size_t)n * (size_t)K};
+    if (reduce(ar, Bn, 2, LVD_REDUCE_SUM, err) != 0)
         goto done;
+    if (Bn[1] > 0) {
+        if (bad < (size_t)n * (size_t)K)
+            lvd_fail(err, "sinkhorn: teacher output is not finite (row %zu)", bad / (size_t)K);
+        else
+            lvd_fail(err, "sinkhorn: teacher output of another rank is not finite");
+        goto done;
+    }
+    double B = Bn[0];
     double inv = 1.0 / (double)temp, logK = log((double)K), logB = log(B);
     for (int it = 0; it < n_iter; it++) {
         /* Each prototype's total weight becomes 1 / K ... */

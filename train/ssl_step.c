@@ -126,21 +126,24 @@ static int teacher(lvd_ssl *t, const lvd_ssl_batch *b, double temp, lvd_error *e
         return lvd_error_prefix(err, "ssl: teacher head");
     }
     float tt = (float)temp;
+    /* Across ranks (a hook) every rank takes part in the iBOT sums, also one without rows. */
+    int ibot_reduced = M > 0 || (c->allreduce && t->do_ibot);
     if (!c->sinkhorn) {
         /* Softmax centering: the pending update applied before use, this batch's recorded after. */
         if (lvd_center_softmax(&t->cdino, cls_out, 2 * B, tt, t->t_dino, err) ||
             lvd_center_update(&t->cdino, cls_out, 2 * B, c->allreduce, err)) {
             return lvd_error_prefix(err, "ssl: DINO targets");
         }
-        if (M > 0 && (lvd_center_softmax(&t->cibot, patch_out, M, tt, t->t_ibot, err) ||
-                      lvd_center_update(&t->cibot, patch_out, M, c->allreduce, err))) {
+        if ((M > 0 && lvd_center_softmax(&t->cibot, patch_out, M, tt, t->t_ibot, err)) ||
+            (ibot_reduced && lvd_center_update(&t->cibot, patch_out, M, c->allreduce, err))) {
             return lvd_error_prefix(err, "ssl: iBOT targets");
         }
     } else {
         if (lvd_sinkhorn_targets(cls_out, 2 * B, K, tt, 3, c->allreduce, t->t_dino, err)) {
             return lvd_error_prefix(err, "ssl: DINO targets");
         }
-        if (M > 0 && lvd_sinkhorn_targets(patch_out, M, Ki, tt, 3, c->allreduce, t->t_ibot, err)) {
+        if (ibot_reduced &&
+            lvd_sinkhorn_targets(patch_out, M, Ki, tt, 3, c->allreduce, t->t_ibot, err)) {
             return lvd_error_prefix(err, "ssl: iBOT targets");
         }
     }

@@ -42,6 +42,7 @@ typedef struct train_run {
     lvd_loader *loader;
     train_model tm;
     train_log log;
+    train_dist dist; /* data-parallel runs: the lead (rank 0) alone writes */
     int lock_fd;
     int64_t run_id, train_id, start, step;
     int64_t saved, exported; /* the steps of the checkpoint and the export on disk (-1: none) */
@@ -162,63 +163,83 @@ static int register_model(train_run *r, lvd_error *err)
 }
 
 /* Opens everything up to the first step: folder, plan, loader, checkpoint check, trainer, run
- * record and metrics log. */
+ * record and metrics log. In a data-parallel run the lead alone locks the folder, reads the
+ * checkpoint (its state then broadcast), checks the options and writes the manifest; each phase
+ * ends in a verdict of all ranks (train_dist_agree), so that a failure stops every rank. */
 static int prepare(train_run *r, lvd_error *err)
 {
     const lvd_train_options *o = r->o;
+    int lead = r->dist.d.rank == 0;
     if (train_files_init(&r->f, o->out, err) ||
-        lvd_kit_lock_dir(r->f.dir, train_program(o), &r->lock_fd, err))
-        return -1;
+        (lead && lvd_kit_lock_dir(r->f.dir, train_program(o), &r->lock_fd, err)))
+        return train_dist_agree(&r->dist, -1, err);
     lvd_vit_train *init = NULL;
     if (o->init && lvd_vit_train_load(o->init, o->heads, &init, err))
-        return lvd_error_prefix(err, "--init");
+        return train_dist_agree(&r->dist, lvd_error_prefix(err, "--init"), err);
     if (train_plan_resolve(o, init ? lvd_vit_train_info(init) : NULL, &r->p, err) ||
         lvd_schedules_init(&r->sched, &r->p.sched, err)) {
         lvd_vit_train_free(init);
-        return -1;
+        return train_dist_agree(&r->dist, -1, err);
     }
-    train_ckpt_info info;
-    int found;
-    if (train_ckpt_info_read(r->f.ckpt, &info, &found, err)) {
-        lvd_vit_train_free(init);
-        return -1;
-    }
-    int rc = 0;
-    if (o->resume && !found)
+    train_ckpt_info info = {0};
+    int found = 0;
+    int rc = lead ? train_ckpt_info_read(r->f.ckpt, &info, &found, err) : 0;
+    if (rc == 0 && o->resume && lead && !found)
         rc = lvd_fail(err, "--resume: %s holds no checkpoint", r->f.dir);
-    r->start = found ? info.step : 0;
+    rc = train_dist_agree(&r->dist, rc, err);
+    int64_t at[2] = {found, found ? info.step : 0};
+    if (rc == 0)
+        rc = train_dist_agree(&r->dist, train_dist_bcast(&r->dist, at, sizeof at, err), err);
+    found = (int)at[0];
+    r->start = at[1];
     r->p.loader.db = o->db;
     r->p.loader.start_step = r->start;
     r->plan = train_plan_json(o, &r->p);
     if (rc == 0)
-        rc = lvd_loader_open(&r->p.loader, &r->loader, err);
+        rc = train_dist_agree(&r->dist,
+                              train_dist_plan(&r->dist, &r->p, err) ||
+                                  lvd_loader_open(&r->p.loader, &r->loader, err),
+                              err);
     if (rc == 0) {
         lvd_loader_stats s;
         lvd_loader_stats_get(r->loader, &s);
-        char hex[17];
+        char hex[17], lead_hex[17];
         ids_hash(r->loader, hex);
+        memcpy(lead_hex, hex, sizeof hex);
+        rc = train_dist_bcast(&r->dist, lead_hex, sizeof lead_hex, err);
+        if (rc == 0 && strcmp(hex, lead_hex) != 0)
+            rc = lvd_fail(err, "rank %d selected other images than rank 0", r->dist.d.rank);
+        rc = train_dist_agree(&r->dist, rc, err);
         cJSON *data = cJSON_GetObjectItemCaseSensitive(r->plan, "data");
         cJSON_AddNumberToObject(data, "images", (double)s.images);
         cJSON_AddStringToObject(data, "ids", hex);
     }
-    if (rc == 0 && found && train_plan_compare(info.plan, r->plan, err))
+    /* rc is every rank's here; the lead's checks, then a verdict. */
+    int agreed = rc;
+    if (rc == 0 && lead && found && train_plan_compare(info.plan, r->plan, err))
         rc = lvd_error_prefix(err,
                               "%s holds a checkpoint of other options (use another --out, or "
                               "remove the checkpoint to start over)",
                               r->f.ckpt);
-    if (rc == 0)
+    if (rc == 0 && lead)
         rc = register_check(r, err);
+    if (agreed == 0)
+        agreed = rc = train_dist_agree(&r->dist, rc, err);
     if (rc == 0) {
-        rc = make_trainer(r, init, err);
+        agreed = rc = train_dist_agree(&r->dist, make_trainer(r, init, err), err);
         init = NULL;
     }
     lvd_vit_train_free(init);
-    if (rc == 0 && found) {
+    if (rc == 0 && found && lead) {
         int64_t step;
         rc = train_ckpt_load(&r->f, &r->tm, &step, err);
         if (rc == 0 && step != r->start)
             rc = lvd_fail(err, "%s: step %lld, its metadata said %lld", r->f.ckpt, (long long)step,
                           (long long)r->start);
+    }
+    if (r->dist.d.size > 1 && agreed == 0 && (rc = train_dist_agree(&r->dist, rc, err)) == 0) {
+        r->tm.dist = &r->dist;
+        rc = train_dist_sync(&r->dist, &r->tm, err);
     }
     int64_t old_id = found ? info.train_id : 0;
     train_ckpt_info_free(&info);
@@ -226,26 +247,29 @@ static int prepare(train_run *r, lvd_error *err)
         return -1;
     r->step = r->start;
     r->saved = found ? r->start : -1;
+    if (!lead)
+        return train_dist_agree(&r->dist, 0, err);
 
     cJSON *params = cJSON_CreateObject();
     cJSON_AddItemToObject(params, "plan", cJSON_Duplicate(r->plan, 1));
     cJSON_AddStringToObject(params, "out", r->f.dir);
     cJSON_AddNumberToObject(params, "resumed_from", (double)r->start);
+    cJSON_AddNumberToObject(params, "ranks", r->dist.d.size);
     if (lvd_kit_run_start(r->m, train_stage_name(o), params, &r->run_id, err))
-        return -1;
+        return train_dist_agree(&r->dist, -1, err);
     r->train_id = old_id ? known_training(r, old_id) : 0;
     if (!r->train_id)
         r->train_id = r->run_id;
     if (train_log_init(&r->log, r->m, r->train_id, r->run_id, train_model_n_parts(&r->tm),
                        o->log_every, err))
-        return -1;
+        return train_dist_agree(&r->dist, -1, err);
     r->log.features = train_model_features(&r->tm);
-    return train_log_truncate(&r->log, r->start, err);
+    return train_dist_agree(&r->dist, train_log_truncate(&r->log, r->start, err), err);
 }
 
 static void progress(const train_run *r, const train_row *row, double rate)
 {
-    if (r->o->no_progress)
+    if (r->o->no_progress || r->dist.d.rank != 0)
         return;
     double done = (double)(r->step - r->start), left = (double)(r->o->steps - r->step);
     double eta = done > 0 ? (lvd_kit_now() - r->t0) / done * left : 0;
@@ -269,21 +293,29 @@ static void progress(const train_run *r, const train_row *row, double rate)
 }
 
 /* Writes the queued rows, then the checkpoint (rows first: a crash between the two leaves rows
- * past the checkpoint, which the resumption replaces, never a checkpoint without its rows). */
+ * past the checkpoint, which the resumption replaces, never a checkpoint without its rows). In a
+ * data-parallel run every rank comes here at the same step: the ranks' states are compared, the
+ * lead writes, and the verdict is everyone's. */
 static int checkpoint(train_run *r, lvd_error *err)
 {
-    if (train_log_flush(&r->log, err) ||
-        train_ckpt_save(&r->f, &r->tm, r->plan, r->train_id, r->o->seed, err))
+    int rc = train_dist_same(&r->dist, &r->tm, err);
+    if (rc == 0 && r->dist.d.rank == 0) {
+        if (train_log_flush(&r->log, err) ||
+            train_ckpt_save(&r->f, &r->tm, r->plan, r->train_id, r->o->seed, err))
+            rc = -1;
+        else
+            r->saved = r->step;
+        if (rc == 0 && !r->o->no_progress)
+            fprintf(stderr, "%s: checkpoint step %lld: %s\n", train_program(r->o),
+                    (long long)r->step, r->f.ckpt);
+        if (rc == 0 && r->o->export_every && train_export(&r->f, &r->tm, r->plan, err))
+            rc = -1;
+    }
+    if (train_dist_agree(&r->dist, rc, err))
         return -1;
     r->saved = r->step;
-    if (!r->o->no_progress)
-        fprintf(stderr, "%s: checkpoint step %lld: %s\n", train_program(r->o), (long long)r->step,
-                r->f.ckpt);
-    if (!r->o->export_every)
-        return 0;
-    if (train_export(&r->f, &r->tm, r->plan, err))
-        return -1;
-    r->exported = r->step;
+    if (r->o->export_every)
+        r->exported = r->step;
     return 0;
 }
 
@@ -293,20 +325,26 @@ typedef enum stop { STOP_STEPS, STOP_AT, STOP_BUDGET, STOP_SIGNAL, STOP_ERROR } 
 static stop train_loop(train_run *r, double *last_loss, lvd_error *err)
 {
     const lvd_train_options *o = r->o;
-    int B = r->p.ssl.batch;
+    int B = r->p.loader.batch_size; /* the global batch (each rank trains on its share) */
     double last = lvd_kit_now(), window = last;
     int64_t window_start = r->step;
     int64_t end = o->stop_at && o->stop_at < o->steps ? o->stop_at : o->steps;
     while (r->step < o->steps) {
         if (r->step >= end)
             return STOP_AT;
-        if (stop_signal)
-            return STOP_SIGNAL;
-        if (o->minutes > 0 && lvd_kit_now() - r->t0 >= o->minutes * 60)
-            return STOP_BUDGET;
-        const lvd_batch *b;
-        if (lvd_loader_next(r->loader, &b, err))
+        /* The ranks stop together, at the first step where any of them has a signal or the
+         * lead's clock has spent the budget. */
+        int why =
+            stop_signal ? STOP_SIGNAL
+            : r->dist.d.rank == 0 && o->minutes > 0 && lvd_kit_now() - r->t0 >= o->minutes * 60
+                ? STOP_BUDGET
+                : 0;
+        const lvd_batch *b = NULL;
+        int loader_rc = why ? 0 : lvd_loader_next(r->loader, &b, err);
+        if (train_dist_gate(&r->dist, why, loader_rc != 0, &why, err))
             return STOP_ERROR;
+        if (why)
+            return (stop)why;
         train_row row = {.step = r->step + 1};
         lvd_schedules_at(&r->sched, r->step, &row.sv);
         lvd_ssl_batch sb = {b->global_crops, b->local_crops, b->masks.masks, NULL, NULL, 0};
@@ -320,7 +358,8 @@ static stop train_loop(train_run *r, double *last_loss, lvd_error *err)
         row.images_per_s = row.seconds > 0 ? B / row.seconds : 0;
         last = t;
         *last_loss = row.st.loss_total;
-        if (train_log_add(&r->log, &row, err))
+        if (train_dist_agree(&r->dist, r->dist.d.rank == 0 ? train_log_add(&r->log, &row, err) : 0,
+                             err))
             return STOP_ERROR;
         if (r->step % o->log_every == 0 || r->step == o->steps) {
             progress(r, &row, (double)(r->step - window_start) * B / (t - window));
@@ -350,6 +389,8 @@ int lvd_train_run(lvd_manifest *m, void *ctx, lvd_error *err)
     if (o->threads > 0)
         omp_set_num_threads(o->threads); /* the loss functions use the default team */
     r.t0 = lvd_kit_now();
+    if (train_dist_init(&r.dist, err))
+        return -1;
     if (prepare(&r, err)) {
         int rc = r.run_id >= 0 ? lvd_kit_run_finish(m, r.run_id, -1, NULL, NULL, err) : -1;
         release(&r);
@@ -362,8 +403,13 @@ int lvd_train_run(lvd_manifest *m, void *ctx, lvd_error *err)
     /* A failed step leaves the last checkpoint as it is: it is the last good state. */
     if (rc == 0 && r.step != r.saved)
         rc = checkpoint(&r, err);
-    else if (rc)
+    else if (rc && r.dist.d.rank == 0)
         train_log_flush(&r.log, &(lvd_error){0});
+    if (r.dist.d.rank != 0) {
+        /* The lead exports, registers and records the run; the others are done. */
+        release(&r);
+        return rc == 0 && why == STOP_SIGNAL ? 130 : rc;
+    }
     if (rc == 0 && why != STOP_SIGNAL && r.exported != r.step)
         rc = train_export(&r.f, &r.tm, r.plan, err);
     if (rc == 0 && why == STOP_STEPS)

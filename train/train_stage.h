@@ -53,6 +53,19 @@
  * checkpoint (never written from non-finite parameters) is kept. SIGINT or SIGTERM ends the run
  * after the current step with a checkpoint, the run marked interrupted (exit status 130).
  *
+ * Several processes (train/ssl_dist.h, dist/dist.h): started by an MPI launcher (`mpirun -np N
+ * lvd-train ...`, srun), the stage runs data-parallel. --batch is the global batch B (a multiple
+ * of N, checked): rank r trains on images [r B / N, (r + 1) B / N) of every batch (the loader's
+ * share: the crops and masks one process would use), the plan and lr scaling are those of B, the
+ * losses and gradients are averaged over the ranks, KoLeo and stochastic depth are per rank and
+ * the iBOT center is the mean of per-rank means (the reference's DDP semantics). Rank 0 (the
+ * lead) alone locks --out, reads and writes the checkpoint (its state is broadcast to the
+ * others; a rerun under mpirun resumes from it), exports and writes the manifest (the run with
+ * params.ranks, the train_steps rows with the ranks' mean losses, --register); the other ranks
+ * never open it for writing (their loaders read it). Stops (--minutes, signals) and failures
+ * are agreed on by all ranks each step, so they stop at the same step; every checkpoint first
+ * checks that the ranks hold bitwise the same state.
+ *
  * Distillation (lvd-distill, train/distill.h): the same stage with --teacher PATH (a folder of
  * lvd-train or lvd-distill, a training checkpoint or any backbone lvd_vit_load reads; heads from
  * --teacher-heads or the folder) trains a new student of the architecture options (no --init,

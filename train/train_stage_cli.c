@@ -394,7 +394,18 @@ int lvd_train_main(const lvd_kit_cmd *cmd, int argc, char **argv)
             return lvd_kit_usage_error(cmd->name, err.msg);
         }
     }
-    int rc = lvd_kit_main(cmd, argc, argv);
+    /* Data-parallel runs: ranks other than the lead never open the manifest for writing (their
+     * loaders read it themselves), so that one process writes it. */
+    lvd_dist d;
+    lvd_error err;
+    if (lvd_dist_init(&d, &err)) {
+        lvd_pipeline_free(p);
+        return lvd_kit_fail(cmd->name, &err);
+    }
+    lvd_kit_cmd c = *cmd;
+    if (d.rank != 0)
+        c.db = LVD_KIT_NO_DB;
+    int rc = lvd_kit_main(&c, argc, argv);
     lvd_pipeline_free(p); /* the options point into it until here */
     return rc;
 }

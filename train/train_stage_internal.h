@@ -8,6 +8,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "dist/dist.h"
 #include "store/manifest.h"
 #include "train/distill.h"
 #include "train/head.h"
@@ -15,6 +16,14 @@
 #include "train/schedule.h"
 #include "train/ssl.h"
 #include "train/train_stage.h"
+
+/* Data-parallel runs (train/train_stage_dist.c, train/ssl_dist.h): the process group and the
+ * all-reduce hook of its trainer. Rank 0 (the lead) alone writes the manifest, the checkpoint
+ * and the export; in a group of one every call below returns at once. */
+typedef struct train_dist {
+    lvd_dist d;
+    lvd_allreduce hook;
+} train_dist;
 
 /* What the stage trains: pretraining's lvd_ssl (lvd-train) or distillation's lvd_distill of a
  * frozen teacher (lvd-distill, o->teacher set); the loop, checkpoints, export and metrics go
@@ -24,6 +33,7 @@ typedef struct train_model {
     lvd_distill *distill;        /* distillation */
     lvd_distill_teacher teacher; /* distillation: its frozen teacher */
     int keep_masks;              /* distillation: the batches' iBOT masks are used */
+    const train_dist *dist;      /* the group whose gradients a step averages (NULL: none) */
 } train_model;
 
 /* lvd-train's or lvd-distill's name (the first word of its messages) and run stage. */
@@ -136,6 +146,42 @@ int train_log_add(train_log *l, const train_row *r, lvd_error *err);
 
 /* Writes the queued rows in one transaction. */
 int train_log_flush(train_log *l, lvd_error *err);
+
+/* ---- Data-parallel runs (train/train_stage_dist.c) ---- */
+
+/* Joins the launcher's group (a group of one without one). */
+int train_dist_init(train_dist *t, lvd_error *err);
+
+/* The plan of one rank (after train_plan_json: the plan a checkpoint records stays the global
+ * one): batch B / N (B must split evenly), the loader's share of every batch, the iBOT row budget
+ * of the share, the hook in the trainer's configuration, and the stochastic-depth seed of the
+ * rank (each rank draws its own subsets, as the reference's ranks do). */
+int train_dist_plan(train_dist *t, train_plan *p, lvd_error *err);
+
+/* A collective verdict on rc (this rank's 0 / -1): -1 on every rank when any rank failed (err: this
+ * rank's own error, or that another rank failed), else 0. */
+int train_dist_agree(const train_dist *t, int rc, lvd_error *err);
+
+/* The lead's values of n bytes at buf on every rank. */
+int train_dist_bcast(const train_dist *t, void *buf, size_t n, lvd_error *err);
+
+/* The largest of the ranks' stop reasons (0: none), so that every rank stops at the same step;
+ * *failed set when a rank's loader failed (err: which). One all-reduce per step. */
+int train_dist_gate(const train_dist *t, int reason, int loader_failed, int *agreed,
+                    lvd_error *err);
+
+/* After every rank's forward_backward (rc its result): the verdict, the losses averaged over the
+ * ranks and the gradients averaged (train/ssl_dist.h's lvd_ssl_dist_reduce); returns rc when m
+ * has no group of several. */
+int train_dist_reduce(train_model *m, int rc, lvd_ssl_stats *st, double *loss_cls,
+                      double *loss_patch, lvd_error *err);
+
+/* The lead's training state on every rank (after the lead alone read a checkpoint), then a
+ * check that every rank holds it bitwise. */
+int train_dist_sync(const train_dist *t, train_model *m, lvd_error *err);
+
+/* Whether the ranks hold bitwise the same training state (before a checkpoint). */
+int train_dist_same(const train_dist *t, train_model *m, lvd_error *err);
 
 /* "1h02m", "3m20s", "12s" into buf. */
 void train_format_seconds(double s, char *buf, size_t size);

@@ -19,25 +19,35 @@ int train_model_step(train_model *m, const lvd_ssl_batch *b, const lvd_schedule_
                      lvd_ssl_stats *st, double *loss_cls, double *loss_patch, lvd_error *err)
 {
     *loss_cls = *loss_patch = 0.0;
-    if (m->ssl)
-        return lvd_ssl_step(m->ssl, b, sv, st, err);
-    lvd_ssl_batch nb = *b;
-    nb.masks = m->keep_masks ? b->masks : NULL;
-    nb.mask_indices = NULL;
+    /* forward_backward, the ranks' gradients averaged (train_dist_reduce; nothing to do on one
+     * process), update: lvd_ssl_step and lvd_distill_step with the reduction between. */
     lvd_distill_stats ds;
-    if (lvd_distill_step(m->distill, &nb, sv, &ds, err))
-        return -1;
-    if (train_model_features(m)) {
-        memset(st, 0, sizeof *st);
-        st->loss_total = ds.loss_total;
-        st->t_teacher = ds.t_teacher;
-        st->t_student = ds.t_student;
-        *loss_cls = ds.loss_cls;
-        *loss_patch = ds.loss_patch;
+    int rc;
+    if (m->ssl) {
+        rc = lvd_ssl_forward_backward(m->ssl, b, sv->teacher_temp, st, err);
     } else {
-        *st = ds.ssl;
-        st->t_teacher = ds.t_teacher;
+        lvd_ssl_batch nb = *b;
+        nb.masks = m->keep_masks ? b->masks : NULL;
+        nb.mask_indices = NULL;
+        rc = lvd_distill_forward_backward(m->distill, &nb, sv->teacher_temp, &ds, err);
+        if (rc == 0 && train_model_features(m)) {
+            memset(st, 0, sizeof *st);
+            st->loss_total = ds.loss_total;
+            st->t_teacher = ds.t_teacher;
+            st->t_student = ds.t_student;
+            *loss_cls = ds.loss_cls;
+            *loss_patch = ds.loss_patch;
+        } else if (rc == 0) {
+            *st = ds.ssl;
+            st->t_teacher = ds.t_teacher;
+        }
     }
+    if (train_dist_reduce(m, rc, st, loss_cls, loss_patch, err))
+        return -1;
+    if (m->ssl)
+        return lvd_ssl_update(m->ssl, sv, st, err);
+    if (lvd_distill_update(m->distill, sv, &ds, err))
+        return -1;
     memcpy(st->grad_norm, ds.grad_norm, sizeof st->grad_norm);
     st->t_update = ds.t_update;
     return 0;

@@ -411,6 +411,76 @@ static void test_workers(void)
     lvd_loader_close(l);
 }
 
+/* Shares (data-parallel training): the images [o, o + S) of every batch are bitwise the rows of
+ * the whole batch, crops, ids, masks and their indices and weights, for a 2 + 2 and a 1 + 3
+ * split; the shares' masked patches add up to the batch's. */
+static int share_matches(const lvd_batch *w, const lvd_batch *b, int o)
+{
+    int W = w->batch_size, S = b->batch_size, N = 49, ok = 1;
+    size_t gs = (size_t)3 * 28 * 28, ls = (size_t)3 * 144;
+    for (int g = 0; g < 2; g++)
+        ok &=
+            memcmp(b->global_crops + (size_t)g * S * gs, w->global_crops + ((size_t)g * W + o) * gs,
+                   (size_t)S * gs * sizeof(float)) == 0 &&
+            memcmp(b->masks.masks + (size_t)g * S * N, w->masks.masks + ((size_t)g * W + o) * N,
+                   (size_t)S * N) == 0;
+    for (int k = 0; k < 6; k++)
+        ok &= memcmp(b->local_crops + (size_t)k * S * ls, w->local_crops + ((size_t)k * W + o) * ls,
+                     (size_t)S * ls * sizeof(float)) == 0;
+    ok &= memcmp(b->image_ids, w->image_ids + o, (size_t)S * sizeof(int64_t)) == 0;
+    int64_t q = 0;
+    for (int64_t k = 0; k < w->masks.n_masked; k++) {
+        int64_t row = w->masks.indices[k] / N, g = row / W, i = row % W - o;
+        if (i < 0 || i >= S)
+            continue;
+        ok &= q < b->masks.n_masked &&
+              b->masks.indices[q] == (g * S + i) * N + w->masks.indices[k] % N &&
+              b->masks.weights[q] == w->masks.weights[k];
+        q++;
+    }
+    return ok && q == b->masks.n_masked && b->masks.upperbound == w->masks.upperbound;
+}
+
+static void test_shares(void)
+{
+    lvd_loader_config c = base_config();
+    c.sources = both;
+    c.n_sources = 2;
+    c.start_step = 5;
+    lvd_loader *whole, *part[2];
+    lvd_error err;
+    const int split[2][2] = {{2, 2}, {1, 3}};
+    for (int sp = 0; sp < 2; sp++) {
+        CHECK(lvd_loader_open(&c, &whole, &err) == 0);
+        lvd_loader_config pc = c;
+        pc.workers = 3;
+        for (int r = 0; r < 2; r++) {
+            pc.share_offset = r ? split[sp][0] : 0;
+            pc.share_size = split[sp][r];
+            CHECK_MSG(lvd_loader_open(&pc, &part[r], &err) == 0, "share: %s", err.msg);
+        }
+        for (int step = 0; step < 4; step++) {
+            const lvd_batch *w, *b0, *b1;
+            CHECK(lvd_loader_next(whole, &w, &err) == 0 &&
+                  lvd_loader_next(part[0], &b0, &err) == 0 &&
+                  lvd_loader_next(part[1], &b1, &err) == 0);
+            CHECK(b0->step == w->step && b1->step == w->step && b0->batch_size == split[sp][0] &&
+                  b1->batch_size == split[sp][1] && b0->masks.n_crops == 2 * split[sp][0]);
+            CHECK_MSG(share_matches(w, b0, 0) && share_matches(w, b1, split[sp][0]),
+                      "split %d step %lld: a share differs from the whole batch", sp,
+                      (long long)w->step);
+            CHECK(b0->masks.n_masked + b1->masks.n_masked == w->masks.n_masked);
+        }
+        lvd_loader_close(part[0]);
+        lvd_loader_close(part[1]);
+        lvd_loader_close(whole);
+    }
+    lvd_loader *l;
+    c.share_offset = 3;
+    c.share_size = 2;
+    CHECK(lvd_loader_open(&c, &l, &err) == -1 && strstr(err.msg, "share of 2 images at 3"));
+}
+
 static void test_curated(sqlite3 *s)
 {
     /* A model and curated rows as lvd-retrieve records them: the 5 'other' images as knn picks,
@@ -507,6 +577,7 @@ int main(int argc, char **argv)
     test_errors();
     test_sources(s, bad_id, missing_id);
     test_workers();
+    test_shares();
     test_curated(s);
     sqlite3_close(s);
     sh("rm -rf '%s'", dir);
