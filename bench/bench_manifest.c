@@ -452,12 +452,10 @@ static int measure(config *c)
 int main(int argc, char **argv)
 {
     config c = {.rows = 10000000};
-    static const struct option opts[] = {{"rows", required_argument, 0, 'r'},
-                                         {"dir", required_argument, 0, 'd'},
-                                         {"images-only", no_argument, 0, 'i'},
-                                         {"keep", no_argument, 0, 'k'},
-                                         {"reuse", no_argument, 0, 'u'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"rows", required_argument, 0, 'r'},  {"dir", required_argument, 0, 'd'},
+        {"images-only", no_argument, 0, 'i'}, {"keep", no_argument, 0, 'k'},
+        {"reuse", no_argument, 0, 'u'},       {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (o == 'r')
@@ -489,8 +487,9 @@ int main(int argc, char **argv)
     }
     snprintf(c.db, sizeof c.db, "%s/manifest.db", c.dir);
     if ((access(c.db, F_OK) == 0) != c.reuse) {
-        fprintf(stderr, c.reuse ? "bench: %s is missing (--reuse needs a kept run's --dir)\n"
-                                : "bench: %s exists; give an empty --dir\n",
+        fprintf(stderr,
+                c.reuse ? "bench: %s is missing (--reuse needs a kept run's --dir)\n"
+                        : "bench: %s exists; give an empty --dir\n",
                 c.db);
         return 1;
     }
