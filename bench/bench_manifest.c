@@ -6,9 +6,11 @@
  * included), bytes per image row (the images table and its indexes, from dbstat, and the whole
  * file), then times lvd-status (a child process), SELECT * FROM v_status, the same counts taken
  * from the images table (what v_status did before migration 5), and lookups of random rows by
- * id, URL, sha256 and source (mean and worst of 1000, in ms), with each lookup's query plan.
+ * id, URL, sha256 and source (mean, median, 99th percentile and worst of 1000, in ms: on a loaded
+ * machine the worst is a preemption, not the lookup), with each lookup's query plan. --reuse
+ * measures the manifest a --keep run left in DIR again, without building it.
  *
- * Usage: lvd-bench-manifest LVD-STATUS [--rows N] [--dir DIR] [--images-only] [--keep] */
+ * Usage: lvd-bench-manifest LVD-STATUS [--rows N] [--dir DIR] [--images-only] [--keep] [--reuse] */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -30,7 +32,7 @@
 typedef struct config {
     const char *status_tool;
     int64_t rows;
-    int images_only, keep;
+    int images_only, keep, reuse;
     char dir[512], db[600];
 } config;
 
@@ -353,8 +355,15 @@ static void print_plan(sqlite3 *db, const char *sql)
     sqlite3_finalize(st);
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 /* LOOKUPS runs of sql, binding each time a random ok row's id / url / sha256 (what = 0, 1, 2)
- * or a source name and such a row's url (what = 3, 4); mean and worst in ms. */
+ * or a source name and such a row's url (what = 3, 4); mean, median, 99th percentile and worst
+ * in ms. */
 static void time_lookups(sqlite3 *db, const config *c, const char *name, const char *sql, int what)
 {
     static const char *const sources[] = {"web", "laion", "in1k", "bench"};
@@ -363,7 +372,8 @@ static void time_lookups(sqlite3 *db, const config *c, const char *name, const c
         fprintf(stderr, "bench: %s: %s\n", sql, sqlite3_errmsg(db));
         return;
     }
-    double total = 0, worst = 0;
+    static double times[LOOKUPS];
+    double total = 0;
     int64_t found = 0;
     for (int q = 0; q < LOOKUPS; q++) {
         int64_t id = 1 + (int64_t)(synth_uniform(9, (uint64_t)q, 0) * (double)c->rows);
@@ -386,20 +396,23 @@ static void time_lookups(sqlite3 *db, const config *c, const char *name, const c
         while (sqlite3_step(st) == SQLITE_ROW)
             found++;
         sqlite3_reset(st);
-        double t = now() - t0;
-        total += t;
-        worst = t > worst ? t : worst;
+        times[q] = now() - t0;
+        total += times[q];
     }
     sqlite3_finalize(st);
-    printf("  %-34s mean %7.3f ms, worst %7.3f ms (%lld rows returned)\n", name,
-           1000.0 * total / LOOKUPS, 1000.0 * worst, (long long)found);
+    qsort(times, LOOKUPS, sizeof *times, cmp_double);
+    printf("  %-34s mean %7.3f ms, median %7.3f, p99 %7.3f, worst %7.3f ms (%lld rows)\n", name,
+           1000.0 * total / LOOKUPS, 1000.0 * times[LOOKUPS / 2],
+           1000.0 * times[LOOKUPS * 99 / 100], 1000.0 * times[LOOKUPS - 1], (long long)found);
     print_plan(db, sql);
 }
 
-static int measure(const config *c)
+static int measure(config *c)
 {
     sqlite3 *db;
     if (sqlite3_open_v2(c->db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+        return -1;
+    if (c->reuse && (c->rows = query_int(db, "SELECT MAX(id) FROM images")) < 1)
         return -1;
     report_size(c, db);
     for (int rep = 0; rep < 3; rep++) {
@@ -439,11 +452,10 @@ static int measure(const config *c)
 int main(int argc, char **argv)
 {
     config c = {.rows = 10000000};
-    static const struct option opts[] = {{"rows", required_argument, 0, 'r'},
-                                         {"dir", required_argument, 0, 'd'},
-                                         {"images-only", no_argument, 0, 'i'},
-                                         {"keep", no_argument, 0, 'k'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"rows", required_argument, 0, 'r'},  {"dir", required_argument, 0, 'd'},
+        {"images-only", no_argument, 0, 'i'}, {"keep", no_argument, 0, 'k'},
+        {"reuse", no_argument, 0, 'u'},       {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (o == 'r')
@@ -454,12 +466,14 @@ int main(int argc, char **argv)
             c.images_only = 1;
         else if (o == 'k')
             c.keep = 1;
+        else if (o == 'u')
+            c.reuse = c.keep = 1;
         else
             c.rows = 0;
     }
     if (argc - optind != 1 || c.rows < 100) {
         fprintf(stderr, "usage: lvd-bench-manifest LVD-STATUS [--rows N (10000000)] [--dir DIR]"
-                        " [--images-only] [--keep]\n");
+                        " [--images-only] [--keep] [--reuse]\n");
         return 2;
     }
     c.status_tool = argv[optind];
@@ -472,12 +486,15 @@ int main(int argc, char **argv)
         return 1;
     }
     snprintf(c.db, sizeof c.db, "%s/manifest.db", c.dir);
-    if (access(c.db, F_OK) == 0) {
-        fprintf(stderr, "bench: %s exists; give an empty --dir\n", c.db);
+    if ((access(c.db, F_OK) == 0) != c.reuse) {
+        fprintf(stderr,
+                c.reuse ? "bench: %s is missing (--reuse needs a kept run's --dir)\n"
+                        : "bench: %s exists; give an empty --dir\n",
+                c.db);
         return 1;
     }
     print_load("at start");
-    int rc = build(&c) || measure(&c) ? 1 : 0;
+    int rc = (!c.reuse && build(&c)) || measure(&c) ? 1 : 0;
     print_load("at end");
     if (!c.keep) {
         char cmd[700];

@@ -10,6 +10,9 @@
 
 /* Rows per transaction: big enough to be fast, small enough to keep transactions short. */
 #define REGISTER_BATCH 20000
+/* The string bytes a batch may hold, so that long lines (captions, long URLs) keep the memory of
+ * a registration bounded too, not only the number of rows. */
+#define REGISTER_BYTES ((size_t)4 << 20)
 
 typedef struct reg_item {
     char *url, *key, *label, *caption;
@@ -24,6 +27,7 @@ typedef struct reg_ctx {
     int64_t inputs, added;
     reg_item items[REGISTER_BATCH];
     int n;
+    size_t bytes; /* string bytes of items[0 .. n) */
 } reg_ctx;
 
 static void bind_opt(sqlite3_stmt *st, int i, const char *s)
@@ -44,6 +48,7 @@ static void free_items(reg_ctx *c)
         free(it->caption);
     }
     c->n = 0;
+    c->bytes = 0;
 }
 
 /* Writes the collected items in one transaction. */
@@ -75,11 +80,13 @@ static int flush(reg_ctx *c, lvd_error *err)
     return rc;
 }
 
-static char *dup_opt(const char *s, int *oom)
+static char *dup_opt(const char *s, int *oom, size_t *bytes)
 {
     char *d = s ? strdup(s) : NULL;
     if (s && !d)
         *oom = 1;
+    if (s)
+        *bytes += strlen(s) + 1;
     return d;
 }
 
@@ -92,14 +99,14 @@ static int on_item(void *arg, const lvd_input_item *item, lvd_error *err)
     }
     int oom = 0;
     reg_item *it = &c->items[c->n++];
-    it->url = dup_opt(item->url, &oom);
-    it->key = dup_opt(item->key, &oom);
-    it->label = dup_opt(item->label, &oom);
-    it->caption = dup_opt(item->caption, &oom);
+    it->url = dup_opt(item->url, &oom, &c->bytes);
+    it->key = dup_opt(item->key, &oom, &c->bytes);
+    it->label = dup_opt(item->label, &oom, &c->bytes);
+    it->caption = dup_opt(item->caption, &oom, &c->bytes);
     if (oom)
         return lvd_fail(err, "out of memory registering items");
     c->inputs++;
-    return c->n == REGISTER_BATCH ? flush(c, err) : 0;
+    return c->n == REGISTER_BATCH || c->bytes >= REGISTER_BYTES ? flush(c, err) : 0;
 }
 
 int fetch_register(lvd_manifest *m, int64_t source_id, const char *const *inputs, int n_inputs,
