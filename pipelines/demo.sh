@@ -203,7 +203,8 @@ say "time per step of this run (lvd-run's records; skipped steps are not listed)
 sqlite3 -readonly -column -header "$db" \
     "SELECT substr(stage, 10) AS step, printf('%.1f', json_extract(counts, '\$.seconds')) AS s
      FROM v_runs WHERE stage LIKE 'pipeline:%' AND id > $first_run ORDER BY id"
-times_line=$(times | tail -1)
+times >"$work/.times" # the shell's own, then its children's user and system time
+times_line=$(tail -1 "$work/.times")
 say "done in $(( $(date +%s) - start )) s wall (CPU of the steps, user and system:" \
     "$times_line); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 say "report: $work/report/index.html; manifest: $work/$db (views in store/MANIFEST.md), e.g."
