@@ -161,11 +161,12 @@ m=$(printf '%s' "$LVD_DEMO_MODEL" | sed "s/'/''/g")
 # lvd-calibrate's suggestion when copies and distinct images separate (the midpoint between
 # them); when they overlap, the 95th percentile of the nearest other image's similarity
 # instead of the copies' 5th (which would merge most distinct images): few distinct images are
-# removed, and copies above it still are.
+# removed, and copies above it still are. At most 0.9999: a pool holding identical images puts
+# that percentile at 1, which no similarity exceeds.
 calibrated=$(sqlite3 -readonly "$db" "SELECT printf('%.4f', CASE
         WHEN json_extract(counts, '\$.separable') THEN json_extract(counts, '\$.threshold')
-        ELSE max(json_extract(counts, '\$.threshold'),
-                 json_extract(counts, '\$.nearest_other.p95')) END)
+        ELSE min(0.9999, max(json_extract(counts, '\$.threshold'),
+                             json_extract(counts, '\$.nearest_other.p95'))) END)
     FROM v_runs WHERE stage = 'calibrate' AND status = 'ok'
       AND json_extract(params, '\$.model') = '$m' ORDER BY id DESC LIMIT 1")
 [ -n "$calibrated" ] || die "no calibration of $LVD_DEMO_MODEL recorded"
@@ -181,9 +182,13 @@ if [ -z "${LVD_MODEL:-}" ]; then
     say "second model on the curated set ($LVD_DEMO_CURATED_STEPS steps or" \
         "$LVD_DEMO_CURATED_MINUTES min), distilled into a smaller one ($LVD_DEMO_DISTILL_STEPS" \
         "steps or $LVD_DEMO_DISTILL_MINUTES min), the untrained ViT as a baseline"
+    # The trainings' folder, named by the curated set (its sorted image ids).
+    set_hash=$(sqlite3 -readonly "$db" "SELECT image_id FROM v_curated WHERE model = '$m'
+        GROUP BY image_id ORDER BY image_id" | sha256sum | cut -c1-8)
+    export LVD_DEMO_RUNS=runs/$LVD_DEMO_MODEL-$set_hash
     pipeline demo-pretrain.ini
-    LVD_DEMO_CURATED_MODEL=$(register demo-curated "runs/$LVD_DEMO_MODEL/curated")
-    LVD_DEMO_DISTILLED_MODEL=$(register demo-distilled "runs/$LVD_DEMO_MODEL/distill")
+    LVD_DEMO_CURATED_MODEL=$(register demo-curated "$LVD_DEMO_RUNS/curated")
+    LVD_DEMO_DISTILLED_MODEL=$(register demo-distilled "$LVD_DEMO_RUNS/distill")
     LVD_DEMO_INIT_MODEL=$(register demo-init train-init)
     export LVD_DEMO_CURATED_MODEL LVD_DEMO_DISTILLED_MODEL LVD_DEMO_INIT_MODEL
     pipeline demo-eval-trained.ini

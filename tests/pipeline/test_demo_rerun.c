@@ -2,9 +2,10 @@
  * calibrates, curates, pretrains on the curated set, distills, evaluates, reports and writes
  * its summary; the second runs no step at all (every lvd-run step is skipped: the training
  * steps too, although the models, embeddings and curation added after them change the
- * manifest) and records no second summary. Skipped when Fashion-MNIST or the MATE photos (the
- * Debian packages the demo reads) are absent. Args: demo.sh, lvd-run (the build folder is
- * LVD_BUILD_ROOT). */
+ * manifest) and records no second summary; a third with another retrieval option reruns the
+ * retrieval and the trainings on its curated set only. Skipped when Fashion-MNIST or the MATE
+ * photos (the Debian packages the demo reads) are absent. Args: demo.sh, lvd-run (the build folder
+ * is LVD_BUILD_ROOT). */
 #include <sqlite3.h>
 #include <sys/stat.h>
 
@@ -126,6 +127,18 @@ int main(int argc, char **argv)
     CHECK(pt_count(pt_output, ": skip (unchanged since run ") == steps);
     CHECK(query_int("SELECT COUNT(*) FROM v_runs") == runs);
     CHECK(query_int("SELECT COUNT(*) FROM v_models") == 4);
+
+    /* Another retrieval gives another curated set: the retrieval and everything trained on
+     * its result run again (in folders of their own: a training refuses a checkpoint of other
+     * images), the steps before it are skipped. */
+    setenv("LVD_DEMO_CLUSTERS", "1", 1);
+    rc = pt_run(run);
+    CHECK_MSG(rc == 0, "third run: exit status %d", rc);
+    CHECK(strstr(pt_output, "retrieve: run (parameters changed)") != NULL);
+    CHECK(strstr(pt_output, "train:curated: run (") != NULL);
+    CHECK(strstr(pt_output, "distill: run (") != NULL);
+    CHECK(strstr(pt_output, "train: skip (unchanged since run ") != NULL);
+    CHECK(strstr(pt_output, "dedup: skip (unchanged since run ") != NULL);
 
     free(settings_path);
     free(demo);

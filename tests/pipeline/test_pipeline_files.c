@@ -58,6 +58,7 @@ int main(int argc, char **argv)
     setenv("LVD_DEMO_CURATED_MODEL", "m2", 1);
     setenv("LVD_DEMO_DISTILLED_MODEL", "m3", 1);
     setenv("LVD_DEMO_INIT_MODEL", "m4", 1);
+    setenv("LVD_DEMO_RUNS", "runs/m-0", 1);
     setenv("LVD_CLAIM_ICONS", "/nonexistent/icons", 1);
     setenv("LVD_CLAIM_POOL_SIZE", "20", 1);
     setenv("LVD_CLAIM_STEPS", "100", 1);
