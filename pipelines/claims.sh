@@ -67,8 +67,8 @@ if [ "$what" != distill ]; then
     pipeline claim-curation.ini
     calibrated=$(sqlite3 -readonly claim.db "SELECT printf('%.4f', CASE
             WHEN json_extract(counts, '\$.separable') THEN json_extract(counts, '\$.threshold')
-            ELSE max(json_extract(counts, '\$.threshold'),
-                     json_extract(counts, '\$.nearest_other.p95')) END)
+            ELSE min(0.9999, max(json_extract(counts, '\$.threshold'),
+                                 json_extract(counts, '\$.nearest_other.p95'))) END)
         FROM v_runs WHERE stage = 'calibrate' AND status = 'ok'
           AND json_extract(params, '\$.model') = 'claim-curator' ORDER BY id DESC LIMIT 1")
     [ -n "$calibrated" ] || die "no calibration recorded"
