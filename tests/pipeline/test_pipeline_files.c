@@ -1,4 +1,4 @@
-/* The shipped pipelines (pipelines/demo*.ini, pipelines/lvd142m.ini) load and plan: lvd-run
+/* The shipped pipelines (pipelines/demo*.ini, claim*.ini, lvd142m.ini) load and plan: lvd-run
  * --dry-run on each lists every step with its command and creates nothing. Skipped when a stage
  * executable is not built. Args: lvd-run, then each pipeline file. */
 #include <sys/stat.h>
@@ -45,8 +45,27 @@ int main(int argc, char **argv)
     setenv("LVD_DEMO_EVAL_THRESHOLD", "0.9", 1);
     setenv("LVD_DEMO_TRAIN_MINUTES", "1", 1);
     setenv("LVD_DEMO_TRAIN_STEPS", "100", 1);
-    char *files[16];
-    int n = argc - 2 < 16 ? argc - 2 : 16;
+    setenv("LVD_DEMO_SETTINGS", "/nonexistent/settings.ini", 1);
+    setenv("LVD_DEMO_POOL_SIZE", "20", 1);
+    setenv("LVD_DEMO_SEEDS_PER_CLASS", "2", 1);
+    setenv("LVD_DEMO_EVAL_SIZE", "10", 1);
+    setenv("LVD_DEMO_BANK_PER_CLASS", "2", 1);
+    setenv("LVD_DEMO_CLUSTERS", "2", 1);
+    setenv("LVD_DEMO_CURATED_STEPS", "100", 1);
+    setenv("LVD_DEMO_CURATED_MINUTES", "1", 1);
+    setenv("LVD_DEMO_DISTILL_STEPS", "100", 1);
+    setenv("LVD_DEMO_DISTILL_MINUTES", "1", 1);
+    setenv("LVD_DEMO_CURATED_MODEL", "m2", 1);
+    setenv("LVD_DEMO_DISTILLED_MODEL", "m3", 1);
+    setenv("LVD_DEMO_INIT_MODEL", "m4", 1);
+    setenv("LVD_DEMO_RUNS", "runs/m-0", 1);
+    setenv("LVD_CLAIM_ICONS", "/nonexistent/icons", 1);
+    setenv("LVD_CLAIM_POOL_SIZE", "20", 1);
+    setenv("LVD_CLAIM_STEPS", "100", 1);
+    setenv("LVD_CLAIM_MINUTES", "1", 1);
+    setenv("LVD_CLAIM_THRESHOLD", "0.9", 1);
+    char *files[32];
+    int n = argc - 2 < 32 ? argc - 2 : 32;
     for (int i = 0; i < n; i++)
         files[i] = pt_abs(argv[i + 2]);
     pt_scratch("files");
