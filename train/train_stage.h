@@ -49,6 +49,19 @@
  * the checkpoint's step are replaced. --register NAME records the final teacher backbone as a model
  * (embed/model_registry.h, features cls); it is done once the run reaches --steps.
  *
+ * k-NN during training: --eval-train BANK --eval-test TEST scores the output model (the EMA
+ * teacher) with train/eval.h's k-NN protocol (lvd_knn_probe: cls or, with --eval-pool cls+mean,
+ * cls and mean patch token, L2-normalized, k = --eval-k neighbours weighted by
+ * exp(cosine / 0.07)) every --eval-every steps and at the end of every run that trained (not
+ * after a signal or an error), on the labelled 'ok' images of both sources (the first
+ * --eval-limit / --eval-test-limit in image id order), read from the shards at the global crop
+ * size (resize = crop = --global-size). One row of train_evals (view v_train_evals) per
+ * evaluation: the step, `seconds` (the training's wall time up to that step, the sum of its
+ * steps' seconds, without the time spent evaluating, also across resumptions), top-1 / top-5 in
+ * percent; rows past the checkpoint are replaced on resumption as those of train_steps. The
+ * evaluation changes nothing in the training (bitwise), its time does not count against
+ * --minutes, and its options are no part of what a resumption must share.
+ *
  * Failures: a non-finite loss or gradient stops the run with an error naming the step; the last
  * checkpoint (never written from non-finite parameters) is kept. SIGINT or SIGTERM ends the run
  * after the current step with a checkpoint, the run marked interrupted (exit status 130).
@@ -135,6 +148,12 @@ typedef struct lvd_train_options {
     int64_t ckpt_every, log_every;
     int resume, export_every, no_progress;
     const char *register_name;
+    /* k-NN of the EMA teacher during training (pretraining only; not part of the plan) */
+    const char *eval_train, *eval_test;  /* bank and test sources; both or neither */
+    int64_t eval_every;                  /* steps between evaluations (0: only at the end) */
+    int eval_k;                          /* neighbours */
+    int64_t eval_limit, eval_test_limit; /* the first N images of each source; 0: all */
+    const char *eval_pool;               /* "cls" or "cls+mean" */
 } lvd_train_options;
 
 /* The defaults --help shows. */

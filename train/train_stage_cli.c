@@ -48,6 +48,8 @@ void lvd_train_options_default(lvd_train_options *o)
         .distill_mode = "auto",
         .cls_weight = 0.5,
         .patch_weight = 0.5,
+        .eval_k = 20,
+        .eval_pool = "cls",
     };
 }
 
@@ -130,6 +132,12 @@ int lvd_train_check(void *ctx, lvd_error *err)
         if (!(o->cls_weight + o->patch_weight > 0))
             return lvd_fail(err, "--cls-weight and --patch-weight are both 0");
     }
+    if (!o->eval_train != !o->eval_test)
+        return lvd_fail(err, "--eval-train and --eval-test go together");
+    if (!o->eval_train && (o->eval_every || o->eval_limit || o->eval_test_limit))
+        return lvd_fail(err, "--eval-every and --eval-limit need --eval-train and --eval-test");
+    if (strcmp(o->eval_pool, "cls") != 0 && strcmp(o->eval_pool, "cls+mean") != 0)
+        return lvd_fail(err, "--eval-pool: '%s' is not cls or cls+mean", o->eval_pool);
     if (o->ibot_prototypes && !o->ibot_separate)
         return lvd_fail(err, "--ibot-prototypes needs --ibot-separate-head");
     if (o->init) {
@@ -296,6 +304,19 @@ void lvd_train_option_table(lvd_train_options *o, int distill, lvd_kit_opt *opts
                     distill ? "register the final output backbone as model NAME"
                             : "register the final teacher backbone as model NAME"),
         LVD_OPT_FLAG("no-progress", o->no_progress, 1, "no progress lines on stderr"),
+        LVD_OPT_STR("eval-train", "SOURCE", o->eval_train,
+                    "k-NN of the EMA teacher during training: the labelled\n"
+                    "bank (train/eval.h's protocol, rows in v_train_evals)"),
+        LVD_OPT_STR("eval-test", "SOURCE", o->eval_test, "... its labelled test images"),
+        LVD_OPT_INT("eval-every", "N", o->eval_every, 0, INT64_MAX,
+                    "... every N steps and at the end (0: at the end only)", .zero = 1),
+        LVD_OPT_INT("eval-k", "K", o->eval_k, 1, 100000, "... neighbours"),
+        LVD_OPT_INT("eval-limit", "N", o->eval_limit, 0, INT64_MAX,
+                    "... the first N bank images only (0: all)", .zero = 1),
+        LVD_OPT_INT("eval-test-limit", "N", o->eval_test_limit, 0, INT64_MAX,
+                    "... the first N test images only (0: all)", .zero = 1),
+        LVD_OPT_STR("eval-pool", "P", o->eval_pool,
+                    "... features: cls, or cls+mean (cls and mean patch token)"),
         LVD_OPT_END,
     };
 #define COUNT(a) (sizeof a / sizeof a[0])
