@@ -239,7 +239,8 @@ typedef struct lvd_knn_probe lvd_knn_probe;
 
 typedef struct lvd_knn_probe_options {
     const char *train, *test;        /* source names: the bank and the test images */
-    int64_t train_limit, test_limit; /* the first N images of each in image id order; 0: all */
+    int64_t train_limit, test_limit; /* N images of each (0: all): a sample spread over the
+                                        source, picked by lvd_eval_split on image ids, seed 0 */
     int pool;                        /* LVD_EVAL_POOL_CLS or LVD_EVAL_POOL_CLS_MEAN */
     int resize, crop;                /* eval transform (crop a multiple of the patch) */
     int batch;                       /* images per forward pass */

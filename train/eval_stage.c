@@ -768,16 +768,36 @@ struct lvd_knn_probe {
     eval_labels labels;
 };
 
-/* Keeps the first n images of im (all when n is 0 or not below the count). */
-static void images_truncate(eval_images *im, int64_t n)
+/* Keeps n images of im (all when n is 0 or not below the count): those lvd_eval_split picks
+ * by image id with seed 0, a spread sample whatever the order of the ids (folders fetched class
+ * after class), in image id order. */
+static int images_subset(eval_images *im, int64_t n, lvd_error *err)
 {
     if (n <= 0 || n >= im->n)
-        return;
-    for (int64_t i = n; i < im->n; i++) {
-        free(im->shard[i]);
-        free(im->member[i]);
+        return 0;
+    uint8_t *keep = malloc((size_t)im->n);
+    if (!keep)
+        return lvd_fail(err, "out of memory");
+    if (lvd_eval_split(im->id, im->n, (double)n / (double)im->n, 0, keep, err)) {
+        free(keep);
+        return -1;
     }
-    im->n = n;
+    int64_t k = 0;
+    for (int64_t i = 0; i < im->n; i++) {
+        if (!keep[i]) {
+            free(im->shard[i]);
+            free(im->member[i]);
+            continue;
+        }
+        im->id[k] = im->id[i];
+        im->label[k] = im->label[i];
+        im->shard[k] = im->shard[i];
+        im->member[k] = im->member[i];
+        k++;
+    }
+    im->n = k;
+    free(keep);
+    return 0;
 }
 
 int lvd_knn_probe_open(lvd_manifest *m, const lvd_knn_probe_options *o, lvd_knn_probe **out,
@@ -792,12 +812,12 @@ int lvd_knn_probe_open(lvd_manifest *m, const lvd_knn_probe_options *o, lvd_knn_
     if (!p)
         return lvd_fail(err, "out of memory");
     p->o = *o;
-    if (sides_read(m, o->train, o->test, &p->tr, &p->te, &p->labels, err)) {
+    if (sides_read(m, o->train, o->test, &p->tr, &p->te, &p->labels, err) ||
+        images_subset(&p->tr.im, o->train_limit, err) ||
+        images_subset(&p->te.im, o->test_limit, err)) {
         lvd_knn_probe_free(p);
         return -1;
     }
-    images_truncate(&p->tr.im, o->train_limit);
-    images_truncate(&p->te.im, o->test_limit);
     *out = p;
     return 0;
 }

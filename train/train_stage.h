@@ -53,13 +53,14 @@
  * teacher) with train/eval.h's k-NN protocol (lvd_knn_probe: cls or, with --eval-pool cls+mean,
  * cls and mean patch token, L2-normalized, k = --eval-k neighbours weighted by
  * exp(cosine / 0.07)) every --eval-every steps and at the end of every run that trained (not
- * after a signal or an error), on the labelled 'ok' images of both sources (the first
- * --eval-limit / --eval-test-limit in image id order), read from the shards at the global crop
- * size (resize = crop = --global-size). One row of train_evals (view v_train_evals) per
- * evaluation: the step, `seconds` (the training's wall time up to that step, the sum of its
- * steps' seconds, without the time spent evaluating, also across resumptions), top-1 / top-5 in
- * percent; rows past the checkpoint are replaced on resumption as those of train_steps. The
- * evaluation changes nothing in the training (bitwise), its time does not count against
+ * after a signal or an error), on the labelled 'ok' images of both sources (or --eval-limit /
+ * --eval-test-limit of them: a sample spread over each, lvd_eval_split by image id with seed 0),
+ * read from the shards at the global crop size (resize = crop = --global-size). One row of
+ * train_evals (view v_train_evals) per evaluation: the step, `seconds` (the training's wall time up
+ * to that step, the sum of its steps' seconds, without the time spent evaluating, also across
+ * resumptions), top-1 / top-5 in percent; rows past the checkpoint are replaced on resumption as
+ * those of train_steps. The evaluation changes nothing in the training (bitwise), its time does not
+ * count against
  * --minutes, and its options are no part of what a resumption must share.
  *
  * Failures: a non-finite loss or gradient stops the run with an error naming the step; the last
@@ -152,7 +153,7 @@ typedef struct lvd_train_options {
     const char *eval_train, *eval_test;  /* bank and test sources; both or neither */
     int64_t eval_every;                  /* steps between evaluations (0: only at the end) */
     int eval_k;                          /* neighbours */
-    int64_t eval_limit, eval_test_limit; /* the first N images of each source; 0: all */
+    int64_t eval_limit, eval_test_limit; /* N images of each (a spread sample); 0: all */
     const char *eval_pool;               /* "cls" or "cls+mean" */
 } lvd_train_options;
 
