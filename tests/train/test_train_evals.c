@@ -6,8 +6,11 @@
  * registered teacher (the same protocol), and the evaluations leave the training bitwise as it
  * is without them. A run stopped at step 6 (--stop-at) evaluates at its end; a row planted past
  * its checkpoint is replaced when the rerun resumes, the rows up to the checkpoint are kept,
- * and the resumed training scores as the straight one. Bad usage is refused.
+ * and the resumed training scores as the straight one. Bad usage is refused. The fmnist
+ * preset's recipe (train/train_stage.h) reaches the plan, explicit options override it, and the
+ * other presets keep the reference's defaults.
  * Usage: test_train_evals LVD-TRAIN LVD-FETCH LVD-EVAL. */
+#include <math.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <sys/stat.h>
@@ -237,6 +240,41 @@ static void test_resume(void)
     CHECK(sql_num("SELECT COUNT(*) FROM v_train_evals WHERE train = %lld", (long long)t) == 4);
 }
 
+/* The fmnist preset's recipe as the plan records it, an explicit option overriding it, and the
+ * reference's defaults for the other presets (the straight run: tiny's sizes given). */
+static void test_preset(void)
+{
+    CHECK(train("preset",
+                "--source fmtrain --arch fmnist --batch 8 --momentum 0.995 --stop-at 1 --seed 1 "
+                "--threads 2 --no-progress --out %s/preset",
+                dir) == 0);
+    const char *plan = "(SELECT params FROM v_runs WHERE stage = 'train' AND "
+                       "json_extract(params, '$.out') LIKE '%%/preset')";
+    char q[1024];
+#define PLAN(key) (snprintf(q, sizeof q, "SELECT json_extract(%s, '$.plan.%s')", plan, key), q)
+    CHECK(sql_num(PLAN("arch.dim")) == 192);
+    CHECK(sql_num(PLAN("arch.depth")) == 4);
+    CHECK(sql_num(PLAN("arch.heads")) == 3);
+    CHECK(sql_num(PLAN("arch.patch")) == 7);
+    CHECK(fabs(sql_num(PLAN("arch.layerscale")) - 0.1) < 1e-7);
+    CHECK(sql_num(PLAN("heads.prototypes")) == 1024);
+    CHECK(sql_num(PLAN("crops.local_size")) == 14);
+    CHECK(sql_num(PLAN("crops.local_crops")) == 4);
+    CHECK(sql_num(PLAN("optim.steps")) == 1000);
+    CHECK(sql_num(PLAN("optim.epoch_length")) == 100);
+    CHECK(sql_num(PLAN("optim.warmup_epochs")) == 1);
+    CHECK(sql_num(PLAN("optim.teacher_temp_warmup_epochs")) == 3);
+    CHECK(sql_num(PLAN("optim.momentum")) == 0.995);
+    CHECK(sql_num("SELECT json_extract(%s, '$.plan.optim.centering') = 'sinkhorn'", plan) == 1);
+    plan = "(SELECT params FROM v_runs WHERE stage = 'train' AND "
+           "json_extract(params, '$.out') LIKE '%%/straight')";
+    CHECK(sql_num(PLAN("optim.momentum")) == 0.992);
+    CHECK(sql_num(PLAN("optim.warmup_epochs")) == 1);
+    CHECK(sql_num(PLAN("optim.teacher_temp_warmup_epochs")) == 1);
+    CHECK(sql_num("SELECT json_extract(%s, '$.plan.optim.centering') = 'softmax'", plan) == 1);
+#undef PLAN
+}
+
 static void test_usage(void)
 {
     CHECK(train("u1", COMMON " --eval-train fmtrain --out %s/u", dir) == 2);
@@ -270,6 +308,7 @@ int main(int argc, char **argv)
     test_usage();
     test_straight();
     test_resume();
+    test_preset();
     sqlite3_close(sq);
     if (check_failures == 0) {
         char cmd[700];
