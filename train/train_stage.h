@@ -17,7 +17,13 @@
  * its weights and architecture). The positional grid is global size / patch. Presets also set
  * head sizes, crop sizes and the batch: tiny 4096 prototypes, hidden 512, bottleneck 128, crops
  * 28 x 2 and 12 x 6, batch 128; ViT-S/B/L 65536 / 2048 / 256, crops 224 x 2 and 98 x 8, batch 64;
- * ViT-g 131072 / 2048 / 384. Everything else defaults to dinov2/configs/ssl_default_config.yaml.
+ * ViT-g 131072 / 2048 / 384. Everything else defaults to dinov2/configs/ssl_default_config.yaml,
+ * except with --arch fmnist, the short-budget recipe for 28-px images (pipelines/README.md):
+ * dim 192, depth 4, 3 heads, patch 7 (16 tokens), 1024 prototypes, hidden 512, bottleneck 128,
+ * crops 28 x 2 and 14 x 4, batch 128, and as defaults of the options left unset LayerScale init
+ * 0.1, Sinkhorn-Knopp centering, teacher momentum 0.99, epochs of 100 steps with 1 epoch of lr
+ * warm-up and 3 of teacher temperature warm-up, and 1000 steps (the steps 25 minutes of a 2-core
+ * machine allow; k-NN top-1 76.8 / 79.0 / 79.7 % after 200 / 400 / 600 steps).
  *
  * Length: --steps N iterations; the schedules (lr warm-up and cosine, weight decay, teacher
  * momentum, teacher temperature, last-layer freeze, in "epochs" of --epoch-length iterations)
