@@ -374,6 +374,32 @@ static const char *const migrations[] = {
     "CREATE INDEX images_by_url ON images(url);"
     "DROP INDEX images_by_sha256;"
     "CREATE INDEX images_by_sha256 ON images(sha256);",
+    /* 8: k-NN accuracy over a training (lvd-train --eval-every): one row per score of the
+     * training's EMA teacher, keyed like train_steps by the run that started the training
+     * (train_id) and the step after which it was measured; run_id is the run that measured it (a
+     * resumption replaces the rows past its checkpoint). seconds is the training's wall time up
+     * to that step without the time spent evaluating; top1 and top5 are percentages, as in
+     * evals. */
+    "CREATE TABLE train_evals ("
+    "  id INTEGER PRIMARY KEY,"
+    "  train_id INTEGER NOT NULL REFERENCES runs(id),"
+    "  run_id INTEGER NOT NULL REFERENCES runs(id),"
+    "  step INTEGER NOT NULL,"
+    "  seconds REAL NOT NULL,"
+    "  protocol TEXT NOT NULL DEFAULT 'knn' CHECK (protocol IN ('knn')),"
+    "  setting TEXT NOT NULL DEFAULT 'cls',"
+    "  k INTEGER NOT NULL,"
+    "  top1 REAL NOT NULL,"
+    "  top5 REAL NOT NULL,"
+    "  n_train INTEGER NOT NULL,"
+    "  n_test INTEGER NOT NULL,"
+    "  created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));"
+    "CREATE INDEX train_evals_by_train ON train_evals(train_id, step);"
+    "CREATE VIEW v_train_evals AS"
+    "  SELECT e.train_id AS train, e.step, e.seconds, e.protocol, e.k, e.top1, e.top5,"
+    "         e.n_train, e.n_test, e.setting, e.run_id, json_extract(r.params, '$.out') AS out,"
+    "         e.created"
+    "  FROM train_evals e JOIN runs r ON r.id = e.train_id;",
 };
 
 int lvd_manifest_schema_version(void)

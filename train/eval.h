@@ -39,6 +39,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "embed/vit.h"
 #include "store/error.h"
 #include "store/manifest.h"
 
@@ -226,5 +227,41 @@ int lvd_eval_linear_run(lvd_manifest *m, const lvd_eval_linear_options *o,
 
 void lvd_eval_linear_print(FILE *out, const lvd_eval_linear_options *o,
                            const lvd_eval_linear_report *r);
+
+/* ---- k-NN of a model in memory (lvd-train --eval-train / --eval-test) ----------------------- */
+
+/* The k-NN protocol of lvd_eval_knn_run for a ViT that is not registered (the teacher of a
+ * running training): the labelled images of a bank and a test source are read once (labels
+ * numbered as the stage numbers them), and each lvd_knn_probe_run computes features of both
+ * through the given ViT from the shards (no embeddings stored, no run or evals row recorded:
+ * the caller records) and classifies. Images that do not decode are left out. */
+typedef struct lvd_knn_probe lvd_knn_probe;
+
+typedef struct lvd_knn_probe_options {
+    const char *train, *test;        /* source names: the bank and the test images */
+    int64_t train_limit, test_limit; /* N images of each (0: all): a sample spread over the
+                                        source, picked by lvd_eval_split on image ids, seed 0 */
+    int pool;                        /* LVD_EVAL_POOL_CLS or LVD_EVAL_POOL_CLS_MEAN */
+    int resize, crop;                /* eval transform (crop a multiple of the patch) */
+    int batch;                       /* images per forward pass */
+    lvd_knn_opts knn;
+} lvd_knn_probe_options;
+
+/* Reads the images of both sources. Fails as lvd_eval_knn_run does on unknown sources, sources
+ * without images and unlabeled images, and on a pool other than cls or cls+mean. */
+int lvd_knn_probe_open(lvd_manifest *m, const lvd_knn_probe_options *o, lvd_knn_probe **out,
+                       lvd_error *err);
+
+/* Scores vit: res receives one result per o->knn.ks entry, *n_train and *n_test the rows that
+ * entered (images that decode). Fails on a ViT that does not fit the transform, an unreadable
+ * shard, or when no image of a side decodes. */
+int lvd_knn_probe_run(lvd_knn_probe *p, lvd_vit *vit, lvd_knn_result *res, int64_t *n_train,
+                      int64_t *n_test, lvd_error *err);
+
+/* "cls" or "cls+mean": the probe's pooling, as the evals table's setting names it. */
+const char *lvd_knn_probe_setting(const lvd_knn_probe *p);
+
+/* Releases the probe. NULL is ok. */
+void lvd_knn_probe_free(lvd_knn_probe *p);
 
 #endif

@@ -759,3 +759,117 @@ void lvd_eval_linear_print(FILE *out, const lvd_eval_linear_options *o,
                 res->test_top1, res->test_top5);
     fprintf(out, "features %.1f s, training %.1f s\n", r->seconds_features, r->seconds_train);
 }
+
+/* ---- k-NN of a model in memory (lvd_knn_probe) -------------------------------------------- */
+
+struct lvd_knn_probe {
+    lvd_knn_probe_options o;
+    side tr, te;
+    eval_labels labels;
+};
+
+/* Keeps n images of im (all when n is 0 or not below the count): those lvd_eval_split picks
+ * by image id with seed 0, a spread sample whatever the order of the ids (folders fetched class
+ * after class), in image id order. */
+static int images_subset(eval_images *im, int64_t n, lvd_error *err)
+{
+    if (n <= 0 || n >= im->n)
+        return 0;
+    uint8_t *keep = malloc((size_t)im->n);
+    if (!keep)
+        return lvd_fail(err, "out of memory");
+    if (lvd_eval_split(im->id, im->n, (double)n / (double)im->n, 0, keep, err)) {
+        free(keep);
+        return -1;
+    }
+    int64_t k = 0;
+    for (int64_t i = 0; i < im->n; i++) {
+        if (!keep[i]) {
+            free(im->shard[i]);
+            free(im->member[i]);
+            continue;
+        }
+        im->id[k] = im->id[i];
+        im->label[k] = im->label[i];
+        im->shard[k] = im->shard[i];
+        im->member[k] = im->member[i];
+        k++;
+    }
+    im->n = k;
+    free(keep);
+    return 0;
+}
+
+int lvd_knn_probe_open(lvd_manifest *m, const lvd_knn_probe_options *o, lvd_knn_probe **out,
+                       lvd_error *err)
+{
+    *out = NULL;
+    if (!o->train || !o->test)
+        return lvd_fail(err, "k-NN probe: a train and a test source are needed");
+    if (o->pool != LVD_EVAL_POOL_CLS && o->pool != LVD_EVAL_POOL_CLS_MEAN)
+        return lvd_fail(err, "k-NN probe: unknown pooling %d", o->pool);
+    lvd_knn_probe *p = calloc(1, sizeof *p);
+    if (!p)
+        return lvd_fail(err, "out of memory");
+    p->o = *o;
+    if (sides_read(m, o->train, o->test, &p->tr, &p->te, &p->labels, err) ||
+        images_subset(&p->tr.im, o->train_limit, err) ||
+        images_subset(&p->te.im, o->test_limit, err)) {
+        lvd_knn_probe_free(p);
+        return -1;
+    }
+    *out = p;
+    return 0;
+}
+
+/* Drops the features of the previous run, keeping the images. */
+static void side_clear(side *s)
+{
+    free(s->x);
+    free(s->have);
+    free(s->y);
+    s->x = NULL;
+    s->have = NULL;
+    s->y = NULL;
+    s->n = s->failed = 0;
+}
+
+int lvd_knn_probe_run(lvd_knn_probe *p, lvd_vit *vit, lvd_knn_result *res, int64_t *n_train,
+                      int64_t *n_test, lvd_error *err)
+{
+    const lvd_knn_probe_options *o = &p->o;
+    eval_vit_spec spec = {1, o->pool == LVD_EVAL_POOL_CLS_MEAN, o->resize, o->crop, o->batch};
+    int dim = 0;
+    side_clear(&p->tr);
+    side_clear(&p->te);
+    *n_train = *n_test = 0;
+    if (eval_vit_check(vit, &spec, err) ||
+        vit_features(vit, "in training", &spec, &p->tr, &p->te, &dim, NULL, err))
+        return -1;
+    if (p->tr.n == 0 || p->te.n == 0)
+        return lvd_fail(err, "no image of source '%s' could be decoded",
+                        p->tr.n == 0 ? p->tr.name : p->te.name);
+    if (lvd_normalize_rows(p->tr.x, p->tr.n, dim, err) ||
+        lvd_normalize_rows(p->te.x, p->te.n, dim, err) ||
+        lvd_knn_eval(p->tr.x, p->tr.y, p->tr.n, p->te.x, p->te.y, p->te.n, dim, p->labels.n,
+                     &o->knn, res, NULL, err))
+        return -1;
+    *n_train = p->tr.n;
+    *n_test = p->te.n;
+    return 0;
+}
+
+const char *lvd_knn_probe_setting(const lvd_knn_probe *p)
+{
+    return pool_name(p->o.pool);
+}
+
+void lvd_knn_probe_free(lvd_knn_probe *p)
+{
+    if (!p)
+        return;
+    side_free(&p->tr);
+    side_free(&p->te);
+    eval_labels_free(&p->labels);
+    free(p);
+}

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "embed/model_registry.h"
+#include "train/eval.h"
 #include "train/train_stage_internal.h"
 
 static volatile sig_atomic_t stop_signal;
@@ -47,6 +48,10 @@ typedef struct train_run {
     int64_t run_id, train_id, start, step;
     int64_t saved, exported; /* the steps of the checkpoint and the export on disk (-1: none) */
     double t0;
+    lvd_knn_probe *probe; /* --eval-train / --eval-test; NULL: none */
+    int64_t evaluated;    /* the step of the last evaluation (-1: none in this run) */
+    double train_seconds; /* the training's wall time up to r->step, evaluations excluded */
+    double eval_seconds;  /* this run's time spent evaluating */
 } train_run;
 
 /* The hash of the selected image ids (FNV-1a): a resumption must see the same images. */
@@ -162,6 +167,115 @@ static int register_model(train_run *r, lvd_error *err)
     return 0;
 }
 
+/* Deletes the training's k-NN rows past the checkpoint (a resumption replaces them). */
+static int evals_truncate(train_run *r, lvd_error *err)
+{
+    sqlite3_stmt *st;
+    if (lvd_manifest_prepare(r->m, "DELETE FROM train_evals WHERE train_id = ?1 AND step > ?2", &st,
+                             err))
+        return -1;
+    sqlite3_bind_int64(st, 1, r->train_id);
+    sqlite3_bind_int64(st, 2, r->start);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : lvd_manifest_fail(r->m, err, "train_evals");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* The training's wall time up to the checkpoint: the sum of its steps' seconds. */
+static int train_seconds_before(train_run *r, lvd_error *err)
+{
+    sqlite3_stmt *st;
+    if (lvd_manifest_prepare(r->m,
+                             "SELECT TOTAL(seconds) FROM train_steps WHERE train_id = ?1 AND "
+                             "step <= ?2",
+                             &st, err))
+        return -1;
+    sqlite3_bind_int64(st, 1, r->train_id);
+    sqlite3_bind_int64(st, 2, r->start);
+    int rc = sqlite3_step(st) == SQLITE_ROW ? 0 : lvd_manifest_fail(r->m, err, "train_steps");
+    if (rc == 0)
+        r->train_seconds = sqlite3_column_double(st, 0);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* The k-NN images of --eval-train and --eval-test, scored at the training's global crop size
+ * (resize = crop = --global-size, as the model sees whole images in training). */
+static int open_probe(train_run *r, lvd_error *err)
+{
+    const lvd_train_options *o = r->o;
+    lvd_knn_probe_options po = {
+        .train = o->eval_train,
+        .test = o->eval_test,
+        .train_limit = o->eval_limit,
+        .test_limit = o->eval_test_limit,
+        .pool = strcmp(o->eval_pool, "cls+mean") == 0 ? LVD_EVAL_POOL_CLS_MEAN : LVD_EVAL_POOL_CLS,
+        .resize = r->p.loader.aug.global_size,
+        .crop = r->p.loader.aug.global_size,
+        .batch = 256,
+    };
+    lvd_knn_opts_default(&po.knn);
+    po.knn.n_ks = 1;
+    po.knn.ks[0] = o->eval_k;
+    if (lvd_knn_probe_open(r->m, &po, &r->probe, err))
+        return lvd_error_prefix(err, "--eval-train / --eval-test");
+    return 0;
+}
+
+/* k-NN of the output model (the EMA teacher) at r->step, recorded in train_evals: the model
+ * goes through a file in the output folder to the inference ViT of embed/vit.h. */
+static int evaluate(train_run *r, lvd_error *err)
+{
+    double t0 = lvd_kit_now();
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/eval_teacher.safetensors.tmp", r->f.dir);
+    lvd_vit *vit = NULL;
+    int rc =
+        lvd_vit_train_save(train_model_output(&r->tm), path, err) || lvd_vit_load(path, &vit, err);
+    unlink(path); /* the loaded model keeps its mapping */
+    lvd_knn_result res;
+    int64_t n_train = 0, n_test = 0;
+    if (rc == 0) {
+        lvd_vit_set_threads(vit, r->o->threads);
+        rc = lvd_knn_probe_run(r->probe, vit, &res, &n_train, &n_test, err);
+    }
+    lvd_vit_free(vit);
+    sqlite3_stmt *st = NULL;
+    if (rc == 0)
+        rc = lvd_manifest_prepare(r->m,
+                                  "INSERT INTO train_evals (train_id, run_id, step, seconds, "
+                                  "setting, k, top1, top5, n_train, n_test) VALUES (?1, ?2, ?3, "
+                                  "?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                  &st, err);
+    if (rc == 0) {
+        sqlite3_bind_int64(st, 1, r->train_id);
+        sqlite3_bind_int64(st, 2, r->run_id);
+        sqlite3_bind_int64(st, 3, r->step);
+        sqlite3_bind_double(st, 4, r->train_seconds);
+        sqlite3_bind_text(st, 5, lvd_knn_probe_setting(r->probe), -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 6, res.k_used);
+        sqlite3_bind_double(st, 7, res.top1);
+        sqlite3_bind_double(st, 8, res.top5);
+        sqlite3_bind_int64(st, 9, n_train);
+        sqlite3_bind_int64(st, 10, n_test);
+        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : lvd_manifest_fail(r->m, err, "train_evals");
+        sqlite3_finalize(st);
+    }
+    double dt = lvd_kit_now() - t0;
+    r->eval_seconds += dt;
+    if (rc)
+        return lvd_error_prefix(err, "k-NN at step %lld", (long long)r->step);
+    r->evaluated = r->step;
+    if (!r->o->no_progress)
+        fprintf(stderr,
+                "%s: step %lld k-NN (k %d, %s, bank %lld, test %lld) top-1 %.2f %% top-5 %.2f %% "
+                "after %.0f s of training (%.1f s to evaluate)\n",
+                train_program(r->o), (long long)r->step, res.k_used,
+                lvd_knn_probe_setting(r->probe), (long long)n_train, (long long)n_test, res.top1,
+                res.top5, r->train_seconds, dt);
+    return 0;
+}
+
 /* Opens everything up to the first step: folder, plan, loader, checkpoint check, trainer, run
  * record and metrics log. In a data-parallel run the lead alone locks the folder, reads the
  * checkpoint (its state then broadcast), checks the options and writes the manifest; each phase
@@ -255,6 +369,16 @@ static int prepare(train_run *r, lvd_error *err)
     cJSON_AddStringToObject(params, "out", r->f.dir);
     cJSON_AddNumberToObject(params, "resumed_from", (double)r->start);
     cJSON_AddNumberToObject(params, "ranks", r->dist.d.size);
+    if (o->eval_train) {
+        cJSON *e = cJSON_AddObjectToObject(params, "eval");
+        cJSON_AddStringToObject(e, "train", o->eval_train);
+        cJSON_AddStringToObject(e, "test", o->eval_test);
+        cJSON_AddNumberToObject(e, "every", (double)o->eval_every);
+        cJSON_AddNumberToObject(e, "k", o->eval_k);
+        cJSON_AddNumberToObject(e, "limit", (double)o->eval_limit);
+        cJSON_AddNumberToObject(e, "test_limit", (double)o->eval_test_limit);
+        cJSON_AddStringToObject(e, "pool", o->eval_pool);
+    }
     if (lvd_kit_run_start(r->m, train_stage_name(o), params, &r->run_id, err))
         return train_dist_agree(&r->dist, -1, err);
     r->train_id = old_id ? known_training(r, old_id) : 0;
@@ -264,7 +388,11 @@ static int prepare(train_run *r, lvd_error *err)
                        o->log_every, err))
         return train_dist_agree(&r->dist, -1, err);
     r->log.features = train_model_features(&r->tm);
-    return train_dist_agree(&r->dist, train_log_truncate(&r->log, r->start, err), err);
+    int rc_log = train_log_truncate(&r->log, r->start, err) || evals_truncate(r, err) ||
+                         train_seconds_before(r, err) || (o->eval_train && open_probe(r, err))
+                     ? -1
+                     : 0;
+    return train_dist_agree(&r->dist, rc_log, err);
 }
 
 static void progress(const train_run *r, const train_row *row, double rate)
@@ -334,11 +462,11 @@ static stop train_loop(train_run *r, double *last_loss, lvd_error *err)
             return STOP_AT;
         /* The ranks stop together, at the first step where any of them has a signal or the
          * lead's clock has spent the budget. */
-        int why =
-            stop_signal ? STOP_SIGNAL
-            : r->dist.d.rank == 0 && o->minutes > 0 && lvd_kit_now() - r->t0 >= o->minutes * 60
-                ? STOP_BUDGET
-                : 0;
+        int why = stop_signal ? STOP_SIGNAL
+                  : r->dist.d.rank == 0 && o->minutes > 0 &&
+                          lvd_kit_now() - r->t0 - r->eval_seconds >= o->minutes * 60
+                      ? STOP_BUDGET
+                      : 0;
         const lvd_batch *b = NULL;
         int loader_rc = why ? 0 : lvd_loader_next(r->loader, &b, err);
         if (train_dist_gate(&r->dist, why, loader_rc != 0, &why, err))
@@ -357,6 +485,7 @@ static stop train_loop(train_run *r, double *last_loss, lvd_error *err)
         row.seconds = t - last;
         row.images_per_s = row.seconds > 0 ? B / row.seconds : 0;
         last = t;
+        r->train_seconds += row.seconds;
         *last_loss = row.st.loss_total;
         if (train_dist_agree(&r->dist, r->dist.d.rank == 0 ? train_log_add(&r->log, &row, err) : 0,
                              err))
@@ -365,6 +494,16 @@ static stop train_loop(train_run *r, double *last_loss, lvd_error *err)
             progress(r, &row, (double)(r->step - window_start) * B / (t - window));
             window = t;
             window_start = r->step;
+        }
+        if (o->eval_train && o->eval_every && r->step % o->eval_every == 0) {
+            /* The lead evaluates (it alone holds the probe and the manifest); every rank takes
+             * its verdict. */
+            int rc_eval = r->probe && (train_log_flush(&r->log, err) || evaluate(r, err)) ? -1 : 0;
+            if (train_dist_agree(&r->dist, rc_eval, err))
+                return STOP_ERROR;
+            double t_eval = lvd_kit_now() - t; /* not training time */
+            last += t_eval;
+            window += t_eval;
         }
         if (r->step % o->ckpt_every == 0 && r->step < o->steps && checkpoint(r, err))
             return STOP_ERROR;
@@ -375,6 +514,7 @@ static stop train_loop(train_run *r, double *last_loss, lvd_error *err)
 static void release(train_run *r)
 {
     train_log_free(&r->log);
+    lvd_knn_probe_free(r->probe);
     lvd_loader_close(r->loader);
     train_model_free(&r->tm);
     cJSON_Delete(r->plan);
@@ -384,7 +524,7 @@ static void release(train_run *r)
 
 int lvd_train_run(lvd_manifest *m, void *ctx, lvd_error *err)
 {
-    train_run r = {.o = ctx, .m = m, .lock_fd = -1, .run_id = -1, .exported = -1};
+    train_run r = {.o = ctx, .m = m, .lock_fd = -1, .run_id = -1, .exported = -1, .evaluated = -1};
     const lvd_train_options *o = r.o;
     if (o->threads > 0)
         omp_set_num_threads(o->threads); /* the loss functions use the default team */
@@ -412,6 +552,8 @@ int lvd_train_run(lvd_manifest *m, void *ctx, lvd_error *err)
     }
     if (rc == 0 && why != STOP_SIGNAL && r.exported != r.step)
         rc = train_export(&r.f, &r.tm, r.plan, err);
+    if (rc == 0 && why != STOP_SIGNAL && r.probe && r.step > r.start && r.evaluated != r.step)
+        rc = evaluate(&r, err);
     if (rc == 0 && why == STOP_STEPS)
         rc = register_model(&r, err);
     if (rc && r.saved >= 0) {
@@ -430,6 +572,8 @@ int lvd_train_run(lvd_manifest *m, void *ctx, lvd_error *err)
     cJSON_AddNumberToObject(counts, "missing", (double)ls.missing);
     cJSON_AddNumberToObject(counts, "bad", (double)ls.bad);
     cJSON_AddNumberToObject(counts, "seconds", lvd_kit_now() - r.t0);
+    if (r.probe)
+        cJSON_AddNumberToObject(counts, "eval_seconds", r.eval_seconds);
     if (r.step > r.start)
         cJSON_AddNumberToObject(counts, "loss", loss);
     cJSON_AddStringToObject(counts, "stopped", names[why]);

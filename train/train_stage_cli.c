@@ -10,7 +10,7 @@
 void lvd_train_options_default(lvd_train_options *o)
 {
     *o = (lvd_train_options){
-        .layerscale = 1e-5f,
+        .layerscale = -1, /* -1, 0 or NULL below: the preset's (train_options_recipe) */
         .drop_path = -1,
         .head_layers = 3,
         .local_crops = -1,
@@ -22,32 +22,31 @@ void lvd_train_options_default(lvd_train_options *o)
         .lr = 0.004,
         .lr_scaling = "sqrt",
         .min_lr = 1e-6,
-        .epoch_length = 1250,
-        .warmup_epochs = 10,
+        .warmup_epochs = -1,
         .weight_decay = 0.04,
         .weight_decay_end = 0.4,
-        .momentum = 0.992,
+        .momentum = -1,
         .momentum_end = 1.0,
         .teacher_temp = 0.07,
         .warmup_teacher_temp = 0.04,
-        .teacher_temp_warmup_epochs = 30,
+        .teacher_temp_warmup_epochs = -1,
         .freeze_last_layer_epochs = 1,
         .student_temp = 0.1,
         .center_momentum = 0.9,
-        .centering = "softmax",
         .dino_weight = 1.0,
         .ibot_weight = 1.0,
         .koleo_weight = 0.1,
         .clip_grad = 3.0,
         .layerwise_decay = 0.9,
         .patch_embed_lr_mult = 0.2,
-        .steps = 125000,
         .workers = 2,
         .ckpt_every = 500,
         .log_every = 10,
         .distill_mode = "auto",
         .cls_weight = 0.5,
         .patch_weight = 0.5,
+        .eval_k = 20,
+        .eval_pool = "cls",
     };
 }
 
@@ -93,8 +92,9 @@ static int one_of(const char *v, const char *const *names)
 
 int lvd_train_check(void *ctx, lvd_error *err)
 {
-    const lvd_train_options *o = ctx;
-    static const char *const presets[] = {"tiny", "vits14", "vitb14", "vitl14", "vitg14", NULL};
+    lvd_train_options *o = ctx;
+    static const char *const presets[] = {"tiny",   "vits14", "vitb14", "vitl14",
+                                          "vitg14", "fmnist", NULL};
     static const char *const ffns[] = {"mlp", "swiglu", NULL};
     static const char *const blurs[] = {"released", "paper", NULL};
     static const char *const rules[] = {"sqrt", "none", NULL};
@@ -112,8 +112,11 @@ int lvd_train_check(void *ctx, lvd_error *err)
     if (!o->curated && (o->method || o->dataset))
         return lvd_fail(err, "--%s needs --curated", o->method ? "method" : "dataset");
     if (o->arch && !one_of(o->arch, presets))
-        return lvd_fail(err, "--arch: unknown preset '%s' (tiny, vits14, vitb14, vitl14, vitg14)",
+        return lvd_fail(err,
+                        "--arch: unknown preset '%s' (tiny, vits14, vitb14, vitl14, vitg14, "
+                        "fmnist)",
                         o->arch);
+    train_options_recipe(o);
     if (o->ffn && !one_of(o->ffn, ffns))
         return lvd_fail(err, "--ffn: '%s' is not mlp or swiglu", o->ffn);
     if (!one_of(o->blur, blurs))
@@ -130,6 +133,12 @@ int lvd_train_check(void *ctx, lvd_error *err)
         if (!(o->cls_weight + o->patch_weight > 0))
             return lvd_fail(err, "--cls-weight and --patch-weight are both 0");
     }
+    if (!o->eval_train != !o->eval_test)
+        return lvd_fail(err, "--eval-train and --eval-test go together");
+    if (!o->eval_train && (o->eval_every || o->eval_limit || o->eval_test_limit))
+        return lvd_fail(err, "--eval-every and --eval-limit need --eval-train and --eval-test");
+    if (strcmp(o->eval_pool, "cls") != 0 && strcmp(o->eval_pool, "cls+mean") != 0)
+        return lvd_fail(err, "--eval-pool: '%s' is not cls or cls+mean", o->eval_pool);
     if (o->ibot_prototypes && !o->ibot_separate)
         return lvd_fail(err, "--ibot-prototypes needs --ibot-separate-head");
     if (o->init) {
@@ -169,7 +178,7 @@ void lvd_train_option_table(lvd_train_options *o, int distill, lvd_kit_opt *opts
         LVD_OPT_STR("dataset", "D", o->dataset, "... only its rows of dataset D", .def = "all"),
         LVD_OPT_FN("source", "NAME", o->sources, lvd_train_source_opt,
                    "train on the 'ok' images of this source (repeatable)"),
-        LVD_OPT_STR("arch", "PRESET", o->arch, "tiny, vits14, vitb14, vitl14 or vitg14",
+        LVD_OPT_STR("arch", "PRESET", o->arch, "tiny, vits14, vitb14, vitl14, vitg14 or fmnist",
                     .def = distill ? "tiny" : "tiny, or --init's"),
         LVD_OPT_INT("dim", "D", o->dim, 8, 8192, "embedding width", .def = "preset's"),
         LVD_OPT_INT("depth", "L", o->depth, 1, 256, "blocks", .def = "preset's"),
@@ -177,7 +186,8 @@ void lvd_train_option_table(lvd_train_options *o, int distill, lvd_kit_opt *opts
         LVD_OPT_INT("patch", "P", o->patch, 1, 64, "patch side in pixels", .def = "preset's"),
         LVD_OPT_INT("registers", "R", o->registers, 0, 64, "register tokens"),
         LVD_OPT_STR("ffn", "KIND", o->ffn, "mlp or swiglu", .def = "preset's"),
-        LVD_OPT_NUM("layerscale", "X", o->layerscale, 0, 10, "LayerScale init", .zero = 1),
+        LVD_OPT_NUM("layerscale", "X", o->layerscale, 0, 10, "LayerScale init", .zero = 1,
+                    .def = "preset's: fmnist 0.1, others 1e-5"),
     };
     const lvd_kit_opt pretrain[] = {
         LVD_OPT_NUM("drop-path", "RATE", o->drop_path, 0, 1, "student stochastic depth rate",
@@ -242,8 +252,10 @@ void lvd_train_option_table(lvd_train_options *o, int distill, lvd_kit_opt *opts
                     "sqrt (lr = base x sqrt(batch / 1024)) or none"),
         LVD_OPT_NUM("min-lr", "LR", o->min_lr, 0, 1e30, "final lr", .zero = 1),
         LVD_OPT_INT("epoch-length", "N", o->epoch_length, 1, INT64_MAX,
-                    "iterations of an \"epoch\" (the schedules' unit)"),
-        LVD_OPT_INT("warmup-epochs", "E", o->warmup_epochs, 0, INT64_MAX, "lr warm-up"),
+                    "iterations of an \"epoch\" (the schedules' unit)",
+                    .def = "preset's: fmnist 100, others 1250"),
+        LVD_OPT_INT("warmup-epochs", "E", o->warmup_epochs, 0, INT64_MAX, "lr warm-up",
+                    .def = "preset's: fmnist 1, others 10"),
         LVD_OPT_NUM("weight-decay", "WD", o->weight_decay, 0, 1e6, "weight decay at the start",
                     .zero = 1),
         LVD_OPT_NUM("weight-decay-end", "WD", o->weight_decay_end, 0, 1e6, "... at the end",
@@ -251,19 +263,20 @@ void lvd_train_option_table(lvd_train_options *o, int distill, lvd_kit_opt *opts
         LVD_OPT_NUM("momentum", "M", o->momentum, 0, 1,
                     distill ? "EMA momentum (the output model) at the start"
                             : "teacher EMA momentum at the start",
-                    .zero = 1),
+                    .zero = 1, .def = "preset's: fmnist 0.99, others 0.992"),
         LVD_OPT_NUM("momentum-end", "M", o->momentum_end, 0, 1, "... at the end", .zero = 1),
         LVD_OPT_NUM("teacher-temp", "T", o->teacher_temp, 1e-6, 100, "teacher temperature"),
         LVD_OPT_NUM("warmup-teacher-temp", "T", o->warmup_teacher_temp, 1e-6, 100,
                     "... at the start of its warm-up"),
         LVD_OPT_INT("teacher-temp-warmup-epochs", "E", o->teacher_temp_warmup_epochs, 0, INT64_MAX,
-                    "teacher temperature warm-up"),
+                    "teacher temperature warm-up", .def = "preset's: fmnist 3, others 30"),
         LVD_OPT_INT("freeze-last-layer-epochs", "E", o->freeze_last_layer_epochs, 0, INT64_MAX,
                     "epochs the heads' last layer is frozen"),
         LVD_OPT_NUM("student-temp", "T", o->student_temp, 1e-6, 100, "student temperature"),
         LVD_OPT_NUM("center-momentum", "M", o->center_momentum, 0, 1, "DINO / iBOT center EMA",
                     .zero = 1),
-        LVD_OPT_STR("centering", "MODE", o->centering, "softmax or sinkhorn (Sinkhorn-Knopp)"),
+        LVD_OPT_STR("centering", "MODE", o->centering, "softmax or sinkhorn (Sinkhorn-Knopp)",
+                    .def = "preset's: fmnist sinkhorn, others softmax"),
         LVD_OPT_NUM("dino-weight", "W", o->dino_weight, 1e-9, 1e6, "DINO loss weight"),
         LVD_OPT_NUM("ibot-weight", "W", o->ibot_weight, 0, 1e6, "iBOT loss weight; 0: off",
                     .zero = 1),
@@ -275,7 +288,8 @@ void lvd_train_option_table(lvd_train_options *o, int distill, lvd_kit_opt *opts
                     .zero = 1),
         LVD_OPT_NUM("patch-embed-lr-mult", "X", o->patch_embed_lr_mult, 0, 1e6,
                     "lr multiplier of the patch embedding", .zero = 1),
-        LVD_OPT_INT("steps", "N", o->steps, 1, (int64_t)1 << 40, "training iterations"),
+        LVD_OPT_INT("steps", "N", o->steps, 1, (int64_t)1 << 40, "training iterations",
+                    .def = "preset's: fmnist 1000, others 125000"),
         LVD_OPT_INT("stop-at", "K", o->stop_at, 1, (int64_t)1 << 40,
                     "stop after step K; the schedules still span --steps", .def = "--steps"),
         LVD_OPT_NUM("minutes", "M", o->minutes, 0, 1e9,
@@ -296,6 +310,19 @@ void lvd_train_option_table(lvd_train_options *o, int distill, lvd_kit_opt *opts
                     distill ? "register the final output backbone as model NAME"
                             : "register the final teacher backbone as model NAME"),
         LVD_OPT_FLAG("no-progress", o->no_progress, 1, "no progress lines on stderr"),
+        LVD_OPT_STR("eval-train", "SOURCE", o->eval_train,
+                    "k-NN of the EMA teacher during training: the labelled\n"
+                    "bank (train/eval.h's protocol, rows in v_train_evals)"),
+        LVD_OPT_STR("eval-test", "SOURCE", o->eval_test, "... its labelled test images"),
+        LVD_OPT_INT("eval-every", "N", o->eval_every, 0, INT64_MAX,
+                    "... every N steps and at the end (0: at the end only)", .zero = 1),
+        LVD_OPT_INT("eval-k", "K", o->eval_k, 1, 100000, "... neighbours"),
+        LVD_OPT_INT("eval-limit", "N", o->eval_limit, 0, INT64_MAX,
+                    "... a sample of N bank images only (0: all)", .zero = 1),
+        LVD_OPT_INT("eval-test-limit", "N", o->eval_test_limit, 0, INT64_MAX,
+                    "... a sample of N test images only (0: all)", .zero = 1),
+        LVD_OPT_STR("eval-pool", "P", o->eval_pool,
+                    "... features: cls, or cls+mean (cls and mean patch token)"),
         LVD_OPT_END,
     };
 #define COUNT(a) (sizeof a / sizeof a[0])

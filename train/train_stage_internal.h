@@ -72,6 +72,19 @@ typedef struct train_plan {
     double lr_base; /* before scaling */
 } train_plan;
 
+/* The training defaults a preset gives the options left at "preset's" (the sentinels of
+ * lvd_train_options_default). */
+typedef struct train_recipe {
+    float layerscale;
+    double momentum;
+    int64_t epoch_length, warmup_epochs, teacher_temp_warmup_epochs, steps;
+    const char *centering;
+} train_recipe;
+
+/* Fills the options left at "preset's" from the recipe of o's preset (--arch; without it, and
+ * with --init, tiny's: the reference's). */
+void train_options_recipe(lvd_train_options *o);
+
 /* Applies the presets to o (and the architecture of arch_from, the --init model, when not NULL)
  * and fills p. Fails on sizes that do not fit together, naming the options. */
 int train_plan_resolve(const lvd_train_options *o, const lvd_vit_info *arch_from, train_plan *p,

@@ -15,17 +15,26 @@ typedef struct preset {
     int prototypes, hidden, bottleneck;
     int global_size, local_size, local_crops, batch;
     double drop_path;
+    const train_recipe *recipe; /* the defaults of the options left at "preset's" */
 } preset;
+
+/* ssl_default_config.yaml's: LayerScale 1e-5, momentum 0.992, epochs of 1250 iterations, 10 of
+ * lr warm-up and 30 of teacher temperature warm-up, 125,000 iterations, softmax centering. */
+static const train_recipe reference = {1e-5f, 0.992, 1250, 10, 30, 125000, "softmax"};
+/* The short-budget recipe for 28-pixel images (train/train_stage.h, pipelines/README.md). */
+static const train_recipe short_budget = {0.1f, 0.99, 100, 1, 3, 1000, "sinkhorn"};
 
 /* Architectures as dinov2/models/vision_transformer.py; heads, crops and drop path as the
  * reference's training configs (ssl_default_config.yaml, vitg14.yaml), tiny as issue 9's
- * benchmark. */
+ * benchmark, fmnist the short-budget recipe. */
 static const preset presets[] = {
-    {"tiny", 192, 6, 3, 4, LVD_VIT_MLP, 4096, 512, 128, 28, 12, 6, 128, 0.0},
-    {"vits14", 384, 12, 6, 14, LVD_VIT_MLP, 65536, 2048, 256, 224, 98, 8, 64, 0.3},
-    {"vitb14", 768, 12, 12, 14, LVD_VIT_MLP, 65536, 2048, 256, 224, 98, 8, 64, 0.3},
-    {"vitl14", 1024, 24, 16, 14, LVD_VIT_MLP, 65536, 2048, 256, 224, 98, 8, 64, 0.3},
-    {"vitg14", 1536, 40, 24, 14, LVD_VIT_SWIGLU, 131072, 2048, 384, 224, 98, 8, 64, 0.4},
+    {"tiny", 192, 6, 3, 4, LVD_VIT_MLP, 4096, 512, 128, 28, 12, 6, 128, 0.0, &reference},
+    {"vits14", 384, 12, 6, 14, LVD_VIT_MLP, 65536, 2048, 256, 224, 98, 8, 64, 0.3, &reference},
+    {"vitb14", 768, 12, 12, 14, LVD_VIT_MLP, 65536, 2048, 256, 224, 98, 8, 64, 0.3, &reference},
+    {"vitl14", 1024, 24, 16, 14, LVD_VIT_MLP, 65536, 2048, 256, 224, 98, 8, 64, 0.3, &reference},
+    {"vitg14", 1536, 40, 24, 14, LVD_VIT_SWIGLU, 131072, 2048, 384, 224, 98, 8, 64, 0.4,
+     &reference},
+    {"fmnist", 192, 4, 3, 7, LVD_VIT_MLP, 1024, 512, 128, 28, 14, 4, 128, 0.0, &short_budget},
 };
 
 static const preset *find_preset(const lvd_train_options *o, const lvd_vit_info *from)
@@ -39,6 +48,25 @@ static const preset *find_preset(const lvd_train_options *o, const lvd_vit_info 
             return &presets[i];
     }
     return from && from->patch >= 14 ? &presets[1] : &presets[0];
+}
+
+void train_options_recipe(lvd_train_options *o)
+{
+    const train_recipe *r = find_preset(o, NULL)->recipe;
+    if (o->layerscale < 0)
+        o->layerscale = r->layerscale;
+    if (o->momentum < 0)
+        o->momentum = r->momentum;
+    if (o->epoch_length <= 0)
+        o->epoch_length = r->epoch_length;
+    if (o->warmup_epochs < 0)
+        o->warmup_epochs = r->warmup_epochs;
+    if (o->teacher_temp_warmup_epochs < 0)
+        o->teacher_temp_warmup_epochs = r->teacher_temp_warmup_epochs;
+    if (o->steps <= 0)
+        o->steps = r->steps;
+    if (!o->centering)
+        o->centering = r->centering;
 }
 
 static int pick(int given, int preset_value)
