@@ -248,6 +248,37 @@ static inline int test_swap_member(const char *shard, const char *member, const 
     return rc;
 }
 
+/* The embedding rows of model in the manifest at db, (n_images + 1) x dim floats indexed by image
+ * id (row 0 unused); rows an image does not have stay NaN. The caller frees the array. */
+static inline float *test_load_rows(const char *db_path, const char *model, int n_images, int dim)
+{
+    float *rows = malloc((size_t)(n_images + 1) * dim * sizeof *rows);
+    for (size_t i = 0; i < (size_t)(n_images + 1) * dim; i++)
+        rows[i] = NAN;
+    sqlite3 *db = test_db_open(db_path);
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(db, "SELECT image_id, file, row FROM v_embeddings WHERE model = ?1", -1, &st,
+                       NULL);
+    sqlite3_bind_text(st, 1, model, -1, SQLITE_STATIC);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        int id = sqlite3_column_int(st, 0);
+        lvd_tensors *ts;
+        lvd_error err;
+        if (id < 1 || id > n_images ||
+            lvd_tensors_open((const char *)sqlite3_column_text(st, 1), &ts, &err) != 0) {
+            CHECK_MSG(0, "image %d: bad row", id);
+            continue;
+        }
+        const lvd_tensor *t = lvd_tensors_find(ts, "array");
+        memcpy(rows + (size_t)id * dim, t->data + (size_t)sqlite3_column_int(st, 2) * dim,
+               dim * sizeof *rows);
+        lvd_tensors_close(ts);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return rows;
+}
+
 /* The value of json key in the counts of the last run of stage; -1 when absent. */
 static inline long long test_last_count(const char *db, const char *stage, const char *key)
 {

@@ -66,31 +66,7 @@ static void kill_after(const env *e, const char *model, long long files)
 /* Rows of model, (N_PHOTOS + 1) x DIM indexed by image id; missing rows stay NaN. */
 static float *load_rows(const env *e, const char *model)
 {
-    float *rows = malloc((size_t)(N_PHOTOS + 1) * DIM * sizeof *rows);
-    for (size_t i = 0; i < (size_t)(N_PHOTOS + 1) * DIM; i++)
-        rows[i] = NAN;
-    sqlite3 *db = test_db_open(e->db);
-    sqlite3_stmt *st;
-    sqlite3_prepare_v2(db, "SELECT image_id, file, row FROM v_embeddings WHERE model = ?1", -1, &st,
-                       NULL);
-    sqlite3_bind_text(st, 1, model, -1, SQLITE_STATIC);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        int id = sqlite3_column_int(st, 0);
-        lvd_tensors *ts;
-        lvd_error err;
-        if (id < 1 || id > N_PHOTOS ||
-            lvd_tensors_open((const char *)sqlite3_column_text(st, 1), &ts, &err) != 0) {
-            CHECK_MSG(0, "image %d: bad row", id);
-            continue;
-        }
-        const lvd_tensor *t = lvd_tensors_find(ts, "array");
-        memcpy(rows + (size_t)id * DIM, t->data + (size_t)sqlite3_column_int(st, 2) * DIM,
-               DIM * sizeof *rows);
-        lvd_tensors_close(ts);
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return rows;
+    return test_load_rows(e->db, model, N_PHOTOS, DIM);
 }
 
 static void scenario(const env *e, const char *model, const float *clean, const long long *kills,
