@@ -308,31 +308,17 @@ static void pack_n_panel(float *bp, const float *w, int K, int N, int ld, int p)
 void lvd_vit_gemm_pack_t(float *bp, const float *w, int N, int K, int ld, int threads)
 {
     int panels = (N + GEMM_NR - 1) / GEMM_NR;
-    if (threads <= 1) {
-        for (int p = 0; p < panels; p++) {
-            pack_t_panel(bp, w, N, K, ld, p);
-        }
-        return;
-    }
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int p = 0; p < panels; p++) {
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int p = 0; p < panels; p++)
         pack_t_panel(bp, w, N, K, ld, p);
-    }
 }
 
 void lvd_vit_gemm_pack_n(float *bp, const float *w, int K, int N, int ld, int threads)
 {
     int panels = (N + GEMM_NR - 1) / GEMM_NR;
-    if (threads <= 1) {
-        for (int p = 0; p < panels; p++) {
-            pack_n_panel(bp, w, K, N, ld, p);
-        }
-        return;
-    }
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int p = 0; p < panels; p++) {
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int p = 0; p < panels; p++)
         pack_n_panel(bp, w, K, N, ld, p);
-    }
 }
 
 #ifdef GEMM_AVX2
