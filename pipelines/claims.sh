@@ -15,8 +15,9 @@
 # 30: a run it stops is continued by the next claims.sh), LVD_CLAIM_POOL_SIZE (Fashion-MNIST
 # images in the pool, default 3000), LVD_CLAIM_ICONS (an icon theme whose 48x48 and 64x64 PNG
 # folders are the off-domain images, default /usr/share/icons/Adwaita),
-# LVD_DEMO_SETTINGS (default pipelines/demo-settings.ini), LVD_FMNIST, LVD_MATE, LVD_BUILD as in
-# demo.sh. Ends with the k-NN table of every model (also claims.txt in the work folder).
+# LVD_DEMO_SETTINGS (default pipelines/demo-settings.ini), LVD_DEMO_CROPS_PER_PHOTO (crops of
+# each MATE photo in the pool, default 25), LVD_FMNIST, LVD_MATE, LVD_BUILD as in demo.sh.
+# Ends with the k-NN table of every model (also claims.txt in the work folder).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,6 +43,7 @@ lvd_run=$build/curate/pipeline/lvd-run
 
 export LVD_FMNIST=${LVD_FMNIST:-/usr/share/datasets/fashion-mnist}
 export LVD_MATE=${LVD_MATE:-/usr/share/backgrounds/mate}
+export LVD_DEMO_CROPS_PER_PHOTO=${LVD_DEMO_CROPS_PER_PHOTO:-25}
 export LVD_CLAIM_STEPS=${LVD_CLAIM_STEPS:-200}
 export LVD_CLAIM_MINUTES=${LVD_CLAIM_MINUTES:-30}
 export LVD_CLAIM_POOL_SIZE=${LVD_CLAIM_POOL_SIZE:-3000}

@@ -2,7 +2,8 @@
 # The lvd demo, the main job (scripts/setup.sh demo runs it from the repository root after
 # building into build/): the whole system on Debian's data, each step a stage of a pipeline
 # file run by lvd-run (pipelines/README.md):
-#   demo.ini           export Fashion-MNIST, fetch pool (with the MATE photos), seed, eval, bank
+#   demo.ini           export Fashion-MNIST and crops of the MATE photos, fetch pool (both), seed,
+#                      eval, bank
 #   demo-train.ini     train a tiny ViT on the pool (skipped with LVD_MODEL); its teacher is
 #                      registered as the first model
 #   demo-curate.ini    embed every image with it; calibrate thresholds with planted copies
@@ -25,6 +26,9 @@
 #   LVD_DEMO_POOL_SIZE, LVD_DEMO_SEEDS_PER_CLASS, LVD_DEMO_EVAL_SIZE, LVD_DEMO_BANK_PER_CLASS
 #                    Fashion-MNIST images in the pool (default 2000), seeds per seed class
 #                    (50), test images (500), bank images per class (100)
+#   LVD_DEMO_CROPS_PER_PHOTO
+#                    random crops of each of the 30 MATE photos in the pool, the off-domain
+#                    images (default 25: 750 crops; lvd-crop-export)
 #   LVD_DEMO_SETTINGS
 #                    the training settings of every lvd-train / lvd-distill step, a file with
 #                    a [train] and a [distill] section (default pipelines/demo-settings.ini)
@@ -70,7 +74,7 @@ tool() {
 }
 lvd_run=$(tool lvd-run)
 lvd_model=$(tool lvd-model)
-for t in lvd-idx-export lvd-fetch lvd-embed lvd-calibrate lvd-dedup lvd-retrieve lvd-export \
+for t in lvd-idx-export lvd-crop-export lvd-fetch lvd-embed lvd-calibrate lvd-dedup lvd-retrieve lvd-export \
     lvd-eval lvd-report; do
     tool "$t" >/dev/null
 done
@@ -84,6 +88,7 @@ export LVD_DEMO_POOL_SIZE=${LVD_DEMO_POOL_SIZE:-2000}
 export LVD_DEMO_SEEDS_PER_CLASS=${LVD_DEMO_SEEDS_PER_CLASS:-50}
 export LVD_DEMO_EVAL_SIZE=${LVD_DEMO_EVAL_SIZE:-500}
 export LVD_DEMO_BANK_PER_CLASS=${LVD_DEMO_BANK_PER_CLASS:-100}
+export LVD_DEMO_CROPS_PER_PHOTO=${LVD_DEMO_CROPS_PER_PHOTO:-25}
 export LVD_DEMO_CLUSTERS=${LVD_DEMO_CLUSTERS:-10}
 export LVD_DEMO_RESIZE=${LVD_DEMO_RESIZE:-$side}
 export LVD_DEMO_CROP=${LVD_DEMO_CROP:-$side}
@@ -150,7 +155,7 @@ else
     say "first model: a small ViT (the fmnist recipe: patch 7, 28 px) trained on the pool, $LVD_DEMO_TRAIN_STEPS" \
         "steps or $LVD_DEMO_TRAIN_MINUTES min (LVD_DEMO_TRAIN_STEPS, LVD_DEMO_TRAIN_MINUTES)"
     pipeline demo-train.ini
-    LVD_DEMO_MODEL=$(register demo-tiny train)
+    LVD_DEMO_MODEL=$(register demo-ssl train)
     export LVD_DEMO_MODEL
     say "first model: the trained teacher, registered as $LVD_DEMO_MODEL"
 fi

@@ -1,42 +1,15 @@
 /* lvd_idx_export of curate/mnist/mnist_export.h: the selection and the PNG class folders. */
 #include "curate/mnist/mnist_export.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "curate/mnist/mnist_idx.h"
 #include "curate/mnist/mnist_png.h"
 
 /* A label file is read whole; this bounds it (MNIST-style sets have 10^4 .. 10^5 records). */
 #define MAX_RECORDS 10000000u
-
-static int make_dir(const char *path, lvd_error *err)
-{
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return lvd_fail(err, "%s: cannot create folder: %s", path, strerror(errno));
-    return 0;
-}
-
-/* make_dir for path and its missing parents (mkdir -p). */
-static int make_dirs(const char *path, lvd_error *err)
-{
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return lvd_fail(err, "%s: path too long", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        int rc = make_dir(buf, err);
-        *p = '/';
-        if (rc != 0)
-            return -1;
-    }
-    return make_dir(buf, err);
-}
 
 /* Reads the whole label file and checks every label. */
 static int read_labels(const char *path, uint8_t **labels, uint32_t *n, lvd_error *err)
@@ -83,7 +56,7 @@ static int write_record(const lvd_idx_export_opts *o, const uint8_t *pixels, int
     int n = snprintf(path, sizeof path, "%s/%s", o->out, lvd_fashion_mnist_class(label));
     if (n >= (int)sizeof path - 16)
         return lvd_fail(err, "%s: path too long", o->out);
-    if (c->per_class[label] == 0 && make_dir(path, err) != 0)
+    if (c->per_class[label] == 0 && lvd_make_dirs(path, err) != 0)
         return -1;
     snprintf(path + n, sizeof path - (size_t)n, "/%05u.png", index);
     uint8_t *png;
@@ -139,7 +112,7 @@ int lvd_idx_export(const lvd_idx_export_opts *o, lvd_idx_export_counts *counts, 
     else if (counts->records != n_labels)
         lvd_fail(err, "%s: %u images but %s has %u labels", o->images, counts->records, o->labels,
                  n_labels);
-    else if (make_dirs(o->out, err) == 0)
+    else if (lvd_make_dirs(o->out, err) == 0)
         rc = export_images(o, f, labels, counts, err);
     lvd_idx_close(f);
     free(labels);

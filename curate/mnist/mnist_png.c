@@ -118,3 +118,27 @@ int lvd_write_if_changed(const char *path, const uint8_t *buf, size_t len, int *
     *written = 1;
     return 0;
 }
+
+static int make_dir(const char *path, lvd_error *err)
+{
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        return lvd_fail(err, "%s: cannot create folder: %s", path, strerror(errno));
+    return 0;
+}
+
+int lvd_make_dirs(const char *path, lvd_error *err)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return lvd_fail(err, "%s: path too long", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        int rc = make_dir(buf, err);
+        *p = '/';
+        if (rc != 0)
+            return -1;
+    }
+    return make_dir(buf, err);
+}

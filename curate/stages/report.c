@@ -12,6 +12,7 @@
 #include "curate/stages/report_gallery.h"
 #include "curate/stages/report_html.h"
 #include "curate/stages/report_sims.h"
+#include "curate/stages/report_summary.h"
 #include "curate/stages/report_thumbs.h"
 #include "curate/stages/report_train.h"
 #include "kit/kit.h"
@@ -25,14 +26,8 @@ void lvd_report_defaults(lvd_report_options *o)
     o->runs = 20;
 }
 
-/* The index page's tables: heading, SQL (?1 bound to the number of runs) and column heads. */
-typedef struct table {
-    const char *title, *sql;
-    const char *heads[6];
-    int ncol;
-} table;
-
-static const table tables[] = {
+/* The index page's tables (?1 bound to the number of runs). */
+static const lvd_html_spec tables[] = {
     {"Images by source and status",
      "SELECT source, status, error_class, n FROM v_status ORDER BY source, status, error_class",
      {"source", "status", "error class", "images"},
@@ -63,10 +58,13 @@ static const table tables[] = {
      6},
 };
 
-/* The index page's body: the galleries with how much each shows, then the tables. */
+/* The index page's body: the demo's summary when recorded, the galleries with how much each
+ * shows, then the tables. */
 static int write_index(lvd_manifest *m, FILE *f, const lvd_report_options *o,
                        const lvd_gallery *all, const lvd_report_counts *counts, lvd_error *err)
 {
+    if (lvd_report_summary(m, f, err))
+        return -1;
     fputs("<h2>Galleries</h2>\n<ul>\n", f);
     for (int k = 0; k < LVD_GALLERY_COUNT; k++)
         fprintf(f, "<li><a href=\"%s\">%s</a>: %lld groups, %lld images</li>\n",
@@ -78,12 +76,7 @@ static int write_index(lvd_manifest *m, FILE *f, const lvd_report_options *o,
             "distillations</li>\n<li><a href=\"similarities.html\">Similarities</a>: %lld dedup "
             "pairs, duplicates and decontamination matches with their thresholds</li>\n</ul>\n",
             (long long)counts->trainings, (long long)counts->edges);
-    for (size_t t = 0; t < sizeof tables / sizeof *tables; t++) {
-        fprintf(f, "<h2>%s</h2>\n", tables[t].title);
-        if (lvd_html_table(m, f, tables[t].sql, o->runs, tables[t].heads, tables[t].ncol, err))
-            return -1;
-    }
-    return 0;
+    return lvd_html_tables(m, f, tables, sizeof tables / sizeof *tables, 2, o->runs, err);
 }
 
 /* The pages after the galleries, index.html last. */

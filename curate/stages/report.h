@@ -1,7 +1,10 @@
 /* The curation report (lvd-report): static HTML pages about a manifest, in the manner of
  * fastdup's galleries, written into one folder:
  *
- *   index.html           counts per stage: images by source and status (v_status), embeddings
+ *   index.html           the demo's summary when the manifest records one (pool images kept and
+ *                        removed per reason, retrieval precision per seed class against chance,
+ *                        k-NN accuracy per model; curate/stages/report_summary.h), then
+ *                        counts per stage: images by source and status (v_status), embeddings
  *                        per model, indexes, dedup kept / duplicate / eval per model, curated
  *                        rows by model, dataset and method, the last runs (v_runs); links to:
  *   duplicates.html      the largest duplicate components, members side by side with their

@@ -131,6 +131,19 @@ int lvd_html_table(lvd_manifest *m, FILE *f, const char *sql, int64_t bind1,
     return step == SQLITE_DONE ? 0 : lvd_manifest_fail(m, err, "report tables");
 }
 
+int lvd_html_tables(lvd_manifest *m, FILE *f, const lvd_html_spec *specs, size_t n, int level,
+                    int64_t bind1, lvd_error *err)
+{
+    for (size_t t = 0; t < n; t++) {
+        fprintf(f, "<h%d>", level);
+        lvd_html_escape(f, specs[t].title);
+        fprintf(f, "</h%d>\n", level);
+        if (lvd_html_table(m, f, specs[t].sql, bind1, specs[t].heads, specs[t].ncol, err))
+            return -1;
+    }
+    return 0;
+}
+
 int lvd_html_has_object(lvd_manifest *m, const char *name, int *yes, lvd_error *err)
 {
     sqlite3_stmt *st;

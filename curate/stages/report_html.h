@@ -37,6 +37,18 @@ void lvd_html_end(FILE *f);
 int lvd_html_table(lvd_manifest *m, FILE *f, const char *sql, int64_t bind1,
                    const char *const *heads, int ncol, lvd_error *err);
 
+/* An index table: a heading, the SQL giving its rows and the column heads. */
+typedef struct lvd_html_spec {
+    const char *title, *sql;
+    const char *heads[9];
+    int ncol;
+} lvd_html_spec;
+
+/* For each of the n specs, writes its title (escaped) as a heading of level 2..6 and its table
+ * (lvd_html_table with ?1 bound to bind1). Fails on an SQL error. */
+int lvd_html_tables(lvd_manifest *m, FILE *f, const lvd_html_spec *specs, size_t n, int level,
+                    int64_t bind1, lvd_error *err);
+
 /* Sets *yes to 1 when the manifest has a table or view called name (an older or newer schema may
  * lack one), else 0. Fails on an SQL error. */
 int lvd_html_has_object(lvd_manifest *m, const char *name, int *yes, lvd_error *err);

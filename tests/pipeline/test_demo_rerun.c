@@ -94,6 +94,7 @@ int main(int argc, char **argv)
     setenv("LVD_DEMO_SEEDS_PER_CLASS", "4", 1);
     setenv("LVD_DEMO_EVAL_SIZE", "30", 1);
     setenv("LVD_DEMO_BANK_PER_CLASS", "3", 1);
+    setenv("LVD_DEMO_CROPS_PER_PHOTO", "1", 1);
     setenv("LVD_DEMO_TRAIN_STEPS", "3", 1);
     setenv("LVD_DEMO_CURATED_STEPS", "3", 1);
     setenv("LVD_DEMO_DISTILL_STEPS", "3", 1);
