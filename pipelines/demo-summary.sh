@@ -6,8 +6,9 @@
 # The first ROLE=MODEL is the model that curated (its dedup, decontamination and retrieval are
 # summarized); every pair gets a k-NN row (the latest lvd-eval knn run of the model, v_evals).
 # Writes OUT_PREFIX.txt (the table as printed) and OUT_PREFIX.json, and records the JSON in the
-# manifest as a run of stage 'demo-summary' (v_runs counts; lvd-report lists the last runs)
-# unless the last such run holds the same figures.
+# manifest as a run of stage 'demo-summary' (v_runs counts; lvd-report draws the last one as
+# tables on its index page, curate/stages/report_summary.h) unless the last such run holds the
+# same figures.
 #
 # 1. Pool images: removed at fetch (exact byte copies), by dedup (near-duplicates), by
 #    decontamination (components near an eval or bank image), kept but not retrieved, retrieved.

@@ -15,9 +15,9 @@
 #   demo-eval-trained.ini  k-NN of those three
 #   demo-report.ini    the HTML report (report/index.html)
 # It closes with a table (pipelines/demo-summary.sh, also saved as summary.txt / summary.json in
-# the work folder and recorded in the manifest): pool images kept and removed per reason,
-# retrieval precision per seed class against chance, k-NN accuracy per model; then the wall
-# time of every step. A rerun skips every finished step.
+# the work folder, recorded in the manifest and drawn on the report's index page): pool images
+# kept and removed per reason, retrieval precision per seed class against chance, k-NN accuracy
+# per model; then the wall time of every step. A rerun skips every finished step.
 #
 # Environment:
 #   LVD_DEMO_DIR     work folder (default ./demo-out)
@@ -201,7 +201,7 @@ if [ -z "${LVD_MODEL:-}" ]; then
         "init=$LVD_DEMO_INIT_MODEL")
 fi
 
-# The table first, so that the report's list of runs holds it.
+# The table first, so that the report draws it.
 say "summary (also in $work/summary.txt and summary.json):"
 echo
 bash "$root/pipelines/demo-summary.sh" "$db" "$work/summary" "${roles[@]}" >/dev/null
