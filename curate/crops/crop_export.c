@@ -141,7 +141,7 @@ static int visit(void *ctx, const lvd_input_item *item, lvd_error *err)
         free(path);
         return rc;
     }
-    uint8_t *buf;
+    uint8_t *buf = NULL;
     size_t len;
     lvd_error why = {0};
     lvd_image img = {0};
@@ -152,8 +152,7 @@ static int visit(void *ctx, const lvd_input_item *item, lvd_error *err)
                                  .min_side_hint = (int)(w->o->side / w->o->min_frac) + 1};
     int ok = read_whole(path, &buf, &len, &why) == 0;
     ok = ok && lvd_image_decode(buf, len, &dec, &img, &why) == 0;
-    if (ok)
-        free(buf);
+    free(buf);
     int rc = 0;
     if (!ok) {
         w->c->skipped++;

@@ -158,7 +158,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: test_crop_export LVD-CROP-EXPORT\n");
         return 2;
     }
-    const char *exe = pt_abs(argv[1]);
+    char *exe = pt_abs(argv[1]);
     pt_scratch("crops");
     mkdir("photos", 0755);
     mkdir("photos/a", 0755);
@@ -209,5 +209,6 @@ int main(int argc, char **argv)
               "%s", pt_output);
     CHECK(run_export(exe, "missing", "out6", "7", "0.1", "0.5") == 1);
     CHECK_MSG(strstr(pt_output, "missing: not a folder") != NULL, "%s", pt_output);
+    free(exe);
     return check_failures ? 1 : 0;
 }

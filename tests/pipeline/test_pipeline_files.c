@@ -50,6 +50,7 @@ int main(int argc, char **argv)
     setenv("LVD_DEMO_SEEDS_PER_CLASS", "2", 1);
     setenv("LVD_DEMO_EVAL_SIZE", "10", 1);
     setenv("LVD_DEMO_BANK_PER_CLASS", "2", 1);
+    setenv("LVD_DEMO_CROPS_PER_PHOTO", "2", 1);
     setenv("LVD_DEMO_CLUSTERS", "2", 1);
     setenv("LVD_DEMO_CURATED_STEPS", "100", 1);
     setenv("LVD_DEMO_CURATED_MINUTES", "1", 1);
