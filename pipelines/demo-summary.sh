@@ -144,8 +144,8 @@ SELECT json_object(
       SELECT 'all', COUNT(DISTINCT image_id) FROM v_curated WHERE model = $curator)),
   'precision', (SELECT json_group_array(json_object(
       'method', method, 'seed_class', seed_class, 'seeds', seeds, 'retrieved', retrieved,
-      'hits', hits, 'precision', round(precision, 4), 'chance', round(chance, 4),
-      'vs_chance', round(precision / chance, 2), 'kept_share', round(kept_share, 4)))
+      'hits', hits, 'precision', round(precision, 6), 'chance', round(chance, 6),
+      'vs_chance', round(precision / chance, 6), 'kept_share', round(kept_share, 6)))
       FROM (SELECT * FROM precision ORDER BY method DESC, seed_class)),
   'knn', (SELECT json_group_array(json_object(
       'role', role, 'model', model, 'k', k, 'top1', round(top1, 2), 'top5', round(top5, 2),
