@@ -1,19 +1,21 @@
 /* lvd-bench-vit: ViT forward throughput against the machine's sgemm rate.
  *
  * ViT-S/14 (dim 384, 12 blocks, 6 heads, MLP 1536) with random weights at 224x224: images/s at
- * batch 1 and 8 with 1 and 2 threads, the achieved GFLOP/s (counting the multiply-adds of every
- * matrix product) as a fraction of OpenBLAS sgemm on the model's largest product shapes (fc1:
- * (257 * B) x 384 @ 384 x 1536 and fc2: (257 * B) x 1536 @ 1536 x 384, alternately) with the
- * same threads, and the peak RSS. The sgemm rate is measured two ways: one call threaded by
- * OpenBLAS (its thread count is checked after setting it), and row blocks on OpenMP threads each
- * calling single-threaded OpenBLAS (what the model does per image group); the fraction is taken
- * against the better of the two. Groups of sgemm calls (one forward batch of work each, per
- * mode) are timed before and after every forward batch and every rate is the best over the
- * rounds, so that a disturbance of the shared machine lowers neither the reference nor the
- * forward alone; groups as long as a batch keep short clock boosts from inflating the
- * reference (the machine's sgemm rate was seen swinging between 60 and 105 GFLOP/s per core).
- * cpu-frac is the same fraction per CPU second of the process instead of per wall-clock second: it
- * stays meaningful on a loaded machine, where the wall-clock figures are not. */
+ * batch 1 and 8 with 1 and 2 threads (best and median of the rounds, and the median images per
+ * CPU second of the process, img/cpu-s; bench/torch_vit.py times the PyTorch reference model
+ * the same way, for the ratio in README), the achieved GFLOP/s
+ * (counting the multiply-adds of every matrix product) as a fraction of OpenBLAS sgemm on the
+ * model's largest product shapes (fc1: (257 * B) x 384 @ 384 x 1536 and fc2: (257 * B) x 1536 @
+ * 1536 x 384, alternately) with the same threads, and the peak RSS. The sgemm rate is measured two
+ * ways: one call threaded by OpenBLAS (its thread count is checked after setting it), and row
+ * blocks on OpenMP threads each calling single-threaded OpenBLAS (the forward's split of rows); the
+ * fraction is taken against the better of the two. Groups of sgemm calls (one forward batch of work
+ * each, per mode) are timed before and after every forward batch and every rate is the best over
+ * the rounds, so that a disturbance of the shared machine lowers neither the reference nor the
+ * forward alone; groups as long as a batch keep short clock boosts from inflating the reference
+ * (the machine's sgemm rate was seen swinging between 60 and 105 GFLOP/s per core). cpu-frac is the
+ * same fraction per CPU second of the process instead of per wall-clock second: it stays meaningful
+ * on a loaded machine, where the wall-clock figures are not. */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -155,8 +157,21 @@ static void sgemm_rounds(const gemm_case *g, int threads, int calls, rate *blas,
     sgemm_group(g, threads, SGEMM_OPENMP_ROWS, calls, omp);
 }
 
-/* Times one forward batch (images/s into best). */
-static void forward_batch(lvd_vit *m, const float *x, float *feat, int B, rate *best)
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of v (n), sorted in place. */
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Times one forward batch (images/s into best); returns its rates. */
+static rate forward_batch(lvd_vit *m, const float *x, float *feat, int B, rate *best)
 {
     lvd_error err = {0};
     double t0 = now(), c0 = cpu_now();
@@ -164,9 +179,11 @@ static void forward_batch(lvd_vit *m, const float *x, float *feat, int B, rate *
         fprintf(stderr, "lvd-bench-vit: %s\n", err.msg);
         exit(1);
     }
+    rate r = {B / (now() - t0), B / (cpu_now() - c0)};
     if (best) {
-        rate_best(best, B, now() - t0, cpu_now() - c0);
+        rate_best(best, B, B / r.wall, B / r.cpu);
     }
+    return r;
 }
 
 /* One configuration: sgemm groups (both threading modes) and forward batches alternate, so
@@ -186,16 +203,27 @@ static void run_config(lvd_vit *m, int B, int threads, int iters, double gflop)
     lvd_vit_set_threads(m, threads);
     forward_batch(m, x, feat, B, NULL); /* warm-up: buffers, page faults */
     rate blas = {0, 0}, omp = {0, 0}, ips = {0, 0};
+    double *each = malloc(sizeof(double) * (size_t)iters);
+    double *each_cpu = malloc(sizeof(double) * (size_t)iters);
+    if (!x || !feat || !each || !each_cpu) {
+        fprintf(stderr, "lvd-bench-vit: out of memory\n");
+        exit(1);
+    }
     for (int it = 0; it < iters; it++) {
         sgemm_rounds(&g, threads, calls, &blas, &omp);
-        forward_batch(m, x, feat, B, &ips);
+        rate r = forward_batch(m, x, feat, B, &ips);
+        each[it] = r.wall;
+        each_cpu[it] = r.cpu;
     }
     sgemm_rounds(&g, threads, calls, &blas, &omp);
     double ref = blas.wall > omp.wall ? blas.wall : omp.wall;
     double ref_cpu = blas.cpu > omp.cpu ? blas.cpu : omp.cpu;
-    printf("%-5d %-7d %9.2f %9.1f %11.1f %10.1f %8.1f%% %8.1f%% %7.0f\n", B, threads, ips.wall,
-           ips.wall * gflop, blas.wall, omp.wall, 100.0 * ips.wall * gflop / ref,
-           100.0 * ips.cpu * gflop / ref_cpu, peak_rss_mb());
+    printf("%-5d %-7d %9.2f %9.2f %9.2f %9.1f %11.1f %10.1f %8.1f%% %8.1f%% %7.0f\n", B, threads,
+           ips.wall, median(each, iters), median(each_cpu, iters), ips.wall * gflop, blas.wall,
+           omp.wall, 100.0 * ips.wall * gflop / ref, 100.0 * ips.cpu * gflop / ref_cpu,
+           peak_rss_mb());
+    free(each);
+    free(each_cpu);
     free(g.a);
     free(g.h);
     free(g.w);
@@ -245,8 +273,9 @@ int main(int argc, char **argv)
            a->depth, gflop, (double)a->n_params / 1e6, weights_mb);
     printf("%s; sgemm reference: fc1 and fc2 shapes, best of batch-long groups\n",
            openblas_get_config());
-    printf("%-5s %-7s %9s %9s %11s %10s %9s %9s %7s\n", "batch", "threads", "images/s", "GFLOP/s",
-           "sgemm-blas", "sgemm-omp", "fraction", "cpu-frac", "rss-MB");
+    printf("%-5s %-7s %9s %9s %9s %9s %11s %10s %9s %9s %7s\n", "batch", "threads", "images/s",
+           "median", "img/cpu-s", "GFLOP/s", "sgemm-blas", "sgemm-omp", "fraction", "cpu-frac",
+           "rss-MB");
     static const int configs[][2] = {{1, 1}, {1, 2}, {8, 1}, {8, 2}};
     for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
         if ((only_batch && configs[i][0] != only_batch) ||

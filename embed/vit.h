@@ -11,7 +11,10 @@
  * `dinov2.` prefix; query/key/value are concatenated into qkv). Every tensor must be present with
  * its exact shape and no other tensor may be present; errors name the tensor and both shapes.
  * Weights are used in place from the opened collection (for F32 safetensors: the mapped file),
- * never copied, except transformers q/k/v, which are concatenated.
+ * never copied, except transformers q/k/v, which are concatenated. The first forward pass packs
+ * the linear and patch-embedding weights once for the matrix kernel (embed/vit_layers.h,
+ * lvd_vit_gemm) into a buffer about as large as the model (ViT-S 84 MB, ViT-g 4.4 GB), kept until
+ * lvd_vit_free; a model that never runs a forward does not allocate it.
  *
  * Forward (per image, B images at once): patch embedding; optional iBOT mask replacing masked
  * patch embeddings by `mask_token` before positions; cls; positional embedding resized to the
@@ -24,10 +27,11 @@
  *
  * Threads: a model runs one forward at a time (it owns its scratch buffers and positional cache).
  * Inside, whole images are split over OpenMP threads when the batch divides evenly (or holds 4+
- * images per thread), else the rows, heads and elements of each layer are; every OpenBLAS call
- * runs single-threaded on its OpenMP thread (the forward sets OpenBLAS to 1 thread and restores
- * the previous count when it returns). On a machine shared with other busy processes, run with
- * OMP_WAIT_POLICY=passive: spinning threads then cost more than they save. */
+ * images per thread), else the rows, heads and elements of each layer are. The forward makes no
+ * OpenBLAS call, and an image's outputs are bitwise the same in any batch and on any thread
+ * count: every row, and every image and head of the attention, is computed on its own. On a
+ * machine shared with other busy processes, run with OMP_WAIT_POLICY=passive: spinning threads
+ * then cost more than they save. */
 #ifndef LVD_EMBED_VIT_H
 #define LVD_EMBED_VIT_H
 

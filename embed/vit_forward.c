@@ -1,5 +1,5 @@
-/* The ViT forward pass: token preparation, the blocks, the final norm and the outputs. */
-#include <cblas.h>
+/* The ViT forward pass: token preparation, the blocks, the final norm and the outputs. The
+ * matrix products run on the model's packed weights (embed/vit_forward_gemm.c). */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +24,7 @@ static int acts_ensure(lvd_vit *m, size_t rows, size_t T, int threads, lvd_error
 {
     lvd_vit_acts *a = &m->acts;
     const lvd_vit_info *in = &m->info;
-    size_t att = (size_t)threads * lvd_vit_attention_scratch((int)T);
+    size_t att = (size_t)threads * vit_attention_scratch((int)T, in->dim / in->heads);
     if (rows <= a->cap_rows && att <= a->cap_att) {
         return 0;
     }
@@ -39,7 +39,7 @@ static int acts_ensure(lvd_vit *m, size_t rows, size_t T, int threads, lvd_error
     a->atty = malloc(sizeof(float) * rows * D);
     a->branch = malloc(sizeof(float) * rows * D);
     a->fch = malloc(sizeof(float) * rows * f1);
-    a->att = malloc(sizeof(float) * att);
+    a->att = aligned_alloc(64, sizeof(float) * att);
     if (!a->cols || !a->x || !a->ln || !a->qkv || !a->atty || !a->branch || !a->fch || !a->att) {
         vit_acts_free(a);
         return lvd_fail(err, "vit: out of memory for %zu tokens", rows);
@@ -49,40 +49,39 @@ static int acts_ensure(lvd_vit *m, size_t rows, size_t T, int threads, lvd_error
     return 0;
 }
 
-/* branch (BT, D) = fc2(act(fc1(ln))), without fc2's bias. The FFN runs on all rows at once:
- * splitting it into cache-sized row chunks (256 rows) was measured 8% slower for the whole
- * forward, as each smaller sgemm packs the weights again. */
-static void ffn_forward(const lvd_vit *m, const lvd_vit_block *bl, lvd_vit_acts *a, int BT,
-                        int threads)
+/* branch (BT, D) = fc2(act(fc1(ln))), without fc2's bias. */
+static void ffn_forward(const lvd_vit *m, const lvd_vit_block *bl, const vit_packed_block *pk,
+                        lvd_vit_acts *a, int BT, int threads)
 {
     const lvd_vit_info *in = &m->info;
     int D = in->dim;
     int hid = in->ffn_hidden;
     int f1 = in->ffn == LVD_VIT_SWIGLU ? 2 * hid : hid;
-    lvd_vit_matmul_forward(a->fch, a->ln, D, bl->fc1_w, NULL, BT, D, f1, threads);
+    vit_linear_forward(a->fch, a->ln, D, pk->fc1, NULL, BT, D, f1, threads);
     if (in->ffn == LVD_VIT_SWIGLU) {
         lvd_vit_swiglu_forward(a->fch, bl->fc1_b, BT, hid, threads);
     } else {
         lvd_vit_gelu_forward(a->fch, bl->fc1_b, BT, hid, threads);
     }
-    lvd_vit_matmul_forward(a->branch, a->fch, f1, bl->fc2_w, NULL, BT, hid, D, threads);
+    vit_linear_forward(a->branch, a->fch, f1, pk->fc2, NULL, BT, hid, D, threads);
 }
 
-static void block_forward(const lvd_vit *m, const lvd_vit_block *bl, lvd_vit_acts *a, int B, int T,
-                          int threads)
+static void block_forward(const lvd_vit *m, int l, lvd_vit_acts *a, int B, int T, int threads)
 {
     const lvd_vit_info *in = &m->info;
+    const lvd_vit_block *bl = &m->p.blocks[l];
+    const vit_packed_block *pk = &m->packed.blocks[l];
     int D = in->dim;
     int BT = B * T;
     lvd_vit_layernorm_forward(a->ln, NULL, NULL, a->x, bl->norm1_w, bl->norm1_b, BT, D, in->eps,
                               threads);
-    lvd_vit_matmul_forward(a->qkv, a->ln, D, bl->qkv_w, bl->qkv_b, BT, D, 3 * D, threads);
-    lvd_vit_attention_forward(a->atty, a->att, a->qkv, B, T, D, in->heads, threads);
-    lvd_vit_matmul_forward(a->branch, a->atty, D, bl->proj_w, NULL, BT, D, D, threads);
+    vit_linear_forward(a->qkv, a->ln, D, pk->qkv, bl->qkv_b, BT, D, 3 * D, threads);
+    vit_attention_forward(a->atty, a->att, a->qkv, B, T, D, in->heads, threads);
+    vit_linear_forward(a->branch, a->atty, D, pk->proj, NULL, BT, D, D, threads);
     lvd_vit_residual_forward(a->x, a->branch, bl->proj_b, bl->ls1, BT, D, threads);
     lvd_vit_layernorm_forward(a->ln, NULL, NULL, a->x, bl->norm2_w, bl->norm2_b, BT, D, in->eps,
                               threads);
-    ffn_forward(m, bl, a, BT, threads);
+    ffn_forward(m, bl, pk, a, BT, threads);
     lvd_vit_residual_forward(a->x, a->branch, bl->fc2_b, bl->ls2, BT, D, threads);
 }
 
@@ -145,13 +144,14 @@ static void forward_images(const lvd_vit *m, const fwd *f, int b0, int nb, int t
     int D = in->dim, T = f->T, N = f->N, t0 = 1 + in->n_reg;
     lvd_vit_acts v = acts_view(m, f, b0, att);
     const float *x = f->x + (size_t)b0 * 3 * f->H * f->W;
-    lvd_vit_patch_embed_forward(v.branch, v.cols, x, nb, f->H, f->W, in->patch, m->p.patch_w,
-                                m->p.patch_b, D, threads);
+    int K = 3 * in->patch * in->patch;
+    lvd_vit_im2col(v.cols, x, nb, f->H, f->W, in->patch, threads);
+    vit_linear_forward(v.branch, v.cols, K, m->packed.patch, m->p.patch_b, nb * N, K, D, threads);
     lvd_vit_embed_tokens(v.x, v.branch, f->mask ? f->mask + (size_t)b0 * N : NULL, m->p.cls_token,
                          m->p.reg_tokens, m->p.mask_token, f->pos, nb, N, in->n_reg, D, threads);
     int n_inter = out ? out->n_inter : 0;
     for (int l = 0; l < in->depth; l++) {
-        block_forward(m, &m->p.blocks[l], &v, nb, T, threads);
+        block_forward(m, l, &v, nb, T, threads);
         int j = l - (in->depth - n_inter);
         if (j < 0 || (!out->inter_cls && !out->inter_patch)) {
             continue;
@@ -218,12 +218,11 @@ static int forward(lvd_vit *m, const float *x, int B, int H, int W, const uint8_
     f.T = 1 + in->n_reg + f.N;
     int threads = m->threads > 0 ? m->threads : omp_get_max_threads();
     f.pos = vit_pos_embed(m, gh, gw, err);
-    if (!f.pos || acts_ensure(m, (size_t)B * f.T, (size_t)f.T, threads, err) != 0) {
+    if (!f.pos || acts_ensure(m, (size_t)B * f.T, (size_t)f.T, threads, err) != 0 ||
+        vit_packed_ensure(m, threads, err) != 0) {
         return -1;
     }
-    /* Threads come from OpenMP; each OpenBLAS call runs on the calling thread. */
-    int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    int hd = in->dim / in->heads;
     if (threads > 1 && (B % threads == 0 || B >= 4 * threads)) {
         /* Whole images per thread: no synchronization inside the forward. */
 #pragma omp parallel num_threads(threads)
@@ -232,14 +231,13 @@ static int forward(lvd_vit *m, const float *x, int B, int H, int W, const uint8_
             int b0 = B * t / nt, b1 = B * (t + 1) / nt;
             if (b1 > b0) {
                 forward_images(m, &f, b0, b1 - b0, 1,
-                               m->acts.att + (size_t)t * lvd_vit_attention_scratch(f.T));
+                               m->acts.att + (size_t)t * vit_attention_scratch(f.T, hd));
             }
         }
     } else {
         /* Few images: rows, heads and elements of each layer split over the threads. */
         forward_images(m, &f, 0, B, threads, m->acts.att);
     }
-    openblas_set_num_threads(blas_threads);
     *T_out = f.T;
     return 0;
 }

@@ -169,6 +169,7 @@ void lvd_vit_free(lvd_vit *m)
         return;
     }
     vit_acts_free(&m->acts);
+    vit_packed_free(m);
     vit_pos_cache_free(m);
     free(m->p.blocks);
     free(m->owned_params);

@@ -52,8 +52,25 @@ typedef struct lvd_vit_acts {
     float *atty;     /* (B, T, D) attention output before the projection */
     float *branch;   /* (B, T, D) proj / FFN output before bias and LayerScale */
     float *fch;      /* (B, T, F1) fc1 / w12 output, then GELU / SwiGLU in place */
-    float *att;      /* threads * lvd_vit_attention_scratch(T): one head's scores per thread */
+    float *att;      /* threads * vit_attention_scratch(T, hd), 64-byte aligned: one per thread */
 } lvd_vit_acts;
+
+/* lvd_vit_gemm-packed copies of one block's linear weights (transposed into panels). */
+typedef struct vit_packed_block {
+    float *qkv, *proj, *fc1, *fc2;
+} vit_packed_block;
+
+/* The packed weights of the linear layers and the patch embedding, in one 64-byte aligned
+ * buffer: as many floats as those weights, output widths rounded up to the kernel's 16-column
+ * panels (no rounding for the released models), i.e. about the model's size again (ViT-S 84 MB,
+ * ViT-g 4.4 GB).
+ * Packed by the first forward pass (models that only list or copy their weights never pay for
+ * them) and kept until lvd_vit_free; the weights are const, so the copy cannot go stale. */
+typedef struct vit_packed {
+    float *buf;               /* NULL until the first forward */
+    const float *patch;       /* patch_embed.proj (D, 3 * P * P) */
+    vit_packed_block *blocks; /* depth entries */
+} vit_packed;
 
 typedef struct vit_pos_entry {
     int gh, gw;
@@ -68,6 +85,7 @@ struct lvd_vit {
     lvd_tensors *owned_file; /* closed by lvd_vit_free when the model opened it */
     float *owned_params;     /* random weights, or the concatenated transformers q/k/v */
     lvd_vit_acts acts;
+    vit_packed packed;
     vit_pos_entry pos_cache[VIT_POS_CACHE];
     int pos_next; /* cache slot replaced next */
     int threads;
@@ -97,6 +115,27 @@ const float *vit_pos_embed(lvd_vit *m, int gh, int gw, lvd_error *err);
 
 /* Frees the activation buffers (the struct is left empty, ready to grow again). */
 void vit_acts_free(lvd_vit_acts *a);
+
+/* Packs m's weights into m->packed (on threads threads) unless already done; fails (err
+ * filled) only when memory runs out. */
+int vit_packed_ensure(lvd_vit *m, int threads, lvd_error *err);
+
+/* Frees m->packed (the struct is left empty). */
+void vit_packed_free(lvd_vit *m);
+
+/* out (BT, OC) = inp (BT, C; row stride lda) @ w^T + bias (OC, may be NULL) for a weight w
+ * (OC, C) packed by vit_packed_ensure; rows split over threads (the same bits for any split). */
+void vit_linear_forward(float *out, const float *inp, int lda, const float *packed,
+                        const float *bias, int BT, int C, int OC, int threads);
+
+/* Floats of attention scratch one thread needs for T tokens and heads of width hd. */
+size_t vit_attention_scratch(int T, int hd);
+
+/* lvd_vit_attention_forward (embed/vit_layers.h) on the packed kernel: qkv (B, T, 3D) ->
+ * out (B, T, D), softmax(q k^T / sqrt(hd)) v per image and head, q scaled before the product;
+ * att is threads * vit_attention_scratch(T, hd) floats, 64-byte aligned. */
+void vit_attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int heads,
+                           int threads);
 
 /* Frees the cached resized positional tables. */
 void vit_pos_cache_free(lvd_vit *m);
