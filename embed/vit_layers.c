@@ -272,7 +272,7 @@ void lvd_vit_embed_tokens(float *x, const float *emb, const uint8_t *mask, const
  * six rows at a time, one broadcast per row and k. A 6 x 16 tile lives in 12 AVX2 registers
  * and every element is bias + sum over k in increasing order with one FMA per term, so a row's
  * result does not depend on how the rows are split. */
-#define GEMM_NR 16
+#define GEMM_NR LVD_VIT_GEMM_PANEL
 #define GEMM_MR 6
 
 size_t lvd_vit_gemm_packed_size(int N, int K)
@@ -324,17 +324,24 @@ void lvd_vit_gemm_pack_n(float *bp, const float *w, int K, int N, int ld, int th
 #ifdef GEMM_AVX2
 
 /* One tile of mr <= 6 rows and nr <= 16 columns: c = init + a @ panel, init the bias (16
- * floats, zero-padded) or zero. */
+ * floats, zero-padded) or zero; init NULL: c += a @ panel. */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
 tile_avx2(int mr, int nr, int K, const float *a, int lda, const float *b, const float *init,
           float *c, int ldc)
 {
     __m256 acc[GEMM_MR][2];
-    __m256 i0 = _mm256_loadu_ps(init), i1 = _mm256_loadu_ps(init + 8);
 #pragma GCC unroll 6
     for (int i = 0; i < GEMM_MR; i++) {
-        acc[i][0] = i0;
-        acc[i][1] = i1;
+        const float *ri = init;
+        float t[GEMM_NR] = {0}; /* rows past mr are never stored */
+        if (!init && i < mr && nr == GEMM_NR) {
+            ri = c + (size_t)i * ldc;
+        } else if (!init) {
+            memcpy(t, c + (size_t)i * ldc, sizeof(float) * (size_t)(i < mr ? nr : 0));
+            ri = t;
+        }
+        acc[i][0] = _mm256_loadu_ps(ri);
+        acc[i][1] = _mm256_loadu_ps(ri + 8);
     }
     for (int k = 0; k < K; k++) {
         __m256 w0 = _mm256_load_ps(b), w1 = _mm256_load_ps(b + 8);
@@ -368,7 +375,8 @@ tile_avx2(int mr, int nr, int K, const float *a, int lda, const float *b, const 
 
 __attribute__((target("avx2,fma"))) static void gemm_avx2(float *c, int ldc, const float *a,
                                                           int lda, const float *bp,
-                                                          const float *bias, int M, int N, int K)
+                                                          const float *bias, int acc, int M, int N,
+                                                          int K)
 {
     /* Rows in blocks whose a rows stay in L2 while every panel passes over them. */
     int mb = 32768 / (K > 0 ? K : 1) / GEMM_MR * GEMM_MR;
@@ -377,10 +385,11 @@ __attribute__((target("avx2,fma"))) static void gemm_avx2(float *c, int ldc, con
         int ie = M - i0 < mb ? M : i0 + mb;
         for (int n0 = 0; n0 < N; n0 += GEMM_NR) {
             int nr = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
-            float init[GEMM_NR] = {0};
+            float zb[GEMM_NR] = {0};
             if (bias) {
-                memcpy(init, bias + n0, sizeof(float) * (size_t)nr);
+                memcpy(zb, bias + n0, sizeof(float) * (size_t)nr);
             }
+            const float *init = acc ? NULL : zb;
             const float *b = bp + (size_t)n0 * K;
             int i = i0;
             for (; i + GEMM_MR <= ie; i += GEMM_MR) {
@@ -418,7 +427,7 @@ __attribute__((target("avx2,fma"))) static void gemm_avx2(float *c, int ldc, con
 
 /* The portable product over the same panels, the same order of terms per element. */
 static void gemm_generic(float *c, int ldc, const float *a, int lda, const float *bp,
-                         const float *bias, int M, int N, int K)
+                         const float *bias, int acc_c, int M, int N, int K)
 {
     for (int i = 0; i < M; i++) {
         const float *ai = a + (size_t)i * lda;
@@ -426,7 +435,8 @@ static void gemm_generic(float *c, int ldc, const float *a, int lda, const float
             int nr = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
             float acc[GEMM_NR];
             for (int j = 0; j < GEMM_NR; j++) {
-                acc[j] = bias && j < nr ? bias[n0 + j] : 0.0f;
+                const float *ci = c + (size_t)i * ldc + n0;
+                acc[j] = j >= nr ? 0.0f : acc_c ? ci[j] : bias ? bias[n0 + j] : 0.0f;
             }
             const float *b = bp + (size_t)n0 * K;
             for (int k = 0; k < K; k++) {
@@ -439,14 +449,26 @@ static void gemm_generic(float *c, int ldc, const float *a, int lda, const float
     }
 }
 
-void lvd_vit_gemm(float *c, int ldc, const float *a, int lda, const float *bp, const float *bias,
-                  int M, int N, int K)
+static void gemm(float *c, int ldc, const float *a, int lda, const float *bp, const float *bias,
+                 int acc, int M, int N, int K)
 {
 #ifdef GEMM_AVX2
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        gemm_avx2(c, ldc, a, lda, bp, bias, M, N, K);
+        gemm_avx2(c, ldc, a, lda, bp, bias, acc, M, N, K);
         return;
     }
 #endif
-    gemm_generic(c, ldc, a, lda, bp, bias, M, N, K);
+    gemm_generic(c, ldc, a, lda, bp, bias, acc, M, N, K);
+}
+
+void lvd_vit_gemm(float *c, int ldc, const float *a, int lda, const float *bp, const float *bias,
+                  int M, int N, int K)
+{
+    gemm(c, ldc, a, lda, bp, bias, 0, M, N, K);
+}
+
+void lvd_vit_gemm_acc(float *c, int ldc, const float *a, int lda, const float *bp, int M, int N,
+                      int K)
+{
+    gemm(c, ldc, a, lda, bp, NULL, 1, M, N, K);
 }

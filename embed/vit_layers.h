@@ -98,6 +98,10 @@ void lvd_vit_pos_resize_backward(float *dsrc, float *tmp, const float *ddst, int
  * depend on the other rows of the call (row splits over threads give the same bits). AVX2 + FMA
  * when the CPU has them, else a portable loop (slow, same order of terms). */
 
+/* Columns per panel of the packed form: columns [16 p, 16 p + 16) of B are the K * 16 floats
+ * from p * 16 * K, so packing a range of whole panels of B packs that slice of the result. */
+#define LVD_VIT_GEMM_PANEL 16
+
 /* Floats of the packed form of a (K, N) operand. */
 size_t lvd_vit_gemm_packed_size(int N, int K);
 
@@ -112,5 +116,10 @@ void lvd_vit_gemm_pack_n(float *bp, const float *w, int K, int N, int ld, int th
  * the above), on the calling thread. */
 void lvd_vit_gemm(float *c, int ldc, const float *a, int lda, const float *bp, const float *bias,
                   int M, int N, int K);
+
+/* c (M, N; row stride ldc) += a (M, K) @ B, the K terms added to c's element in increasing k:
+ * calls on consecutive slices of K give the bits of one call over the whole K. */
+void lvd_vit_gemm_acc(float *c, int ldc, const float *a, int lda, const float *bp, int M, int N,
+                      int K);
 
 #endif

@@ -38,10 +38,50 @@ VT_SIMD static void add_to(float *acc, const float *row, int n)
     }
 }
 
-/* The backward of a Linear with w as stored (w) or packed (wn, used when not NULL). */
+/* Rows of K (tokens) per slice of a packed weight gradient: a slice of the input, packed, stays
+ * in L2 while every output row block passes over it. */
+#define WG_KC 256
+
+size_t vt_wgrad_scratch(int C, int OC)
+{
+    return lvd_vit_gemm_packed_size(C, WG_KC) + (size_t)OC * WG_KC;
+}
+
+/* dw (OC, C) += dout^T @ inp on the packed kernel, from inside a parallel region: K in slices
+ * of WG_KC rows; per slice the threads pack inp's slice (panels split between them), each
+ * transposes its own output rows [lo, hi) of dout's slice and adds their product. Every element
+ * adds its BT terms in increasing order, whatever the thread count. */
+static void wgrad_packed(float *dw, const float *dout, int ldo, const float *inp, int lda,
+                         float *ws, int BT, int C, int lo, int hi, int t, int nt)
+{
+    float *bp = ws, *at = ws + lvd_vit_gemm_packed_size(C, WG_KC);
+    int pw = LVD_VIT_GEMM_PANEL, panels = (C + pw - 1) / pw, plo, phi;
+    split(panels, t, nt, &plo, &phi);
+    for (int k0 = 0; k0 < BT; k0 += WG_KC) {
+        int kc = BT - k0 < WG_KC ? BT - k0 : WG_KC;
+        if (phi > plo) {
+            int c0 = plo * pw, cn = (phi * pw < C ? phi * pw : C) - c0;
+            lvd_vit_gemm_pack_n(bp + (size_t)c0 * kc, inp + (size_t)k0 * lda + c0, kc, cn, lda, 1);
+        }
+        for (int k = 0; k < kc; k++) {
+            const float *row = dout + (size_t)(k0 + k) * ldo;
+            for (int o = lo; o < hi; o++) {
+                at[(size_t)o * kc + k] = row[o];
+            }
+        }
+#pragma omp barrier
+        if (hi > lo) {
+            lvd_vit_gemm_acc(dw + (size_t)lo * C, C, at + (size_t)lo * kc, kc, bp, hi - lo, C, kc);
+        }
+#pragma omp barrier
+    }
+}
+
+/* The backward of a Linear with w as stored (w) or packed (wn, used when not NULL); the weight
+ * gradient on the packed kernel when ws is not NULL, else on sgemm. */
 static void matmul_backward(float *dinp, int ldi, float *dw, float *db, const float *dout, int ldo,
-                            const float *inp, int lda, const float *w, const float *wn, int BT,
-                            int C, int OC, int threads)
+                            const float *inp, int lda, const float *w, const float *wn, float *ws,
+                            int BT, int C, int OC, int threads)
 {
 #pragma omp parallel num_threads(threads)
     {
@@ -55,7 +95,9 @@ static void matmul_backward(float *dinp, int ldi, float *dw, float *db, const fl
                         dout + (size_t)lo * ldo, ldo, w, C, 0.0f, dinp + (size_t)lo * ldi, ldi);
         }
         split(OC, t, nt, &lo, &hi);
-        if (dw && hi > lo) {
+        if (dw && ws) {
+            wgrad_packed(dw, dout, ldo, inp, lda, ws, BT, C, lo, hi, t, nt);
+        } else if (dw && hi > lo) {
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hi - lo, C, BT, 1.0f, dout + lo,
                         ldo, inp, lda, 1.0f, dw + (size_t)lo * C, C);
         }
@@ -77,14 +119,14 @@ void vt_matmul_backward(float *dinp, int ldi, float *dw, float *db, const float 
                         const float *inp, int lda, const float *w, int BT, int C, int OC,
                         int threads)
 {
-    matmul_backward(dinp, ldi, dw, db, dout, ldo, inp, lda, w, NULL, BT, C, OC, threads);
+    matmul_backward(dinp, ldi, dw, db, dout, ldo, inp, lda, w, NULL, NULL, BT, C, OC, threads);
 }
 
 void vt_matmul_backward_packed(float *dinp, int ldi, float *dw, float *db, const float *dout,
-                               int ldo, const float *inp, int lda, const float *wn, int BT, int C,
-                               int OC, int threads)
+                               int ldo, const float *inp, int lda, const float *wn, float *ws,
+                               int BT, int C, int OC, int threads)
 {
-    matmul_backward(dinp, ldi, dw, db, dout, ldo, inp, lda, NULL, wn, BT, C, OC, threads);
+    matmul_backward(dinp, ldi, dw, db, dout, ldo, inp, lda, NULL, wn, ws, BT, C, OC, threads);
 }
 
 void vt_matmul_forward(float *out, const float *inp, int lda, const float *wt, const float *bias,
