@@ -95,8 +95,9 @@ void lvd_vit_pos_resize_backward(float *dsrc, float *tmp, const float *ddst, int
  * packed once into panels (lvd_vit_gemm_packed_size(N, K) floats) and reused by every call, the
  * activation operand is read in place (no per-call packing). Each output element is the bias (or
  * 0) plus the K terms in increasing k, one fused multiply-add each, so a row's result does not
- * depend on the other rows of the call (row splits over threads give the same bits). AVX2 + FMA
- * when the CPU has them, else a portable loop (slow, same order of terms). */
+ * depend on the other rows of the call (row splits over threads give the same bits). AVX-512
+ * (two panels per tile) or AVX2 + FMA when the CPU has them, else a portable loop (slow): the
+ * same terms in the same order, so the same bits on every path. */
 
 /* Columns per panel of the packed form: columns [16 p, 16 p + 16) of B are the K * 16 floats
  * from p * 16 * K, so packing a range of whole panels of B packs that slice of the result. */
@@ -117,9 +118,11 @@ void lvd_vit_gemm_pack_n(float *bp, const float *w, int K, int N, int ld, int th
 void lvd_vit_gemm(float *c, int ldc, const float *a, int lda, const float *bp, const float *bias,
                   int M, int N, int K);
 
-/* c (M, N; row stride ldc) += a (M, K) @ B, the K terms added to c's element in increasing k:
- * calls on consecutive slices of K give the bits of one call over the whole K. */
-void lvd_vit_gemm_acc(float *c, int ldc, const float *a, int lda, const float *bp, int M, int N,
-                      int K);
+/* c (M, N; row stride ldc) += a @ B, the K terms added to c's element in increasing k: calls
+ * on consecutive slices of K give the bits of one call over the whole K. a is (M, K; row stride
+ * lda), or when trans_a its transpose is given, stored (K, M) with row stride lda (a weight
+ * gradient dout^T @ inp reads dout in place). */
+void lvd_vit_gemm_acc(float *c, int ldc, const float *a, int lda, int trans_a, const float *bp,
+                      int M, int N, int K);
 
 #endif

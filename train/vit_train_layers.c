@@ -42,19 +42,18 @@ VT_SIMD static void add_to(float *acc, const float *row, int n)
  * in L2 while every output row block passes over it. */
 #define WG_KC 256
 
-size_t vt_wgrad_scratch(int C, int OC)
+size_t vt_wgrad_scratch(int C)
 {
-    return lvd_vit_gemm_packed_size(C, WG_KC) + (size_t)OC * WG_KC;
+    return lvd_vit_gemm_packed_size(C, WG_KC);
 }
 
 /* dw (OC, C) += dout^T @ inp on the packed kernel, from inside a parallel region: K in slices
- * of WG_KC rows; per slice the threads pack inp's slice (panels split between them), each
- * transposes its own output rows [lo, hi) of dout's slice and adds their product. Every element
- * adds its BT terms in increasing order, whatever the thread count. */
+ * of WG_KC rows; per slice the threads pack inp's slice (panels split between them), then each
+ * adds the product for its own output rows [lo, hi), reading dout's slice in place as a^T.
+ * Every element adds its BT terms in increasing order, whatever the thread count. */
 static void wgrad_packed(float *dw, const float *dout, int ldo, const float *inp, int lda,
-                         float *ws, int BT, int C, int lo, int hi, int t, int nt)
+                         float *bp, int BT, int C, int lo, int hi, int t, int nt)
 {
-    float *bp = ws, *at = ws + lvd_vit_gemm_packed_size(C, WG_KC);
     int pw = LVD_VIT_GEMM_PANEL, panels = (C + pw - 1) / pw, plo, phi;
     split(panels, t, nt, &plo, &phi);
     for (int k0 = 0; k0 < BT; k0 += WG_KC) {
@@ -63,15 +62,10 @@ static void wgrad_packed(float *dw, const float *dout, int ldo, const float *inp
             int c0 = plo * pw, cn = (phi * pw < C ? phi * pw : C) - c0;
             lvd_vit_gemm_pack_n(bp + (size_t)c0 * kc, inp + (size_t)k0 * lda + c0, kc, cn, lda, 1);
         }
-        for (int k = 0; k < kc; k++) {
-            const float *row = dout + (size_t)(k0 + k) * ldo;
-            for (int o = lo; o < hi; o++) {
-                at[(size_t)o * kc + k] = row[o];
-            }
-        }
 #pragma omp barrier
         if (hi > lo) {
-            lvd_vit_gemm_acc(dw + (size_t)lo * C, C, at + (size_t)lo * kc, kc, bp, hi - lo, C, kc);
+            lvd_vit_gemm_acc(dw + (size_t)lo * C, C, dout + (size_t)k0 * ldo + lo, ldo, 1, bp,
+                             hi - lo, C, kc);
         }
 #pragma omp barrier
     }

@@ -68,10 +68,7 @@ int lvd_vit_pass_create(const lvd_vit_train *m, int B, int H, int W, int grad, l
     double D = a->dim, T = p->T, N = p->N, L = p->L, BT = (double)B * T;
     double hid = a->ffn_hidden, F1 = a->ffn == LVD_VIT_SWIGLU ? 2 * hid : hid;
     double K = 3.0 * P * P, depth = a->depth, g = p->grad;
-    int D0 = a->dim, f1 = (int)F1;
-    size_t wq = vt_wgrad_scratch(D0, 3 * D0), w1 = vt_wgrad_scratch(D0, f1);
-    size_t w2 = vt_wgrad_scratch(a->ffn_hidden, D0), wgs = wq > w1 ? wq : w1;
-    wgs = wgs > w2 ? wgs : w2;
+    size_t wgs = vt_wgrad_scratch(a->dim > a->ffn_hidden ? a->dim : a->ffn_hidden);
     slot s[] = {
         {(void **)&p->mask, B * N, 1},
         {(void **)&p->cols, B * N * K, sizeof(float)},
