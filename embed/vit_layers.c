@@ -298,12 +298,13 @@ static void pack_n_panel(float *bp, const float *w, int K, int N, int ld, int p)
 {
     float *dst = bp + (size_t)p * GEMM_NR * K;
     int n0 = p * GEMM_NR, nr = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
-    for (int k = 0; k < K; k++) {
+    for (int k = 0; k < K && nr == GEMM_NR; k++) { /* a constant size: one vector move a row */
+        memcpy(dst + (size_t)k * GEMM_NR, w + (size_t)k * ld + n0, sizeof(float) * GEMM_NR);
+    }
+    for (int k = 0; k < K && nr < GEMM_NR; k++) {
         float *d = dst + (size_t)k * GEMM_NR;
-        const float *src = w + (size_t)k * ld + n0;
-        for (int j = 0; j < GEMM_NR; j++) { /* a loop, not memcpy: one vector move per row */
-            d[j] = j < nr ? src[j] : 0.0f;
-        }
+        memcpy(d, w + (size_t)k * ld + n0, sizeof(float) * (size_t)nr);
+        memset(d + nr, 0, sizeof(float) * (size_t)(GEMM_NR - nr));
     }
 }
 
