@@ -544,3 +544,45 @@ void lvd_vit_gemm_acc(float *c, int ldc, const float *a, int lda, int trans_a, c
 {
     gemm(c, ldc, a, lda, trans_a != 0, bp, NULL, 1, M, N, K);
 }
+
+/* Rows of K (tokens) per slice of a weight gradient: a slice of the input, packed, stays in L2
+ * while every output row block passes over it. */
+#define WG_KC 256
+
+size_t lvd_vit_gemm_wgrad_scratch(int C, int OC)
+{
+    return lvd_vit_gemm_packed_size(C, WG_KC) + (size_t)OC * (size_t)C;
+}
+
+void lvd_vit_gemm_wgrad(float *dw, const float *dout, int ldo, const float *inp, int lda, float *ws,
+                        int BT, int C, int OC, int threads)
+{
+    int panels = (C + GEMM_NR - 1) / GEMM_NR;
+    float *sum = ws + lvd_vit_gemm_packed_size(C, WG_KC);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        int lo = (int)((int64_t)OC * t / nt), hi = (int)((int64_t)OC * (t + 1) / nt);
+        int plo = (int)((int64_t)panels * t / nt), phi = (int)((int64_t)panels * (t + 1) / nt);
+        for (int k0 = 0; k0 < BT; k0 += WG_KC) {
+            int kc = BT - k0 < WG_KC ? BT - k0 : WG_KC;
+            /* The threads pack the slice's panels between them, then each adds its rows. */
+            if (phi > plo) {
+                int c0 = plo * GEMM_NR, cn = (phi * GEMM_NR < C ? phi * GEMM_NR : C) - c0;
+                lvd_vit_gemm_pack_n(ws + (size_t)c0 * kc, inp + (size_t)k0 * lda + c0, kc, cn, lda,
+                                    1);
+            }
+#pragma omp barrier
+            if (hi > lo) {
+                gemm(sum + (size_t)lo * C, C, dout + (size_t)k0 * ldo + lo, ldo, 1, ws, NULL,
+                     k0 > 0, hi - lo, C, kc);
+            }
+#pragma omp barrier
+        }
+        /* The sum is added once (as sgemm with beta 1 does): dw's earlier contents do not change
+         * how this call's terms round. */
+        for (int r = lo; r < hi && BT > 0; r++) {
+            add_row(dw + (size_t)r * C, sum + (size_t)r * C, C);
+        }
+    }
+}

@@ -125,4 +125,15 @@ void lvd_vit_gemm(float *c, int ldc, const float *a, int lda, const float *bp, c
 void lvd_vit_gemm_acc(float *c, int ldc, const float *a, int lda, int trans_a, const float *bp,
                       int M, int N, int K);
 
+/* Floats of scratch for lvd_vit_gemm_wgrad of a (OC, C) weight. */
+size_t lvd_vit_gemm_wgrad_scratch(int C, int OC);
+
+/* The weight gradient of a Linear: dw (OC, C) += dout^T @ inp for dout (BT, OC; row stride ldo)
+ * and inp (BT, C; stride lda), over `threads` (output rows split between them, the BT terms of
+ * every element summed in increasing order, then the sum added to dw, so any thread count gives
+ * the same bits and a second call with the same operands doubles a zero-started dw exactly); ws
+ * is lvd_vit_gemm_wgrad_scratch(C, OC) floats, 64-byte aligned. */
+void lvd_vit_gemm_wgrad(float *dw, const float *dout, int ldo, const float *inp, int lda, float *ws,
+                        int BT, int C, int OC, int threads);
+
 #endif

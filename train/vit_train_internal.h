@@ -74,11 +74,9 @@ void vt_matmul_backward(float *dinp, int ldi, float *dw, float *db, const float 
                         const float *inp, int lda, const float *w, int BT, int C, int OC,
                         int threads);
 
-/* Floats of weight-gradient scratch for vt_matmul_backward_packed of a weight with C inputs. */
-size_t vt_wgrad_scratch(int C);
-
 /* vt_matmul_backward with w packed by lvd_vit_gemm_pack_n (wn) for the input gradient and the
- * weight gradient on the packed kernel in ws (vt_wgrad_scratch(C) floats; NULL when dw is NULL). */
+ * weight gradient on the packed kernel in ws (lvd_vit_gemm_wgrad_scratch(C, OC) floats; NULL when
+ * dw is NULL). */
 void vt_matmul_backward_packed(float *dinp, int ldi, float *dw, float *db, const float *dout,
                                int ldo, const float *inp, int lda, const float *wn, float *ws,
                                int BT, int C, int OC, int threads);

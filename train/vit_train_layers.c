@@ -2,8 +2,8 @@
  * forward variants that keep what the backward needs or run on a subset of images (stochastic
  * depth). Forward products, input gradients and attention run on the packed kernel of
  * embed/vit_layers.h (weights packed once per call, activations read in place), split by rows
- * over the OpenMP threads; weight gradients are single-threaded OpenBLAS sgemm calls on blocks
- * of output rows (so no thread reduces another's partial sums). Column sums (bias, LayerNorm,
+ * over the OpenMP threads; weight gradients too (lvd_vit_gemm_wgrad, blocks of output rows, so
+ * no thread reduces another's partial sums). Column sums (bias, LayerNorm,
  * LayerScale gradients) are split by column blocks and add rows in order, so they do not depend on
  * the thread count. */
 #include <cblas.h>
@@ -38,45 +38,15 @@ VT_SIMD static void add_to(float *acc, const float *row, int n)
     }
 }
 
-/* Rows of K (tokens) per slice of a packed weight gradient: a slice of the input, packed, stays
- * in L2 while every output row block passes over it. */
-#define WG_KC 256
-
-size_t vt_wgrad_scratch(int C)
-{
-    return lvd_vit_gemm_packed_size(C, WG_KC);
-}
-
-/* dw (OC, C) += dout^T @ inp on the packed kernel, from inside a parallel region: K in slices
- * of WG_KC rows; per slice the threads pack inp's slice (panels split between them), then each
- * adds the product for its own output rows [lo, hi), reading dout's slice in place as a^T.
- * Every element adds its BT terms in increasing order, whatever the thread count. */
-static void wgrad_packed(float *dw, const float *dout, int ldo, const float *inp, int lda,
-                         float *bp, int BT, int C, int lo, int hi, int t, int nt)
-{
-    int pw = LVD_VIT_GEMM_PANEL, panels = (C + pw - 1) / pw, plo, phi;
-    split(panels, t, nt, &plo, &phi);
-    for (int k0 = 0; k0 < BT; k0 += WG_KC) {
-        int kc = BT - k0 < WG_KC ? BT - k0 : WG_KC;
-        if (phi > plo) {
-            int c0 = plo * pw, cn = (phi * pw < C ? phi * pw : C) - c0;
-            lvd_vit_gemm_pack_n(bp + (size_t)c0 * kc, inp + (size_t)k0 * lda + c0, kc, cn, lda, 1);
-        }
-#pragma omp barrier
-        if (hi > lo) {
-            lvd_vit_gemm_acc(dw + (size_t)lo * C, C, dout + (size_t)k0 * ldo + lo, ldo, 1, bp,
-                             hi - lo, C, kc);
-        }
-#pragma omp barrier
-    }
-}
-
 /* The backward of a Linear with w as stored (w) or packed (wn, used when not NULL); the weight
  * gradient on the packed kernel when ws is not NULL, else on sgemm. */
 static void matmul_backward(float *dinp, int ldi, float *dw, float *db, const float *dout, int ldo,
                             const float *inp, int lda, const float *w, const float *wn, float *ws,
                             int BT, int C, int OC, int threads)
 {
+    if (dw && ws) {
+        lvd_vit_gemm_wgrad(dw, dout, ldo, inp, lda, ws, BT, C, OC, threads);
+    }
 #pragma omp parallel num_threads(threads)
     {
         int nt = omp_get_num_threads(), t = omp_get_thread_num(), lo, hi;
@@ -89,9 +59,7 @@ static void matmul_backward(float *dinp, int ldi, float *dw, float *db, const fl
                         dout + (size_t)lo * ldo, ldo, w, C, 0.0f, dinp + (size_t)lo * ldi, ldi);
         }
         split(OC, t, nt, &lo, &hi);
-        if (dw && ws) {
-            wgrad_packed(dw, dout, ldo, inp, lda, ws, BT, C, lo, hi, t, nt);
-        } else if (dw && hi > lo) {
+        if (dw && !ws && hi > lo) {
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hi - lo, C, BT, 1.0f, dout + lo,
                         ldo, inp, lda, 1.0f, dw + (size_t)lo * C, C);
         }
