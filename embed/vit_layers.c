@@ -539,12 +539,6 @@ void lvd_vit_gemm(float *c, int ldc, const float *a, int lda, const float *bp, c
     gemm(c, ldc, a, lda, 0, bp, bias, 0, M, N, K);
 }
 
-void lvd_vit_gemm_acc(float *c, int ldc, const float *a, int lda, int trans_a, const float *bp,
-                      int M, int N, int K)
-{
-    gemm(c, ldc, a, lda, trans_a != 0, bp, NULL, 1, M, N, K);
-}
-
 /* Rows of K (tokens) per slice of a weight gradient: a slice of the input, packed, stays in L2
  * while every output row block passes over it. */
 #define WG_KC 256

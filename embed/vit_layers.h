@@ -118,13 +118,6 @@ void lvd_vit_gemm_pack_n(float *bp, const float *w, int K, int N, int ld, int th
 void lvd_vit_gemm(float *c, int ldc, const float *a, int lda, const float *bp, const float *bias,
                   int M, int N, int K);
 
-/* c (M, N; row stride ldc) += a @ B, the K terms added to c's element in increasing k: calls
- * on consecutive slices of K give the bits of one call over the whole K. a is (M, K; row stride
- * lda), or when trans_a its transpose is given, stored (K, M) with row stride lda (a weight
- * gradient dout^T @ inp reads dout in place). */
-void lvd_vit_gemm_acc(float *c, int ldc, const float *a, int lda, int trans_a, const float *bp,
-                      int M, int N, int K);
-
 /* Floats of scratch for lvd_vit_gemm_wgrad of a (OC, C) weight. */
 size_t lvd_vit_gemm_wgrad_scratch(int C, int OC);
 
