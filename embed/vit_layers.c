@@ -272,7 +272,7 @@ void lvd_vit_embed_tokens(float *x, const float *emb, const uint8_t *mask, const
  * six rows at a time, one broadcast per row and k. A 6 x 16 tile lives in 12 AVX2 registers
  * and every element is bias + sum over k in increasing order with one FMA per term, so a row's
  * result does not depend on how the rows are split. */
-#define GEMM_NR 16
+#define GEMM_NR LVD_VIT_GEMM_PANEL
 #define GEMM_MR 6
 
 size_t lvd_vit_gemm_packed_size(int N, int K)
@@ -298,7 +298,10 @@ static void pack_n_panel(float *bp, const float *w, int K, int N, int ld, int p)
 {
     float *dst = bp + (size_t)p * GEMM_NR * K;
     int n0 = p * GEMM_NR, nr = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
-    for (int k = 0; k < K; k++) {
+    for (int k = 0; k < K && nr == GEMM_NR; k++) { /* a constant size: one vector move a row */
+        memcpy(dst + (size_t)k * GEMM_NR, w + (size_t)k * ld + n0, sizeof(float) * GEMM_NR);
+    }
+    for (int k = 0; k < K && nr < GEMM_NR; k++) {
         float *d = dst + (size_t)k * GEMM_NR;
         memcpy(d, w + (size_t)k * ld + n0, sizeof(float) * (size_t)nr);
         memset(d + nr, 0, sizeof(float) * (size_t)(GEMM_NR - nr));
@@ -323,18 +326,31 @@ void lvd_vit_gemm_pack_n(float *bp, const float *w, int K, int N, int ld, int th
 
 #ifdef GEMM_AVX2
 
+/* Where element (i, k) of the a operand is: a (M, K; row stride lda), or a^T stored (K, M;
+ * stride lda) when trans. */
+#define A_AT(a, lda, trans, i, k)                                                                  \
+    ((a) + ((trans) ? (size_t)(k) * (size_t)(lda) + (size_t)(i)                                    \
+                    : (size_t)(i) * (size_t)(lda) + (size_t)(k)))
+
 /* One tile of mr <= 6 rows and nr <= 16 columns: c = init + a @ panel, init the bias (16
- * floats, zero-padded) or zero. */
+ * floats, zero-padded) or zero; init NULL: c += a @ panel. */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
-tile_avx2(int mr, int nr, int K, const float *a, int lda, const float *b, const float *init,
-          float *c, int ldc)
+tile_avx2(int mr, int nr, int K, const float *a, int lda, int trans, const float *b,
+          const float *init, float *c, int ldc)
 {
     __m256 acc[GEMM_MR][2];
-    __m256 i0 = _mm256_loadu_ps(init), i1 = _mm256_loadu_ps(init + 8);
 #pragma GCC unroll 6
     for (int i = 0; i < GEMM_MR; i++) {
-        acc[i][0] = i0;
-        acc[i][1] = i1;
+        const float *ri = init;
+        float t[GEMM_NR] = {0}; /* rows past mr are never stored */
+        if (!init && i < mr && nr == GEMM_NR) {
+            ri = c + (size_t)i * ldc;
+        } else if (!init) {
+            memcpy(t, c + (size_t)i * ldc, sizeof(float) * (size_t)(i < mr ? nr : 0));
+            ri = t;
+        }
+        acc[i][0] = _mm256_loadu_ps(ri);
+        acc[i][1] = _mm256_loadu_ps(ri + 8);
     }
     for (int k = 0; k < K; k++) {
         __m256 w0 = _mm256_load_ps(b), w1 = _mm256_load_ps(b + 8);
@@ -342,7 +358,7 @@ tile_avx2(int mr, int nr, int K, const float *a, int lda, const float *b, const 
 #pragma GCC unroll 6
         for (int i = 0; i < GEMM_MR; i++) {
             if (i < mr) {
-                __m256 x = _mm256_broadcast_ss(a + (size_t)i * lda + k);
+                __m256 x = _mm256_broadcast_ss(A_AT(a, lda, trans, i, k));
                 acc[i][0] = _mm256_fmadd_ps(x, w0, acc[i][0]);
                 acc[i][1] = _mm256_fmadd_ps(x, w1, acc[i][1]);
             }
@@ -366,72 +382,133 @@ tile_avx2(int mr, int nr, int K, const float *a, int lda, const float *b, const 
     }
 }
 
-__attribute__((target("avx2,fma"))) static void gemm_avx2(float *c, int ldc, const float *a,
-                                                          int lda, const float *bp,
-                                                          const float *bias, int M, int N, int K)
+/* The same over two adjacent panels (b, b + 16 K) with AVX-512: mr <= 6 rows, 16 < nr <= 32
+ * columns, init 32 floats or NULL. Each element gets the same terms in the same order as
+ * tile_avx2, so both give the same bits. */
+__attribute__((target("avx512f,avx2,fma"), always_inline)) static inline void
+tile_avx512(int mr, int nr, int K, const float *a, int lda, int trans, const float *b,
+            const float *init, float *c, int ldc)
 {
-    /* Rows in blocks whose a rows stay in L2 while every panel passes over them. */
+    const float *b1 = b + (size_t)GEMM_NR * K;
+    __mmask16 m1 = (__mmask16)((1u << (nr - GEMM_NR)) - 1u);
+    __m512 acc[GEMM_MR][2];
+#pragma GCC unroll 6
+    for (int i = 0; i < GEMM_MR; i++) {
+        if (init) {
+            acc[i][0] = _mm512_loadu_ps(init);
+            acc[i][1] = _mm512_loadu_ps(init + GEMM_NR);
+        } else if (i < mr) {
+            acc[i][0] = _mm512_loadu_ps(c + (size_t)i * ldc);
+            acc[i][1] = _mm512_maskz_loadu_ps(m1, c + (size_t)i * ldc + GEMM_NR);
+        } else {
+            acc[i][0] = acc[i][1] = _mm512_setzero_ps(); /* never stored */
+        }
+    }
+    for (int k = 0; k < K; k++) {
+        __m512 w0 = _mm512_load_ps(b), w1 = _mm512_load_ps(b1);
+        b += GEMM_NR;
+        b1 += GEMM_NR;
+#pragma GCC unroll 6
+        for (int i = 0; i < GEMM_MR; i++) {
+            if (i < mr) {
+                __m512 x = _mm512_set1_ps(*A_AT(a, lda, trans, i, k));
+                acc[i][0] = _mm512_fmadd_ps(x, w0, acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(x, w1, acc[i][1]);
+            }
+        }
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < GEMM_MR; i++) {
+        if (i < mr) {
+            _mm512_storeu_ps(c + (size_t)i * ldc, acc[i][0]);
+            _mm512_mask_storeu_ps(c + (size_t)i * ldc + GEMM_NR, m1, acc[i][1]);
+        }
+    }
+}
+
+/* One tile instance: mr rows and the trans of a fixed, compiled on its own (so that the register
+ * allocation of each loop is its own: inlined together they spilled the panel vectors). */
+typedef void tile_fn(int nr, int K, const float *a, int lda, const float *b, const float *init,
+                     float *c, int ldc);
+
+#define TILE_INSTANCE(kern, tgt, mr, trans)                                                        \
+    __attribute__((target(tgt), noinline)) static void kern##_##mr##_##trans(                      \
+        int nr, int K, const float *a, int lda, const float *b, const float *init, float *c,       \
+        int ldc)                                                                                   \
+    {                                                                                              \
+        kern(mr, nr, K, a, lda, trans, b, init, c, ldc);                                           \
+    }
+
+#define TILE_INSTANCES(kern, tgt, trans)                                                           \
+    TILE_INSTANCE(kern, tgt, 1, trans)                                                             \
+    TILE_INSTANCE(kern, tgt, 2, trans)                                                             \
+    TILE_INSTANCE(kern, tgt, 3, trans)                                                             \
+    TILE_INSTANCE(kern, tgt, 4, trans)                                                             \
+    TILE_INSTANCE(kern, tgt, 5, trans)                                                             \
+    TILE_INSTANCE(kern, tgt, 6, trans)
+
+TILE_INSTANCES(tile_avx2, "avx2,fma", 0)
+TILE_INSTANCES(tile_avx2, "avx2,fma", 1)
+TILE_INSTANCES(tile_avx512, "avx512f,avx2,fma", 0)
+TILE_INSTANCES(tile_avx512, "avx512f,avx2,fma", 1)
+
+/* [trans][mr] */
+#define TILE_TABLE(kern)                                                                           \
+    {                                                                                              \
+        {NULL, kern##_1_0, kern##_2_0, kern##_3_0, kern##_4_0, kern##_5_0, kern##_6_0},            \
+            {NULL, kern##_1_1, kern##_2_1, kern##_3_1, kern##_4_1, kern##_5_1, kern##_6_1},        \
+    }
+static tile_fn *const tiles_avx2[2][GEMM_MR + 1] = TILE_TABLE(tile_avx2);
+static tile_fn *const tiles_avx512[2][GEMM_MR + 1] = TILE_TABLE(tile_avx512);
+
+/* The tile loops over the column blocks of wide tiles (two panels, 32 columns; NULL: none)
+ * and narrow ones (one panel, for the rest), rows in blocks whose a rows stay in L2 while every
+ * panel passes over them. */
+static void gemm_tiles(tile_fn *const *wide, tile_fn *const *narrow, float *c, int ldc,
+                       const float *a, int lda, int trans, const float *bp, const float *bias,
+                       int acc, int M, int N, int K)
+{
     int mb = 32768 / (K > 0 ? K : 1) / GEMM_MR * GEMM_MR;
     mb = mb < GEMM_MR ? GEMM_MR : mb;
     for (int i0 = 0; i0 < M; i0 += mb) {
         int ie = M - i0 < mb ? M : i0 + mb;
-        for (int n0 = 0; n0 < N; n0 += GEMM_NR) {
-            int nr = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
-            float init[GEMM_NR] = {0};
+        for (int n0 = 0; n0 < N;) {
+            int w = wide && N - n0 > GEMM_NR ? 2 * GEMM_NR : GEMM_NR;
+            int nr = N - n0 < w ? N - n0 : w;
+            tile_fn *const *tiles = w > GEMM_NR ? wide : narrow;
+            float zb[2 * GEMM_NR] = {0};
             if (bias) {
-                memcpy(init, bias + n0, sizeof(float) * (size_t)nr);
+                memcpy(zb, bias + n0, sizeof(float) * (size_t)nr);
             }
             const float *b = bp + (size_t)n0 * K;
-            int i = i0;
-            for (; i + GEMM_MR <= ie; i += GEMM_MR) {
-                tile_avx2(GEMM_MR, nr, K, a + (size_t)i * lda, lda, b, init,
+            for (int i = i0; i < ie; i += GEMM_MR) {
+                int mr = ie - i < GEMM_MR ? ie - i : GEMM_MR;
+                tiles[mr](nr, K, A_AT(a, lda, trans, i, 0), lda, b, acc ? NULL : zb,
                           c + (size_t)i * ldc + n0, ldc);
             }
-            switch (ie - i) {
-            case 5:
-                tile_avx2(5, nr, K, a + (size_t)i * lda, lda, b, init, c + (size_t)i * ldc + n0,
-                          ldc);
-                break;
-            case 4:
-                tile_avx2(4, nr, K, a + (size_t)i * lda, lda, b, init, c + (size_t)i * ldc + n0,
-                          ldc);
-                break;
-            case 3:
-                tile_avx2(3, nr, K, a + (size_t)i * lda, lda, b, init, c + (size_t)i * ldc + n0,
-                          ldc);
-                break;
-            case 2:
-                tile_avx2(2, nr, K, a + (size_t)i * lda, lda, b, init, c + (size_t)i * ldc + n0,
-                          ldc);
-                break;
-            case 1:
-                tile_avx2(1, nr, K, a + (size_t)i * lda, lda, b, init, c + (size_t)i * ldc + n0,
-                          ldc);
-                break;
-            default:
-                break;
-            }
+            n0 += w;
         }
     }
 }
 #endif
 
 /* The portable product over the same panels, the same order of terms per element. */
-static void gemm_generic(float *c, int ldc, const float *a, int lda, const float *bp,
-                         const float *bias, int M, int N, int K)
+static void gemm_generic(float *c, int ldc, const float *a, int lda, int trans, const float *bp,
+                         const float *bias, int acc_c, int M, int N, int K)
 {
     for (int i = 0; i < M; i++) {
-        const float *ai = a + (size_t)i * lda;
         for (int n0 = 0; n0 < N; n0 += GEMM_NR) {
             int nr = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
             float acc[GEMM_NR];
             for (int j = 0; j < GEMM_NR; j++) {
-                acc[j] = bias && j < nr ? bias[n0 + j] : 0.0f;
+                const float *ci = c + (size_t)i * ldc + n0;
+                acc[j] = j >= nr ? 0.0f : acc_c ? ci[j] : bias ? bias[n0 + j] : 0.0f;
             }
             const float *b = bp + (size_t)n0 * K;
             for (int k = 0; k < K; k++) {
+                float x = trans ? a[(size_t)k * lda + i] : a[(size_t)i * lda + k];
                 for (int j = 0; j < GEMM_NR; j++) {
-                    acc[j] = fmaf(ai[k], b[(size_t)k * GEMM_NR + j], acc[j]);
+                    acc[j] = fmaf(x, b[(size_t)k * GEMM_NR + j], acc[j]);
                 }
             }
             memcpy(c + (size_t)i * ldc + n0, acc, sizeof(float) * (size_t)nr);
@@ -439,14 +516,67 @@ static void gemm_generic(float *c, int ldc, const float *a, int lda, const float
     }
 }
 
-void lvd_vit_gemm(float *c, int ldc, const float *a, int lda, const float *bp, const float *bias,
-                  int M, int N, int K)
+static void gemm(float *c, int ldc, const float *a, int lda, int trans, const float *bp,
+                 const float *bias, int acc, int M, int N, int K)
 {
 #ifdef GEMM_AVX2
+    if (__builtin_cpu_supports("avx512f")) {
+        gemm_tiles(tiles_avx512[trans], tiles_avx2[trans], c, ldc, a, lda, trans, bp, bias, acc, M,
+                   N, K);
+        return;
+    }
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        gemm_avx2(c, ldc, a, lda, bp, bias, M, N, K);
+        gemm_tiles(NULL, tiles_avx2[trans], c, ldc, a, lda, trans, bp, bias, acc, M, N, K);
         return;
     }
 #endif
-    gemm_generic(c, ldc, a, lda, bp, bias, M, N, K);
+    gemm_generic(c, ldc, a, lda, trans, bp, bias, acc, M, N, K);
+}
+
+void lvd_vit_gemm(float *c, int ldc, const float *a, int lda, const float *bp, const float *bias,
+                  int M, int N, int K)
+{
+    gemm(c, ldc, a, lda, 0, bp, bias, 0, M, N, K);
+}
+
+/* Rows of K (tokens) per slice of a weight gradient: a slice of the input, packed, stays in L2
+ * while every output row block passes over it. */
+#define WG_KC 256
+
+size_t lvd_vit_gemm_wgrad_scratch(int C, int OC)
+{
+    return lvd_vit_gemm_packed_size(C, WG_KC) + (size_t)OC * (size_t)C;
+}
+
+void lvd_vit_gemm_wgrad(float *dw, const float *dout, int ldo, const float *inp, int lda, float *ws,
+                        int BT, int C, int OC, int threads)
+{
+    int panels = (C + GEMM_NR - 1) / GEMM_NR;
+    float *sum = ws + lvd_vit_gemm_packed_size(C, WG_KC);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        int lo = (int)((int64_t)OC * t / nt), hi = (int)((int64_t)OC * (t + 1) / nt);
+        int plo = (int)((int64_t)panels * t / nt), phi = (int)((int64_t)panels * (t + 1) / nt);
+        for (int k0 = 0; k0 < BT; k0 += WG_KC) {
+            int kc = BT - k0 < WG_KC ? BT - k0 : WG_KC;
+            /* The threads pack the slice's panels between them, then each adds its rows. */
+            if (phi > plo) {
+                int c0 = plo * GEMM_NR, cn = (phi * GEMM_NR < C ? phi * GEMM_NR : C) - c0;
+                lvd_vit_gemm_pack_n(ws + (size_t)c0 * kc, inp + (size_t)k0 * lda + c0, kc, cn, lda,
+                                    1);
+            }
+#pragma omp barrier
+            if (hi > lo) {
+                gemm(sum + (size_t)lo * C, C, dout + (size_t)k0 * ldo + lo, ldo, 1, ws, NULL,
+                     k0 > 0, hi - lo, C, kc);
+            }
+#pragma omp barrier
+        }
+        /* The sum is added once (as sgemm with beta 1 does): dw's earlier contents do not change
+         * how this call's terms round. */
+        for (int r = lo; r < hi && BT > 0; r++) {
+            add_row(dw + (size_t)r * C, sum + (size_t)r * C, C);
+        }
+    }
 }

@@ -95,8 +95,13 @@ void lvd_vit_pos_resize_backward(float *dsrc, float *tmp, const float *ddst, int
  * packed once into panels (lvd_vit_gemm_packed_size(N, K) floats) and reused by every call, the
  * activation operand is read in place (no per-call packing). Each output element is the bias (or
  * 0) plus the K terms in increasing k, one fused multiply-add each, so a row's result does not
- * depend on the other rows of the call (row splits over threads give the same bits). AVX2 + FMA
- * when the CPU has them, else a portable loop (slow, same order of terms). */
+ * depend on the other rows of the call (row splits over threads give the same bits). AVX-512
+ * (two panels per tile) or AVX2 + FMA when the CPU has them, else a portable loop (slow): the
+ * same terms in the same order, so the same bits on every path. */
+
+/* Columns per panel of the packed form: columns [16 p, 16 p + 16) of B are the K * 16 floats
+ * from p * 16 * K, so packing a range of whole panels of B packs that slice of the result. */
+#define LVD_VIT_GEMM_PANEL 16
 
 /* Floats of the packed form of a (K, N) operand. */
 size_t lvd_vit_gemm_packed_size(int N, int K);
@@ -112,5 +117,16 @@ void lvd_vit_gemm_pack_n(float *bp, const float *w, int K, int N, int ld, int th
  * the above), on the calling thread. */
 void lvd_vit_gemm(float *c, int ldc, const float *a, int lda, const float *bp, const float *bias,
                   int M, int N, int K);
+
+/* Floats of scratch for lvd_vit_gemm_wgrad of a (OC, C) weight. */
+size_t lvd_vit_gemm_wgrad_scratch(int C, int OC);
+
+/* The weight gradient of a Linear: dw (OC, C) += dout^T @ inp for dout (BT, OC; row stride ldo)
+ * and inp (BT, C; stride lda), over `threads` (output rows split between them, the BT terms of
+ * every element summed in increasing order, then the sum added to dw, so any thread count gives
+ * the same bits and a second call with the same operands doubles a zero-started dw exactly); ws
+ * is lvd_vit_gemm_wgrad_scratch(C, OC) floats, 64-byte aligned. */
+void lvd_vit_gemm_wgrad(float *dw, const float *dout, int ldo, const float *inp, int lda, float *ws,
+                        int BT, int C, int OC, int threads);
 
 #endif

@@ -74,6 +74,23 @@ static int build_layout(lvd_head *h, lvd_error *err)
     return 0;
 }
 
+/* Floats of w_pack: the largest packed weight (both forms, every linear) and weight-gradient
+ * scratch (lvd_vit_gemm_wgrad) of the largest linear input. */
+static size_t pack_floats(const lvd_head_config *c)
+{
+    size_t most = 0;
+    for (int i = 0; i <= c->nlayers; i++) {
+        int o = c->out_dim, in = c->bottleneck_dim; /* i == nlayers: the last layer */
+        if (i < c->nlayers)
+            linear_dims(c, i, &o, &in);
+        size_t n[3] = {lvd_vit_gemm_packed_size(o, in), lvd_vit_gemm_packed_size(in, o),
+                       lvd_vit_gemm_wgrad_scratch(in, o)};
+        for (int j = 0; j < 3; j++)
+            most = n[j] > most ? n[j] : most;
+    }
+    return most;
+}
+
 /* Allocates h for cfg with zeroed parameters. */
 static int create(lvd_head *h, const lvd_head_config *cfg, lvd_error *err)
 {
@@ -93,9 +110,8 @@ static int create(lvd_head *h, const lvd_head_config *cfg, lvd_error *err)
     h->w_last = malloc(kb * sizeof *h->w_last);
     h->dw_last = malloc(kb * sizeof *h->dw_last);
     h->v_norm = malloc((size_t)cfg->out_dim * sizeof *h->v_norm);
-    size_t pt = lvd_vit_gemm_packed_size(cfg->out_dim, cfg->bottleneck_dim);
-    size_t pn = lvd_vit_gemm_packed_size(cfg->bottleneck_dim, cfg->out_dim);
-    h->w_pack = aligned_alloc(64, ((pt > pn ? pt : pn) * sizeof(float) + 63) / 64 * 64);
+    size_t pack = pack_floats(&h->cfg);
+    h->w_pack = aligned_alloc(64, (pack * sizeof(float) + 63) / 64 * 64);
     if (!h->params || !h->w_last || !h->dw_last || !h->v_norm || !h->w_pack) {
         lvd_head_free(h);
         return lvd_fail(err, "dino head: out of memory for %zu parameters", h->layout.total);

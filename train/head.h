@@ -22,9 +22,9 @@
  * change them between a forward and its backward.
  *
  * Threads: every call runs on h->threads OpenMP threads (0: omp_get_max_threads()); matrix
- * products are single-threaded OpenBLAS sgemm calls on blocks split over those threads (OpenBLAS's
- * own thread count is set to 1 during a call and restored after). Results are bitwise the same for
- * a fixed thread count. A head is used by one thread at a time (it holds the normalized last-layer
+ * products are the packed kernel of embed/vit_layers.h (lvd_vit_gemm, lvd_vit_gemm_wgrad) on
+ * blocks of output rows split over those threads. Results are bitwise the same for a fixed
+ * thread count. A head is used by one thread at a time (it holds the normalized last-layer
  * weight and a gradient scratch). */
 #ifndef LVD_TRAIN_HEAD_H
 #define LVD_TRAIN_HEAD_H
@@ -62,8 +62,8 @@ typedef struct lvd_head {
     float *w_last;  /* (K, bottleneck) g * v / ||v||, recomputed by every forward and backward */
     float *v_norm;  /* (K) ||v|| per row */
     float *dw_last; /* (K, bottleneck) backward scratch: d loss / d W */
-    float *w_pack;  /* w_last packed for lvd_vit_gemm (embed/vit_layers.h): transposed by every
-                       forward, as it is by every backward */
+    float *w_pack;  /* a weight packed for lvd_vit_gemm (embed/vit_layers.h), repacked by every
+                       product, or lvd_vit_gemm_wgrad's scratch */
     int w_ready;    /* w_last and v_norm hold the values of the last forward */
 } lvd_head;
 

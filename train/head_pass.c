@@ -1,5 +1,4 @@
 /* The DINO head (train/head.h): lvd_head_forward and lvd_head_backward. */
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -10,28 +9,6 @@
 #include "train/train_simd.h"
 
 #define NORM_EPS 1e-12f /* F.normalize's eps for float32 */
-
-/* C (M, N) = op(A) op(B) + beta * C (row-major), as single-threaded sgemm calls on blocks of the
- * larger of M and N, one block per thread. */
-static void gemm(int threads, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K,
-                 const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
-{
-    int split_m = M >= N || M >= 8 * threads;
-#pragma omp parallel num_threads(threads)
-    {
-        int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        int len = split_m ? M : N;
-        int lo = (int)((int64_t)len * t / nt), hi = (int)((int64_t)len * (t + 1) / nt);
-        if (hi > lo && split_m)
-            cblas_sgemm(CblasRowMajor, ta, tb, hi - lo, N, K, 1.0f,
-                        A + (ta == CblasNoTrans ? (size_t)lo * (size_t)lda : (size_t)lo), lda, B,
-                        ldb, beta, C + (size_t)lo * (size_t)ldc, ldc);
-        else if (hi > lo)
-            cblas_sgemm(CblasRowMajor, ta, tb, M, hi - lo, K, 1.0f, A, lda,
-                        B + (tb == CblasNoTrans ? (size_t)lo : (size_t)lo * (size_t)ldb), ldb, beta,
-                        C + lo, ldc);
-    }
-}
 
 /* out (n, N) = in (n, K) @ the packed h->w_pack, rows split over the threads (each row's result
  * is independent of the split). */
@@ -146,14 +123,10 @@ int lvd_head_forward(lvd_head *h, lvd_head_acts *a, const float *x, int n, float
         return lvd_fail(err, "dino head: forward on %d rows (activations hold 0 to %d)", n,
                         a->max_rows);
     int threads = nthreads(h);
-    int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
     weight_norm(h, threads);
     a->n = n;
-    if (n == 0) {
-        openblas_set_num_threads(blas_threads);
+    if (n == 0)
         return 0;
-    }
     int H = c->hidden_dim, Bn = c->bottleneck_dim, K = c->out_dim, L = c->nlayers;
     memcpy(a->x, x, (size_t)n * (size_t)c->in_dim * sizeof *x);
     const float *in = a->x;
@@ -163,8 +136,8 @@ int lvd_head_forward(lvd_head *h, lvd_head_acts *a, const float *x, int n, float
         float *y = last ? a->z : a->pre + (size_t)i * (size_t)n * (size_t)H;
         float *act = last ? NULL : a->act + (size_t)i * (size_t)n * (size_t)H;
         const float *bias = c->mlp_bias ? h->params + h->b_off[i] : NULL;
-        gemm(threads, CblasNoTrans, CblasTrans, n, o, in_dim, in, in_dim, h->params + h->w_off[i],
-             in_dim, 0.0f, y, o);
+        lvd_vit_gemm_pack_t(h->w_pack, h->params + h->w_off[i], o, in_dim, in_dim, threads);
+        packed_rows(threads, h->w_pack, in, n, o, in_dim, y);
 #pragma omp parallel for num_threads(threads) schedule(static)
         for (int r = 0; r < n; r++)
             bias_gelu_row(y + (size_t)r * (size_t)o, act ? act + (size_t)r * (size_t)o : NULL, bias,
@@ -184,7 +157,6 @@ int lvd_head_forward(lvd_head *h, lvd_head_acts *a, const float *x, int n, float
     }
     lvd_vit_gemm_pack_t(h->w_pack, h->w_last, K, Bn, Bn, threads);
     packed_rows(threads, h->w_pack, a->u, n, K, Bn, out);
-    openblas_set_num_threads(blas_threads);
     return 0;
 }
 
@@ -218,10 +190,9 @@ int lvd_head_backward(lvd_head *h, const lvd_head_acts *a, const float *dout, fl
     if (n == 0)
         return 0;
     int threads = nthreads(h);
-    int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
     int H = c->hidden_dim, Bn = c->bottleneck_dim, K = c->out_dim, L = c->nlayers;
-    gemm(threads, CblasTrans, CblasNoTrans, K, Bn, n, dout, K, a->u, Bn, 0.0f, h->dw_last, Bn);
+    memset(h->dw_last, 0, (size_t)K * (size_t)Bn * sizeof *h->dw_last);
+    lvd_vit_gemm_wgrad(h->dw_last, dout, K, a->u, Bn, h->w_pack, n, Bn, K, threads);
     weight_norm_backward(h, grads, threads);
     float *dy = a->d0, *dnext = a->d1;
     lvd_vit_gemm_pack_n(h->w_pack, h->w_last, K, Bn, Bn, threads);
@@ -245,18 +216,16 @@ int lvd_head_backward(lvd_head *h, const lvd_head_acts *a, const float *dout, fl
         int o = i == L - 1 ? Bn : H, in_dim = i == 0 ? c->in_dim : H;
         const float *in = i == 0 ? a->x : a->act + (size_t)(i - 1) * (size_t)n * (size_t)H;
         const float *w = h->params + h->w_off[i];
-        gemm(threads, CblasTrans, CblasNoTrans, o, in_dim, n, dy, o, in, in_dim, 1.0f,
-             grads + h->w_off[i], in_dim);
+        lvd_vit_gemm_wgrad(grads + h->w_off[i], dy, o, in, in_dim, h->w_pack, n, in_dim, o,
+                           threads);
         if (c->mlp_bias)
             colsum_add(grads + h->b_off[i], dy, n, o, threads);
-        if (i == 0) {
-            if (dx)
-                gemm(threads, CblasNoTrans, CblasNoTrans, n, in_dim, o, dy, o, w, in_dim, 0.0f, dx,
-                     in_dim);
+        if (i == 0 && !dx)
             break;
-        }
-        gemm(threads, CblasNoTrans, CblasNoTrans, n, in_dim, o, dy, o, w, in_dim, 0.0f, dnext,
-             in_dim);
+        lvd_vit_gemm_pack_n(h->w_pack, w, o, in_dim, in_dim, threads);
+        packed_rows(threads, h->w_pack, dy, n, in_dim, o, i == 0 ? dx : dnext);
+        if (i == 0)
+            break;
         const float *pre = a->pre + (size_t)(i - 1) * (size_t)n * (size_t)H;
 #pragma omp parallel for num_threads(threads) schedule(static)
         for (int r = 0; r < n; r++)
@@ -265,6 +234,5 @@ int lvd_head_backward(lvd_head *h, const lvd_head_acts *a, const float *dout, fl
         dy = dnext;
         dnext = t;
     }
-    openblas_set_num_threads(blas_threads);
     return 0;
 }

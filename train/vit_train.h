@@ -167,6 +167,7 @@ typedef struct lvd_vit_pass {
     float *datty;   /* (B, T, D) */
     float *dfch;    /* (B, T, F1) */
     float *dtok;    /* (T, D) gradient summed over the images, per token */
+    float *wgs;     /* weight-gradient scratch of the packed kernel, for the largest Linear */
     /* Kept rows (lvd_vit_pass_keep) */
     uint8_t *keep; /* (B, T) nonzero: the row's final output is wanted */
     int keep_all;  /* 1: every row is wanted (the default) */

@@ -89,13 +89,13 @@ static void block_backward_kept(lvd_vit_train *m, lvd_vit_pass *p, int l, int th
                              p->iota, n, 1, D, threads);
     /* fc2's input gradient first, so that one pass recomputes the activation and applies its
      * derivative; then fc2's weight gradient from the recomputed activation. */
-    vt_matmul_backward_packed(p->dfch, f1, NULL, NULL, p->dbr, D, p->act, hid, pk->fc2_n, n, hid, D,
-                              threads);
+    vt_matmul_backward_packed(p->dfch, f1, NULL, NULL, p->dbr, D, p->act, hid, pk->fc2_n, NULL, n,
+                              hid, D, threads);
     vt_ffn_act_both(p->act, p->dfch, fch, n, hid, swiglu, threads);
-    vt_matmul_backward_packed(NULL, 0, gb->fc2_w, gb->fc2_b, p->dbr, D, p->act, hid, NULL, n, hid,
-                              D, threads);
+    vt_matmul_backward_packed(NULL, 0, gb->fc2_w, gb->fc2_b, p->dbr, D, p->act, hid, NULL, p->wgs,
+                              n, hid, D, threads);
     vt_matmul_backward_packed(p->dln, D, gb->fc1_w, gb->fc1_b, p->dfch, f1, slice(p->ln2, l, btd),
-                              D, pk->fc1_n, n, D, f1, threads);
+                              D, pk->fc1_n, p->wgs, n, D, f1, threads);
     vt_layernorm_backward_sub(p->dcmp, gb->norm2_w, gb->norm2_b, p->dln, x1,
                               slice(p->ln2_mean, l, bt), slice(p->ln2_rstd, l, bt), bl->norm2_w,
                               p->iota, n, 1, D, threads);
@@ -104,13 +104,14 @@ static void block_backward_kept(lvd_vit_train *m, lvd_vit_pass *p, int l, int th
     vt_residual_backward_sub(p->dbr, gb->ls1, p->dcmp, slice(p->attn_out, l, btd), bl->ls1, 1.0f,
                              p->iota, n, 1, D, threads);
     vt_matmul_backward_packed(p->datty, D, gb->proj_w, gb->proj_b, p->dbr, D, atty, D, pk->proj_n,
-                              n, D, D, threads);
+                              p->wgs, n, D, D, threads);
     /* Rows that are no query get no q gradient. */
     memset(p->dqkv, 0, sizeof(float) * 3 * btd);
     vt_attention_backward(p->dqkv, p->datty, qkv, atty, slice(p->lse, l, bt * in->heads), p->att,
                           p->kq, p->kq_off, B, T, D, in->heads, threads);
     vt_matmul_backward_packed(p->dln, D, gb->qkv_w, gb->qkv_b, p->dqkv, 3 * D,
-                              slice(p->ln1, l, btd), D, pk->qkv_n, B * T, D, 3 * D, threads);
+                              slice(p->ln1, l, btd), D, pk->qkv_n, p->wgs, B * T, D, 3 * D,
+                              threads);
     /* The residual path carries the wanted rows' gradient to the block input. */
     memset(p->dres, 0, sizeof(float) * btd);
     for (int j = 0; j < n; j++) {
@@ -141,13 +142,13 @@ static void block_backward(lvd_vit_train *m, lvd_vit_pass *p, int l, int threads
                              sub, n, T, D, threads);
     /* fc2's input gradient first, so that one pass recomputes the activation and applies its
      * derivative; then fc2's weight gradient from the recomputed activation. */
-    vt_matmul_backward_packed(p->dfch, f1, NULL, NULL, p->dbr, D, p->act, hid, pk->fc2_n, rows, hid,
-                              D, threads);
+    vt_matmul_backward_packed(p->dfch, f1, NULL, NULL, p->dbr, D, p->act, hid, pk->fc2_n, NULL,
+                              rows, hid, D, threads);
     vt_ffn_act_both(p->act, p->dfch, fch, rows, hid, swiglu, threads);
-    vt_matmul_backward_packed(NULL, 0, gb->fc2_w, gb->fc2_b, p->dbr, D, p->act, hid, NULL, rows,
-                              hid, D, threads);
+    vt_matmul_backward_packed(NULL, 0, gb->fc2_w, gb->fc2_b, p->dbr, D, p->act, hid, NULL, p->wgs,
+                              rows, hid, D, threads);
     vt_matmul_backward_packed(p->dln, D, gb->fc1_w, gb->fc1_b, p->dfch, f1, slice(p->ln2, l, btd),
-                              D, pk->fc1_n, rows, D, f1, threads);
+                              D, pk->fc1_n, p->wgs, rows, D, f1, threads);
     vt_layernorm_backward_sub(p->dres, gb->norm2_w, gb->norm2_b, p->dln, resid(p, 2 * l + 1),
                               slice(p->ln2_mean, l, bt), slice(p->ln2_rstd, l, bt), bl->norm2_w,
                               sub, n, T, D, threads);
@@ -161,11 +162,11 @@ static void block_backward(lvd_vit_train *m, lvd_vit_pass *p, int l, int threads
     vt_residual_backward_sub(p->dbr, gb->ls1, p->dres, slice(p->attn_out, l, btd), bl->ls1, scale,
                              sub, n, T, D, threads);
     vt_matmul_backward_packed(p->datty, D, gb->proj_w, gb->proj_b, p->dbr, D, atty, D, pk->proj_n,
-                              rows, D, D, threads);
+                              p->wgs, rows, D, D, threads);
     vt_attention_backward(p->dqkv, p->datty, qkv, atty, slice(p->lse, l, bt * in->heads), p->att,
                           NULL, NULL, n, T, D, in->heads, threads);
     vt_matmul_backward_packed(p->dln, D, gb->qkv_w, gb->qkv_b, p->dqkv, 3 * D,
-                              slice(p->ln1, l, btd), D, pk->qkv_n, rows, D, 3 * D, threads);
+                              slice(p->ln1, l, btd), D, pk->qkv_n, p->wgs, rows, D, 3 * D, threads);
     vt_layernorm_backward_sub(p->dres, gb->norm1_w, gb->norm1_b, p->dln, resid(p, 2 * l),
                               slice(p->ln1_mean, l, bt), slice(p->ln1_rstd, l, bt), bl->norm1_w,
                               sub, n, T, D, threads);

@@ -74,10 +74,12 @@ void vt_matmul_backward(float *dinp, int ldi, float *dw, float *db, const float 
                         const float *inp, int lda, const float *w, int BT, int C, int OC,
                         int threads);
 
-/* vt_matmul_backward with w packed by lvd_vit_gemm_pack_n (wn) for the input gradient. */
+/* vt_matmul_backward with w packed by lvd_vit_gemm_pack_n (wn) for the input gradient and the
+ * weight gradient on the packed kernel in ws (lvd_vit_gemm_wgrad_scratch(C, OC) floats; NULL when
+ * dw is NULL). */
 void vt_matmul_backward_packed(float *dinp, int ldi, float *dw, float *db, const float *dout,
-                               int ldo, const float *inp, int lda, const float *wn, int BT, int C,
-                               int OC, int threads);
+                               int ldo, const float *inp, int lda, const float *wn, float *ws,
+                               int BT, int C, int OC, int threads);
 
 /* LayerNorm over a subset of images: for j < n, t < T, row j * T + t of out (mean, rstd) is the
  * norm of row sub[j] * T + t of x. */

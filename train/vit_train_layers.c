@@ -2,8 +2,8 @@
  * forward variants that keep what the backward needs or run on a subset of images (stochastic
  * depth). Forward products, input gradients and attention run on the packed kernel of
  * embed/vit_layers.h (weights packed once per call, activations read in place), split by rows
- * over the OpenMP threads; weight gradients are single-threaded OpenBLAS sgemm calls on blocks
- * of output rows (so no thread reduces another's partial sums). Column sums (bias, LayerNorm,
+ * over the OpenMP threads; weight gradients too (lvd_vit_gemm_wgrad, blocks of output rows, so
+ * no thread reduces another's partial sums). Column sums (bias, LayerNorm,
  * LayerScale gradients) are split by column blocks and add rows in order, so they do not depend on
  * the thread count. */
 #include <cblas.h>
@@ -38,11 +38,15 @@ VT_SIMD static void add_to(float *acc, const float *row, int n)
     }
 }
 
-/* The backward of a Linear with w as stored (w) or packed (wn, used when not NULL). */
+/* The backward of a Linear with w as stored (w) or packed (wn, used when not NULL); the weight
+ * gradient on the packed kernel when ws is not NULL, else on sgemm. */
 static void matmul_backward(float *dinp, int ldi, float *dw, float *db, const float *dout, int ldo,
-                            const float *inp, int lda, const float *w, const float *wn, int BT,
-                            int C, int OC, int threads)
+                            const float *inp, int lda, const float *w, const float *wn, float *ws,
+                            int BT, int C, int OC, int threads)
 {
+    if (dw && ws) {
+        lvd_vit_gemm_wgrad(dw, dout, ldo, inp, lda, ws, BT, C, OC, threads);
+    }
 #pragma omp parallel num_threads(threads)
     {
         int nt = omp_get_num_threads(), t = omp_get_thread_num(), lo, hi;
@@ -55,7 +59,7 @@ static void matmul_backward(float *dinp, int ldi, float *dw, float *db, const fl
                         dout + (size_t)lo * ldo, ldo, w, C, 0.0f, dinp + (size_t)lo * ldi, ldi);
         }
         split(OC, t, nt, &lo, &hi);
-        if (dw && hi > lo) {
+        if (dw && !ws && hi > lo) {
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hi - lo, C, BT, 1.0f, dout + lo,
                         ldo, inp, lda, 1.0f, dw + (size_t)lo * C, C);
         }
@@ -77,14 +81,14 @@ void vt_matmul_backward(float *dinp, int ldi, float *dw, float *db, const float 
                         const float *inp, int lda, const float *w, int BT, int C, int OC,
                         int threads)
 {
-    matmul_backward(dinp, ldi, dw, db, dout, ldo, inp, lda, w, NULL, BT, C, OC, threads);
+    matmul_backward(dinp, ldi, dw, db, dout, ldo, inp, lda, w, NULL, NULL, BT, C, OC, threads);
 }
 
 void vt_matmul_backward_packed(float *dinp, int ldi, float *dw, float *db, const float *dout,
-                               int ldo, const float *inp, int lda, const float *wn, int BT, int C,
-                               int OC, int threads)
+                               int ldo, const float *inp, int lda, const float *wn, float *ws,
+                               int BT, int C, int OC, int threads)
 {
-    matmul_backward(dinp, ldi, dw, db, dout, ldo, inp, lda, NULL, wn, BT, C, OC, threads);
+    matmul_backward(dinp, ldi, dw, db, dout, ldo, inp, lda, NULL, wn, ws, BT, C, OC, threads);
 }
 
 void vt_matmul_forward(float *out, const float *inp, int lda, const float *wt, const float *bias,

@@ -68,6 +68,10 @@ int lvd_vit_pass_create(const lvd_vit_train *m, int B, int H, int W, int grad, l
     double D = a->dim, T = p->T, N = p->N, L = p->L, BT = (double)B * T;
     double hid = a->ffn_hidden, F1 = a->ffn == LVD_VIT_SWIGLU ? 2 * hid : hid;
     double K = 3.0 * P * P, depth = a->depth, g = p->grad;
+    int d = a->dim, f1 = (int)F1;
+    size_t wq = lvd_vit_gemm_wgrad_scratch(d, 3 * d), w1 = lvd_vit_gemm_wgrad_scratch(d, f1);
+    size_t w2 = lvd_vit_gemm_wgrad_scratch(a->ffn_hidden, d), wgs = wq > w1 ? wq : w1;
+    wgs = wgs > w2 ? wgs : w2; /* the projection's (d, d) is the smallest */
     slot s[] = {
         {(void **)&p->mask, B * N, 1},
         {(void **)&p->cols, B * N * K, sizeof(float)},
@@ -105,6 +109,7 @@ int lvd_vit_pass_create(const lvd_vit_train *m, int B, int H, int W, int grad, l
         {(void **)&p->datty, g * BT * D, sizeof(float)},
         {(void **)&p->dfch, g * BT * F1, sizeof(float)},
         {(void **)&p->dtok, g * T * D, sizeof(float)},
+        {(void **)&p->wgs, g * (double)wgs, sizeof(float)},
         {(void **)&p->keep, BT, 1},
         {(void **)&p->kq, BT, sizeof(int)},
         {(void **)&p->kq_off, B + 1.0, sizeof(int)},
