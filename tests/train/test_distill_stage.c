@@ -1,8 +1,8 @@
-/* lvd-distill end to end (train/train_stage.h's stage with train/distill.h) on a manifest that
- * lvd-fetch builds from 28 x 28 grayscale PNGs: a teacher pretrained by lvd-train (dim 64,
- * 2 blocks, separate iBOT head) distilled into a 1-block student by its heads (rows of
- * v_train_steps, the run of stage distill, the exported output model loaded by lvd_vit_load and
- * registered by --register, its heads file usable as a teacher again), a run stopped with
+/* lvd-distill end to end (train/stage/train_stage.h's stage with train/distill.h) on a manifest
+ * that lvd-fetch builds from 28 x 28 grayscale PNGs: a teacher pretrained by lvd-train (dim 64, 2
+ * blocks, separate iBOT head) distilled into a 1-block student by its heads (rows of v_train_steps,
+ * the run of stage distill, the exported output model loaded by lvd_vit_load and registered by
+ * --register, its heads file usable as a teacher again), a run stopped with
  * --stop-at and resumed that ends bitwise equal to the straight one, feature distillation of
  * the same teacher's backbone alone (no heads file, head columns NULL), --ibot-masks (iBOT rows
  * of the loader's masks), a checkpoint of another

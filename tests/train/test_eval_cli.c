@@ -20,8 +20,8 @@
 #include "embed/model_registry.h"
 #include "index/index.h"
 #include "tests/stages/stages_test.h"
-#include "train/eval.h"
-#include "train/eval_data.h"
+#include "train/eval/eval.h"
+#include "train/eval/eval_data.h"
 
 enum { T_FETCH, T_MODEL, T_EMBED, T_EVAL, T_COUNT };
 static const char *tool[T_COUNT];

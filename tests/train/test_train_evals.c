@@ -1,15 +1,15 @@
-/* k-NN during training (lvd-train --eval-train / --eval-test / --eval-every, train/train_stage.h;
- * rows in v_train_evals, migration 8): on a manifest of two labelled sources that lvd-fetch
- * builds from 28 x 28 grayscale PNGs (three classes of distinct patterns), a tiny ViT trained
- * 12 steps with an evaluation every 4 steps writes the rows of steps 4, 8 and 12 (k, setting,
- * bank and test counts, growing training seconds), its last score equals lvd-eval knn's on the
- * registered teacher (the same protocol), and the evaluations leave the training bitwise as it
- * is without them. A run stopped at step 6 (--stop-at) evaluates at its end; a row planted past
- * its checkpoint is replaced when the rerun resumes, the rows up to the checkpoint are kept,
- * and the resumed training scores as the straight one. Bad usage is refused. The fmnist
- * preset's recipe (train/train_stage.h) reaches the plan, explicit options override it, and the
- * other presets keep the reference's defaults.
- * Usage: test_train_evals LVD-TRAIN LVD-FETCH LVD-EVAL. */
+/* k-NN during training (lvd-train --eval-train / --eval-test / --eval-every,
+ * train/stage/train_stage.h; rows in v_train_evals, migration 8): on a manifest of two labelled
+ * sources that lvd-fetch builds from 28 x 28 grayscale PNGs (three classes of distinct patterns), a
+ * tiny ViT trained 12 steps with an evaluation every 4 steps writes the rows of steps 4, 8 and 12
+ * (k, setting, bank and test counts, growing training seconds), its last score equals lvd-eval
+ * knn's on the registered teacher (the same protocol), and the evaluations leave the training
+ * bitwise as it is without them. A run stopped at step 6 (--stop-at) evaluates at its end; a row
+ * planted past its checkpoint is replaced when the rerun resumes, the rows up to the checkpoint are
+ * kept, and the resumed training scores as the straight one. Bad usage is refused. The fmnist
+ * preset's recipe (train/stage/train_stage.h) reaches the plan, explicit options override it, and
+ * the other presets keep the reference's defaults. Usage: test_train_evals LVD-TRAIN LVD-FETCH
+ * LVD-EVAL. */
 #include <math.h>
 #include <sqlite3.h>
 #include <stdarg.h>

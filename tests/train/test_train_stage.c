@@ -1,4 +1,4 @@
-/* lvd-train end to end (train/train_stage.h) on a manifest that lvd-fetch builds from 28 x 28
+/* lvd-train end to end (train/stage/train_stage.h) on a manifest that lvd-fetch builds from 28 x 28
  * grayscale PNGs, with a tiny ViT (dim 64, depth 2, patch 4, stochastic depth, separate iBOT
  * head): a straight run of 40 steps (rows of v_train_steps, the run record, the exported teacher
  * loaded by lvd_vit_load and registered through --register and lvd-model add, the heads file);

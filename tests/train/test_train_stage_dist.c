@@ -1,5 +1,5 @@
-/* lvd-train and lvd-distill under `mpirun -np 2` (train/train_stage.h, data-parallel runs) on a
- * manifest lvd-fetch builds from 28 x 28 PNGs, with a tiny ViT:
+/* lvd-train and lvd-distill under `mpirun -np 2` (train/stage/train_stage.h, data-parallel runs) on
+ * a manifest lvd-fetch builds from 28 x 28 PNGs, with a tiny ViT:
  *  - 2 ranks against one process on the same global batch (8), 3 steps, KoLeo and stochastic
  *    depth off (both per rank in the reference, see train/ssl_dist.h), Sinkhorn-Knopp targets:
  *    every tensor of the checkpoints (students, EMA teachers, AdamW moments, centers) within
