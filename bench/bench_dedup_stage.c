@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/bench_child.h"
 #include "bench/planted.h"
 #include "store/manifest.h"
 #include "store/npy.h"
@@ -45,25 +46,6 @@ typedef struct config {
     int d, check_full, keep;
     char dir[512], db[600];
 } config;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void print_load(const char *when)
-{
-    char buf[128] = "?";
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (!fgets(buf, sizeof buf, f))
-            snprintf(buf, sizeof buf, "?\n");
-        fclose(f);
-    }
-    printf("load average %s: %s", when, buf);
-}
 
 /* Pool row i is in the second batch. */
 static int is_new(const config *c, int64_t i)
@@ -83,35 +65,19 @@ static int run_child(const config *c, const char *what, char *const argv[], doub
 {
     char out[700];
     snprintf(out, sizeof out, "%s/last.out", c->dir);
-    fflush(stdout);
-    double t0 = now();
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0)
-            dup2(fd, 1);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    int status = 0;
-    struct rusage ru;
-    if (pid < 0 || wait4(pid, &status, 0, &ru) != pid)
-        return -1;
-    double t = now() - t0;
+    bench_child r;
+    bench_run_child(argv, out, 0, &r);
     if (wall)
-        *wall = t;
-    double cpu = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
-                 (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+        *wall = r.wall;
     char line[1024] = "", last[1024] = "";
     FILE *f = fopen(out, "r");
     while (f && fgets(line, sizeof line, f))
         snprintf(last, sizeof last, "%s", line);
     if (f)
         fclose(f);
-    printf("%-28s %8.1f s wall %8.1f s CPU  peak RSS %6.0f MiB  exit %d\n    %s", what, t, cpu,
-           (double)ru.ru_maxrss / 1024.0, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-           last[0] ? last : "(no output)\n");
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    printf("%-28s %8.1f s wall %8.1f s CPU  peak RSS %6.0f MiB  exit %d\n    %s", what, r.wall,
+           r.cpu, r.rss_mib, r.status, last[0] ? last : "(no output)\n");
+    return r.status;
 }
 
 static int exec_sql(sqlite3 *db, const char *sql)
@@ -329,7 +295,7 @@ static int report_exact(const config *c, const float *x, const int64_t *comp)
         rows[j] = (j * (c->n / q) + (j % 5)) % c->n; /* every residue mod 5: copies and parents */
         memcpy(qx + (size_t)j * c->d, x + (size_t)rows[j] * c->d, (size_t)c->d * sizeof *qx);
     }
-    double t0 = now();
+    double t0 = lvd_kit_now();
     for (int64_t b0 = 0; b0 < c->n; b0 += block) {
         int64_t nb = c->n - b0 < block ? c->n - b0 : block;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)q, (int)nb, c->d, 1.0f, qx, c->d,
@@ -353,7 +319,7 @@ static int report_exact(const config *c, const float *x, const int64_t *comp)
     }
     printf("exact search of %lld sample rows (%.1f s): %lld neighbours above %.2f (%lld rows with "
            "more than k), %lld of them planted copies\n",
-           (long long)q, now() - t0, (long long)edges, THRESHOLD, (long long)capped,
+           (long long)q, lvd_kit_now() - t0, (long long)edges, THRESHOLD, (long long)capped,
            (long long)planted);
     printf("recall against exact search: planted copies %lld / %lld (%.3f%%), all neighbours "
            "%lld / %lld (%.3f%%)\n",
@@ -402,7 +368,7 @@ static void report_eval(const config *c)
 
 static int run(config *c)
 {
-    print_load("at start");
+    bench_print_load("at start");
     printf("pool %lld x %d (second batch %lld), eval %lld, seeds %lld, in %s\n", (long long)c->n,
            c->d, (long long)c->n_new, (long long)c->n_eval, (long long)c->n_seeds, c->dir);
     float *x = malloc((size_t)c->n * c->d * sizeof *x);
@@ -411,10 +377,10 @@ static int run(config *c)
         fprintf(stderr, "bench: out of memory for %lld rows\n", (long long)c->n);
         return -1;
     }
-    double t0 = now();
+    double t0 = lvd_kit_now();
     if (make_manifest(c) || write_embeddings(c, x))
         return -1;
-    printf("manifest rows and .npy files written in %.1f s\n", now() - t0);
+    printf("manifest rows and .npy files written in %.1f s\n", lvd_kit_now() - t0);
     if (import(c, "base", "lvd-embed --import (first)") ||
         dedup(c, NULL, "lvd-dedup (first batch)") ||
         import(c, "new", "lvd-embed --import (second)") ||
@@ -441,7 +407,7 @@ static int run(config *c)
     struct stat st;
     if (stat(c->db, &st) == 0)
         printf("manifest %.0f MiB\n", (double)st.st_size / 1048576.0);
-    print_load("at end");
+    bench_print_load("at end");
     free(x);
     free(comp);
     return 0;

@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench/bench_child.h"
 #include "curate/stages/embed_stage.h"
 #include "image/image.h"
 #include "kit/kit.h"
@@ -201,19 +202,6 @@ static rate end_to_end(const char *db, const char *model)
 
 /* ---- --mpi: `mpirun -np 2 lvd-embed --threads 1` against `lvd-embed --threads 2` ---------- */
 
-/* The load average (first field of /proc/loadavg), as `uptime` shows it. */
-static void print_load(const char *when)
-{
-    char line[128] = "?";
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (!fgets(line, sizeof line, f))
-            snprintf(line, sizeof line, "?\n");
-        fclose(f);
-    }
-    printf("load average %s: %s", when, line);
-}
-
 /* Runs argv with stderr to log; returns the img/s of lvd-embed's summary line ("N images
  * embedded in S s"), the whole command's wall seconds in *wall. */
 static double timed_embed(char *const argv[], const char *log, int images, double *wall)
@@ -296,7 +284,7 @@ static int bench_mpi(const char *fetch, const char *mpirun, const char *embed, i
     setenv("OMP_WAIT_POLICY", "passive", 0);
     printf("%d photos of about 500x375 in %lld shards, ViT-S/14 random, 256 / 224, batch %d\n",
            images, shards, BATCH);
-    print_load("before");
+    bench_print_load("before");
     double one[ROUNDS], mpi[ROUNDS], one_wall[ROUNDS], mpi_wall[ROUNDS];
     char batch[16];
     snprintf(batch, sizeof batch, "%d", BATCH);
@@ -329,7 +317,7 @@ static int bench_mpi(const char *fetch, const char *mpirun, const char *embed, i
                r, one[r], one_wall[r], mpi[r], mpi_wall[r]);
         fflush(stdout);
     }
-    print_load("after");
+    bench_print_load("after");
     qsort(one, ROUNDS, sizeof *one, cmp_double);
     qsort(mpi, ROUNDS, sizeof *mpi, cmp_double);
     printf("median: one process %.2f img/s, 2 ranks %.2f img/s: %.1f%% (target >= 90%%)\n",

@@ -67,7 +67,7 @@ static int make_dataset(const char *dir, int n)
             if (lvd_image_encode_jpeg(&crop, 90, &jpg, &len, &err) != 0)
                 return -1;
             snprintf(path, sizeof path, "%s/%s_%05d.jpg", dir, photos[p], written++);
-            test_write_file(path, jpg, len);
+            check_write_file(path, jpg, len);
             free(jpg);
         }
         free(rgb);
@@ -91,7 +91,7 @@ static void measure(const char *label, const char *exe, const char *dir, const c
                     "512",        "--no-progress",  (char *)input,
                     NULL};
     double t0 = now_s();
-    pid_t pid = test_spawn(argv, log);
+    pid_t pid = check_spawn(CHECK_LOG_APPEND, argv, log);
     int status;
     struct rusage ru;
     if (wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
@@ -121,7 +121,7 @@ int main(int argc, char **argv)
     }
     int n = argc > 4 ? atoi(argv[4]) : 2000;
     const char *threads = argc > 5 ? argv[5] : "1";
-    char *dir = test_tmpdir();
+    char *dir = check_tmpdir("lvd-fetch-test");
     char data[600];
     snprintf(data, sizeof data, "%s/data", dir);
     mkdir(data, 0755);
@@ -152,7 +152,7 @@ int main(int argc, char **argv)
         measure("local HTTP server", argv[1], dir, "http", list, threads, "32", n);
     test_server_stop(&server);
 
-    test_rmtree(dir);
+    check_rmtree(dir);
     free(dir);
     return 0;
 }

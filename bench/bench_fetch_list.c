@@ -20,28 +20,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/bench_child.h"
 #include "image/image.h"
 
 #define SIDE 48
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void print_load(const char *when)
-{
-    char buf[128] = "?\n";
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (!fgets(buf, sizeof buf, f))
-            snprintf(buf, sizeof buf, "?\n");
-        fclose(f);
-    }
-    printf("load average %s: %s", when, buf);
-}
 
 static void image_path(char *out, size_t size, const char *dir, int64_t k)
 {
@@ -142,31 +124,13 @@ static int fetch(const char *exe, const char *dir, const char *name, const char 
     snprintf(log, sizeof log, "%s/%s.log", dir, name);
     char *argv[] = {(char *)exe, "--db",          db,           "--source", "web", "--out",
                     out,         "--no-progress", (char *)list, NULL};
-    fflush(stdout);
-    double t0 = now();
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        execv(exe, argv);
-        _exit(127);
-    }
-    int status;
-    struct rusage ru;
-    if (pid < 0 || wait4(pid, &status, 0, &ru) != pid)
-        return -1;
-    double wall = now() - t0;
-    double cpu = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
-                 (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
-    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    bench_child r;
+    bench_run_child(argv, log, 1, &r);
     printf("lvd-fetch, %8lld lines: %7.1f s wall, %7.1f s CPU, %7.0f lines/s, peak RSS %6.1f MiB, "
            "exit %d\n",
-           (long long)lines, wall, cpu, (double)lines / wall, (double)ru.ru_maxrss / 1024.0, code);
+           (long long)lines, r.wall, r.cpu, (double)lines / r.wall, r.rss_mib, r.status);
     print_status(db);
-    return code == 0 ? 0 : -1;
+    return r.status == 0 ? 0 : -1;
 }
 
 int main(int argc, char **argv)
@@ -202,23 +166,24 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench: %s: %s (give a new folder)\n", dir, strerror(errno));
         return 1;
     }
-    print_load("at start");
+    bench_print_load("at start");
     char img[600], small[600], full[600];
     snprintf(img, sizeof img, "%s/img", dir);
     snprintf(small, sizeof small, "%s/tenth.txt", dir);
     snprintf(full, sizeof full, "%s/all.txt", dir);
-    double t0 = now();
+    double t0 = lvd_kit_now();
     int rc = mkdir(img, 0755) != 0 || write_images(dir, lines) ||
                      write_list(dir, small, lines / 10) || write_list(dir, full, lines)
                  ? -1
                  : 0;
     if (rc == 0)
-        printf("%lld images and the lists written in %.1f s\n", (long long)lines, now() - t0);
+        printf("%lld images and the lists written in %.1f s\n", (long long)lines,
+               lvd_kit_now() - t0);
     if (rc == 0)
         rc = fetch(argv[optind], dir, "tenth", small, lines / 10);
     if (rc == 0)
         rc = fetch(argv[optind], dir, "all", full, lines);
-    print_load("at end");
+    bench_print_load("at end");
     if (!keep) {
         char cmd[700];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

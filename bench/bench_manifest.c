@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/bench_child.h"
 #include "store/manifest.h"
 #include "tests/index/synth.h"
 
@@ -35,25 +36,6 @@ typedef struct config {
     int images_only, keep, reuse;
     char dir[512], db[600];
 } config;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void print_load(const char *when)
-{
-    char buf[128] = "?\n";
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (!fgets(buf, sizeof buf, f))
-            snprintf(buf, sizeof buf, "?\n");
-        fclose(f);
-    }
-    printf("load average %s: %s", when, buf);
-}
 
 /* What row id looks like: a pure function of the id, so lookups can name random rows. */
 typedef struct image_row {
@@ -259,22 +241,22 @@ static int build(const config *c)
         }
         sqlite3_finalize(sh);
     }
-    double t0 = now();
+    double t0 = lvd_kit_now();
     if (rc == 0)
         rc = insert_images(db, c->rows);
-    double t1 = now();
+    double t1 = lvd_kit_now();
     if (rc == 0)
         printf("images: %lld rows in %.1f s (%.0f rows/s, counting triggers included)\n",
                (long long)c->rows, t1 - t0, (double)c->rows / (t1 - t0));
     if (rc == 0 && !c->images_only) {
         rc = insert_stages(db, c->rows);
-        printf("embeddings, dedup and curated rows in %.1f s\n", now() - t1);
+        printf("embeddings, dedup and curated rows in %.1f s\n", lvd_kit_now() - t1);
     }
-    double t2 = now();
+    double t2 = lvd_kit_now();
     if (rc == 0)
         rc = exec_sql(db, "COMMIT; PRAGMA journal_mode = WAL;");
     if (rc == 0)
-        printf("commit %.1f s\n", now() - t2);
+        printf("commit %.1f s\n", lvd_kit_now() - t2);
     sqlite3_close(db);
     return rc;
 }
@@ -311,34 +293,23 @@ static double time_status(const config *c)
 {
     char out[700];
     snprintf(out, sizeof out, "%s/status.out", c->dir);
-    double t0 = now();
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0)
-            dup2(fd, 1);
-        execl(c->status_tool, c->status_tool, "--db", c->db, (char *)NULL);
-        _exit(127);
-    }
-    int status;
-    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
-        WEXITSTATUS(status) != 0)
-        return -1;
-    return now() - t0;
+    char *argv[] = {(char *)c->status_tool, "--db", (char *)c->db, NULL};
+    bench_child r;
+    return bench_run_child(argv, out, 0, &r) == 0 ? r.wall : -1;
 }
 
 /* Seconds to run sql to completion (every row stepped). */
 static double time_query(sqlite3 *db, const char *sql, int64_t *rows)
 {
     sqlite3_stmt *st;
-    double t0 = now();
+    double t0 = lvd_kit_now();
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
         return -1;
     *rows = 0;
     while (sqlite3_step(st) == SQLITE_ROW)
         (*rows)++;
     sqlite3_finalize(st);
-    return now() - t0;
+    return lvd_kit_now() - t0;
 }
 
 static void print_plan(sqlite3 *db, const char *sql)
@@ -381,7 +352,7 @@ static void time_lookups(sqlite3 *db, const config *c, const char *name, const c
         image_of(id, &r);
         while (r.status != 0 && id < c->rows)
             image_of(++id, &r);
-        double t0 = now();
+        double t0 = lvd_kit_now();
         if (what == 0)
             sqlite3_bind_int64(st, 1, id);
         else if (what == 1)
@@ -396,7 +367,7 @@ static void time_lookups(sqlite3 *db, const config *c, const char *name, const c
         while (sqlite3_step(st) == SQLITE_ROW)
             found++;
         sqlite3_reset(st);
-        times[q] = now() - t0;
+        times[q] = lvd_kit_now() - t0;
         total += times[q];
     }
     sqlite3_finalize(st);
@@ -493,9 +464,9 @@ int main(int argc, char **argv)
                 c.db);
         return 1;
     }
-    print_load("at start");
+    bench_print_load("at start");
     int rc = (!c.reuse && build(&c)) || measure(&c) ? 1 : 0;
-    print_load("at end");
+    bench_print_load("at end");
     if (!c.keep) {
         char cmd[700];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", c.dir);

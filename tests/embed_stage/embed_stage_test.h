@@ -1,4 +1,4 @@
-/* Helpers for the embed stage tests: temporary folders, running the lvd tools, SQL on the
+/* Helpers for the embed stage tests (besides tests/check_run.h's folders and children): SQL on the
  * manifest, small JPEGs made from the mate-backgrounds photos, and the consistency check of a
  * model's embeddings. */
 #ifndef LVD_TESTS_EMBED_STAGE_EMBED_STAGE_TEST_H
@@ -19,7 +19,7 @@
 
 #include "image/image.h"
 #include "store/tensors.h"
-#include "tests/check.h"
+#include "tests/check_run.h"
 
 #define MATE "/usr/share/backgrounds/mate"
 
@@ -37,68 +37,12 @@ static inline tools test_tools(int argc, char **argv)
     return (tools){argv[1], argv[2], argv[3]};
 }
 
-static inline char *test_tmpdir(void)
-{
-    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/lvd-stage-test-XXXXXX", base);
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        exit(1);
-    }
-    return strdup(dir);
-}
-
-static inline void test_rmtree(const char *dir)
-{
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
-}
-
 static inline void test_mkdir(const char *path)
 {
     if (mkdir(path, 0755) != 0) {
         perror(path);
         exit(1);
     }
-}
-
-/* Starts argv (NULL-terminated) with stderr appended to log (NULL: inherited); returns the pid. */
-static inline pid_t test_spawn(char *const argv[], const char *log)
-{
-    fflush(stdout); /* the child's freopen would write the parent's pending output again */
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("fork");
-        exit(1);
-    }
-    if (pid == 0) {
-        if (log && (!freopen(log, "w", stderr) || !freopen("/dev/null", "w", stdout)))
-            _exit(127);
-        execv(argv[0], argv);
-        perror(argv[0]);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* Runs exe with the arguments after log (NULL-terminated), stderr to log; returns the status. */
-static inline int test_run(const char *exe, const char *log, ...)
-{
-    char *argv[64];
-    int n = 0;
-    argv[n++] = (char *)exe;
-    va_list ap;
-    va_start(ap, log);
-    char *a;
-    while (n < 63 && (a = va_arg(ap, char *)) != NULL)
-        argv[n++] = a;
-    va_end(ap);
-    argv[n] = NULL;
-    return check_wait(test_spawn(argv, log));
 }
 
 /* 1 when the file at path contains needle. */
@@ -125,21 +69,10 @@ static inline void test_print_file(const char *path)
     fclose(f);
 }
 
-static inline sqlite3 *test_db_open(const char *path)
-{
-    sqlite3 *db;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        fprintf(stderr, "%s: %s\n", path, sqlite3_errmsg(db));
-        exit(1);
-    }
-    sqlite3_busy_timeout(db, 60000);
-    return db;
-}
-
 /* The first column of the first row of a query returning an integer; -1 on error. */
 static inline long long test_sql_int(const char *dbpath, const char *sql)
 {
-    sqlite3 *db = test_db_open(dbpath);
+    sqlite3 *db = check_db_open(dbpath);
     sqlite3_stmt *st;
     long long v = -1;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
@@ -255,7 +188,7 @@ static inline float *test_load_rows(const char *db_path, const char *model, int 
     float *rows = malloc((size_t)(n_images + 1) * dim * sizeof *rows);
     for (size_t i = 0; i < (size_t)(n_images + 1) * dim; i++)
         rows[i] = NAN;
-    sqlite3 *db = test_db_open(db_path);
+    sqlite3 *db = check_db_open(db_path);
     sqlite3_stmt *st;
     sqlite3_prepare_v2(db, "SELECT image_id, file, row FROM v_embeddings WHERE model = ?1", -1, &st,
                        NULL);
@@ -310,7 +243,7 @@ static inline long long test_check_consistent(const char *dbpath, const char *mo
              "WHERE e.model = '%s' AND i.status <> 'ok'",
              model);
     CHECK(test_sql_int(dbpath, sql) == 0);
-    sqlite3 *db = test_db_open(dbpath);
+    sqlite3 *db = check_db_open(dbpath);
     sqlite3_stmt *st;
     snprintf(sql, sizeof sql,
              "SELECT f.path, f.rows, f.cols, f.normalized, COUNT(e.row), MIN(e.row), MAX(e.row), "

@@ -43,7 +43,7 @@ static pid_t start_embed(const env *e, const char *model)
                     "--log-interval",
                     "1",
                     NULL};
-    return test_spawn(argv, e->log);
+    return check_spawn(CHECK_LOG_QUIET, argv, e->log);
 }
 
 /* Kills the run once the model has at least `files` recorded files (0: at once), or lets it
@@ -72,8 +72,8 @@ static float *load_rows(const env *e, const char *model)
 static void scenario(const env *e, const char *model, const float *clean, const long long *kills,
                      int n_kills)
 {
-    CHECK(test_run(e->tl.model, e->log, "add", "--db", e->db, "--name", model, "--random", "vits14",
-                   NULL) == 0);
+    CHECK(check_run(CHECK_LOG_QUIET, e->tl.model, e->log, "add", "--db", e->db, "--name", model,
+                    "--random", "vits14", NULL) == 0);
     for (int k = 0; k < n_kills; k++)
         kill_after(e, model, kills[k]);
     long long before = files_of(e, model);
@@ -95,7 +95,7 @@ static void scenario(const env *e, const char *model, const float *clean, const 
 int main(int argc, char **argv)
 {
     env e = {.tl = test_tools(argc, argv)};
-    char *tmp = test_tmpdir();
+    char *tmp = check_tmpdir("lvd-stage-test");
     char in[1024];
     snprintf(e.tmp, sizeof e.tmp, "%s", tmp);
     snprintf(e.db, sizeof e.db, "%s/m.db", tmp);
@@ -103,14 +103,14 @@ int main(int argc, char **argv)
     snprintf(in, sizeof in, "%s/in", tmp);
     test_mkdir(in);
     test_make_photos(in, "p", N_PHOTOS);
-    CHECK(test_run(e.tl.fetch, e.log, "--db", e.db, "--source", "s", "--shard-size", "16K",
-                   "--no-progress", in, NULL) == 0);
+    CHECK(check_run(CHECK_LOG_QUIET, e.tl.fetch, e.log, "--db", e.db, "--source", "s",
+                    "--shard-size", "16K", "--no-progress", in, NULL) == 0);
     CHECK(test_sql_int(e.db, "SELECT COUNT(*) FROM v_images WHERE status = 'ok'") == N_PHOTOS);
     CHECK(test_sql_int(e.db, "SELECT MAX(id) FROM images") == N_PHOTOS);
     CHECK(test_sql_int(e.db, "SELECT COUNT(DISTINCT shard) FROM v_images") >= 6);
 
-    CHECK(test_run(e.tl.model, e.log, "add", "--db", e.db, "--name", "clean", "--random", "vits14",
-                   NULL) == 0);
+    CHECK(check_run(CHECK_LOG_QUIET, e.tl.model, e.log, "add", "--db", e.db, "--name", "clean",
+                    "--random", "vits14", NULL) == 0);
     CHECK(check_wait(start_embed(&e, "clean")) == 0);
     float *clean = load_rows(&e, "clean");
 
@@ -122,7 +122,7 @@ int main(int argc, char **argv)
                              "('ok', 'interrupted')") == 0);
     free(clean);
     if (!check_failures)
-        test_rmtree(tmp);
+        check_rmtree(tmp);
     else
         test_print_file(e.log);
     free(tmp);

@@ -24,7 +24,7 @@ static void expect(env *e, const char *want, const char *exe, ...)
         argv[n++] = a;
     va_end(ap);
     argv[n] = NULL;
-    int rc = check_wait(test_spawn(argv, e->log));
+    int rc = check_wait(check_spawn(CHECK_LOG_QUIET, argv, e->log));
     CHECK_MSG(rc == 1, "%s %s exited %d (want 1)", exe, argv[1], rc);
     CHECK_MSG(test_file_has(e->log, want), "message lacks '%s'", want);
     if (rc != 1 || !test_file_has(e->log, want))
@@ -44,8 +44,8 @@ static void registry_errors(env *e)
     expect(e, "only letters, digits", e->tl.model, "add", "--db", e->db, "--name", "a/b",
            "--random", "vits14", NULL);
     CHECK(test_sql_int(e->db, "SELECT COUNT(*) FROM models") == 0);
-    CHECK(test_run(e->tl.model, e->log, "add", "--db", e->db, "--name", "rnd", "--random", "vits14",
-                   NULL) == 0);
+    CHECK(check_run(CHECK_LOG_QUIET, e->tl.model, e->log, "add", "--db", e->db, "--name", "rnd",
+                    "--random", "vits14", NULL) == 0);
     expect(e, "model 'rnd' is already registered", e->tl.model, "add", "--db", e->db, "--name",
            "rnd", "--random", "vitb14", NULL);
     CHECK(test_sql_int(e->db, "SELECT COUNT(*) FROM models") == 1);
@@ -62,10 +62,10 @@ static void embed_errors(env *e)
            "--db", e->db, "--model", "rnd", "--crop", "100", NULL);
     expect(e, "no source named 'zzz'", e->tl.embed, "--db", e->db, "--model", "rnd", "--source",
            "zzz", NULL);
-    CHECK(test_run(e->tl.embed, e->log, "--db", e->db, "--model", "rnd", "--crop", "300", NULL) ==
-          1);
-    CHECK(test_run(e->tl.embed, e->log, "--db", e->db, "--model", "rnd", "--batch", "0", NULL) ==
-          2);
+    CHECK(check_run(CHECK_LOG_QUIET, e->tl.embed, e->log, "--db", e->db, "--model", "rnd", "--crop",
+                    "300", NULL) == 1);
+    CHECK(check_run(CHECK_LOG_QUIET, e->tl.embed, e->log, "--db", e->db, "--model", "rnd",
+                    "--batch", "0", NULL) == 2);
     CHECK(test_sql_int(e->db, "SELECT COUNT(*) FROM runs WHERE stage = 'embed'") == 0);
 }
 
@@ -80,8 +80,8 @@ static void external_cannot_embed(env *e)
     CHECK(lvd_npy_write(npy, x, 2, shape, &err) == 0);
     FILE *f = fopen(ids, "w");
     CHECK(f && fputs("1\n2\n", f) >= 0 && fclose(f) == 0);
-    CHECK(test_run(e->tl.embed, e->log, "--db", e->db, "--model", "ext", "--import", npy, "--ids",
-                   ids, NULL) == 0);
+    CHECK(check_run(CHECK_LOG_QUIET, e->tl.embed, e->log, "--db", e->db, "--model", "ext",
+                    "--import", npy, "--ids", ids, NULL) == 0);
     expect(e, "model 'ext' is external", e->tl.embed, "--db", e->db, "--model", "ext", NULL);
 }
 
@@ -97,9 +97,10 @@ static void sha_mismatch(env *e)
     snprintf(copy, sizeof copy, "%s/w.safetensors", e->tmp);
     snprintf(cmd, sizeof cmd, "cp '%s' '%s'", weights, copy);
     CHECK(system(cmd) == 0);
-    CHECK(test_run(e->tl.model, e->log, "add", "--db", e->db, "--name", "w", copy, NULL) == 0);
-    CHECK(test_run(e->tl.embed, e->log, "--db", e->db, "--model", "w", "--limit", "1",
-                   "--no-progress", NULL) == 0);
+    CHECK(check_run(CHECK_LOG_QUIET, e->tl.model, e->log, "add", "--db", e->db, "--name", "w", copy,
+                    NULL) == 0);
+    CHECK(check_run(CHECK_LOG_QUIET, e->tl.embed, e->log, "--db", e->db, "--model", "w", "--limit",
+                    "1", "--no-progress", NULL) == 0);
     FILE *f = fopen(copy, "r+b");
     CHECK(f && fseek(f, -1, SEEK_END) == 0);
     int c = f ? fgetc(f) : 0;
@@ -114,7 +115,7 @@ static void sha_mismatch(env *e)
 int main(int argc, char **argv)
 {
     env e = {.tl = test_tools(argc, argv)};
-    char *tmp = test_tmpdir();
+    char *tmp = check_tmpdir("lvd-stage-test");
     char in[1024];
     snprintf(e.tmp, sizeof e.tmp, "%s", tmp);
     snprintf(e.db, sizeof e.db, "%s/m.db", tmp);
@@ -122,14 +123,14 @@ int main(int argc, char **argv)
     snprintf(in, sizeof in, "%s/in", tmp);
     test_mkdir(in);
     test_make_photos(in, "p", 2);
-    CHECK(test_run(e.tl.fetch, e.log, "--db", e.db, "--source", "s", "--no-progress", in, NULL) ==
-          0);
+    CHECK(check_run(CHECK_LOG_QUIET, e.tl.fetch, e.log, "--db", e.db, "--source", "s",
+                    "--no-progress", in, NULL) == 0);
     registry_errors(&e);
     embed_errors(&e);
     external_cannot_embed(&e);
     sha_mismatch(&e);
     if (!check_failures)
-        test_rmtree(tmp);
+        check_rmtree(tmp);
     free(tmp);
     return check_finish();
 }

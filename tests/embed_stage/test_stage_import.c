@@ -40,8 +40,8 @@ static void write_text(const char *path, const char *text)
 
 static int import(env *e, const char *model, const char *npy, const char *ids)
 {
-    return test_run(e->tl.embed, e->log, "--db", e->db, "--model", model, "--import", npy, "--ids",
-                    ids, NULL);
+    return check_run(CHECK_LOG_QUIET, e->tl.embed, e->log, "--db", e->db, "--model", model,
+                     "--import", npy, "--ids", ids, NULL);
 }
 
 /* The import must fail with a message containing want, and change nothing. */
@@ -129,14 +129,15 @@ static void errors(env *e)
     expect_error(e, "ext", text, ids, "model 'ext' has dim 8");
     snprintf(text, sizeof text, "%s/missing.npy", e->tmp);
     expect_error(e, "new1", text, ids, "missing.npy");
-    CHECK(test_run(e->tl.embed, e->log, "--db", e->db, "--model", "x", "--import", npy, NULL) == 2);
+    CHECK(check_run(CHECK_LOG_QUIET, e->tl.embed, e->log, "--db", e->db, "--model", "x", "--import",
+                    npy, NULL) == 2);
     CHECK(test_sql_int(e->db, "SELECT COUNT(*) FROM v_runs WHERE status = 'running'") == 0);
 }
 
 int main(int argc, char **argv)
 {
     env e = {.tl = test_tools(argc, argv)};
-    char *tmp = test_tmpdir();
+    char *tmp = check_tmpdir("lvd-stage-test");
     char in[1024];
     snprintf(e.tmp, sizeof e.tmp, "%s", tmp);
     snprintf(e.db, sizeof e.db, "%s/m.db", tmp);
@@ -144,8 +145,8 @@ int main(int argc, char **argv)
     snprintf(in, sizeof in, "%s/in", tmp);
     test_mkdir(in);
     test_make_photos(in, "p", N);
-    CHECK(test_run(e.tl.fetch, e.log, "--db", e.db, "--source", "s", "--no-progress", in, NULL) ==
-          0);
+    CHECK(check_run(CHECK_LOG_QUIET, e.tl.fetch, e.log, "--db", e.db, "--source", "s",
+                    "--no-progress", in, NULL) == 0);
     CHECK(test_sql_int(e.db, "SELECT COUNT(*) FROM images WHERE id BETWEEN 1 AND 5") == N);
     char url3[1200];
     snprintf(url3, sizeof url3, "file://%s/p-002.jpg", in);
@@ -156,7 +157,7 @@ int main(int argc, char **argv)
     in_place(&e);
     errors(&e);
     if (!check_failures)
-        test_rmtree(tmp);
+        check_rmtree(tmp);
     free(tmp);
     return check_finish();
 }

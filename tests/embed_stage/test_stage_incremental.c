@@ -16,16 +16,17 @@ static void add_photos(env *e, const char *source, const char *prefix, int n)
     snprintf(in, sizeof in, "%s/%s", e->tmp, prefix);
     test_mkdir(in);
     test_make_photos(in, prefix, n);
-    CHECK(test_run(e->tl.fetch, e->log, "--db", e->db, "--source", source, "--shard-size", "20K",
-                   "--no-progress", in, NULL) == 0);
+    CHECK(check_run(CHECK_LOG_QUIET, e->tl.fetch, e->log, "--db", e->db, "--source", source,
+                    "--shard-size", "20K", "--no-progress", in, NULL) == 0);
 }
 
 /* Runs lvd-embed on model rnd with the extra arguments (up to 4, NULL-terminated); returns the
  * run's embedded count. */
 static long long embed(env *e, const char *a1, const char *a2, const char *a3, const char *a4)
 {
-    int rc = test_run(e->tl.embed, e->log, "--db", e->db, "--model", "rnd", "--resize", "64",
-                      "--crop", "56", "--batch", "3", "--no-progress", a1, a2, a3, a4, NULL);
+    int rc =
+        check_run(CHECK_LOG_QUIET, e->tl.embed, e->log, "--db", e->db, "--model", "rnd", "--resize",
+                  "64", "--crop", "56", "--batch", "3", "--no-progress", a1, a2, a3, a4, NULL);
     CHECK_MSG(rc == 0, "lvd-embed exited %d", rc);
     if (rc != 0)
         test_print_file(e->log);
@@ -43,7 +44,7 @@ static long long count(const env *e, const char *sql)
 static void check_failures_recorded(env *e)
 {
     add_photos(e, "s", "d", 2);
-    sqlite3 *db = test_db_open(e->db);
+    sqlite3 *db = check_db_open(e->db);
     sqlite3_stmt *st;
     sqlite3_prepare_v2(db, "SELECT shard, member FROM v_images WHERE url LIKE '%/d-000.jpg'", -1,
                        &st, NULL);
@@ -78,15 +79,15 @@ static void check_failures_recorded(env *e)
 int main(int argc, char **argv)
 {
     env e = {.tl = test_tools(argc, argv)};
-    char *tmp = test_tmpdir();
+    char *tmp = check_tmpdir("lvd-stage-test");
     snprintf(e.tmp, sizeof e.tmp, "%s", tmp);
     snprintf(e.db, sizeof e.db, "%s/m.db", tmp);
     snprintf(e.log, sizeof e.log, "%s/log", tmp);
     snprintf(e.dir, sizeof e.dir, "%s/embeddings/rnd", tmp);
     add_photos(&e, "s", "a", 6);
     CHECK(count(&e, "SELECT COUNT(DISTINCT shard) FROM v_images") >= 2);
-    CHECK(test_run(e.tl.model, e.log, "add", "--db", e.db, "--name", "rnd", "--random", "vits14",
-                   NULL) == 0);
+    CHECK(check_run(CHECK_LOG_QUIET, e.tl.model, e.log, "add", "--db", e.db, "--name", "rnd",
+                    "--random", "vits14", NULL) == 0);
     CHECK(count(&e, "SELECT COUNT(*) FROM v_models WHERE name = 'rnd' AND path IS NULL AND "
                     "sha256 IS NULL AND dim = 384 AND params = 22056576 AND arch = 'vit_s14 "
                     "dim=384 depth=12 heads=6 reg=0 ffn=mlp grid=37 init=random seed=0'") == 1);
@@ -114,12 +115,12 @@ int main(int argc, char **argv)
     CHECK(test_check_consistent(e.db, "rnd", e.dir, 384, 1) == 17);
     CHECK(count(&e, "SELECT COUNT(*) FROM v_embeddings WHERE model = 'rnd'") == 17);
 
-    CHECK(test_run(e.tl.embed, e.log, "--db", e.db, "--model", "rnd", "--features", "cls+patchmean",
-                   NULL) == 1);
+    CHECK(check_run(CHECK_LOG_QUIET, e.tl.embed, e.log, "--db", e.db, "--model", "rnd",
+                    "--features", "cls+patchmean", NULL) == 1);
     CHECK(test_file_has(e.log, "already has cls embeddings"));
     CHECK(count(&e, "SELECT COUNT(*) FROM v_runs WHERE status <> 'ok'") == 0);
     if (!check_failures)
-        test_rmtree(tmp);
+        check_rmtree(tmp);
     free(tmp);
     return check_finish();
 }

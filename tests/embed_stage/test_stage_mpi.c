@@ -48,7 +48,7 @@ static pid_t start_embed(const env *e, const char *model, int mpi)
     for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++)
         argv[n++] = rest[i];
     argv[n] = NULL;
-    return test_spawn(argv, e->log);
+    return check_spawn(CHECK_LOG_QUIET, argv, e->log);
 }
 
 static int embed(const env *e, const char *model, int mpi)
@@ -91,7 +91,7 @@ static char *manifest_text(const env *e, const char *model)
     };
     size_t cap = 1 << 16, n = 0;
     char *text = calloc(cap, 1);
-    sqlite3 *db = test_db_open(e->db);
+    sqlite3 *db = check_db_open(e->db);
     for (size_t q = 0; q < sizeof queries / sizeof queries[0]; q++) {
         sqlite3_stmt *st;
         if (sqlite3_prepare_v2(db, queries[q], -1, &st, NULL) != SQLITE_OK) {
@@ -118,8 +118,8 @@ static void check_manifest_equal(const env *e, const char *model, const char *on
 
 static void add_model(const env *e, const char *model)
 {
-    CHECK(test_run(e->tl.model, e->log, "add", "--db", e->db, "--name", model, "--random", "vits14",
-                   NULL) == 0);
+    CHECK(check_run(CHECK_LOG_QUIET, e->tl.model, e->log, "add", "--db", e->db, "--name", model,
+                    "--random", "vits14", NULL) == 0);
 }
 
 static long long last_run(const env *e, const char *what)
@@ -154,7 +154,7 @@ static void check_same_run(const env *e, const float *one, const char *one_text)
 static void check_rank_failure(const env *e, const float *one, const char *one_text)
 {
     char shard[1024], moved[1100];
-    sqlite3 *db = test_db_open(e->db);
+    sqlite3 *db = check_db_open(e->db);
     sqlite3_stmt *st;
     sqlite3_prepare_v2(db, "SELECT path FROM shards ORDER BY id DESC LIMIT 1", -1, &st, NULL);
     CHECK(sqlite3_step(st) == SQLITE_ROW);
@@ -211,7 +211,7 @@ int main(int argc, char **argv)
         return 2;
     }
     env e = {.tl = test_tools(argc, argv), .mpirun = argv[4]};
-    char *tmp = test_tmpdir();
+    char *tmp = check_tmpdir("lvd-stage-test");
     char in[1024];
     snprintf(e.tmp, sizeof e.tmp, "%s", tmp);
     snprintf(e.db, sizeof e.db, "%s/m.db", tmp);
@@ -219,12 +219,12 @@ int main(int argc, char **argv)
     snprintf(in, sizeof in, "%s/in", tmp);
     test_mkdir(in);
     test_make_photos(in, "p", N_PHOTOS);
-    CHECK(test_run(e.tl.fetch, e.log, "--db", e.db, "--source", "s", "--shard-size", "16K",
-                   "--no-progress", in, NULL) == 0);
+    CHECK(check_run(CHECK_LOG_QUIET, e.tl.fetch, e.log, "--db", e.db, "--source", "s",
+                    "--shard-size", "16K", "--no-progress", in, NULL) == 0);
     CHECK(test_sql_int(e.db, "SELECT MAX(id) FROM images") == N_PHOTOS);
     CHECK(test_sql_int(e.db, "SELECT COUNT(DISTINCT shard) FROM v_images") >= 6);
     /* One image that does not decode, in the first shard (rank 0's). */
-    sqlite3 *db = test_db_open(e.db);
+    sqlite3 *db = check_db_open(e.db);
     sqlite3_stmt *st;
     sqlite3_prepare_v2(db, "SELECT shard, member FROM v_images WHERE id = 2", -1, &st, NULL);
     CHECK(sqlite3_step(st) == SQLITE_ROW);
@@ -248,7 +248,7 @@ int main(int argc, char **argv)
     free(one);
     free(one_text);
     if (!check_failures)
-        test_rmtree(tmp);
+        check_rmtree(tmp);
     else
         test_print_file(e.log);
     free(tmp);

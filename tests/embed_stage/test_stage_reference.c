@@ -90,7 +90,7 @@ static int reference_cls(const lvd_tensors *cs, const char *photo, float *out)
 static int compare_model(const char *db, const char *in_dir, const char *model, lvd_vit *vit,
                          lvd_vit_pool pool, int normalize, const lvd_tensors *cs)
 {
-    sqlite3 *h = test_db_open(db);
+    sqlite3 *h = check_db_open(db);
     sqlite3_stmt *st;
     sqlite3_prepare_v2(h,
                        "SELECT e.file, e.row, i.url FROM v_embeddings e JOIN images i ON "
@@ -142,7 +142,7 @@ int main(int argc, char **argv)
     char weights[1024], casefile[1024];
     snprintf(weights, sizeof weights, "%s/vits14_d2.weights.safetensors", refdir);
     snprintf(casefile, sizeof casefile, "%s/preprocess.case.safetensors", refdir);
-    char *tmp = test_tmpdir();
+    char *tmp = check_tmpdir("lvd-stage-test");
     char in[1024], db[1024], log[1024], cmd[4096];
     snprintf(in, sizeof in, "%s/in", tmp);
     snprintf(db, sizeof db, "%s/m.db", tmp);
@@ -151,22 +151,24 @@ int main(int argc, char **argv)
     snprintf(cmd, sizeof cmd, "cp '%s' '%s' '%s' '%s' '%s/'", photos[0], photos[1], photos[2],
              photos[3], in);
     CHECK(system(cmd) == 0);
-    CHECK(test_run(tl.fetch, log, "--db", db, "--source", "photos", "--no-progress", in, NULL) ==
-          0);
+    CHECK(check_run(CHECK_LOG_QUIET, tl.fetch, log, "--db", db, "--source", "photos",
+                    "--no-progress", in, NULL) == 0);
     CHECK(test_sql_int(db, "SELECT COUNT(*) FROM v_images WHERE status = 'ok'") == 4);
-    CHECK(test_run(tl.model, log, "add", "--db", db, "--name", "ref", weights, NULL) == 0);
-    CHECK(test_run(tl.model, log, "add", "--db", db, "--name", "raw", weights, NULL) == 0);
-    CHECK(test_run(tl.model, log, "add", "--db", db, "--name", "pm", "--features", "cls+patchmean",
-                   weights, NULL) == 0);
+    CHECK(check_run(CHECK_LOG_QUIET, tl.model, log, "add", "--db", db, "--name", "ref", weights,
+                    NULL) == 0);
+    CHECK(check_run(CHECK_LOG_QUIET, tl.model, log, "add", "--db", db, "--name", "raw", weights,
+                    NULL) == 0);
+    CHECK(check_run(CHECK_LOG_QUIET, tl.model, log, "add", "--db", db, "--name", "pm", "--features",
+                    "cls+patchmean", weights, NULL) == 0);
     CHECK(test_sql_int(db, "SELECT COUNT(*) FROM v_models WHERE dim = 384 AND params = 4304256 "
                            "AND arch = 'vit_s14 dim=384 depth=2 heads=6 reg=0 ffn=mlp grid=37' "
                            "AND length(sha256) = 64 AND path LIKE '/%'") == 2);
-    CHECK(test_run(tl.embed, log, "--db", db, "--model", "ref", "--batch", "2", "--no-progress",
-                   NULL) == 0);
-    CHECK(test_run(tl.embed, log, "--db", db, "--model", "raw", "--no-normalize", "--no-progress",
-                   NULL) == 0);
-    CHECK(test_run(tl.embed, log, "--db", db, "--model", "pm", "--batch", "3", "--no-progress",
-                   NULL) == 0);
+    CHECK(check_run(CHECK_LOG_QUIET, tl.embed, log, "--db", db, "--model", "ref", "--batch", "2",
+                    "--no-progress", NULL) == 0);
+    CHECK(check_run(CHECK_LOG_QUIET, tl.embed, log, "--db", db, "--model", "raw", "--no-normalize",
+                    "--no-progress", NULL) == 0);
+    CHECK(check_run(CHECK_LOG_QUIET, tl.embed, log, "--db", db, "--model", "pm", "--batch", "3",
+                    "--no-progress", NULL) == 0);
     if (check_failures)
         test_print_file(log);
     lvd_vit *vit;
@@ -191,7 +193,7 @@ int main(int argc, char **argv)
     lvd_tensors_close(cs);
     lvd_vit_free(vit);
     if (!check_failures)
-        test_rmtree(tmp);
+        check_rmtree(tmp);
     free(tmp);
     return check_finish();
 }

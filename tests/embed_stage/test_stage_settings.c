@@ -18,8 +18,8 @@ typedef struct env {
 /* lvd-embed of model rnd with up to five more arguments (NULL ends them). */
 static int embed(env *e, const char *a, const char *b, const char *c, const char *d, const char *f)
 {
-    return test_run(e->tl.embed, e->log, "--db", e->db, "--model", "rnd", "--no-progress",
-                    "--threads", "2", a, b, c, d, f, NULL);
+    return check_run(CHECK_LOG_QUIET, e->tl.embed, e->log, "--db", e->db, "--model", "rnd",
+                     "--no-progress", "--threads", "2", a, b, c, d, f, NULL);
 }
 
 /* The tool must exit 1 with every one of want[] in its message. */
@@ -38,14 +38,14 @@ static void add_photos(env *e, const char *prefix, int n)
     snprintf(in, sizeof in, "%s/%s", e->tmp, prefix);
     test_mkdir(in);
     test_make_photos(in, prefix, n);
-    CHECK(test_run(e->tl.fetch, e->log, "--db", e->db, "--source", "s", "--no-progress", in,
-                   NULL) == 0);
+    CHECK(check_run(CHECK_LOG_QUIET, e->tl.fetch, e->log, "--db", e->db, "--source", "s",
+                    "--no-progress", in, NULL) == 0);
 }
 
 static void embed_settings(env *e)
 {
-    CHECK(test_run(e->tl.model, e->log, "add", "--db", e->db, "--name", "rnd", "--random", "vits14",
-                   "--seed", "3", NULL) == 0);
+    CHECK(check_run(CHECK_LOG_QUIET, e->tl.model, e->log, "add", "--db", e->db, "--name", "rnd",
+                    "--random", "vits14", "--seed", "3", NULL) == 0);
     CHECK(test_sql_int(e->db, "SELECT COUNT(*) FROM v_models WHERE embed_settings IS NULL") == 1);
     CHECK(embed(e, "--resize", "70", "--crop", "56", NULL) == 0);
     CHECK(test_sql_int(e->db, "SELECT COUNT(*) FROM v_models WHERE name = 'rnd' AND"
@@ -88,8 +88,8 @@ static void write_rows(const char *path, const float *x, int64_t rows, int64_t c
 
 static int import(env *e, const char *model, const char *npy, const char *ids)
 {
-    return test_run(e->tl.embed, e->log, "--db", e->db, "--model", model, "--import", npy, "--ids",
-                    ids, NULL);
+    return check_run(CHECK_LOG_QUIET, e->tl.embed, e->log, "--db", e->db, "--model", model,
+                     "--import", npy, "--ids", ids, NULL);
 }
 
 static void import_checks(env *e)
@@ -154,7 +154,7 @@ static void import_checks(env *e)
 int main(int argc, char **argv)
 {
     env e = {.tl = test_tools(argc, argv)};
-    char *tmp = test_tmpdir();
+    char *tmp = check_tmpdir("lvd-stage-test");
     snprintf(e.tmp, sizeof e.tmp, "%s", tmp);
     snprintf(e.db, sizeof e.db, "%s/m.db", tmp);
     snprintf(e.log, sizeof e.log, "%s/log", tmp);
@@ -162,7 +162,7 @@ int main(int argc, char **argv)
     embed_settings(&e);
     import_checks(&e);
     if (!check_failures)
-        test_rmtree(tmp);
+        check_rmtree(tmp);
     free(tmp);
     return check_finish();
 }

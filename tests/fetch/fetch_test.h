@@ -1,5 +1,5 @@
-/* Helpers for the fetch tests: temporary folders, running lvd-fetch, the local HTTP server, SQL
- * queries on the manifest views and shard checks. */
+/* Helpers for the fetch tests (besides tests/check_run.h's folders and children): the local HTTP
+ * server, SQL queries on the manifest views and shard checks. */
 #ifndef LVD_TESTS_FETCH_FETCH_TEST_H
 #define LVD_TESTS_FETCH_FETCH_TEST_H
 
@@ -15,71 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "tests/check.h"
-
-/* A fresh temporary folder (mkdtemp); exits on failure. */
-static inline char *test_tmpdir(void)
-{
-    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    static char dir[512];
-    snprintf(dir, sizeof dir, "%s/lvd-fetch-test-XXXXXX", base);
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        exit(1);
-    }
-    return strdup(dir);
-}
-
-static inline void test_rmtree(const char *dir)
-{
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
-}
-
-static inline void test_write_file(const char *path, const void *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(data, 1, len, f) != len || fclose(f) != 0) {
-        fprintf(stderr, "cannot write %s\n", path);
-        exit(1);
-    }
-}
-
-/* Starts argv[0] with argv (NULL-terminated) and stdout/stderr to log (may be NULL); returns the
- * pid. */
-static inline pid_t test_spawn(char *const argv[], const char *log)
-{
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("fork");
-        exit(1);
-    }
-    if (pid == 0) {
-        if (log && !freopen(log, "a", stderr))
-            _exit(127);
-        execv(argv[0], argv);
-        perror(argv[0]);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* Runs lvd-fetch with the given arguments (NULL-terminated); returns its exit status. */
-static inline int test_fetch(const char *exe, const char *log, ...)
-{
-    char *argv[64];
-    int n = 0;
-    argv[n++] = (char *)exe;
-    va_list ap;
-    va_start(ap, log);
-    for (char *a; n < 63 && (a = va_arg(ap, char *));)
-        argv[n++] = a;
-    va_end(ap);
-    argv[n] = NULL;
-    return check_wait(test_spawn(argv, log));
-}
+#include "tests/check_run.h"
 
 typedef struct test_server {
     pid_t pid;
@@ -126,17 +62,6 @@ static inline void test_server_stop(test_server *s)
     fclose(s->to_server);
     kill(s->pid, SIGTERM);
     check_wait(s->pid);
-}
-
-static inline sqlite3 *test_db_open(const char *path)
-{
-    sqlite3 *db;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        fprintf(stderr, "%s: %s\n", path, sqlite3_errmsg(db));
-        exit(1);
-    }
-    sqlite3_busy_timeout(db, 10000);
-    return db;
 }
 
 /* The first column of the first row of a printf-formatted query as an integer (-1: no row). */

@@ -60,7 +60,7 @@ static void make_dataset(const char *dir)
             exit(1);
         }
         snprintf(path, sizeof path, "%s/class%d/img%04d.jpg", dir, i % 5, i);
-        test_write_file(path, jpg, jlen);
+        check_write_file(path, jpg, jlen);
         if (i == 0) {
             first = jpg;
             first_len = jlen;
@@ -69,11 +69,11 @@ static void make_dataset(const char *dir)
         }
     }
     snprintf(path, sizeof path, "%s/class0/copy.jpg", dir);
-    test_write_file(path, first, first_len);
+    check_write_file(path, first, first_len);
     snprintf(path, sizeof path, "%s/class1/truncated.jpg", dir);
-    test_write_file(path, first, first_len / 2);
+    check_write_file(path, first, first_len / 2);
     snprintf(path, sizeof path, "%s/class2/notes.txt", dir);
-    test_write_file(path, "not an image\n", 13);
+    check_write_file(path, "not an image\n", 13);
     free(first);
     free(rgb);
     lvd_image_free(&photo);
@@ -89,7 +89,7 @@ static pid_t start_fetch(const char *exe, const char *dir, const char *name, con
                     "local",     "--out",         out,          "--threads",
                     "1",         "--shard-size",  "64K",        "--max-side",
                     "100",       "--no-progress", (char *)data, NULL};
-    return test_spawn(argv, log);
+    return check_spawn(CHECK_LOG_APPEND, argv, log);
 }
 
 static void sleep_ms(int ms)
@@ -132,7 +132,7 @@ int main(int argc, char **argv)
         printf("SKIP: mate-backgrounds photos are not installed\n");
         return 77;
     }
-    char *dir = test_tmpdir();
+    char *dir = check_tmpdir("lvd-fetch-test");
     char data[600], path[600];
     snprintf(data, sizeof data, "%s/data", dir);
     mkdir(data, 0755);
@@ -155,9 +155,9 @@ int main(int argc, char **argv)
     CHECK(check_wait(start_fetch(argv[1], dir, "b", data)) == 0);
 
     snprintf(path, sizeof path, "%s/a.db", dir);
-    sqlite3 *a = test_db_open(path);
+    sqlite3 *a = check_db_open(path);
     snprintf(path, sizeof path, "%s/b.db", dir);
-    sqlite3 *b = test_db_open(path);
+    sqlite3 *b = check_db_open(path);
     char *rows_a = test_sql_dump(a, dump_sql);
     char *rows_b = test_sql_dump(b, dump_sql);
     CHECK_MSG(strcmp(rows_a, rows_b) == 0, "interrupted and uninterrupted runs differ");
@@ -196,7 +196,7 @@ int main(int argc, char **argv)
     sqlite3_close(a);
     sqlite3_close(b);
     if (!check_failures)
-        test_rmtree(dir);
+        check_rmtree(dir);
     else
         fprintf(stderr, "kept %s for inspection\n", dir);
     free(dir);

@@ -45,7 +45,7 @@ static pid_t spawn_fetch(const char *db, const char *source, const char *input, 
     char *argv[] = {(char *)fetch_exe, "--db",      (char *)db,    "--source",
                     (char *)source,    "--threads", "2",           "--no-progress",
                     "--timeout",       "5",         (char *)input, NULL};
-    return test_spawn(argv, log);
+    return check_spawn(CHECK_LOG_APPEND, argv, log);
 }
 
 static void write_jpeg(const char *path, int seed)
@@ -59,7 +59,7 @@ static void write_jpeg(const char *path, int seed)
     lvd_error err;
     if (lvd_image_encode_jpeg(&img, 90, &jpg, &len, &err) != 0)
         exit(1);
-    test_write_file(path, jpg, len);
+    check_write_file(path, jpg, len);
     free(jpg);
 }
 
@@ -164,7 +164,7 @@ static void folder_case(const char *dir)
               log);
     if (rc != 0)
         return;
-    sqlite3 *db = test_db_open(db_path);
+    sqlite3 *db = check_db_open(db_path);
     check_outcome(db, "/good/a.jpg", "ok ok");
     check_outcome(db, "/good/b.jpg", "ok ok");
     check_outcome(db, "/%FF%FE.jpg", "ok ok");
@@ -219,7 +219,7 @@ static void list_case(const char *dir)
     CHECK_MSG(rc == 0, "lvd-fetch on a hostile list: exit %d (-2: hung), see %s", rc, log);
     if (rc != 0)
         return;
-    sqlite3 *db = test_db_open(db_path);
+    sqlite3 *db = check_db_open(db_path);
     CHECK_MSG(test_sql_int(db, "SELECT COUNT(*) FROM v_images") == 6, "%lld items for 6 lines",
               test_sql_int(db, "SELECT COUNT(*) FROM v_images"));
     check_outcome(db, "/la.jpg%2500junk", "failed http_4xx");
@@ -254,7 +254,7 @@ static void sigterm_case(const char *dir)
         sleep_ms(10);
         if (access(db_path, F_OK) != 0)
             continue;
-        sqlite3 *db = test_db_open(db_path);
+        sqlite3 *db = check_db_open(db_path);
         running =
             test_sql_int(db, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'v_runs'") == 1 &&
             test_sql_int(db, "SELECT COUNT(*) FROM v_runs WHERE status = 'running'") == 1;
@@ -264,7 +264,7 @@ static void sigterm_case(const char *dir)
     kill(pid, SIGTERM);
     int rc = wait_bounded(pid, 10);
     CHECK_MSG(rc == 130, "exit %d after SIGTERM while reading a FIFO list (-2: hung)", rc);
-    sqlite3 *db = test_db_open(db_path);
+    sqlite3 *db = check_db_open(db_path);
     char *status = test_sql_text(db, "SELECT status FROM v_runs");
     CHECK_MSG(strcmp(status, "interrupted") == 0, "run %s after SIGTERM", status);
     free(status);
@@ -278,12 +278,12 @@ int main(int argc, char **argv)
         return 1;
     }
     fetch_exe = argv[1];
-    char *dir = test_tmpdir();
+    char *dir = check_tmpdir("lvd-fetch-test");
     folder_case(dir);
     list_case(dir);
     sigterm_case(dir);
     if (!check_failures)
-        test_rmtree(dir);
+        check_rmtree(dir);
     else
         fprintf(stderr, "kept %s for inspection\n", dir);
     free(dir);

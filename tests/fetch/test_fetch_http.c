@@ -69,12 +69,12 @@ static int run(const char *exe, const char *dir, const char *list, const char *e
     snprintf(db, sizeof db, "%s/m.db", dir);
     snprintf(out, sizeof out, "%s/shards", dir);
     snprintf(log, sizeof log, "%s/log.txt", dir);
-    return test_fetch(exe, log, "--db", db, "--source", "web", "--out", out, "--parallel", "8",
-                      "--threads", "2", "--connect-timeout", "2", "--timeout", "1.5", "--retries",
-                      "2", "--retry-backoff", "0.05", "--max-redirects", "3", "--max-bytes", "4M",
-                      "--max-side", "512", "--min-side", "32", "--max-aspect", "4", "--shard-size",
-                      "256K", "--user-agent", "lvd-test/1", "--no-progress", list, extra,
-                      (char *)NULL);
+    return check_run(CHECK_LOG_APPEND, exe, log, "--db", db, "--source", "web", "--out", out,
+                     "--parallel", "8", "--threads", "2", "--connect-timeout", "2", "--timeout",
+                     "1.5", "--retries", "2", "--retry-backoff", "0.05", "--max-redirects", "3",
+                     "--max-bytes", "4M", "--max-side", "512", "--min-side", "32", "--max-aspect",
+                     "4", "--shard-size", "256K", "--user-agent", "lvd-test/1", "--no-progress",
+                     list, extra, (char *)NULL);
 }
 
 static void check_cases(sqlite3 *db, int port, int closed)
@@ -135,7 +135,7 @@ int main(int argc, char **argv)
     test_server server;
     test_server_start(&server, argv[1], argv[2], NULL);
     int closed = closed_port();
-    char *dir = test_tmpdir();
+    char *dir = check_tmpdir("lvd-fetch-test");
     char list[600], url[256];
     snprintf(list, sizeof list, "%s/urls.txt", dir);
     FILE *f = fopen(list, "w");
@@ -151,7 +151,7 @@ int main(int argc, char **argv)
     CHECK_MSG(run(argv[3], dir, list, NULL) == 0, "lvd-fetch failed (see %s/log.txt)", dir);
     char dbpath[600];
     snprintf(dbpath, sizeof dbpath, "%s/m.db", dir);
-    sqlite3 *db = test_db_open(dbpath);
+    sqlite3 *db = check_db_open(dbpath);
     check_cases(db, server.port, closed);
     CHECK(test_sql_int(db, "SELECT SUM(n) FROM v_status WHERE source = 'web'") == N_CASES + 2);
     CHECK(test_sql_int(db, "SELECT COUNT(*) FROM v_images WHERE status = 'pending'") == 0);
@@ -216,7 +216,7 @@ int main(int argc, char **argv)
     sqlite3_close(db);
 
     if (!check_failures)
-        test_rmtree(dir);
+        check_rmtree(dir);
     else
         fprintf(stderr, "kept %s for inspection\n", dir);
     free(dir);

@@ -41,14 +41,14 @@ static double fetch_rss(const char *exe, const char *dir, const char *name, cons
     snprintf(log, sizeof log, "%s/%s.log", dir, name);
     char *argv[] = {(char *)exe, "--db",          db,           "--source", "web", "--out",
                     out,         "--no-progress", (char *)list, NULL};
-    pid_t pid = test_spawn(argv, log);
+    pid_t pid = check_spawn(CHECK_LOG_APPEND, argv, log);
     int status;
     struct rusage ru;
     if (wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         fprintf(stderr, "lvd-fetch on %s failed (see %s)\n", list, log);
         return -1;
     }
-    sqlite3 *s = test_db_open(db);
+    sqlite3 *s = check_db_open(db);
     long long failed = test_sql_int(s, "SELECT SUM(n) FROM v_status WHERE status = 'failed'");
     CHECK_MSG(failed == lines, "%s: %lld of %d items failed", name, failed, lines);
     sqlite3_close(s);
@@ -65,7 +65,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: test_fetch_list_memory LVD-FETCH\n");
         return 2;
     }
-    char *dir = test_tmpdir();
+    char *dir = check_tmpdir("lvd-fetch-test");
     char tenth[600], all[600];
     snprintf(tenth, sizeof tenth, "%s/tenth.txt", dir);
     snprintf(all, sizeof all, "%s/all.txt", dir);
@@ -76,7 +76,7 @@ int main(int argc, char **argv)
     printf("peak RSS: %d lines %.1f MiB, %d lines %.1f MiB\n", LINES / 10, small, LINES, big);
     CHECK(small > 0 && big > 0);
     CHECK_MSG(big - small < GROWTH_MIB, "peak RSS grew by %.1f MiB with the list", big - small);
-    test_rmtree(dir);
+    check_rmtree(dir);
     free(dir);
     return check_finish();
 }

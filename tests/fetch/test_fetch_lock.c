@@ -65,7 +65,7 @@ static char *first_fetch_status(const char *db_path)
 static int run_pipeline(const char *db)
 {
     char *argv[] = {(char *)run_exe, (char *)in_dir("status.ini"), "--db", (char *)db, NULL};
-    return check_wait(test_spawn(argv, in_dir("run.log")));
+    return check_wait(check_spawn(CHECK_LOG_APPEND, argv, in_dir("run.log")));
 }
 
 static void test_symlink_and_kill(const char *python, const char *server)
@@ -74,8 +74,8 @@ static void test_symlink_and_kill(const char *python, const char *server)
     test_server_start(&s, python, server, NULL);
     char list[64];
     snprintf(list, sizeof list, "http://127.0.0.1:%d/stall\n", s.port);
-    test_write_file(in_dir("list.txt"), list, strlen(list));
-    test_write_file(in_dir("status.ini"), "[status]\n", 9);
+    check_write_file(in_dir("list.txt"), list, strlen(list));
+    check_write_file(in_dir("status.ini"), "[status]\n", 9);
     char *db = strdup(in_dir("m.db")), *link = strdup(in_dir("link.db"));
     CHECK(symlink(db, link) == 0);
     char *first[] = {(char *)fetch_exe,
@@ -92,14 +92,14 @@ static void test_symlink_and_kill(const char *python, const char *server)
                      "--no-progress",
                      (char *)in_dir("list.txt"),
                      NULL};
-    pid_t pid = test_spawn(first, in_dir("first.log"));
+    pid_t pid = check_spawn(CHECK_LOG_APPEND, first, in_dir("first.log"));
     /* Its run is recorded once it holds the lock and starts working. */
     for (int i = 0; i < 3000 && strcmp(first_fetch_status(db), "running") != 0; i++)
         sleep_ms(10);
     CHECK(strcmp(first_fetch_status(db), "running") == 0);
-    int rc =
-        test_fetch(fetch_exe, in_dir("second.log"), "--db", link, "--source", "web2", "--timeout",
-                   "1", "--retries", "0", "--no-progress", in_dir("list.txt"), NULL);
+    int rc = check_run(CHECK_LOG_APPEND, fetch_exe, in_dir("second.log"), "--db", link, "--source",
+                       "web2", "--timeout", "1", "--retries", "0", "--no-progress",
+                       in_dir("list.txt"), NULL);
     CHECK_MSG(rc == 1, "a second fetch through a symlink exited %d", rc);
     CHECK(strstr(slurp(in_dir("second.log")), "another lvd-fetch is working on this manifest"));
     /* Another stage's run leaves the live fetch's run alone... */
@@ -113,8 +113,9 @@ static void test_symlink_and_kill(const char *python, const char *server)
     CHECK_MSG(strcmp(first_fetch_status(db), "interrupted") == 0, "status '%s'",
               first_fetch_status(db));
     /* The lock went with the process. */
-    rc = test_fetch(fetch_exe, in_dir("third.log"), "--db", link, "--source", "web", "--timeout",
-                    "1", "--retries", "0", "--no-progress", in_dir("list.txt"), NULL);
+    rc =
+        check_run(CHECK_LOG_APPEND, fetch_exe, in_dir("third.log"), "--db", link, "--source", "web",
+                  "--timeout", "1", "--retries", "0", "--no-progress", in_dir("list.txt"), NULL);
     CHECK_MSG(rc == 0, "a fetch after the kill exited %d", rc);
     test_server_stop(&s);
     free(db);
@@ -126,9 +127,9 @@ static void refused(const char *what, const char *opt1, const char *val1, const 
                     const char *val2)
 {
     char *db = strdup(in_dir("options.db"));
-    int rc = test_fetch(fetch_exe, in_dir("options.log"), "--db", db, "--source", "s", opt1, val1,
-                        opt2 ? opt2 : "--no-progress", val2 ? val2 : "--no-progress",
-                        in_dir("images"), NULL);
+    int rc = check_run(CHECK_LOG_APPEND, fetch_exe, in_dir("options.log"), "--db", db, "--source",
+                       "s", opt1, val1, opt2 ? opt2 : "--no-progress",
+                       val2 ? val2 : "--no-progress", in_dir("images"), NULL);
     CHECK_MSG(rc == 2, "%s: exit %d", what, rc);
     CHECK_MSG(access(db, F_OK) != 0, "%s: created %s", what, db);
     CHECK_MSG(strstr(slurp(in_dir("options.log")), opt1) != NULL, "%s: %s", what,
@@ -144,19 +145,20 @@ static void test_options(void)
     size_t len;
     lvd_error err;
     CHECK(lvd_image_encode_jpeg(&img, 90, &jpg, &len, &err) == 0);
-    test_write_file(in_dir("images/a.jpg"), jpg, len);
+    check_write_file(in_dir("images/a.jpg"), jpg, len);
     free(jpg);
     free(img.rgb);
     refused("--max-pixels 0", "--max-pixels", "0", NULL, NULL);
     refused("--max-side 1 --min-side 16", "--max-side", "1", "--min-side", "16");
     refused("--max-aspect 0.5", "--max-aspect", "0.5", NULL, NULL);
     /* 0 still switches the aspect check off. */
-    int rc = test_fetch(fetch_exe, in_dir("options.log"), "--db", in_dir("options.db"), "--source",
-                        "s", "--max-aspect", "0", "--no-progress", in_dir("images"), NULL);
+    int rc =
+        check_run(CHECK_LOG_APPEND, fetch_exe, in_dir("options.log"), "--db", in_dir("options.db"),
+                  "--source", "s", "--max-aspect", "0", "--no-progress", in_dir("images"), NULL);
     CHECK_MSG(rc == 0, "--max-aspect 0: exit %d", rc);
     /* Read-only tools never create a manifest. */
     char *list[] = {(char *)model_exe, "list", "--db", (char *)in_dir("mistyped.db"), NULL};
-    rc = check_wait(test_spawn(list, in_dir("model.log")));
+    rc = check_wait(check_spawn(CHECK_LOG_APPEND, list, in_dir("model.log")));
     CHECK_MSG(rc == 1, "lvd-model list on a missing manifest exited %d", rc);
     CHECK(access(in_dir("mistyped.db"), F_OK) != 0);
     CHECK(strstr(slurp(in_dir("model.log")), "mistyped.db: no such manifest"));
@@ -171,11 +173,11 @@ int main(int argc, char **argv)
     fetch_exe = argv[3];
     run_exe = argv[4];
     model_exe = argv[5];
-    dir = test_tmpdir();
+    dir = check_tmpdir("lvd-fetch-test");
     test_symlink_and_kill(argv[1], argv[2]);
     test_options();
     if (!check_failures)
-        test_rmtree(dir);
+        check_rmtree(dir);
     else
         fprintf(stderr, "files kept in %s\n", dir);
     return check_finish();

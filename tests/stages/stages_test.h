@@ -38,6 +38,28 @@ static inline int st_run(char *const argv[], const char *out_path)
     return WEXITSTATUS(status);
 }
 
+/* lvd-fetch of dir/folder into the manifest db_path as source with role, shards in dir/shards,
+ * with one more option opt (NULL: none) and its value; returns the exit status. */
+static inline int st_fetch(const char *fetch_exe, const char *dir, const char *db_path,
+                           const char *source, const char *role, const char *folder,
+                           const char *opt, const char *value)
+{
+    char in[512], out[512];
+    snprintf(in, sizeof in, "%s/%s", dir, folder);
+    snprintf(out, sizeof out, "%s/shards", dir);
+    char *argv[14] = {
+        (char *)fetch_exe, "--db",       (char *)db_path, "--source", (char *)source,
+        "--role",          (char *)role, "--out",         out,        "--no-progress"};
+    int n = 10;
+    if (opt) {
+        argv[n++] = (char *)opt;
+        argv[n++] = (char *)value;
+    }
+    argv[n++] = in;
+    argv[n] = NULL;
+    return st_run(argv, NULL);
+}
+
 /* The integer an SQL query returns (first column of the first row); -1 on none. */
 static inline int64_t st_int(sqlite3 *db, const char *fmt, ...)
 {

@@ -58,7 +58,7 @@ static void make_inputs(const char *dir)
               lvd_image_encode_jpeg(&img, 70, &out, &len, &err) == 0);
         snprintf(path, sizeof path, "%s/served/near%03d.jpg", dir, i);
         if (out)
-            test_write_file(path, out, len);
+            check_write_file(path, out, len);
         free(jpg);
         free(out);
         lvd_image_free(&img);
@@ -155,7 +155,7 @@ static char *view(const char *run_dir, const char *sql)
 {
     char db_path[600];
     snprintf(db_path, sizeof db_path, "%s/m.db", run_dir);
-    sqlite3 *db = test_db_open(db_path);
+    sqlite3 *db = check_db_open(db_path);
     char *text = replace_all(st_dump(db, sql), run_dir, "$RUN");
     sqlite3_close(db);
     return text;
@@ -198,7 +198,7 @@ static void check_order(const char *run_dir)
 {
     char db_path[600];
     snprintf(db_path, sizeof db_path, "%s/m.db", run_dir);
-    sqlite3 *db = test_db_open(db_path);
+    sqlite3 *db = check_db_open(db_path);
     CHECK(test_sql_int(db, "SELECT COUNT(*) FROM v_images WHERE status = 'duplicate'") == N_COPIES);
     CHECK_MSG(test_sql_int(db, "SELECT COUNT(*) FROM images d JOIN images k"
                                " ON k.id = d.duplicate_of WHERE d.status = 'duplicate'"
@@ -233,7 +233,7 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < T_COUNT; i++)
         tool[i] = argv[i + 1];
-    char *dir = test_tmpdir();
+    char *dir = check_tmpdir("lvd-fetch-test");
     make_inputs(dir);
     char served[600], list[600], seeds[600], a[600], b[600];
     snprintf(served, sizeof served, "%s/served", dir);
@@ -273,7 +273,7 @@ int main(int argc, char **argv)
     printf("%d output files compared (%d shards, %d .npy)\n", na, tars, npys);
     CHECK(tars >= 3 && npys >= 3);
     if (!check_failures)
-        test_rmtree(dir);
+        check_rmtree(dir);
     else
         fprintf(stderr, "kept %s\n", dir);
     free(dir);

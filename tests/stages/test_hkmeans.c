@@ -6,33 +6,14 @@
  * sizes in v_hkmeans, picks are ranked by similarity, runs are deterministic, a seed-based run
  * keeps the 'hkmeans' rows, and bad options fail. Usage: test_hkmeans LVD-FETCH LVD-DEDUP
  * LVD-RETRIEVE */
-#include <math.h>
-
-#include "tests/stages/stages_test.h"
-
-#define DIM    64
-#define N_POOL 48
+#include "tests/check_run.h"
+#include "tests/stages/groups_test.h"
 
 enum { T_FETCH, T_DEDUP, T_RETRIEVE, T_COUNT };
 static const char *tool[T_COUNT];
 static char dir[256], db_path[320];
-static const int group_size[3] = {30, 12, 6};
-static int64_t pool_id[N_POOL + 1];
-static int group_of[N_POOL + 1];
-
-/* Group g on basis 8g, subgroup s adds 0.5 on basis 8g + 1 + s, noise in [-0.05, 0.05]. */
-static void make_vector(int g, int s, uint64_t seed, float *out)
-{
-    double v[DIM] = {0}, n2 = 0;
-    v[8 * g] = 1.0;
-    v[8 * g + 1 + s] = 0.5;
-    for (int j = 0; j < DIM; j++)
-        v[j] += st_noise(seed, j) * 0.1;
-    for (int j = 0; j < DIM; j++)
-        n2 += v[j] * v[j];
-    for (int j = 0; j < DIM; j++)
-        out[j] = (float)(v[j] / sqrt(n2));
-}
+static int64_t pool_id[GT_N_POOL + 1];
+static int group_of[GT_N_POOL + 1];
 
 static int run_tool(int t, char *const extra[])
 {
@@ -44,72 +25,26 @@ static int run_tool(int t, char *const extra[])
     return st_run(argv, NULL);
 }
 
-static int fetch(const char *source, const char *role, const char *folder)
-{
-    char in[512], out[512];
-    snprintf(in, sizeof in, "%s/%s", dir, folder);
-    snprintf(out, sizeof out, "%s/shards", dir);
-    char *argv[] = {(char *)tool[T_FETCH],
-                    "--db",
-                    db_path,
-                    "--source",
-                    (char *)source,
-                    "--role",
-                    (char *)role,
-                    "--out",
-                    out,
-                    "--no-progress",
-                    in,
-                    NULL};
-    return st_run(argv, NULL);
-}
-
-static float rows[(N_POOL + 1) * DIM];
+static float rows[(GT_N_POOL + 1) * GT_DIM];
 
 /* Writes the images and their vectors and fetches them. */
 static void write_images(void)
 {
     char path[512];
-    snprintf(path, sizeof path, "%s/pool", dir);
-    st_mkdir(path);
-    snprintf(path, sizeof path, "%s/seed", dir);
-    st_mkdir(path);
-    int i = 0;
-    for (int g = 0; g < 3; g++)
-        for (int j = 0; j < group_size[g]; j++, i++) {
-            snprintf(path, sizeof path, "%s/pool/p%02d.jpg", dir, i);
-            CHECK(st_write_jpeg(path, 40, 36, (uint32_t)i) == 0);
-            make_vector(g, j % 2, (uint64_t)i + 1, rows + i * DIM);
-            group_of[i] = g;
-        }
+    gt_write_pool(dir, rows, group_of);
     snprintf(path, sizeof path, "%s/seed/s.jpg", dir);
     CHECK(st_write_jpeg(path, 40, 36, 999) == 0);
-    make_vector(0, 0, 999, rows + N_POOL * DIM);
-    CHECK(fetch("web", "pool", "pool") == 0);
-    CHECK(fetch("seeds", "seed", "seed") == 0);
+    gt_vector(0, 0, 999, rows + GT_N_POOL * GT_DIM);
+    CHECK(st_fetch(tool[T_FETCH], dir, db_path, "web", "pool", "pool", NULL, NULL) == 0);
+    CHECK(st_fetch(tool[T_FETCH], dir, db_path, "seeds", "seed", "seed", NULL, NULL) == 0);
 }
 
 /* Records the embeddings (model 'synth') and dedups. */
 static void setup(sqlite3 *db)
 {
-    char path[512];
-    int i;
-    CHECK(sqlite3_exec(db,
-                       "INSERT INTO models (id, name, arch, dim, features) VALUES (1, "
-                       "'synth', 'external', 64, 'external')",
-                       NULL, NULL, NULL) == SQLITE_OK);
-    for (i = 0; i < N_POOL; i++) {
-        char name[16];
-        snprintf(name, sizeof name, "p%02d.jpg", i);
-        pool_id[i] = st_image_id(db, name);
-        CHECK(pool_id[i] > 0);
-    }
-    pool_id[N_POOL] = st_image_id(db, "s.jpg");
-    snprintf(path, sizeof path, "%s/emb.npy", dir);
-    CHECK(st_add_embeddings(db, 1, path, rows, pool_id, N_POOL + 1, DIM) == 0);
-    char *dedup[] = {"--threshold", "0.99", NULL};
-    CHECK(run_tool(T_DEDUP, dedup) == 0);
-    CHECK(st_int(db, "SELECT COUNT(*) FROM v_duplicates WHERE kept = 1") == N_POOL);
+    gt_pool_ids(db, pool_id);
+    pool_id[GT_N_POOL] = st_image_id(db, "s.jpg");
+    gt_embed_dedup(db, tool[T_DEDUP], dir, db_path, rows, pool_id, GT_N_POOL + 1);
 }
 
 static int64_t top_cluster(sqlite3 *db, int i)
@@ -152,7 +87,7 @@ static void check_structure(sqlite3 *db)
     /* Top level: one cluster per group. */
     int64_t cl[3] = {top_cluster(db, 0), top_cluster(db, 30), top_cluster(db, 42)};
     CHECK(cl[0] != cl[1] && cl[1] != cl[2] && cl[0] != cl[2]);
-    for (int i = 0; i < N_POOL; i++)
+    for (int i = 0; i < GT_N_POOL; i++)
         CHECK_MSG(top_cluster(db, i) == cl[group_of[i]], "p%02d: top cluster %lld", i,
                   (long long)top_cluster(db, i));
     /* Every level-0 cluster lies in one top-level cluster. */
@@ -160,7 +95,7 @@ static void check_structure(sqlite3 *db)
                      "ON b.image_id = a.image_id AND b.dataset = a.dataset AND b.level = 1 "
                      "WHERE a.level = 0 AND a.dataset = 'hkmeans' GROUP BY a.cluster "
                      "HAVING COUNT(DISTINCT b.cluster) > 1)") == 0);
-    CHECK(st_int(db, "SELECT COUNT(*) FROM v_hkmeans WHERE dataset = 'hkmeans'") == 2 * N_POOL);
+    CHECK(st_int(db, "SELECT COUNT(*) FROM v_hkmeans WHERE dataset = 'hkmeans'") == 2 * GT_N_POOL);
 }
 
 static void check_picks(sqlite3 *db, int64_t target)
@@ -232,7 +167,7 @@ static void test_hierarchical(sqlite3 *db)
     CHECK(st_int(db, "SELECT COUNT(*) FROM v_curated WHERE dataset = 'hkmeans'") == 25);
     CHECK(st_int(db, "SELECT COUNT(*) FROM v_curated WHERE dataset = 'flat'") == 5);
     CHECK(st_int(db, "SELECT COUNT(*) FROM v_curated WHERE method = 'knn'") == 2);
-    CHECK(st_int(db, "SELECT COUNT(*) FROM v_hkmeans WHERE dataset = 'flat'") == N_POOL);
+    CHECK(st_int(db, "SELECT COUNT(*) FROM v_hkmeans WHERE dataset = 'flat'") == GT_N_POOL);
     CHECK(st_int(db, "SELECT COUNT(*) FROM v_runs WHERE stage = 'hkmeans' AND status = 'ok'") == 4);
 }
 
@@ -245,7 +180,7 @@ static void test_resample(sqlite3 *db)
     CHECK(run_tool(T_RETRIEVE, resampled) == 0);
     CHECK(st_int(db, "SELECT COUNT(*) FROM v_curated WHERE dataset = 'resampled'") == 5);
     CHECK(st_int(db, "SELECT COUNT(*) FROM v_hkmeans WHERE dataset = 'resampled' AND level = 0") ==
-          N_POOL);
+          GT_N_POOL);
     CHECK(st_int(db, "SELECT COUNT(*) FROM v_curated WHERE dataset = 'hkmeans'") == 25);
     char *zero[] = {"--hierarchical", "--clusters", "6,3", "--target", "5",
                     "--sample-size",  "0",          NULL};
@@ -282,9 +217,9 @@ int main(int argc, char **argv)
     }
     for (int t = 0; t < T_COUNT; t++)
         tool[t] = argv[1 + t];
-    snprintf(dir, sizeof dir, "/tmp/lvd-hkmeans-XXXXXX");
-    if (!mkdtemp(dir))
-        return 1;
+    char *scratch = check_tmpdir("lvd-hkmeans");
+    snprintf(dir, sizeof dir, "%s", scratch);
+    free(scratch);
     snprintf(db_path, sizeof db_path, "%s/m.db", dir);
     write_images();
     sqlite3 *db;
@@ -296,9 +231,7 @@ int main(int argc, char **argv)
     test_errors(db);
     sqlite3_close(db);
     if (!check_failures && !getenv("LVD_KEEP")) {
-        char cmd[400];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        CHECK(system(cmd) == 0);
+        check_rmtree(dir);
     } else {
         fprintf(stderr, "files kept in %s\n", dir);
     }

@@ -59,22 +59,7 @@ static int stage(int t, const char *a1, const char *a2, const char *a3, const ch
 
 static int fetch(const char *source, const char *role)
 {
-    char in[512], out[512];
-    snprintf(in, sizeof in, "%s/%s", dir, source);
-    snprintf(out, sizeof out, "%s/shards", dir);
-    char *argv[] = {(char *)tool[T_FETCH],
-                    "--db",
-                    db_path,
-                    "--source",
-                    (char *)source,
-                    "--role",
-                    (char *)role,
-                    "--out",
-                    out,
-                    "--no-progress",
-                    in,
-                    NULL};
-    return st_run(argv, NULL);
+    return st_fetch(tool[T_FETCH], dir, db_path, source, role, source, NULL, NULL);
 }
 
 /* Pool, seed and eval images, their embeddings (unit noise vectors, two pool near-copies),

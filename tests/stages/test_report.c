@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <time.h>
 
+#include "tests/check_run.h"
 #include "tests/stages/report_svg_test.h"
 #include "tests/stages/stages_test.h"
 
@@ -147,37 +148,11 @@ static int report(const char *out, const char *extra1, const char *extra2)
     return st_run(argv, NULL);
 }
 
-/* The whole file at path (NUL-terminated), or NULL; *len gets its size. Caller frees. */
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 1 << 16, n = 0, got;
-    char *buf = malloc(cap + 1);
-    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            cap *= 2;
-            char *p = realloc(buf, cap + 1);
-            if (!p)
-                free(buf);
-            buf = p;
-        }
-    }
-    fclose(f);
-    if (buf)
-        buf[n] = 0;
-    if (len)
-        *len = n;
-    return buf;
-}
-
 static char *read_page(const char *out, const char *name)
 {
     char path[600];
     snprintf(path, sizeof path, "%s/%s", out, name);
-    char *html = slurp(path, NULL);
+    char *html = check_slurp(path, NULL);
     CHECK_MSG(html != NULL, "%s missing", path);
     return html ? html : calloc(1, 1);
 }
@@ -217,7 +192,7 @@ static int check_links(const char *out, const char *page, const char *html)
 static int valid_thumb(const char *path, int box)
 {
     size_t len = 0;
-    uint8_t *data = (uint8_t *)slurp(path, &len);
+    uint8_t *data = (uint8_t *)check_slurp(path, &len);
     if (!data)
         return 0;
     lvd_decode_opts o;
@@ -527,7 +502,7 @@ static void check_errors(sqlite3 *db)
     snprintf(help_path, sizeof help_path, "%s/help.txt", dir);
     char *help[] = {(char *)tool[T_REPORT], "--help", NULL};
     CHECK(st_run(help, help_path) == 0);
-    char *text = slurp(help_path, NULL);
+    char *text = check_slurp(help_path, NULL);
     CHECK(text && strstr(text, "usage: lvd-report --db DB --out DIR"));
     free(text);
     CHECK(sqlite3_exec(db,
@@ -611,7 +586,7 @@ static int chromium(const char *exe, const char *page, const char *mode, const c
 static int screenshot_colours(const char *path)
 {
     size_t len = 0;
-    uint8_t *data = (uint8_t *)slurp(path, &len);
+    uint8_t *data = (uint8_t *)check_slurp(path, &len);
     lvd_decode_opts o;
     memset(&o, 0, sizeof o);
     o.max_pixels = 1 << 24;
@@ -728,7 +703,7 @@ static void test_browser(const char *exe)
     snprintf(dom, sizeof dom, "%s/dom.html", dir);
     for (int p = 0; p < N_PAGES; p++) {
         CHECK_MSG(chromium(exe, pages[p], "--dump-dom", dom) == 0, "%s: chromium failed", pages[p]);
-        char *html = read_page(out_dir, pages[p]), *got = slurp(dom, NULL);
+        char *html = read_page(out_dir, pages[p]), *got = check_slurp(dom, NULL);
         CHECK_MSG(got && strstr(got, "<h1>") && strstr(got, "<nav>"), "%s: no DOM", pages[p]);
         CHECK_MSG(got && count_of(got, "<img src=\"thumbs/") == count_of(html, "<img src=\""),
                   "%s: images missing from the DOM", pages[p]);

@@ -12,6 +12,7 @@
 #include <math.h>
 
 #include "store/manifest.h"
+#include "tests/check_run.h"
 #include "tests/stages/report_svg_test.h"
 #include "tests/stages/stages_test.h"
 
@@ -112,30 +113,11 @@ static int report(const char *out)
     return st_run(argv, NULL);
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    if (buf)
-        buf[n] = 0;
-    fclose(f);
-    return buf;
-}
-
 static char *page(const char *sub, const char *name)
 {
     char path[600];
     snprintf(path, sizeof path, "%s/%s/%s", dir, sub, name);
-    char *html = slurp(path);
+    char *html = check_slurp(path, NULL);
     CHECK_MSG(html != NULL, "%s missing", path);
     return html ? html : calloc(1, 1);
 }

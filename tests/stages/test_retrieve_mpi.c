@@ -5,32 +5,15 @@
  * same v_hkmeans clusters as one process, each invocation is one run, ok; a run that fails on
  * rank 0 before the k-means (too many clusters) and a usage error both end every rank.
  * Usage: test_retrieve_mpi LVD-FETCH LVD-DEDUP LVD-RETRIEVE MPIRUN */
-#include <math.h>
+#include "tests/check_run.h"
+#include "tests/stages/groups_test.h"
 
-#include "tests/stages/stages_test.h"
-
-#define DIM     64
-#define N_POOL  48
 #define N_SEEDS 8
 
 static const char *fetch_exe, *dedup_exe, *retrieve_exe, *mpirun;
 static char dir[256], db_path[320];
-static float rows[(N_POOL + N_SEEDS) * DIM];
-static int64_t ids[N_POOL + N_SEEDS];
-
-/* Group g on basis 8g, subgroup s adds 0.5 on basis 8g + 1 + s, noise in [-0.05, 0.05]. */
-static void make_vector(int g, int s, uint64_t seed, float *out)
-{
-    double v[DIM] = {0}, n2 = 0;
-    v[8 * g] = 1.0;
-    v[8 * g + 1 + s] = 0.5;
-    for (int j = 0; j < DIM; j++)
-        v[j] += st_noise(seed, j) * 0.1;
-    for (int j = 0; j < DIM; j++)
-        n2 += v[j] * v[j];
-    for (int j = 0; j < DIM; j++)
-        out[j] = (float)(v[j] / sqrt(n2));
-}
+static float rows[(GT_N_POOL + N_SEEDS) * GT_DIM];
+static int64_t ids[GT_N_POOL + N_SEEDS];
 
 /* lvd-retrieve with extra arguments, under mpirun -np 2 when mpi; returns its exit status. */
 static int retrieve(int mpi, char *const extra[])
@@ -51,67 +34,25 @@ static int retrieve(int mpi, char *const extra[])
     return st_run(argv, NULL);
 }
 
-static int fetch(const char *source, const char *role, const char *folder)
-{
-    char in[512], out[512];
-    snprintf(in, sizeof in, "%s/%s", dir, folder);
-    snprintf(out, sizeof out, "%s/shards", dir);
-    char *argv[] = {(char *)fetch_exe,
-                    "--db",
-                    db_path,
-                    "--source",
-                    (char *)source,
-                    "--role",
-                    (char *)role,
-                    "--out",
-                    out,
-                    "--no-progress",
-                    in,
-                    NULL};
-    return st_run(argv, NULL);
-}
-
 static void setup(sqlite3 *db)
 {
-    static const int size[3] = {30, 12, 6};
     char path[512];
-    snprintf(path, sizeof path, "%s/pool", dir);
-    st_mkdir(path);
-    snprintf(path, sizeof path, "%s/seed", dir);
-    st_mkdir(path);
-    int i = 0;
-    for (int g = 0; g < 3; g++)
-        for (int j = 0; j < size[g]; j++, i++) {
-            snprintf(path, sizeof path, "%s/pool/p%02d.jpg", dir, i);
-            CHECK(st_write_jpeg(path, 40, 36, (uint32_t)i) == 0);
-            make_vector(g, j % 2, (uint64_t)i + 1, rows + i * DIM);
-        }
+    gt_write_pool(dir, rows, NULL);
     for (int s = 0; s < N_SEEDS; s++) {
         snprintf(path, sizeof path, "%s/seed/s%d.jpg", dir, s);
         CHECK(st_write_jpeg(path, 40, 36, 900 + (uint32_t)s) == 0);
-        make_vector(s % 2, s / 4, 900 + (uint64_t)s, rows + (N_POOL + s) * DIM);
+        gt_vector(s % 2, s / 4, 900 + (uint64_t)s, rows + (GT_N_POOL + s) * GT_DIM);
     }
-    CHECK(fetch("web", "pool", "pool") == 0);
-    CHECK(fetch("seeds", "seed", "seed") == 0);
-    CHECK(sqlite3_exec(db,
-                       "INSERT INTO models (id, name, arch, dim, features) VALUES (1, "
-                       "'synth', 'external', 64, 'external')",
-                       NULL, NULL, NULL) == SQLITE_OK);
-    for (i = 0; i < N_POOL + N_SEEDS; i++) {
+    CHECK(st_fetch(fetch_exe, dir, db_path, "web", "pool", "pool", NULL, NULL) == 0);
+    CHECK(st_fetch(fetch_exe, dir, db_path, "seeds", "seed", "seed", NULL, NULL) == 0);
+    gt_pool_ids(db, ids);
+    for (int s = 0; s < N_SEEDS; s++) {
         char name[16];
-        if (i < N_POOL)
-            snprintf(name, sizeof name, "p%02d.jpg", i);
-        else
-            snprintf(name, sizeof name, "s%d.jpg", i - N_POOL);
-        ids[i] = st_image_id(db, name);
-        CHECK(ids[i] > 0);
+        snprintf(name, sizeof name, "s%d.jpg", s);
+        ids[GT_N_POOL + s] = st_image_id(db, name);
+        CHECK(ids[GT_N_POOL + s] > 0);
     }
-    snprintf(path, sizeof path, "%s/emb.npy", dir);
-    CHECK(st_add_embeddings(db, 1, path, rows, ids, N_POOL + N_SEEDS, DIM) == 0);
-    char *argv[] = {(char *)dedup_exe, "--db",        db_path, "--model",
-                    "synth",           "--threshold", "0.99",  NULL};
-    CHECK(st_run(argv, NULL) == 0);
-    CHECK(st_int(db, "SELECT COUNT(*) FROM v_duplicates WHERE kept = 1") == N_POOL);
+    gt_embed_dedup(db, dedup_exe, dir, db_path, rows, ids, GT_N_POOL + N_SEEDS);
 }
 
 static const char curated_sql[] =
@@ -150,9 +91,9 @@ int main(int argc, char **argv)
     dedup_exe = argv[2];
     retrieve_exe = argv[3];
     mpirun = argv[4];
-    snprintf(dir, sizeof dir, "/tmp/lvd-retrieve-mpi-XXXXXX");
-    if (!mkdtemp(dir))
-        return 1;
+    char *scratch = check_tmpdir("lvd-retrieve-mpi");
+    snprintf(dir, sizeof dir, "%s", scratch);
+    free(scratch);
     snprintf(db_path, sizeof db_path, "%s/m.db", dir);
     sqlite3 *db;
     CHECK(sqlite3_open(db_path, &db) == SQLITE_OK);
@@ -172,10 +113,7 @@ int main(int argc, char **argv)
     CHECK(retrieve(1, bogus) != 0);
     sqlite3_close(db);
     if (!check_failures && !getenv("LVD_KEEP")) {
-        char cmd[400];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot remove %s\n", dir);
+        check_rmtree(dir);
     }
     return check_finish();
 }

@@ -91,24 +91,7 @@ static double dot(const float *a, const float *b)
 
 static int fetch(const char *source, const char *role, const char *folder)
 {
-    char in[512], out[512];
-    snprintf(in, sizeof in, "%s/%s", dir, folder);
-    snprintf(out, sizeof out, "%s/shards", dir);
-    char *argv[] = {(char *)tool[T_FETCH],
-                    "--db",
-                    db_path,
-                    "--source",
-                    (char *)source,
-                    "--role",
-                    (char *)role,
-                    "--out",
-                    out,
-                    "--no-progress",
-                    "--parallel",
-                    "4",
-                    in,
-                    NULL};
-    return st_run(argv, NULL);
+    return st_fetch(tool[T_FETCH], dir, db_path, source, role, folder, "--parallel", "4");
 }
 
 static void write_images(void)

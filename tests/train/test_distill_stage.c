@@ -1,8 +1,8 @@
-/* lvd-distill end to end (train/train_stage.h's stage with train/distill.h) on a manifest that
- * lvd-fetch builds from 28 x 28 grayscale PNGs: a teacher pretrained by lvd-train (dim 64,
- * 2 blocks, separate iBOT head) distilled into a 1-block student by its heads (rows of
- * v_train_steps, the run of stage distill, the exported output model loaded by lvd_vit_load and
- * registered by --register, its heads file usable as a teacher again), a run stopped with
+/* lvd-distill end to end (train/stage/train_stage.h's stage with train/distill.h) on a manifest
+ * that lvd-fetch builds from 28 x 28 grayscale PNGs: a teacher pretrained by lvd-train (dim 64, 2
+ * blocks, separate iBOT head) distilled into a 1-block student by its heads (rows of v_train_steps,
+ * the run of stage distill, the exported output model loaded by lvd_vit_load and registered by
+ * --register, its heads file usable as a teacher again), a run stopped with
  * --stop-at and resumed that ends bitwise equal to the straight one, feature distillation of
  * the same teacher's backbone alone (no heads file, head columns NULL), --ibot-masks (iBOT rows
  * of the loader's masks), a checkpoint of another
@@ -12,59 +12,15 @@
 #include <stdarg.h>
 #include <sys/stat.h>
 
-#include "curate/mnist/mnist_png.h"
 #include "embed/vit.h"
+#include "tests/check_run.h"
 #include "tests/check.h"
 #include "tests/train/optim_test.h"
+#include "tests/train/train_test.h"
 #include "train/distill.h"
 
 static const char *distill_exe, *train_exe, *fetch_exe;
 static char dir[512], db[600];
-
-static void write_file(const char *path, const void *buf, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(buf, 1, len, f) != len || fclose(f) != 0) {
-        fprintf(stderr, "cannot write %s\n", path);
-        exit(1);
-    }
-}
-
-/* 64 images of two kinds of stripes and gradients. */
-static void make_manifest(void)
-{
-    char path[1024];
-    lvd_error err;
-    snprintf(path, sizeof path, "%s/fm", dir);
-    mkdir(path, 0777);
-    for (int c = 0; c < 2; c++) {
-        snprintf(path, sizeof path, "%s/fm/class%d", dir, c);
-        mkdir(path, 0777);
-        for (int i = 0; i < 32; i++) {
-            uint8_t px[28 * 28];
-            for (int p = 0; p < 28 * 28; p++)
-                px[p] = (uint8_t)((p % 28) * (3 + i) + (p / 28) * (5 + c) + i * 17 + (p * i) % 7);
-            uint8_t *png;
-            size_t len;
-            if (lvd_png_encode_gray(px, 28, 28, &png, &len, &err)) {
-                fprintf(stderr, "%s\n", err.msg);
-                exit(1);
-            }
-            snprintf(path, sizeof path, "%s/fm/class%d/%02d.png", dir, c, i);
-            write_file(path, png, len);
-            free(png);
-        }
-    }
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd,
-             "'%s' --db '%s' --source fm --min-side 8 --threads 1 --no-progress '%s/fm' "
-             "2>/dev/null >/dev/null",
-             fetch_exe, db, dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "lvd-fetch failed\n");
-        exit(1);
-    }
-}
 
 /* Runs exe with the NULL-ended arguments, stdout to /dev/null, stderr to err_path (NULL:
  * /dev/null); returns its exit status. */
@@ -100,28 +56,10 @@ static int run(const char *exe, const char *err_path, ...)
         "3", "--threads", "1", "--workers", "2", "--ckpt-every", "4", "--log-every", "1",          \
         "--no-progress"
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
 static int same_file(const char *a, const char *b)
 {
     size_t na, nb;
-    char *x = slurp(a, &na), *y = slurp(b, &nb);
+    char *x = check_slurp(a, &na), *y = check_slurp(b, &nb);
     int same = x && y && na == nb && memcmp(x, y, na) == 0;
     free(x);
     free(y);
@@ -160,7 +98,9 @@ int main(int argc, char **argv)
     fetch_exe = argv[3];
     snprintf(dir, sizeof dir, "%s", ot_tmpdir());
     snprintf(db, sizeof db, "%s/m.db", dir);
-    make_manifest();
+    /* 64 images of two kinds of stripes and gradients. */
+    tt_write_stripes(dir, "fm", 32, 7);
+    tt_fetch(fetch_exe, db, "fm", dir, "fm", "");
     char teacher[700], a[700], b[700], f[700], p1[900], p2[900], errf[700];
     snprintf(teacher, sizeof teacher, "%s/teacher", dir);
     snprintf(a, sizeof a, "%s/a", dir);
@@ -177,14 +117,14 @@ int main(int argc, char **argv)
             "--epoch-length", "4", "--warmup-epochs", "1", "--teacher-temp-warmup-epochs", "1",
             "--steps", "8", "--threads", "1", "--no-progress", NULL);
     size_t n;
-    char *msg = slurp(errf, &n);
+    char *msg = check_slurp(errf, &n);
     CHECK_MSG(rc == 0, "lvd-train exited %d: %s", rc, msg ? msg : "");
     free(msg);
 
     /* Head distillation, straight. */
     rc = run(distill_exe, errf, STUDENT, "--teacher", teacher, "--out", a, "--register",
              "student-a", NULL);
-    msg = slurp(errf, &n);
+    msg = check_slurp(errf, &n);
     CHECK_MSG(rc == 0, "lvd-distill exited %d: %s", rc, msg ? msg : "");
     free(msg);
     CHECK(query("SELECT COUNT(*) FROM v_runs WHERE stage = 'distill' AND status = 'ok'") == 1);
@@ -244,7 +184,7 @@ int main(int argc, char **argv)
 
     /* The same folder with another teacher is refused. */
     rc = run(distill_exe, errf, STUDENT, "--teacher", a, "--out", b, NULL);
-    msg = slurp(errf, &n);
+    msg = check_slurp(errf, &n);
     CHECK_MSG(rc == 1 && msg && strstr(msg, "distill.teacher"), "exit %d: %s", rc, msg ? msg : "");
     free(msg);
 
@@ -262,13 +202,13 @@ int main(int argc, char **argv)
 
     /* Bad usage. */
     rc = run(distill_exe, errf, "--db", db, "--source", "fm", "--out", f, NULL);
-    msg = slurp(errf, &n);
+    msg = check_slurp(errf, &n);
     CHECK_MSG(rc == 2 && msg && strstr(msg, "--teacher is required"), "exit %d: %s", rc,
               msg ? msg : "");
     free(msg);
     rc = run(distill_exe, errf, STUDENT, "--teacher", teacher, "--out", f, "--distill-mode",
              "logits", NULL);
-    msg = slurp(errf, &n);
+    msg = check_slurp(errf, &n);
     CHECK_MSG(rc == 2 && msg && strstr(msg, "--distill-mode"), "exit %d: %s", rc, msg ? msg : "");
     free(msg);
     rc = run(distill_exe, errf, STUDENT, "--teacher", teacher, "--out", f, "--drop-path", "0.1",

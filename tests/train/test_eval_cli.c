@@ -20,8 +20,8 @@
 #include "embed/model_registry.h"
 #include "index/index.h"
 #include "tests/stages/stages_test.h"
-#include "train/eval.h"
-#include "train/eval_data.h"
+#include "train/eval/eval.h"
+#include "train/eval/eval_data.h"
 
 enum { T_FETCH, T_MODEL, T_EMBED, T_EVAL, T_COUNT };
 static const char *tool[T_COUNT];
@@ -95,24 +95,7 @@ static int eval(char **out, char **err, const char *sub, ...)
 
 static int fetch(const char *source, const char *role, const char *folder)
 {
-    char in[512], out[512];
-    snprintf(in, sizeof in, "%s/%s", dir, folder);
-    snprintf(out, sizeof out, "%s/shards", dir);
-    char *argv[] = {(char *)tool[T_FETCH],
-                    "--db",
-                    db_path,
-                    "--source",
-                    (char *)source,
-                    "--role",
-                    (char *)role,
-                    "--out",
-                    out,
-                    "--shard-size",
-                    "20K",
-                    "--no-progress",
-                    in,
-                    NULL};
-    return st_run(argv, NULL);
+    return st_fetch(tool[T_FETCH], dir, db_path, source, role, folder, "--shard-size", "20K");
 }
 
 /* Train image i of class c has file tr/<c>/tr<c><i>.jpg; test te/<c>/te<c><i>.jpg. */

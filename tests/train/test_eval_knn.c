@@ -1,5 +1,5 @@
-/* The k-NN classifier (train/eval.h) against a brute-force double-precision re-implementation of
- * dinov2/eval/knn.py:
+/* The k-NN classifier (train/eval/eval.h) against a brute-force double-precision re-implementation
+ * of dinov2/eval/knn.py:
  * - the weighting on hand-computed tiny cases (softmax(sim / T) over the largest k, class sums,
  *   the temperature changing the winner);
  * - clustered features whose coordinates are 0 or +-1/4 (16 nonzeros of 64), so every
@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "tests/check.h"
-#include "train/eval.h"
+#include "train/eval/eval.h"
 
 #define DIM   64
 #define NNZ   16
@@ -71,8 +71,8 @@ static int cmp_nb(const void *a, const void *b)
  * classes by (score desc, class asc) found by sorting all classes. plain = 1 uses
  * exp(s / T) / sum exp(s / T) as written in knn.py, and then fragile gets 1 when two of the six
  * best class scores are within 1e-5 (relative) but not equal, which the other arithmetic may
- * order the other way; plain = 0 computes the same values as train/eval.h does (relative to the
- * best similarity). */
+ * order the other way; plain = 0 computes the same values as train/eval/eval.h does (relative to
+ * the best similarity). */
 static void reference(const float *bank, const int32_t *by, int nb, const float *q, int dim,
                       const int *ks, int n_ks, double T, int plain, int32_t *pred, int *fragile)
 {

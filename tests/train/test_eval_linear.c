@@ -1,4 +1,4 @@
-/* The linear probe (train/eval.h) on a linearly separable synthetic problem: 5 classes of
+/* The linear probe (train/eval/eval.h) on a linearly separable synthetic problem: 5 classes of
  * Gaussian clusters in 24 dimensions (means 3 apart along their own axis, noise 0.4), trained
  * with a grid of learning rates of which one is far too small and one diverges (its parameters
  * overflow): the probe must mark the divergent one, choose the good one on validation and
@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "tests/check.h"
-#include "train/eval.h"
+#include "train/eval/eval.h"
 
 #define D  24
 #define C  5

@@ -7,8 +7,8 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
-#include "curate/mnist/mnist_png.h"
 #include "tests/check.h"
+#include "tests/train/train_test.h"
 #include "train/loader.h"
 
 static char dir[512], db[600];
@@ -23,37 +23,12 @@ static void sh(const char *fmt, const char *arg)
     }
 }
 
-static void write_file(const char *path, const uint8_t *buf, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(buf, 1, len, f) != len || fclose(f) != 0) {
-        fprintf(stderr, "cannot write %s\n", path);
-        exit(1);
-    }
-}
-
+/* dir/fm: 13 PNGs in each of two classes; dir/other: 5 colour JPEGs of different widths. */
 static void make_inputs(void)
 {
     char path[1024];
     lvd_error err;
-    for (int c = 0; c < 2; c++) {
-        snprintf(path, sizeof path, "%s/fm/class%d", dir, c);
-        sh("mkdir -p '%s'", path);
-        for (int i = 0; i < 13; i++) {
-            uint8_t px[28 * 28];
-            for (int p = 0; p < 28 * 28; p++)
-                px[p] = (uint8_t)((p % 28) * (3 + i) + (p / 28) * (5 + c) + i * 17);
-            uint8_t *png;
-            size_t len;
-            if (lvd_png_encode_gray(px, 28, 28, &png, &len, &err)) {
-                fprintf(stderr, "%s\n", err.msg);
-                exit(1);
-            }
-            snprintf(path, sizeof path, "%s/fm/class%d/%02d.png", dir, c, i);
-            write_file(path, png, len);
-            free(png);
-        }
-    }
+    tt_write_stripes(dir, "fm", 13, 1);
     snprintf(path, sizeof path, "%s/other", dir);
     sh("mkdir -p '%s'", path);
     for (int i = 0; i < 5; i++) {
@@ -67,20 +42,10 @@ static void make_inputs(void)
             exit(1);
         }
         snprintf(path, sizeof path, "%s/other/%d.jpg", dir, i);
-        write_file(path, jpg, len);
+        check_write_file(path, jpg, len);
         free(jpg);
         free(img.rgb);
     }
-}
-
-static int fetch(const char *exe, const char *source, const char *folder)
-{
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd,
-             "'%s' --db '%s' --source %s --min-side 8 --shard-size 6K --threads 1 --no-progress "
-             "'%s/%s' 2>/dev/null",
-             exe, db, source, dir, folder);
-    return system(cmd);
 }
 
 static int64_t sql_int(sqlite3 *s, const char *sql)
@@ -541,18 +506,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s LVD-FETCH\n", argv[0]);
         return 2;
     }
-    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    snprintf(dir, sizeof dir, "%s/lvd-loader-test-XXXXXX", base);
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    snprintf(db, sizeof db, "%s/m.db", dir);
+    tt_scratch("lvd-loader-test", dir, sizeof dir, db, sizeof db);
     make_inputs();
-    if (fetch(argv[1], "fm", "fm") != 0 || fetch(argv[1], "other", "other") != 0) {
-        fprintf(stderr, "lvd-fetch failed\n");
-        return 1;
-    }
+    tt_fetch(argv[1], db, "fm", dir, "fm", "--shard-size 6K");
+    tt_fetch(argv[1], db, "other", dir, "other", "--shard-size 6K");
     sqlite3 *s;
     if (sqlite3_open(db, &s) != SQLITE_OK)
         return 1;

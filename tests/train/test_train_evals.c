@@ -1,22 +1,22 @@
-/* k-NN during training (lvd-train --eval-train / --eval-test / --eval-every, train/train_stage.h;
- * rows in v_train_evals, migration 8): on a manifest of two labelled sources that lvd-fetch
- * builds from 28 x 28 grayscale PNGs (three classes of distinct patterns), a tiny ViT trained
- * 12 steps with an evaluation every 4 steps writes the rows of steps 4, 8 and 12 (k, setting,
- * bank and test counts, growing training seconds), its last score equals lvd-eval knn's on the
- * registered teacher (the same protocol), and the evaluations leave the training bitwise as it
- * is without them. A run stopped at step 6 (--stop-at) evaluates at its end; a row planted past
- * its checkpoint is replaced when the rerun resumes, the rows up to the checkpoint are kept,
- * and the resumed training scores as the straight one. Bad usage is refused. The fmnist
- * preset's recipe (train/train_stage.h) reaches the plan, explicit options override it, and the
- * other presets keep the reference's defaults.
- * Usage: test_train_evals LVD-TRAIN LVD-FETCH LVD-EVAL. */
+/* k-NN during training (lvd-train --eval-train / --eval-test / --eval-every,
+ * train/stage/train_stage.h; rows in v_train_evals, migration 8): on a manifest of two labelled
+ * sources that lvd-fetch builds from 28 x 28 grayscale PNGs (three classes of distinct patterns), a
+ * tiny ViT trained 12 steps with an evaluation every 4 steps writes the rows of steps 4, 8 and 12
+ * (k, setting, bank and test counts, growing training seconds), its last score equals lvd-eval
+ * knn's on the registered teacher (the same protocol), and the evaluations leave the training
+ * bitwise as it is without them. A run stopped at step 6 (--stop-at) evaluates at its end; a row
+ * planted past its checkpoint is replaced when the rerun resumes, the rows up to the checkpoint are
+ * kept, and the resumed training scores as the straight one. Bad usage is refused. The fmnist
+ * preset's recipe (train/stage/train_stage.h) reaches the plan, explicit options override it, and
+ * the other presets keep the reference's defaults. Usage: test_train_evals LVD-TRAIN LVD-FETCH
+ * LVD-EVAL. */
 #include <math.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <sys/stat.h>
 
-#include "curate/mnist/mnist_png.h"
 #include "tests/check.h"
+#include "tests/train/train_test.h"
 
 static const char *train_exe, *fetch_exe, *eval_exe;
 static char dir[512], db[600];
@@ -30,21 +30,11 @@ static sqlite3 *sq;
     "--seed 3 --threads 2 --workers 2 --ckpt-every 4 --log-every 2 --steps 12 --no-progress"
 #define EVAL "--eval-train fmtrain --eval-test fmtest --eval-every 4"
 
-static void write_file(const char *path, const void *buf, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(buf, 1, len, f) != len || fclose(f) != 0) {
-        fprintf(stderr, "cannot write %s\n", path);
-        exit(1);
-    }
-}
-
 /* Source name: n images per class of three classes (stripes, rings, a gradient), varied per
  * image, fetched with lvd-fetch. */
 static void make_source(const char *name, int n, int salt)
 {
     char path[1024];
-    lvd_error err;
     snprintf(path, sizeof path, "%s/%s", dir, name);
     mkdir(path, 0777);
     for (int c = 0; c < 3; c++) {
@@ -60,26 +50,11 @@ static void make_source(const char *name, int n, int salt)
                                    : (x + y) * 4 + v % 30;
                 px[p] = (uint8_t)(val + (p * (v + 3)) % 23);
             }
-            uint8_t *png;
-            size_t len;
-            if (lvd_png_encode_gray(px, 28, 28, &png, &len, &err)) {
-                fprintf(stderr, "%s\n", err.msg);
-                exit(1);
-            }
             snprintf(path, sizeof path, "%s/%s/class%d/%02d.png", dir, name, c, i);
-            write_file(path, png, len);
-            free(png);
+            tt_write_png(path, px);
         }
     }
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd,
-             "'%s' --db '%s' --source %s --min-side 8 --threads 1 --no-progress '%s/%s' "
-             ">/dev/null 2>&1",
-             fetch_exe, db, name, dir, name);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "lvd-fetch failed\n");
-        exit(1);
-    }
+    tt_fetch(fetch_exe, db, name, dir, name, "");
 }
 
 /* Runs lvd-train with --db and the formatted options; stderr to dir/NAME.log. Returns its exit
@@ -292,13 +267,7 @@ int main(int argc, char **argv)
     train_exe = argv[1];
     fetch_exe = argv[2];
     eval_exe = argv[3];
-    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    snprintf(dir, sizeof dir, "%s/lvd-train-evals-XXXXXX", base);
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    snprintf(db, sizeof db, "%s/m.db", dir);
+    tt_scratch("lvd-train-evals", dir, sizeof dir, db, sizeof db);
     setenv("OMP_WAIT_POLICY", "passive", 1);
     make_source("fmtrain", 10, 0);
     make_source("fmtest", 5, 1000);

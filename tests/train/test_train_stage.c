@@ -1,4 +1,4 @@
-/* lvd-train end to end (train/train_stage.h) on a manifest that lvd-fetch builds from 28 x 28
+/* lvd-train end to end (train/stage/train_stage.h) on a manifest that lvd-fetch builds from 28 x 28
  * grayscale PNGs, with a tiny ViT (dim 64, depth 2, patch 4, stochastic depth, separate iBOT
  * head): a straight run of 40 steps (rows of v_train_steps, the run record, the exported teacher
  * loaded by lvd_vit_load and registered through --register and lvd-model add, the heads file);
@@ -14,10 +14,11 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
-#include "curate/mnist/mnist_png.h"
 #include "embed/vit.h"
 #include "store/tensors.h"
+#include "tests/check_run.h"
 #include "tests/check.h"
+#include "tests/train/train_test.h"
 #include "train/head.h"
 
 static const char *train_exe, *fetch_exe, *model_exe;
@@ -70,48 +71,6 @@ static const char *const common[] = {"--dim",
                                      "1"};
 #define N_COMMON (sizeof common / sizeof common[0])
 #define STEPS    "40"
-
-static void write_file(const char *path, const void *buf, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(buf, 1, len, f) != len || fclose(f) != 0) {
-        fprintf(stderr, "cannot write %s\n", path);
-        exit(1);
-    }
-}
-
-static void make_manifest(void)
-{
-    char path[1024];
-    lvd_error err;
-    for (int c = 0; c < 2; c++) {
-        snprintf(path, sizeof path, "%s/fm/class%d", dir, c);
-        mkdir(path, 0777);
-        for (int i = 0; i < 32; i++) {
-            uint8_t px[28 * 28];
-            for (int p = 0; p < 28 * 28; p++)
-                px[p] = (uint8_t)((p % 28) * (3 + i) + (p / 28) * (5 + c) + i * 17 + (p * i) % 7);
-            uint8_t *png;
-            size_t len;
-            if (lvd_png_encode_gray(px, 28, 28, &png, &len, &err)) {
-                fprintf(stderr, "%s\n", err.msg);
-                exit(1);
-            }
-            snprintf(path, sizeof path, "%s/fm/class%d/%02d.png", dir, c, i);
-            write_file(path, png, len);
-            free(png);
-        }
-    }
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd,
-             "'%s' --db '%s' --source fm --min-side 8 --threads 1 --no-progress '%s/fm' "
-             "2>/dev/null >/dev/null",
-             fetch_exe, db, dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "lvd-fetch failed\n");
-        exit(1);
-    }
-}
 
 /* argv of lvd-train: the common options (when with_common), --steps, then the NULL-ended extras.
  * Returns the argument count; strings are borrowed. */
@@ -218,31 +177,11 @@ static int read_until(int fd, const char *want)
     return 0;
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    if (b)
-        b[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
 /* 1 when path holds exactly one line containing want. */
 static int one_line_with(const char *path, const char *want)
 {
     size_t len;
-    char *t = slurp(path, &len);
+    char *t = check_slurp(path, &len);
     int ok = t && len > 0 && strchr(t, '\n') == t + len - 1 && strstr(t, want);
     if (!ok)
         fprintf(stderr, "%s: expected one line with '%s', got: %s", path, want, t ? t : "(none)");
@@ -253,7 +192,7 @@ static int one_line_with(const char *path, const char *want)
 static int same_bytes(const char *a, const char *b)
 {
     size_t la, lb;
-    char *x = slurp(a, &la), *y = slurp(b, &lb);
+    char *x = check_slurp(a, &la), *y = check_slurp(b, &lb);
     int same = x && y && la == lb && memcmp(x, y, la) == 0;
     free(x);
     free(y);
@@ -569,7 +508,7 @@ static void test_nan(void)
     CHECK(train(err, 0, "--source", "fm", "--out", out_dir("nan"), "--lr", "1e20", "--epoch-length",
                 "2", "--ckpt-every", "1", "--no-progress", NULL) == 1);
     size_t len;
-    char *t = slurp(err, &len);
+    char *t = check_slurp(err, &len);
     const char *line = t ? strstr(t, "lvd-train: step ") : NULL;
     long bad = line ? strtol(line + 16, NULL, 10) : -1;
     long k = ckpt_step(out_dir("nan"));
@@ -607,13 +546,7 @@ int main(int argc, char **argv)
     train_exe = argv[1];
     fetch_exe = argv[2];
     model_exe = argv[3];
-    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    snprintf(dir, sizeof dir, "%s/lvd-train-test-XXXXXX", base);
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    snprintf(db, sizeof db, "%s/m.db", dir);
+    tt_scratch("lvd-train-test", dir, sizeof dir, db, sizeof db);
     /* The INI file's other sections name stages that lvd-run would find here. */
     char stages[2048];
     snprintf(stages, sizeof stages, "%s", fetch_exe);
@@ -623,10 +556,8 @@ int main(int argc, char **argv)
     setenv("LVD_STAGE_PATH", stages, 1);
     /* One compute thread on a shared machine: spinning OpenMP threads would only wait. */
     setenv("OMP_WAIT_POLICY", "passive", 1);
-    char path[700];
-    snprintf(path, sizeof path, "%s/fm", dir);
-    mkdir(path, 0777);
-    make_manifest();
+    tt_write_stripes(dir, "fm", 32, 7);
+    tt_fetch(fetch_exe, db, "fm", dir, "fm", "");
     if (sqlite3_open(db, &sq) != SQLITE_OK)
         return 1;
     sqlite3_busy_timeout(sq, 60000);

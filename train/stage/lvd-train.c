@@ -1,6 +1,7 @@
-/* lvd-train: DINOv2 self-supervised pretraining on the manifest's images (train/train_stage.h). */
+/* lvd-train: DINOv2 self-supervised pretraining on the manifest's images
+ * (train/stage/train_stage.h). */
 #include "kit/kit.h"
-#include "train/train_stage.h"
+#include "train/stage/train_stage.h"
 
 static const char help[] =
     "--db DB (--curated MODEL | --source NAME...) --out DIR [options]\n"

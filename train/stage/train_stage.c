@@ -1,6 +1,6 @@
-/* lvd_train_run of train/train_stage.h: the output folder, resumption, the training loop with its
- * checkpoints, metrics and progress, the stops (steps, budget, signal, divergence) and the export
- * and registration of the teacher (of pretraining; of distillation: the EMA student). */
+/* lvd_train_run of train/stage/train_stage.h: the output folder, resumption, the training loop with
+ * its checkpoints, metrics and progress, the stops (steps, budget, signal, divergence) and the
+ * export and registration of the teacher (of pretraining; of distillation: the EMA student). */
 #include <omp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include "embed/model_registry.h"
-#include "train/eval.h"
-#include "train/train_stage_internal.h"
+#include "train/eval/eval.h"
+#include "train/stage/train_stage_internal.h"
 
 static volatile sig_atomic_t stop_signal;
 

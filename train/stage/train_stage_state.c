@@ -1,5 +1,5 @@
-/* The output folder of train/train_stage_internal.h: its paths, the checkpoint (metadata first,
- * then the whole state through train/checkpoint.h) and the teacher export. */
+/* The output folder of train/stage/train_stage_internal.h: its paths, the checkpoint (metadata
+ * first, then the whole state through train/checkpoint.h) and the teacher export. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "store/tensors.h"
-#include "train/train_stage_internal.h"
+#include "train/stage/train_stage_internal.h"
 
 /* mkdir -p */
 static int make_dirs(const char *path, lvd_error *err)

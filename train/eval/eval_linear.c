@@ -1,4 +1,4 @@
-/* The linear probe of train/eval.h: a grid of linear classifiers trained together on frozen
+/* The linear probe of train/eval/eval.h: a grid of linear classifiers trained together on frozen
  * features (SGD with momentum, cosine schedule), chosen on validation, scored on test; and the
  * seeded validation split. */
 #include <cblas.h>
@@ -8,7 +8,7 @@
 
 #include <omp.h>
 
-#include "train/eval.h"
+#include "train/eval/eval.h"
 
 #define MOMENTUM   0.9f
 #define INIT_STD   0.01

@@ -1,12 +1,12 @@
-/* The plan of train/train_stage_internal.h: presets, the resolved module configurations and their
- * JSON form (what a checkpoint and a resuming run must share). */
+/* The plan of train/stage/train_stage_internal.h: presets, the resolved module configurations and
+ * their JSON form (what a checkpoint and a resuming run must share). */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "train/masks.h"
-#include "train/train_stage_internal.h"
+#include "train/stage/train_stage_internal.h"
 
 typedef struct preset {
     const char *name;
@@ -21,7 +21,7 @@ typedef struct preset {
 /* ssl_default_config.yaml's: LayerScale 1e-5, momentum 0.992, epochs of 1250 iterations, 10 of
  * lr warm-up and 30 of teacher temperature warm-up, 125,000 iterations, softmax centering. */
 static const train_recipe reference = {1e-5f, 0.992, 1250, 10, 30, 125000, "softmax"};
-/* The short-budget recipe for 28-pixel images (train/train_stage.h, pipelines/README.md). */
+/* The short-budget recipe for 28-pixel images (train/stage/train_stage.h, pipelines/README.md). */
 static const train_recipe short_budget = {0.1f, 0.99, 100, 1, 3, 1000, "sinkhorn"};
 
 /* Architectures as dinov2/models/vision_transformer.py; heads, crops and drop path as the

@@ -1,6 +1,6 @@
-/* train/eval_data.h: labelled images of a source, their stored embeddings, and ViT features
+/* train/eval/eval_data.h: labelled images of a source, their stored embeddings, and ViT features
  * from the tar shards. */
-#include "train/eval_data.h"
+#include "train/eval/eval_data.h"
 
 #include <stdlib.h>
 #include <string.h>

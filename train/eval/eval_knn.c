@@ -1,5 +1,5 @@
-/* The k-NN classifier of train/eval.h: blocked exact neighbours (sgemm + one heap per test row),
- * the reference's softmax voting, top-1 / top-5 accuracy. */
+/* The k-NN classifier of train/eval/eval.h: blocked exact neighbours (sgemm + one heap per test
+ * row), the reference's softmax voting, top-1 / top-5 accuracy. */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -7,7 +7,7 @@
 
 #include <omp.h>
 
-#include "train/eval.h"
+#include "train/eval/eval.h"
 
 void lvd_knn_opts_default(lvd_knn_opts *o)
 {

@@ -1,7 +1,7 @@
 /* lvd-distill: distillation of a frozen teacher into a smaller student on the manifest's images
- * (train/distill.h), run by the pretraining stage's loop (train/train_stage.h). */
+ * (train/distill.h), run by the pretraining stage's loop (train/stage/train_stage.h). */
 #include "kit/kit.h"
-#include "train/train_stage.h"
+#include "train/stage/train_stage.h"
 
 static const char help[] =
     "--db DB (--curated MODEL | --source NAME...) --teacher PATH --out DIR\n"

@@ -1,4 +1,4 @@
-/* Shared pieces of the pretraining stage (train/train_stage.h): the resolved plan, the state
+/* Shared pieces of the pretraining stage (train/stage/train_stage.h): the resolved plan, the state
  * files of the output folder and the metrics log. Not for use outside train/train_stage*.c. */
 #ifndef LVD_TRAIN_TRAIN_STAGE_INTERNAL_H
 #define LVD_TRAIN_TRAIN_STAGE_INTERNAL_H
@@ -15,9 +15,9 @@
 #include "train/loader.h"
 #include "train/schedule.h"
 #include "train/ssl.h"
-#include "train/train_stage.h"
+#include "train/stage/train_stage.h"
 
-/* Data-parallel runs (train/train_stage_dist.c, train/ssl_dist.h): the process group and the
+/* Data-parallel runs (train/stage/train_stage_dist.c, train/ssl_dist.h): the process group and the
  * all-reduce hook of its trainer. Rank 0 (the lead) alone writes the manifest, the checkpoint
  * and the export; in a group of one every call below returns at once. */
 typedef struct train_dist {
@@ -27,7 +27,7 @@ typedef struct train_dist {
 
 /* What the stage trains: pretraining's lvd_ssl (lvd-train) or distillation's lvd_distill of a
  * frozen teacher (lvd-distill, o->teacher set); the loop, checkpoints, export and metrics go
- * through these calls (train/train_stage_model.c), the same for both. */
+ * through these calls (train/stage/train_stage_model.c), the same for both. */
 typedef struct train_model {
     lvd_ssl *ssl;                /* pretraining */
     lvd_distill *distill;        /* distillation */
@@ -160,7 +160,7 @@ int train_log_add(train_log *l, const train_row *r, lvd_error *err);
 /* Writes the queued rows in one transaction. */
 int train_log_flush(train_log *l, lvd_error *err);
 
-/* ---- Data-parallel runs (train/train_stage_dist.c) ---- */
+/* ---- Data-parallel runs (train/stage/train_stage_dist.c) ---- */
 
 /* Joins the launcher's group (a group of one without one). */
 int train_dist_init(train_dist *t, lvd_error *err);

@@ -56,10 +56,10 @@
  * (embed/model_registry.h, features cls); it is done once the run reaches --steps.
  *
  * k-NN during training: --eval-train BANK --eval-test TEST scores the output model (the EMA
- * teacher) with train/eval.h's k-NN protocol (lvd_knn_probe: cls or, with --eval-pool cls+mean,
- * cls and mean patch token, L2-normalized, k = --eval-k neighbours weighted by
- * exp(cosine / 0.07)) every --eval-every steps and at the end of every run that trained (not
- * after a signal or an error), on the labelled 'ok' images of both sources (or --eval-limit /
+ * teacher) with train/eval/eval.h's k-NN protocol (lvd_knn_probe: cls or, with --eval-pool
+ * cls+mean, cls and mean patch token, L2-normalized, k = --eval-k neighbours weighted by exp(cosine
+ * / 0.07)) every --eval-every steps and at the end of every run that trained (not after a signal or
+ * an error), on the labelled 'ok' images of both sources (or --eval-limit /
  * --eval-test-limit of them: a sample spread over each, lvd_eval_split by image id with seed 0),
  * read from the shards at the global crop size (resize = crop = --global-size). One row of
  * train_evals (view v_train_evals) per evaluation: the step, `seconds` (the training's wall time up

@@ -1,10 +1,10 @@
-/* lvd-eval: the k-NN and linear-probe evaluations of frozen features (train/eval.h). Each
+/* lvd-eval: the k-NN and linear-probe evaluations of frozen features (train/eval/eval.h). Each
  * subcommand is a stage kit command (kit/kit.h) of its own; main picks it by the first word. */
 #include <stdio.h>
 #include <string.h>
 
 #include "kit/kit.h"
-#include "train/eval.h"
+#include "train/eval/eval.h"
 
 static const char usage[] =
     "usage: lvd-eval knn --db DB --model NAME --train SOURCE --test SOURCE [options]\n"

@@ -1,10 +1,10 @@
-/* Data-parallel runs of the stage (train/train_stage_internal.h's train_dist_*): the plan of one
- * rank, the verdicts and gates that keep the ranks in step, the per-step reduction and the
+/* Data-parallel runs of the stage (train/stage/train_stage_internal.h's train_dist_*): the plan of
+ * one rank, the verdicts and gates that keep the ranks in step, the per-step reduction and the
  * broadcast of the lead's training state. The semantics are train/ssl_dist.h's. */
 #include <string.h>
 
 #include "train/ssl_dist.h"
-#include "train/train_stage_internal.h"
+#include "train/stage/train_stage_internal.h"
 
 int train_dist_init(train_dist *t, lvd_error *err)
 {

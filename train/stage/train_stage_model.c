@@ -1,9 +1,9 @@
-/* The trained model of train/train_stage_internal.h (train_model): one set of calls over
+/* The trained model of train/stage/train_stage_internal.h (train_model): one set of calls over
  * pretraining's lvd_ssl and distillation's lvd_distill, so that lvd-train and lvd-distill share
  * the stage's loop, checkpoints, export and metrics. */
 #include <string.h>
 
-#include "train/train_stage_internal.h"
+#include "train/stage/train_stage_internal.h"
 
 const char *train_program(const lvd_train_options *o)
 {

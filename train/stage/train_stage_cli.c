@@ -1,11 +1,11 @@
-/* The command side of train/train_stage.h: defaults, the option parsers, the check and
+/* The command side of train/stage/train_stage.h: defaults, the option parsers, the check and
  * lvd_train_main (the --config INI file, read with curate/pipeline.h's loader). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "curate/pipeline/pipeline.h"
-#include "train/train_stage_internal.h"
+#include "train/stage/train_stage_internal.h"
 
 void lvd_train_options_default(lvd_train_options *o)
 {
@@ -312,7 +312,7 @@ void lvd_train_option_table(lvd_train_options *o, int distill, lvd_kit_opt *opts
         LVD_OPT_FLAG("no-progress", o->no_progress, 1, "no progress lines on stderr"),
         LVD_OPT_STR("eval-train", "SOURCE", o->eval_train,
                     "k-NN of the EMA teacher during training: the labelled\n"
-                    "bank (train/eval.h's protocol, rows in v_train_evals)"),
+                    "bank (train/eval/eval.h's protocol, rows in v_train_evals)"),
         LVD_OPT_STR("eval-test", "SOURCE", o->eval_test, "... its labelled test images"),
         LVD_OPT_INT("eval-every", "N", o->eval_every, 0, INT64_MAX,
                     "... every N steps and at the end (0: at the end only)", .zero = 1),

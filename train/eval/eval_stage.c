@@ -1,5 +1,5 @@
-/* The stages of train/eval.h (lvd-eval knn, lvd-eval linear): sources, labels and features from
- * the manifest, the classifiers, the results recorded in `evals` and printed. */
+/* The stages of train/eval/eval.h (lvd-eval knn, lvd-eval linear): sources, labels and features
+ * from the manifest, the classifiers, the results recorded in `evals` and printed. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,8 +9,8 @@
 #include "embed/model_registry.h"
 #include "index/index.h"
 #include "kit/kit.h"
-#include "train/eval.h"
-#include "train/eval_data.h"
+#include "train/eval/eval.h"
+#include "train/eval/eval_data.h"
 
 static double now_s(void)
 {

@@ -1,6 +1,6 @@
-/* Internal to the evaluation stages (train/eval_stage.c): the labelled images of a source, their
- * stored embeddings, and features computed through a ViT from the tar shards the way lvd-embed
- * reads them (curate/embeddings_vit.h: decoding, eval transform). */
+/* Internal to the evaluation stages (train/eval/eval_stage.c): the labelled images of a source,
+ * their stored embeddings, and features computed through a ViT from the tar shards the way
+ * lvd-embed reads them (curate/embeddings_vit.h: decoding, eval transform). */
 #ifndef LVD_TRAIN_EVAL_DATA_H
 #define LVD_TRAIN_EVAL_DATA_H
 

@@ -1,9 +1,9 @@
-/* The metrics log of train/train_stage_internal.h: rows of train_steps queued and written in one
- * transaction each time, and the replacement of rows past a checkpoint. */
+/* The metrics log of train/stage/train_stage_internal.h: rows of train_steps queued and written in
+ * one transaction each time, and the replacement of rows past a checkpoint. */
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "train/train_stage_internal.h"
+#include "train/stage/train_stage_internal.h"
 
 int train_log_init(train_log *l, lvd_manifest *m, int64_t train_id, int64_t run_id, int n_parts,
                    int64_t cap, lvd_error *err)
