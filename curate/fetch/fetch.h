@@ -41,7 +41,10 @@ typedef struct lvd_fetch_opts {
     const char *db;
     const char *source;
     lvd_source_role role;
-    const char *out_dir; /* NULL: the folder "shards" beside the database */
+    const char *out_dir; /* NULL: the folder "shards" beside the database. Shards are named by
+                          * their id (shard-000001.tar ...); a fetch that finds a file under a new
+                          * shard's name (another manifest's shard folder) fails naming it rather
+                          * than overwrite it */
     const char *const *inputs;
     int n_inputs;
     int parallel; /* concurrent downloads */

@@ -240,6 +240,14 @@ static int open_shard(fetch_sink *s, lvd_error *err)
     if (snprintf(s->shard_path, sizeof s->shard_path, "%s/shard-%06lld.tar", s->out_dir,
                  (long long)s->shard_id) >= (int)sizeof s->shard_path)
         return lvd_fail(err, "%s: shard path too long", s->out_dir);
+    /* fetch_recover removed every file of this manifest's unfinished shards, so a file under a
+     * new shard's name belongs to something else: most often another manifest fetching into the
+     * same folder. Writing it would destroy that manifest's images. */
+    if (access(s->shard_path, F_OK) == 0)
+        return lvd_fail(err,
+                        "%s exists and is not a shard of this manifest (does another manifest "
+                        "write into %s? give each manifest its own shard folder, lvd-fetch --out)",
+                        s->shard_path, s->out_dir);
     sqlite3_stmt *st;
     if (lvd_manifest_prepare(s->m, "UPDATE shards SET path = ?2 WHERE id = ?1", &st, err) != 0)
         return -1;

@@ -213,7 +213,10 @@ static void list_case(const char *dir)
     fputc('\n', f);
     fclose(f);
 
-    snprintf(db_path, sizeof db_path, "%s/list.db", dir);
+    /* Each manifest in its own folder: beside folder.db it would share its shard folder. */
+    snprintf(db_path, sizeof db_path, "%s/list", dir);
+    mkdir(db_path, 0755);
+    snprintf(db_path, sizeof db_path, "%s/list/list.db", dir);
     snprintf(log, sizeof log, "%s/list.log", dir);
     int rc = wait_bounded(spawn_fetch(db_path, "list", path, log), 60);
     CHECK_MSG(rc == 0, "lvd-fetch on a hostile list: exit %d (-2: hung), see %s", rc, log);
@@ -245,7 +248,9 @@ static void sigterm_case(const char *dir)
     char fifo[600], db_path[600], log[600];
     snprintf(fifo, sizeof fifo, "%s/list-fifo.txt", dir);
     CHECK(mkfifo(fifo, 0644) == 0);
-    snprintf(db_path, sizeof db_path, "%s/term.db", dir);
+    snprintf(db_path, sizeof db_path, "%s/term", dir);
+    mkdir(db_path, 0755);
+    snprintf(db_path, sizeof db_path, "%s/term/term.db", dir);
     snprintf(log, sizeof log, "%s/term.log", dir);
     pid_t pid = spawn_fetch(db_path, "term", fifo, log);
     /* The run is recorded before the inputs are read: wait for it. */
