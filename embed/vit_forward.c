@@ -24,7 +24,7 @@ static int acts_ensure(lvd_vit *m, size_t rows, size_t T, int threads, lvd_error
 {
     lvd_vit_acts *a = &m->acts;
     const lvd_vit_info *in = &m->info;
-    size_t att = (size_t)threads * vit_attention_scratch((int)T, in->dim / in->heads);
+    size_t att = (size_t)threads * lvd_vit_attention_scratch((int)T, in->dim / in->heads);
     if (rows <= a->cap_rows && att <= a->cap_att) {
         return 0;
     }
@@ -76,7 +76,7 @@ static void block_forward(const lvd_vit *m, int l, lvd_vit_acts *a, int B, int T
     lvd_vit_layernorm_forward(a->ln, NULL, NULL, a->x, bl->norm1_w, bl->norm1_b, BT, D, in->eps,
                               threads);
     vit_linear_forward(a->qkv, a->ln, D, pk->qkv, bl->qkv_b, BT, D, 3 * D, threads);
-    vit_attention_forward(a->atty, a->att, a->qkv, B, T, D, in->heads, threads);
+    lvd_vit_attention_forward(a->atty, a->att, a->qkv, B, T, D, in->heads, threads);
     vit_linear_forward(a->branch, a->atty, D, pk->proj, NULL, BT, D, D, threads);
     lvd_vit_residual_forward(a->x, a->branch, bl->proj_b, bl->ls1, BT, D, threads);
     lvd_vit_layernorm_forward(a->ln, NULL, NULL, a->x, bl->norm2_w, bl->norm2_b, BT, D, in->eps,
@@ -231,7 +231,7 @@ static int forward(lvd_vit *m, const float *x, int B, int H, int W, const uint8_
             int b0 = B * t / nt, b1 = B * (t + 1) / nt;
             if (b1 > b0) {
                 forward_images(m, &f, b0, b1 - b0, 1,
-                               m->acts.att + (size_t)t * vit_attention_scratch(f.T, hd));
+                               m->acts.att + (size_t)t * lvd_vit_attention_scratch(f.T, hd));
             }
         }
     } else {

@@ -1,17 +1,14 @@
-/* The inference forward's matrix products on the packed kernel of embed/vit_layers.h
- * (lvd_vit_gemm): the model's packed weights, the linear layers and the attention. OpenBLAS
- * 0.3.21 runs its SSE3 (Prescott) kernels on this machine's CPU, which it does not recognize;
- * the packed AVX2 kernel is faster on every product of the forward, and a weight packed once
- * serves every call instead of being packed again by each sgemm. */
-#include <math.h>
+/* The inference forward's linear layers on the packed kernel of embed/vit_layers.h
+ * (lvd_vit_gemm) and the model's packed weights (the attention, on the same kernel, is
+ * lvd_vit_attention_forward). OpenBLAS 0.3.21 runs its SSE3 (Prescott) kernels on this
+ * machine's CPU, which it does not recognize; the packed kernel is faster on every product of
+ * the forward, and a weight packed once serves every call instead of being packed again by each
+ * sgemm. */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "embed/vit_math.h"
 #include "embed/vit_model.h"
-
-#define VIT_SIMD __attribute__((target_clones("avx512f", "avx2", "default")))
 
 /* Floats rounded up to a whole number of 64-byte lines, so that every packed operand laid out
  * after another stays aligned as lvd_vit_gemm's panel loads require. */
@@ -80,100 +77,5 @@ void vit_linear_forward(float *out, const float *inp, int lda, const float *pack
             lvd_vit_gemm(out + (size_t)lo * OC, OC, inp + (size_t)lo * lda, lda, packed, bias,
                          hi - lo, OC, C);
         }
-    }
-}
-
-/* One thread's attention scratch for T tokens of width hd: scores (T, T), the scaled queries
- * (T, hd), packed k^T and v, and the T reciprocal row sums, each 64-byte aligned. */
-typedef struct att_parts {
-    float *s, *q, *kt, *v, *inv;
-} att_parts;
-
-/* The sizes of the parts, in the order of att_parts. */
-static void att_sizes(int T, int hd, size_t sizes[5])
-{
-    sizes[0] = lines((size_t)T * T);
-    sizes[1] = lines((size_t)T * hd);
-    sizes[2] = lines(lvd_vit_gemm_packed_size(T, hd));
-    sizes[3] = lines(lvd_vit_gemm_packed_size(hd, T));
-    sizes[4] = lines((size_t)T);
-}
-
-size_t vit_attention_scratch(int T, int hd)
-{
-    size_t z[5];
-    att_sizes(T, hd, z);
-    return z[0] + z[1] + z[2] + z[3] + z[4];
-}
-
-static att_parts att_parts_at(float *base, int T, int hd)
-{
-    size_t z[5];
-    att_sizes(T, hd, z);
-    att_parts a = {.s = base, .q = base + z[0]};
-    a.kt = a.q + z[1];
-    a.v = a.kt + z[2];
-    a.inv = a.v + z[3];
-    return a;
-}
-
-/* q (T, hd) = src rows (stride ld) * scale: the reference scales q before the product. */
-VIT_SIMD static void scaled_rows(float *q, const float *src, int ld, int T, int hd, float scale)
-{
-    for (int i = 0; i < T; i++) {
-        for (int d = 0; d < hd; d++) {
-            q[(size_t)i * hd + d] = src[(size_t)i * ld + d] * scale;
-        }
-    }
-}
-
-/* Each row of s (T, T) becomes exp(row - max(row)), terms more than 60 below the maximum
- * dropped (they would be subnormal, as lvd_vit_attention_head documents); inv[i] = 1 / sum. */
-VIT_SIMD static void softmax_unnormalized(float *s, float *inv, int T)
-{
-    for (int i = 0; i < T; i++) {
-        float *row = s + (size_t)i * T, mx = row[0], sum = 0.0f;
-#pragma omp simd reduction(max : mx)
-        for (int j = 1; j < T; j++) {
-            mx = row[j] > mx ? row[j] : mx;
-        }
-#pragma omp simd reduction(+ : sum)
-        for (int j = 0; j < T; j++) {
-            float d = row[j] - mx;
-            row[j] = d < -60.0f ? 0.0f : vit_expf(d);
-            sum += row[j];
-        }
-        inv[i] = 1.0f / sum;
-    }
-}
-
-/* o (T, hd; stride ldo) rows *= inv. */
-VIT_SIMD static void normalize_rows(float *o, int ldo, const float *inv, int T, int hd)
-{
-    for (int i = 0; i < T; i++) {
-        for (int d = 0; d < hd; d++) {
-            o[(size_t)i * ldo + d] *= inv[i];
-        }
-    }
-}
-
-void vit_attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int heads,
-                           int threads)
-{
-    int hd = D / heads, ld = 3 * D;
-    float scale = 1.0f / sqrtf((float)hd);
-    size_t per = vit_attention_scratch(T, hd);
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (int bh = 0; bh < B * heads; bh++) {
-        att_parts a = att_parts_at(att + (size_t)omp_get_thread_num() * per, T, hd);
-        const float *q = qkv + (size_t)(bh / heads) * T * ld + (size_t)(bh % heads) * hd;
-        float *o = out + (size_t)(bh / heads) * T * D + (size_t)(bh % heads) * hd;
-        scaled_rows(a.q, q, ld, T, hd, scale);
-        lvd_vit_gemm_pack_t(a.kt, q + D, T, hd, ld, 1);
-        lvd_vit_gemm(a.s, T, a.q, hd, a.kt, NULL, T, T, hd);
-        softmax_unnormalized(a.s, a.inv, T);
-        lvd_vit_gemm_pack_n(a.v, q + 2 * D, T, hd, ld, 1);
-        lvd_vit_gemm(o, D, a.s, T, a.v, NULL, T, hd, T);
-        normalize_rows(o, D, a.inv, T, hd);
     }
 }

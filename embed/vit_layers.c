@@ -87,76 +87,107 @@ void lvd_vit_layernorm_forward(float *out, float *mean, float *rstd, const float
     }
 }
 
-/* row (n) = exp(row - max(row)) in place; returns the sum of the new row and stores max(row) in
- * *max. The normalization is left to the caller, which applies it to the 64-wide attention
- * output row instead of the T-wide probability row (one pass over T x T fewer). */
-VIT_SIMD static float softmax_exp_row(float *row, int n, float *max)
+/* Floats rounded up to whole 64-byte lines: the packed operands that follow stay aligned as
+ * lvd_vit_gemm's panel loads require. */
+static size_t lines(size_t floats)
 {
-    float mx = row[0];
-#pragma omp simd reduction(max : mx)
-    for (int j = 1; j < n; j++) {
-        mx = row[j] > mx ? row[j] : mx;
-    }
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int j = 0; j < n; j++) {
-        /* Terms below e^-60 of the largest are dropped: they would leave subnormal
-         * probabilities, which make the following sgemm ~40x slower. */
-        float d = row[j] - mx;
-        row[j] = d < -60.0f ? 0.0f : vit_expf(d);
-        sum += row[j];
-    }
-    *max = mx;
-    return sum;
+    return (floats + 15) / 16 * 16;
 }
 
-/* row (n) *= s. */
-VIT_SIMD static void scale_row(float *row, float s, int n)
+/* One thread's attention scratch for T tokens of width hd: scores (T, T), the scaled queries
+ * (T, hd), packed k^T and v, and the T reciprocal row sums, each 64-byte aligned. */
+typedef struct att_parts {
+    float *s, *q, *kt, *v, *inv;
+} att_parts;
+
+/* The sizes of the parts, in the order of att_parts. */
+static void att_sizes(int T, int hd, size_t sizes[5])
 {
-    for (int j = 0; j < n; j++) {
-        row[j] *= s;
-    }
+    sizes[0] = lines((size_t)T * T);
+    sizes[1] = lines((size_t)T * hd);
+    sizes[2] = lines(lvd_vit_gemm_packed_size(T, hd));
+    sizes[3] = lines(lvd_vit_gemm_packed_size(hd, T));
+    sizes[4] = lines((size_t)T);
 }
 
-size_t lvd_vit_attention_scratch(int T)
+size_t lvd_vit_attention_scratch(int T, int hd)
 {
-    return (size_t)T * (size_t)(T + 1);
+    size_t z[5];
+    att_sizes(T, hd, z);
+    return z[0] + z[1] + z[2] + z[3] + z[4];
 }
 
-void lvd_vit_attention_head(float *o, int ldo, float *s, const float *q, const float *k,
-                            const float *v, int ld, int T, int hd, float *lse)
+static att_parts att_parts_at(float *base, int T, int hd)
 {
-    float scale = 1.0f / sqrtf((float)hd);
-    float *inv = s + (size_t)T * T;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, ld, k, ld, 0.0f, s, T);
+    size_t z[5];
+    att_sizes(T, hd, z);
+    att_parts a = {.s = base, .q = base + z[0]};
+    a.kt = a.q + z[1];
+    a.v = a.kt + z[2];
+    a.inv = a.v + z[3];
+    return a;
+}
+
+/* q (T, hd) = src rows (stride ld) * scale: the reference scales q before the product. */
+VIT_SIMD static void scaled_rows(float *q, const float *src, int ld, int T, int hd, float scale)
+{
     for (int i = 0; i < T; i++) {
-        float mx;
-        float sum = softmax_exp_row(s + (size_t)i * T, T, &mx);
-        inv[i] = 1.0f / sum;
-        if (lse) {
-            lse[i] = mx + logf(sum);
+        for (int d = 0; d < hd; d++) {
+            q[(size_t)i * hd + d] = src[(size_t)i * ld + d] * scale;
         }
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, s, T, v, ld, 0.0f, o,
-                ldo);
+}
+
+/* Each row of s (T, T) becomes exp(row - max(row)); inv[i] = 1 / sum. Terms more than 60 below
+ * the maximum are dropped: they would leave subnormal probabilities, which slow the following
+ * product down many times. The normalization is applied to the hd-wide output rows instead of
+ * the T-wide probability rows (one pass over T x T fewer). */
+VIT_SIMD static void softmax_unnormalized(float *s, float *inv, int T)
+{
     for (int i = 0; i < T; i++) {
-        scale_row(o + (size_t)i * ldo, inv[i], hd);
+        float *row = s + (size_t)i * T, mx = row[0], sum = 0.0f;
+#pragma omp simd reduction(max : mx)
+        for (int j = 1; j < T; j++) {
+            mx = row[j] > mx ? row[j] : mx;
+        }
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < T; j++) {
+            float d = row[j] - mx;
+            row[j] = d < -60.0f ? 0.0f : vit_expf(d);
+            sum += row[j];
+        }
+        inv[i] = 1.0f / sum;
+    }
+}
+
+/* o (T, hd; stride ldo) rows *= inv. */
+VIT_SIMD static void normalize_rows(float *o, int ldo, const float *inv, int T, int hd)
+{
+    for (int i = 0; i < T; i++) {
+        for (int d = 0; d < hd; d++) {
+            o[(size_t)i * ldo + d] *= inv[i];
+        }
     }
 }
 
 void lvd_vit_attention_forward(float *out, float *att, const float *qkv, int B, int T, int D,
                                int heads, int threads)
 {
-    int hd = D / heads;
-    int ld = 3 * D;
-#pragma omp parallel for num_threads(threads) schedule(static)
+    int hd = D / heads, ld = 3 * D;
+    float scale = 1.0f / sqrtf((float)hd);
+    size_t per = lvd_vit_attention_scratch(T, hd);
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (int bh = 0; bh < B * heads; bh++) {
-        int b = bh / heads;
-        int h = bh % heads;
-        float *s = att + (size_t)omp_get_thread_num() * lvd_vit_attention_scratch(T);
-        const float *q = qkv + (size_t)b * T * ld + (size_t)h * hd;
-        lvd_vit_attention_head(out + (size_t)b * T * D + (size_t)h * hd, D, s, q, q + D, q + 2 * D,
-                               ld, T, hd, NULL);
+        att_parts a = att_parts_at(att + (size_t)omp_get_thread_num() * per, T, hd);
+        const float *q = qkv + (size_t)(bh / heads) * T * ld + (size_t)(bh % heads) * hd;
+        float *o = out + (size_t)(bh / heads) * T * D + (size_t)(bh % heads) * hd;
+        scaled_rows(a.q, q, ld, T, hd, scale);
+        lvd_vit_gemm_pack_t(a.kt, q + D, T, hd, ld, 1);
+        lvd_vit_gemm(a.s, T, a.q, hd, a.kt, NULL, T, T, hd);
+        softmax_unnormalized(a.s, a.inv, T);
+        lvd_vit_gemm_pack_n(a.v, q + 2 * D, T, hd, ld, 1);
+        lvd_vit_gemm(o, D, a.s, T, a.v, NULL, T, hd, T);
+        normalize_rows(o, D, a.inv, T, hd);
     }
 }
 

@@ -28,20 +28,14 @@ void lvd_vit_layernorm_forward(float *out, float *mean, float *rstd, const float
                                const float *w, const float *b, int N, int C, float eps,
                                int threads);
 
-/* Floats of attention scratch one (image, head) needs for T tokens: the T x T scores and T sums. */
-size_t lvd_vit_attention_scratch(int T);
-
-/* Softmax attention of one image and head: o (T, hd; row stride ldo) = softmax(q k^T / sqrt(hd))
- * v, where q, k, v are (T, hd) with row stride ld (views into a qkv buffer). s is scratch of
- * lvd_vit_attention_scratch(T) floats. Scores more than 60 below their row's maximum count as 0
- * (they would be subnormal and slow the products down). lse (T) receives each row's
- * log-sum-exp of the scaled scores when not NULL: softmax row i = exp(scores_i - lse_i), which
- * a backward pass uses to recompute the probabilities instead of storing them. */
-void lvd_vit_attention_head(float *o, int ldo, float *s, const float *q, const float *k,
-                            const float *v, int ld, int T, int hd, float *lse);
+/* Floats of attention scratch one thread needs for T tokens and heads of width hd. */
+size_t lvd_vit_attention_scratch(int T, int hd);
 
 /* Multi-head self-attention of B images: qkv (B, T, 3D; rows q, k, v, each head-major) ->
- * out (B, T, D); att is scratch of threads * lvd_vit_attention_scratch(T) floats. */
+ * out (B, T, D), softmax(q k^T / sqrt(hd)) v per image and head, q scaled before the product as
+ * the reference does, both products on the packed kernel below. Scores more than 60 below their
+ * row's maximum count as 0 (they would be subnormal and slow the products down). att is scratch
+ * of threads * lvd_vit_attention_scratch(T, hd) floats, 64-byte aligned. */
 void lvd_vit_attention_forward(float *out, float *att, const float *qkv, int B, int T, int D,
                                int heads, int threads);
 

@@ -128,15 +128,6 @@ void vit_packed_free(lvd_vit *m);
 void vit_linear_forward(float *out, const float *inp, int lda, const float *packed,
                         const float *bias, int BT, int C, int OC, int threads);
 
-/* Floats of attention scratch one thread needs for T tokens and heads of width hd. */
-size_t vit_attention_scratch(int T, int hd);
-
-/* lvd_vit_attention_forward (embed/vit_layers.h) on the packed kernel: qkv (B, T, 3D) ->
- * out (B, T, D), softmax(q k^T / sqrt(hd)) v per image and head, q scaled before the product;
- * att is threads * vit_attention_scratch(T, hd) floats, 64-byte aligned. */
-void vit_attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int heads,
-                           int threads);
-
 /* Frees the cached resized positional tables. */
 void vit_pos_cache_free(lvd_vit *m);
 
