@@ -57,13 +57,13 @@ static void ffn_forward(const lvd_vit *m, const lvd_vit_block *bl, const vit_pac
     int D = in->dim;
     int hid = in->ffn_hidden;
     int f1 = in->ffn == LVD_VIT_SWIGLU ? 2 * hid : hid;
-    vit_linear_forward(a->fch, a->ln, D, pk->fc1, NULL, BT, D, f1, threads);
+    lvd_vit_linear_forward(a->fch, a->ln, D, pk->fc1, NULL, BT, D, f1, threads);
     if (in->ffn == LVD_VIT_SWIGLU) {
         lvd_vit_swiglu_forward(a->fch, bl->fc1_b, BT, hid, threads);
     } else {
         lvd_vit_gelu_forward(a->fch, bl->fc1_b, BT, hid, threads);
     }
-    vit_linear_forward(a->branch, a->fch, f1, pk->fc2, NULL, BT, hid, D, threads);
+    lvd_vit_linear_forward(a->branch, a->fch, f1, pk->fc2, NULL, BT, hid, D, threads);
 }
 
 static void block_forward(const lvd_vit *m, int l, lvd_vit_acts *a, int B, int T, int threads)
@@ -75,9 +75,9 @@ static void block_forward(const lvd_vit *m, int l, lvd_vit_acts *a, int B, int T
     int BT = B * T;
     lvd_vit_layernorm_forward(a->ln, NULL, NULL, a->x, bl->norm1_w, bl->norm1_b, BT, D, in->eps,
                               threads);
-    vit_linear_forward(a->qkv, a->ln, D, pk->qkv, bl->qkv_b, BT, D, 3 * D, threads);
+    lvd_vit_linear_forward(a->qkv, a->ln, D, pk->qkv, bl->qkv_b, BT, D, 3 * D, threads);
     lvd_vit_attention_forward(a->atty, a->att, a->qkv, B, T, D, in->heads, threads);
-    vit_linear_forward(a->branch, a->atty, D, pk->proj, NULL, BT, D, D, threads);
+    lvd_vit_linear_forward(a->branch, a->atty, D, pk->proj, NULL, BT, D, D, threads);
     lvd_vit_residual_forward(a->x, a->branch, bl->proj_b, bl->ls1, BT, D, threads);
     lvd_vit_layernorm_forward(a->ln, NULL, NULL, a->x, bl->norm2_w, bl->norm2_b, BT, D, in->eps,
                               threads);
@@ -146,7 +146,8 @@ static void forward_images(const lvd_vit *m, const fwd *f, int b0, int nb, int t
     const float *x = f->x + (size_t)b0 * 3 * f->H * f->W;
     int K = 3 * in->patch * in->patch;
     lvd_vit_im2col(v.cols, x, nb, f->H, f->W, in->patch, threads);
-    vit_linear_forward(v.branch, v.cols, K, m->packed.patch, m->p.patch_b, nb * N, K, D, threads);
+    lvd_vit_linear_forward(v.branch, v.cols, K, m->packed.patch, m->p.patch_b, nb * N, K, D,
+                           threads);
     lvd_vit_embed_tokens(v.x, v.branch, f->mask ? f->mask + (size_t)b0 * N : NULL, m->p.cls_token,
                          m->p.reg_tokens, m->p.mask_token, f->pos, nb, N, in->n_reg, D, threads);
     int n_inter = out ? out->n_inter : 0;

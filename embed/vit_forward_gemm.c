@@ -65,17 +65,3 @@ int vit_packed_ensure(lvd_vit *m, int threads, lvd_error *err)
     }
     return 0;
 }
-
-void vit_linear_forward(float *out, const float *inp, int lda, const float *packed,
-                        const float *bias, int BT, int C, int OC, int threads)
-{
-#pragma omp parallel num_threads(threads) if (threads > 1)
-    {
-        int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        int lo = (int)((int64_t)BT * t / nt), hi = (int)((int64_t)BT * (t + 1) / nt);
-        if (hi > lo) {
-            lvd_vit_gemm(out + (size_t)lo * OC, OC, inp + (size_t)lo * lda, lda, packed, bias,
-                         hi - lo, OC, C);
-        }
-    }
-}

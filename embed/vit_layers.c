@@ -574,6 +574,20 @@ void lvd_vit_gemm(float *c, int ldc, const float *a, int lda, const float *bp, c
  * while every output row block passes over it. */
 #define WG_KC 256
 
+void lvd_vit_linear_forward(float *out, const float *inp, int lda, const float *packed,
+                            const float *bias, int BT, int C, int OC, int threads)
+{
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        int lo = (int)((int64_t)BT * t / nt), hi = (int)((int64_t)BT * (t + 1) / nt);
+        if (hi > lo) {
+            lvd_vit_gemm(out + (size_t)lo * OC, OC, inp + (size_t)lo * lda, lda, packed, bias,
+                         hi - lo, OC, C);
+        }
+    }
+}
+
 size_t lvd_vit_gemm_wgrad_scratch(int C, int OC)
 {
     return lvd_vit_gemm_packed_size(C, WG_KC) + (size_t)OC * (size_t)C;

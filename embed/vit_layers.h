@@ -112,6 +112,13 @@ void lvd_vit_gemm_pack_n(float *bp, const float *w, int K, int N, int ld, int th
 void lvd_vit_gemm(float *c, int ldc, const float *a, int lda, const float *bp, const float *bias,
                   int M, int N, int K);
 
+/* lvd_vit_gemm with the rows split over the threads: out (BT, OC) = bias (OC; NULL: 0) + inp
+ * (BT, C; row stride lda) @ B (C, OC, packed by one of the above: a Linear's w^T by
+ * lvd_vit_gemm_pack_t, its input gradient's w by lvd_vit_gemm_pack_n). Each row's result is
+ * independent of the split, so any thread count gives the same bits. */
+void lvd_vit_linear_forward(float *out, const float *inp, int lda, const float *packed,
+                            const float *bias, int BT, int C, int OC, int threads);
+
 /* Floats of scratch for lvd_vit_gemm_wgrad of a (OC, C) weight. */
 size_t lvd_vit_gemm_wgrad_scratch(int C, int OC);
 

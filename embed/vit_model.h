@@ -123,11 +123,6 @@ int vit_packed_ensure(lvd_vit *m, int threads, lvd_error *err);
 /* Frees m->packed (the struct is left empty). */
 void vit_packed_free(lvd_vit *m);
 
-/* out (BT, OC) = inp (BT, C; row stride lda) @ w^T + bias (OC, may be NULL) for a weight w
- * (OC, C) packed by vit_packed_ensure; rows split over threads (the same bits for any split). */
-void vit_linear_forward(float *out, const float *inp, int lda, const float *packed,
-                        const float *bias, int BT, int C, int OC, int threads);
-
 /* Frees the cached resized positional tables. */
 void vit_pos_cache_free(lvd_vit *m);
 

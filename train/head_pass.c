@@ -10,21 +10,6 @@
 
 #define NORM_EPS 1e-12f /* F.normalize's eps for float32 */
 
-/* out (n, N) = in (n, K) @ the packed h->w_pack, rows split over the threads (each row's result
- * is independent of the split). */
-static void packed_rows(int threads, const float *bp, const float *in, int n, int N, int K,
-                        float *out)
-{
-#pragma omp parallel num_threads(threads)
-    {
-        int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        int lo = (int)((int64_t)n * t / nt), hi = (int)((int64_t)n * (t + 1) / nt);
-        if (hi > lo)
-            lvd_vit_gemm(out + (size_t)lo * (size_t)N, N, in + (size_t)lo * (size_t)K, K, bp, NULL,
-                         hi - lo, N, K);
-    }
-}
-
 /* Exact GELU x * Phi(x) and its derivative Phi(x) + x * phi(x). */
 static inline float gelu(float x)
 {
@@ -137,7 +122,7 @@ int lvd_head_forward(lvd_head *h, lvd_head_acts *a, const float *x, int n, float
         float *act = last ? NULL : a->act + (size_t)i * (size_t)n * (size_t)H;
         const float *bias = c->mlp_bias ? h->params + h->b_off[i] : NULL;
         lvd_vit_gemm_pack_t(h->w_pack, h->params + h->w_off[i], o, in_dim, in_dim, threads);
-        packed_rows(threads, h->w_pack, in, n, o, in_dim, y);
+        lvd_vit_linear_forward(y, in, in_dim, h->w_pack, NULL, n, in_dim, o, threads);
 #pragma omp parallel for num_threads(threads) schedule(static)
         for (int r = 0; r < n; r++)
             bias_gelu_row(y + (size_t)r * (size_t)o, act ? act + (size_t)r * (size_t)o : NULL, bias,
@@ -156,7 +141,7 @@ int lvd_head_forward(lvd_head *h, lvd_head_acts *a, const float *x, int n, float
         a->z_norm[r] = nrm;
     }
     lvd_vit_gemm_pack_t(h->w_pack, h->w_last, K, Bn, Bn, threads);
-    packed_rows(threads, h->w_pack, a->u, n, K, Bn, out);
+    lvd_vit_linear_forward(out, a->u, Bn, h->w_pack, NULL, n, Bn, K, threads);
     return 0;
 }
 
@@ -196,7 +181,7 @@ int lvd_head_backward(lvd_head *h, const lvd_head_acts *a, const float *dout, fl
     weight_norm_backward(h, grads, threads);
     float *dy = a->d0, *dnext = a->d1;
     lvd_vit_gemm_pack_n(h->w_pack, h->w_last, K, Bn, Bn, threads);
-    packed_rows(threads, h->w_pack, dout, n, Bn, K, dy);
+    lvd_vit_linear_forward(dy, dout, K, h->w_pack, NULL, n, K, Bn, threads);
     /* F.normalize backward: d z = (du - u (u . du)) / ||z||, or du / eps where ||z|| <= eps. */
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int r = 0; r < n; r++) {
@@ -223,7 +208,7 @@ int lvd_head_backward(lvd_head *h, const lvd_head_acts *a, const float *dout, fl
         if (i == 0 && !dx)
             break;
         lvd_vit_gemm_pack_n(h->w_pack, w, o, in_dim, in_dim, threads);
-        packed_rows(threads, h->w_pack, dy, n, in_dim, o, i == 0 ? dx : dnext);
+        lvd_vit_linear_forward(i == 0 ? dx : dnext, dy, o, h->w_pack, NULL, n, o, in_dim, threads);
         if (i == 0)
             break;
         const float *pre = a->pre + (size_t)(i - 1) * (size_t)n * (size_t)H;

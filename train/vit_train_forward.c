@@ -90,10 +90,10 @@ static void block_forward(const lvd_vit_train *m, lvd_vit_pass *p, int l, int th
     float *atty = slice(p, p->atty, l, btd), *ao = slice(p, p->attn_out, l, btd);
     vt_layernorm_forward_sub(ln1, slice(p, p->ln1_mean, l, bt), slice(p, p->ln1_rstd, l, bt), x0,
                              sub, n, T, bl->norm1_w, bl->norm1_b, D, in->eps, threads);
-    vt_matmul_forward(qkv, ln1, D, pk->qkv_t, bl->qkv_b, rows, D, 3 * D, threads);
+    lvd_vit_linear_forward(qkv, ln1, D, pk->qkv_t, bl->qkv_b, rows, D, 3 * D, threads);
     vt_attention_forward(atty, slice(p, p->lse, l, bt * in->heads), p->att, qkv, NULL, NULL, n, T,
                          D, in->heads, threads);
-    vt_matmul_forward(ao, atty, D, pk->proj_t, bl->proj_b, rows, D, D, threads);
+    lvd_vit_linear_forward(ao, atty, D, pk->proj_t, bl->proj_b, rows, D, D, threads);
     vt_residual_forward_sub(x1, x0, ao, bl->ls1, (float)B / (float)n,
                             p->subpos + (size_t)(2 * l) * B, B, T, D, threads);
 
@@ -105,9 +105,9 @@ static void block_forward(const lvd_vit_train *m, lvd_vit_pass *p, int l, int th
     float *fo = slice(p, p->ffn_out, l, btd);
     vt_layernorm_forward_sub(ln2, slice(p, p->ln2_mean, l, bt), slice(p, p->ln2_rstd, l, bt), x1,
                              sub, n, T, bl->norm2_w, bl->norm2_b, D, in->eps, threads);
-    vt_matmul_forward(fch, ln2, D, pk->fc1_t, bl->fc1_b, rows, D, f1, threads);
+    lvd_vit_linear_forward(fch, ln2, D, pk->fc1_t, bl->fc1_b, rows, D, f1, threads);
     vt_ffn_act_forward(p->act, fch, rows, hid, swiglu, threads);
-    vt_matmul_forward(fo, p->act, hid, pk->fc2_t, bl->fc2_b, rows, hid, D, threads);
+    lvd_vit_linear_forward(fo, p->act, hid, pk->fc2_t, bl->fc2_b, rows, hid, D, threads);
     vt_residual_forward_sub(x2, x1, fo, bl->ls2, (float)B / (float)n,
                             p->subpos + (size_t)(2 * l + 1) * B, B, T, D, threads);
 }
@@ -130,18 +130,18 @@ static void block_forward_kept(const lvd_vit_train *m, lvd_vit_pass *p, int l, i
     vt_layernorm_forward_sub(ln1, slice(p, p->ln1_mean, l, bt), slice(p, p->ln1_rstd, l, bt), x0,
                              p->sub + (size_t)(2 * l) * B, B, T, bl->norm1_w, bl->norm1_b, D,
                              in->eps, threads);
-    vt_matmul_forward(qkv, ln1, D, pk->qkv_t, bl->qkv_b, B * T, D, 3 * D, threads);
+    lvd_vit_linear_forward(qkv, ln1, D, pk->qkv_t, bl->qkv_b, B * T, D, 3 * D, threads);
     vt_attention_forward(atty, slice(p, p->lse, l, bt * in->heads), p->att, qkv, p->kq, p->kq_off,
                          B, T, D, in->heads, threads);
-    vt_matmul_forward(ao, atty, D, pk->proj_t, bl->proj_b, n, D, D, threads);
+    lvd_vit_linear_forward(ao, atty, D, pk->proj_t, bl->proj_b, n, D, D, threads);
     vt_residual_forward_rows(x1, x0, ao, bl->ls1, p->krow, n, D, threads);
     float *ln2 = slice(p, p->ln2, l, btd), *fch = slice(p, p->fch, l, bt * f1);
     float *fo = slice(p, p->ffn_out, l, btd);
     vt_layernorm_forward_sub(ln2, slice(p, p->ln2_mean, l, bt), slice(p, p->ln2_rstd, l, bt), x1,
                              p->iota, n, 1, bl->norm2_w, bl->norm2_b, D, in->eps, threads);
-    vt_matmul_forward(fch, ln2, D, pk->fc1_t, bl->fc1_b, n, D, f1, threads);
+    lvd_vit_linear_forward(fch, ln2, D, pk->fc1_t, bl->fc1_b, n, D, f1, threads);
     vt_ffn_act_forward(p->act, fch, n, hid, swiglu, threads);
-    vt_matmul_forward(fo, p->act, hid, pk->fc2_t, bl->fc2_b, n, hid, D, threads);
+    lvd_vit_linear_forward(fo, p->act, hid, pk->fc2_t, bl->fc2_b, n, hid, D, threads);
     vt_residual_forward_sub(x2, x1, fo, bl->ls2, 1.0f, p->iota, n, 1, D, threads);
 }
 
@@ -196,7 +196,7 @@ int lvd_vit_train_forward(lvd_vit_train *m, lvd_vit_pass *p, const float *x, con
     vt_pack_forward(m, threads);
     int K = 3 * in->patch * in->patch;
     lvd_vit_im2col(p->cols, x, B, p->H, p->W, in->patch, threads);
-    vt_matmul_forward(p->emb, p->cols, K, m->patch_t, m->p.patch_b, B * N, K, D, threads);
+    lvd_vit_linear_forward(p->emb, p->cols, K, m->patch_t, m->p.patch_b, B * N, K, D, threads);
     lvd_vit_embed_tokens(resid(p, 0), p->emb, p->mask, m->p.cls, m->p.reg, m->p.mask_token, p->pos,
                          B, N, R, D, threads);
     int last = in->depth - 1;

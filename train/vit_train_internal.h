@@ -62,11 +62,6 @@ int vt_check_pass(const lvd_vit_train *m, const lvd_vit_pass *p, lvd_error *err)
 void vt_pack_forward(lvd_vit_train *m, int threads);
 void vt_pack_backward(lvd_vit_train *m, int threads);
 
-/* out (BT, OC) = bias (NULL: 0) + inp (BT, C; row stride lda) @ w (OC, C)^T, with w packed by
- * lvd_vit_gemm_pack_t (wt): row blocks over the threads. */
-void vt_matmul_forward(float *out, const float *inp, int lda, const float *wt, const float *bias,
-                       int BT, int C, int OC, int threads);
-
 /* Backward of out (BT, OC; row stride ldo) = inp (BT, C; stride lda) @ w (OC, C)^T + bias:
  * dinp (BT, C; stride ldi) = dout @ w when dinp is not NULL (overwritten), dw (OC, C) +=
  * dout^T @ inp, db (OC) += column sums of dout when db is not NULL. */

@@ -91,20 +91,6 @@ void vt_matmul_backward_packed(float *dinp, int ldi, float *dw, float *db, const
     matmul_backward(dinp, ldi, dw, db, dout, ldo, inp, lda, NULL, wn, ws, BT, C, OC, threads);
 }
 
-void vt_matmul_forward(float *out, const float *inp, int lda, const float *wt, const float *bias,
-                       int BT, int C, int OC, int threads)
-{
-#pragma omp parallel num_threads(threads)
-    {
-        int nt = omp_get_num_threads(), t = omp_get_thread_num(), lo, hi;
-        split(BT, t, nt, &lo, &hi);
-        if (hi > lo) {
-            lvd_vit_gemm(out + (size_t)lo * OC, OC, inp + (size_t)lo * lda, lda, wt, bias, hi - lo,
-                         OC, C);
-        }
-    }
-}
-
 void vt_pack_forward(lvd_vit_train *m, int threads)
 {
     const lvd_vit_info *in = &m->info;
