@@ -181,7 +181,7 @@ int lvd_crop_export(const lvd_crop_export_opts *o, lvd_crop_export_counts *count
     struct stat st;
     if (stat(o->photos, &st) != 0 || !S_ISDIR(st.st_mode) || !realpath(o->photos, w.root))
         return lvd_fail(err, "%s: not a folder", o->photos);
-    if (lvd_make_dirs(o->out, err) != 0 || lvd_inputs_read(w.root, visit, &w, err) != 0)
+    if (lvd_make_dirs(o->out, err) != 0 || lvd_inputs_read(w.root, visit, &w, NULL, err) != 0)
         return -1;
     if (counts->cropped == 0)
         return lvd_fail(err, "%s: no photo could be cropped (%u files, %u skipped)", o->photos,

@@ -123,7 +123,7 @@ int fetch_register(lvd_manifest *m, int64_t source_id, const char *const *inputs
                                   " NOTHING",
                                   &c->st, err);
     for (int i = 0; i < n_inputs && rc == 0 && !c->stopped; i++) {
-        rc = lvd_inputs_read(inputs[i], on_item, c, err);
+        rc = lvd_inputs_read(inputs[i], on_item, c, stop, err);
         if (rc != 0 && stop && *stop) { /* the signal interrupted a read, or on_item saw it */
             c->stopped = 1;
             rc = 0;

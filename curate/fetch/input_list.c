@@ -4,11 +4,14 @@
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -367,15 +370,52 @@ static int read_list(list_reader *r, lvd_error *err)
     return read_table(r, fmt, err);
 }
 
-int lvd_inputs_read_list(const char *path, lvd_input_fn fn, void *ctx, lvd_error *err)
+/* Opens path for reading without blocking: a blocking open of a FIFO with no writer would wait
+ * for one forever, deaf to a stop request that came just before it. A FIFO is polled until it has
+ * data or a writer came and left, checking *stop every 100 ms; then the descriptor blocks again. */
+static int open_list(const char *path, const volatile sig_atomic_t *stop, lvd_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0)
+        return lvd_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    int rc = fstat(fd, &st) == 0 ? 0 : lvd_fail(err, "%s: cannot stat: %s", path, strerror(errno));
+    while (rc == 0 && S_ISFIFO(st.st_mode)) {
+        if (stop && *stop) {
+            rc = lvd_fail(err, "%s: stopped while waiting for a writer", path);
+            break;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int n = poll(&p, 1, 100);
+        if (n > 0)
+            break;
+        if (n < 0 && errno != EINTR)
+            rc = lvd_fail(err, "%s: cannot wait for data: %s", path, strerror(errno));
+    }
+    int flags = rc == 0 ? fcntl(fd, F_GETFL) : 0;
+    if (rc == 0 && (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0))
+        rc = lvd_fail(err, "%s: cannot read: %s", path, strerror(errno));
+    if (rc != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int lvd_inputs_read_list(const char *path, lvd_input_fn fn, void *ctx,
+                         const volatile sig_atomic_t *stop, lvd_error *err)
 {
     list_reader *r = calloc(1, sizeof *r);
     if (!r)
         return lvd_fail(err, "%s: out of memory", path);
     *r = (list_reader){.path = path, .fn = fn, .ctx = ctx};
-    r->gz = gzopen(path, "rb");
-    int rc =
-        r->gz ? read_list(r, err) : lvd_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    int fd = open_list(path, stop, err), rc = -1;
+    if (fd >= 0 && !(r->gz = gzdopen(fd, "rb"))) {
+        lvd_fail(err, "%s: cannot open: out of memory", path);
+        close(fd);
+    }
+    if (r->gz)
+        rc = read_list(r, err);
     if (r->gz)
         gzclose(r->gz);
     free(r->buf);

@@ -90,13 +90,14 @@ static int walk_list(const char *dir, struct dirent **list, int n, const char *l
     return rc;
 }
 
-int lvd_inputs_read(const char *input, lvd_input_fn fn, void *ctx, lvd_error *err)
+int lvd_inputs_read(const char *input, lvd_input_fn fn, void *ctx,
+                    const volatile sig_atomic_t *stop, lvd_error *err)
 {
     struct stat st;
     if (stat(input, &st) != 0)
         return lvd_fail(err, "%s: cannot open input: %s", input, strerror(errno));
     if (!S_ISDIR(st.st_mode))
-        return lvd_inputs_read_list(input, fn, ctx, err);
+        return lvd_inputs_read_list(input, fn, ctx, stop, err);
     char root[PATH_MAX];
     if (!realpath(input, root))
         return lvd_fail(err, "%s: cannot resolve: %s", input, strerror(errno));

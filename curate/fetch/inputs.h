@@ -17,6 +17,7 @@
 #ifndef LVD_CURATE_FETCH_INPUTS_H
 #define LVD_CURATE_FETCH_INPUTS_H
 
+#include <signal.h>
 #include <stddef.h>
 
 #include "store/error.h"
@@ -32,11 +33,15 @@ typedef struct lvd_input_item {
  * enumeration and is passed back. */
 typedef int (*lvd_input_fn)(void *ctx, const lvd_input_item *item, lvd_error *err);
 
-/* Enumerates the items of input (a folder or a list file), calling fn for each. */
-int lvd_inputs_read(const char *input, lvd_input_fn fn, void *ctx, lvd_error *err);
+/* Enumerates the items of input (a folder or a list file), calling fn for each. stop (NULL:
+ * none) is a stop request a signal handler sets: a list that is a FIFO with no writer yet is
+ * waited for until data comes or *stop is set (then the call fails), never in a blocking open. */
+int lvd_inputs_read(const char *input, lvd_input_fn fn, void *ctx,
+                    const volatile sig_atomic_t *stop, lvd_error *err);
 
-/* Reads a URL list (see above) from path. */
-int lvd_inputs_read_list(const char *path, lvd_input_fn fn, void *ctx, lvd_error *err);
+/* Reads a URL list (see above) from path; stop as for lvd_inputs_read. */
+int lvd_inputs_read_list(const char *path, lvd_input_fn fn, void *ctx,
+                         const volatile sig_atomic_t *stop, lvd_error *err);
 
 /* Reads a URL list held in memory (len bytes, not gzipped) as lvd_inputs_read_list reads a file
  * called name (its extension gives the format; messages name it). For the fuzz targets. */

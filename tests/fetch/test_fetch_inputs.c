@@ -1,7 +1,12 @@
-/* Input enumeration: folders (labels, order, hidden files) and URL lists in every format. */
+/* Input enumeration: folders (labels, order, hidden files), URL lists in every format, and a
+ * list that is a FIFO (waited for without a blocking open, so a stop request is seen). */
 #include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "curate/fetch/inputs.h"
@@ -35,7 +40,7 @@ static void check_list(const char *path, const char *expected)
 {
     collected c = {{0}, 0};
     lvd_error err;
-    int rc = lvd_inputs_read(path, collect, &c, &err);
+    int rc = lvd_inputs_read(path, collect, &c, NULL, &err);
     CHECK_MSG(rc == 0, "%s: %s", path, err.msg);
     CHECK_MSG(strcmp(c.text, expected) == 0, "%s gave:\n%s\nexpected:\n%s", path, c.text, expected);
 }
@@ -44,8 +49,39 @@ static void check_bad_list(const char *path, const char *message)
 {
     collected c = {{0}, 0};
     lvd_error err;
-    CHECK(lvd_inputs_read(path, collect, &c, &err) == -1);
+    CHECK(lvd_inputs_read(path, collect, &c, NULL, &err) == -1);
     CHECK_MSG(strstr(err.msg, message) != NULL, "%s: '%s' lacks '%s'", path, err.msg, message);
+}
+
+/* A FIFO list: with no writer and a stop request, the read fails at once (a blocking open would
+ * wait forever); with a writer that comes late, its lines are read. */
+static void fifo_case(const char *dir)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/fifo.txt", dir);
+    CHECK(mkfifo(path, 0644) == 0);
+    volatile sig_atomic_t stop = 1;
+    collected c = {{0}, 0};
+    lvd_error err;
+    CHECK(lvd_inputs_read(path, collect, &c, &stop, &err) == -1);
+    CHECK_MSG(strstr(err.msg, "stopped") != NULL, "%s", err.msg);
+    CHECK(c.n == 0);
+
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL);
+        FILE *f = fopen(path, "w");
+        fputs("http://a/1.jpg\nhttp://a/2.jpg\n", f);
+        _exit(fclose(f) == 0 ? 0 : 1);
+    }
+    CHECK(pid > 0);
+    stop = 0;
+    int rc = lvd_inputs_read(path, collect, &c, &stop, &err);
+    CHECK_MSG(rc == 0, "%s", err.msg);
+    CHECK_MSG(strcmp(c.text, "http://a/1.jpg|-|-|-\nhttp://a/2.jpg|-|-|-\n") == 0, "%s", c.text);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 int main(void)
@@ -145,6 +181,8 @@ int main(void)
         snprintf(expected + len, sizeof expected - len, "%.1000s|-|%s|-\n", url, order[i][1]);
     }
     check_list(tree, expected);
+
+    fifo_case(dir);
 
     char cmd[PATH_MAX];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
