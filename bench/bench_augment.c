@@ -10,32 +10,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/bench_util.h"
 #include "curate/mnist/mnist_png.h"
 #include "train/augment.h"
-
-static double clock_s(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static uint8_t *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    uint8_t *buf = NULL;
-    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-    if (n > 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n)) &&
-        fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = (size_t)(n > 0 ? n : 0);
-    return buf;
-}
 
 /* Encoded test inputs: a 28x28 gray PNG, and the photo (or a pattern) as a 500x375 JPEG. */
 static int make_inputs(const char *photo, uint8_t **png, size_t *png_len, uint8_t **jpg,
@@ -48,7 +25,7 @@ static int make_inputs(const char *photo, uint8_t **png, size_t *png_len, uint8_
         return -1;
     lvd_image src = {0}, small;
     size_t len = 0;
-    uint8_t *buf = read_all(photo, &len);
+    uint8_t *buf = bench_read_all(photo, &len);
     int rc = buf ? lvd_image_decode(buf, len, NULL, &src, err) : -1;
     free(buf);
     if (rc) {
@@ -82,7 +59,7 @@ static int run(const char *name, const lvd_aug_config *c, const uint8_t *enc, si
     lvd_image img;
     int rc = lvd_image_decode(enc, len, NULL, &img, err);
     for (int pass = 0; rc == 0 && pass < 2; pass++) {
-        double t0 = clock_s(CLOCK_MONOTONIC), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+        double t0 = bench_clock_s(CLOCK_MONOTONIC), c0 = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID);
         for (int i = 0; rc == 0 && i < iters; i++) {
             lvd_rng r = lvd_rng_stream(1, 0, (uint64_t)i, 0);
             lvd_image dec = img;
@@ -93,7 +70,8 @@ static int run(const char *name, const lvd_aug_config *c, const uint8_t *enc, si
             if (pass == 1)
                 lvd_image_free(&dec);
         }
-        double wall = clock_s(CLOCK_MONOTONIC) - t0, cpu = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
+        double wall = bench_clock_s(CLOCK_MONOTONIC) - t0,
+               cpu = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
         if (rc == 0)
             printf("%-34s %-18s %9.1f images/s wall, %9.1f images/s CPU (%.3f ms CPU/image)\n",
                    name, pass ? "decode + augment" : "augment", iters / wall, iters / cpu,

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "bench/bench_child.h"
+#include "bench/bench_util.h"
 #include "bench/planted.h"
 #include "store/manifest.h"
 #include "store/npy.h"
@@ -80,16 +81,6 @@ static int run_child(const config *c, const char *what, char *const argv[], doub
     return r.status;
 }
 
-static int exec_sql(sqlite3 *db, const char *sql)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
-        return 0;
-    fprintf(stderr, "bench: %s: %s\n", sql, msg);
-    sqlite3_free(msg);
-    return -1;
-}
-
 /* Sources pool, eval and seed, and one 'ok' image row per embedding: pool image i has id i + 1,
  * then the eval and the seed images. */
 static int make_manifest(const config *c)
@@ -102,8 +93,8 @@ static int make_manifest(const config *c)
     }
     sqlite3 *db = lvd_manifest_db(m);
     sqlite3_stmt *st = NULL;
-    int rc = exec_sql(db, "BEGIN; INSERT INTO sources (id, name, role) VALUES (1, 'web', "
-                          "'pool'), (2, 'bench-eval', 'eval'), (3, 'seeds', 'seed')");
+    int rc = bench_exec_sql(db, "BEGIN; INSERT INTO sources (id, name, role) VALUES (1, 'web', "
+                                "'pool'), (2, 'bench-eval', 'eval'), (3, 'seeds', 'seed')");
     if (rc == 0)
         rc = sqlite3_prepare_v2(db,
                                 "INSERT INTO images (id, source_id, url, status, error_class) "
@@ -121,7 +112,7 @@ static int make_manifest(const config *c)
     }
     sqlite3_finalize(st);
     if (rc == 0)
-        rc = exec_sql(db, "COMMIT");
+        rc = bench_exec_sql(db, "COMMIT");
     else
         fprintf(stderr, "bench: inserting images: %s\n", sqlite3_errmsg(db));
     lvd_manifest_close(m);

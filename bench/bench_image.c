@@ -8,37 +8,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/bench_util.h"
 #include "image/image.h"
-
-static double clock_s(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static uint8_t *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    uint8_t *buf = NULL;
-    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-    if (n > 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n)) &&
-        fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = (size_t)(n > 0 ? n : 0);
-    return buf;
-}
 
 /* The source picture: the photo when readable, else a deterministic noisy gradient. */
 static int load_source(const char *photo, lvd_image *img, lvd_error *err)
 {
     size_t len = 0;
-    uint8_t *buf = read_all(photo, &len);
+    uint8_t *buf = bench_read_all(photo, &len);
     if (buf) {
         int rc = lvd_image_decode(buf, len, NULL, img, err);
         free(buf);
@@ -70,7 +47,7 @@ static int run_stage(const stage *st, const uint8_t *jpg, size_t len, int iters,
     if (!chw)
         return lvd_fail(err, "out of memory");
     lvd_decode_opts opts = {.min_side_hint = st->hint};
-    double t0 = clock_s(CLOCK_MONOTONIC), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+    double t0 = bench_clock_s(CLOCK_MONOTONIC), c0 = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID);
     for (int i = 0; i < iters; i++) {
         lvd_image img;
         if (lvd_image_decode(jpg, len, &opts, &img, err) != 0 ||
@@ -80,7 +57,8 @@ static int run_stage(const stage *st, const uint8_t *jpg, size_t len, int iters,
         }
         lvd_image_free(&img);
     }
-    double dt = clock_s(CLOCK_MONOTONIC) - t0, dc = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
+    double dt = bench_clock_s(CLOCK_MONOTONIC) - t0,
+           dc = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
     printf("%-32s %8.1f images/s wall  %7.3f ms CPU each\n", st->name, iters / dt,
            1e3 * dc / iters);
     free(chw);

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "bench/bench_child.h"
+#include "bench/bench_util.h"
 #include "store/manifest.h"
 #include "tests/index/synth.h"
 
@@ -65,16 +66,6 @@ static void image_of(int64_t id, image_row *r)
     for (int k = 0; k < 4; k++)
         snprintf(r->sha + 16 * k, 17, "%016llx",
                  (unsigned long long)synth_mix((uint64_t)sid * 4 + (uint64_t)k));
-}
-
-static int exec_sql(sqlite3 *db, const char *sql)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
-        return 0;
-    fprintf(stderr, "bench: %s: %s\n", sql, msg);
-    sqlite3_free(msg);
-    return -1;
 }
 
 static int step_reset(sqlite3_stmt *st)
@@ -143,8 +134,9 @@ static int insert_images(sqlite3 *db, int64_t n)
 static int insert_stages(sqlite3 *db, int64_t n)
 {
     sqlite3_stmt *ef, *e, *d, *c;
-    if (exec_sql(db, "INSERT INTO models (id, name, arch, dim, features) VALUES (1, 'vits14', "
-                     "'vit_s14 dim=384', 384, 'cls')") ||
+    if (bench_exec_sql(db,
+                       "INSERT INTO models (id, name, arch, dim, features) VALUES (1, 'vits14', "
+                       "'vit_s14 dim=384', 384, 'cls')") ||
         sqlite3_prepare_v2(db,
                            "INSERT INTO embedding_files (id, model_id, path, rows, cols) VALUES "
                            "(?1, 1, printf('/data/emb/vits14/shard-%06d.r2.npy', ?1), ?2, 384)",
@@ -221,13 +213,13 @@ static int build(const config *c)
         return -1;
     /* A new file has no old pages to journal: the one big transaction needs no WAL copy of
      * every page. The manifest goes back to WAL at the end. */
-    int rc = exec_sql(db, "PRAGMA journal_mode = DELETE; PRAGMA synchronous = OFF;"
-                          " PRAGMA cache_size = -1048576; PRAGMA foreign_keys = OFF;"
-                          " BEGIN;"
-                          " INSERT INTO sources (id, name, role) VALUES (1, 'web', 'pool'),"
-                          " (2, 'laion', 'pool'), (3, 'in1k', 'seed'), (4, 'bench', 'eval');"
-                          " INSERT INTO runs (id, stage, status) VALUES (1, 'fetch', 'ok'),"
-                          " (2, 'embed', 'ok'), (3, 'dedup', 'ok'), (4, 'retrieve', 'ok');");
+    int rc = bench_exec_sql(db, "PRAGMA journal_mode = DELETE; PRAGMA synchronous = OFF;"
+                                " PRAGMA cache_size = -1048576; PRAGMA foreign_keys = OFF;"
+                                " BEGIN;"
+                                " INSERT INTO sources (id, name, role) VALUES (1, 'web', 'pool'),"
+                                " (2, 'laion', 'pool'), (3, 'in1k', 'seed'), (4, 'bench', 'eval');"
+                                " INSERT INTO runs (id, stage, status) VALUES (1, 'fetch', 'ok'),"
+                                " (2, 'embed', 'ok'), (3, 'dedup', 'ok'), (4, 'retrieve', 'ok');");
     sqlite3_stmt *sh;
     if (rc == 0 && sqlite3_prepare_v2(db,
                                       "INSERT INTO shards (id, path, status, members, bytes, "
@@ -254,7 +246,7 @@ static int build(const config *c)
     }
     double t2 = lvd_kit_now();
     if (rc == 0)
-        rc = exec_sql(db, "COMMIT; PRAGMA journal_mode = WAL;");
+        rc = bench_exec_sql(db, "COMMIT; PRAGMA journal_mode = WAL;");
     if (rc == 0)
         printf("commit %.1f s\n", lvd_kit_now() - t2);
     sqlite3_close(db);
