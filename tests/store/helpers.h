@@ -13,27 +13,22 @@
 
 #include "store/tensors.h"
 #include "tests/check.h"
+#include "tests/check_run.h"
 
 static char helper_dir[256];
 
 /* Creates a fresh temporary folder for this test (removed by remove_temp_dir). */
 static inline const char *make_temp_dir(void)
 {
-    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    snprintf(helper_dir, sizeof helper_dir, "%s/lvd-store-XXXXXX", base);
-    if (!mkdtemp(helper_dir)) {
-        perror("mkdtemp");
-        exit(1);
-    }
+    char *d = check_tmpdir("lvd-store");
+    snprintf(helper_dir, sizeof helper_dir, "%s", d);
+    free(d);
     return helper_dir;
 }
 
 static inline void remove_temp_dir(void)
 {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", helper_dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "warning: could not remove %s\n", helper_dir);
+    check_rmtree(helper_dir);
 }
 
 /* helper_dir/name, in a static buffer (valid until the next call). */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "tests/check.h"
+#include "tests/check_run.h"
 
 static inline uint64_t ot_next(uint64_t *s)
 {
@@ -41,25 +42,14 @@ static inline double ot_rel(const float *a, const double *b, size_t n)
     return r > 0 ? sqrt(d / r) : sqrt(d);
 }
 
-/* A fresh temporary folder; exits on failure. */
+/* A fresh temporary folder (check_tmpdir's, in a static buffer so callers need not free it). */
 static inline char *ot_tmpdir(void)
 {
-    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     static char dir[512];
-    snprintf(dir, sizeof dir, "%s/lvd-train-test-XXXXXX", base);
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        exit(1);
-    }
+    char *d = check_tmpdir("lvd-train-test");
+    snprintf(dir, sizeof dir, "%s", d);
+    free(d);
     return dir;
-}
-
-static inline void ot_rmtree(const char *dir)
-{
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
 }
 
 #endif

@@ -378,6 +378,6 @@ int main(void)
     lvd_param_layout_free(&bb), lvd_param_layout_free(&head), lvd_param_layout_free(&center);
     lvd_param_layout_free(&bb2), lvd_param_layout_free(&lw), lvd_param_layout_free(&big);
     lvd_param_layout_free(&from);
-    ot_rmtree(dir);
+    check_rmtree(dir);
     return check_finish();
 }

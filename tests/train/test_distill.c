@@ -400,6 +400,6 @@ int main(void)
     failed_step(heads);
     printf("teacher files and errors:\n");
     teacher_files(root, heads, plain);
-    ot_rmtree(root);
+    check_rmtree(root);
     return check_finish();
 }

@@ -469,6 +469,6 @@ int main(void)
     heads_case(dir[1], 0, 1);
     features_case(dir[2]);
     features_case(dir[3]);
-    ot_rmtree(root);
+    check_rmtree(root);
     return check_finish();
 }

@@ -214,6 +214,6 @@ int main(int argc, char **argv)
     rc = run(distill_exe, errf, STUDENT, "--teacher", teacher, "--out", f, "--drop-path", "0.1",
              NULL);
     CHECK(rc == 2);
-    ot_rmtree(dir);
+    check_rmtree(dir);
     return check_finish();
 }

@@ -190,7 +190,7 @@ int main(void)
               info->n_params == (int64_t)sub[0].layout.total);
         lvd_vit_free(vit);
     }
-    ot_rmtree(tmp);
+    check_rmtree(tmp);
 
     for (int k = 0; k < 2; k++) {
         free(sub[k].groups), free(sub[k].s0), free(sub[k].t0), free(sub[k].s2);

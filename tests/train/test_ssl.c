@@ -249,7 +249,7 @@ static void check_resume(void)
     lvd_ssl_free(a);
     lvd_ssl_free(b);
     lvd_ssl_free(c);
-    ot_rmtree(tmp);
+    check_rmtree(tmp);
 }
 
 static void check_bookkeeping(void)

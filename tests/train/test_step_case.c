@@ -112,6 +112,6 @@ int main(void)
     expect_error(dir, hyper, replace(backbone, "\"mlp\"", "\"a_very_long_ffn_name\""), head,
                  "\"ffn_layer\" is not a string of under 16");
     expect_error(dir, hyper, backbone, "{\"in_dim\": 64}", "metadata head: no field \"out_dim\"");
-    ot_rmtree(dir);
+    check_rmtree(dir);
     return check_finish();
 }

@@ -364,6 +364,6 @@ int main(int argc, char **argv)
         CHECK(run_tool(exe, case_path, NULL, NULL, 0) == 2);
         CHECK(run_tool(exe, bad, outx, NULL, 0) == 1);
     }
-    ot_rmtree(tmp);
+    check_rmtree(tmp);
     return check_finish();
 }
