@@ -41,7 +41,9 @@ void lvd_aug_set_blur(lvd_aug_config *c, lvd_blur_mode mode)
     /* The reference asks GaussianBlur(p=1.0), (p=0.1), (p=0.5) and passes 1 - p to RandomApply. */
     const float asked[3] = {1.0f, 0.1f, 0.5f};
     for (int i = 0; i < 3; i++)
-        c->blur_p[i] = mode == LVD_BLUR_PAPER ? asked[i] : 1.0f - asked[i];
+        c->blur_p[i] = mode == LVD_BLUR_NONE    ? 0.0f
+                       : mode == LVD_BLUR_PAPER ? asked[i]
+                                                : 1.0f - asked[i];
 }
 
 static int bad_p(float p)
@@ -219,6 +221,12 @@ static int crop_resize(lvd_augmenter *a, const lvd_image *img, lvd_crop_box b, i
 }
 
 /* kind 0: global crop 1, 1: global crop 2, 2: a local crop. */
+/* RandomApply's test (applied unless p < u), except that p 0 never applies. */
+static int applies(float p, float u)
+{
+    return p > 0.0f && !(p < u);
+}
+
 static int one_crop(lvd_augmenter *a, const lvd_image *img, lvd_rng *r, int kind, float *chw,
                     lvd_crop_record *rec, lvd_error *err)
 {
@@ -231,12 +239,13 @@ static int one_crop(lvd_augmenter *a, const lvd_image *img, lvd_rng *r, int kind
     if (crop_resize(a, img, rec->box, side, err))
         return -1;
     /* RandomHorizontalFlip, RandomGrayscale, RandomSolarize apply when rand < p; RandomApply
-     * (ColorJitter, the reference's GaussianBlur) applies unless p < rand. */
+     * (ColorJitter, the reference's GaussianBlur) applies unless p < rand, here never at p 0
+     * (augment.h); the test's draw is made whatever p is. */
     if (lvd_rng_uniformf(r, 0.0f, 1.0f) < c->flip_p) {
         rec->flipped = 1;
         lvd_hflip(a->px, side, side);
     }
-    if (!(c->jitter_p < lvd_rng_uniformf(r, 0.0f, 1.0f))) {
+    if (applies(c->jitter_p, lvd_rng_uniformf(r, 0.0f, 1.0f))) {
         rec->jittered = 1;
         color_jitter(c, r, a->px, n, rec);
     }
@@ -244,7 +253,7 @@ static int one_crop(lvd_augmenter *a, const lvd_image *img, lvd_rng *r, int kind
         rec->gray = 1;
         lvd_grayscale(a->px, n);
     }
-    if (!(c->blur_p[kind] < lvd_rng_uniformf(r, 0.0f, 1.0f))) {
+    if (applies(c->blur_p[kind], lvd_rng_uniformf(r, 0.0f, 1.0f))) {
         rec->blur_sigma = lvd_rng_uniformf(r, c->blur_sigma[0], c->blur_sigma[1]);
         lvd_gaussian_blur(a->px, side, side, c->blur_kernel, rec->blur_sigma, a->tmp);
     }

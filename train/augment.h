@@ -15,7 +15,10 @@
  * p = 1 - p_asked ("keep_p"), believing RandomApply's p to be the chance of keeping the input; it
  * is the chance of applying the transform. So the released models were trained with blur applied
  * with probability 0.0 on global crop 1, 0.9 on global crop 2 and 0.5 on local crops: that is
- * LVD_BLUR_RELEASED, the default. LVD_BLUR_PAPER gives the intended 1.0, 0.1 and 0.5.
+ * LVD_BLUR_RELEASED, the default. LVD_BLUR_PAPER gives the intended 1.0, 0.1 and 0.5, LVD_BLUR_NONE
+ * none (the kernel and sigma range of the reference are sized for 224-px crops: on a 14-px crop a
+ * sigma of 2 erases what a small image holds). A probability of 0 never applies a transform; the
+ * reference's RandomApply would on a draw of exactly 0 (chance 2^-24), the one place we differ.
  *
  * Colour operations follow Pillow to the level: brightness, contrast and saturation are
  * Image.blend with the float factor and truncation (clipped when extrapolating); contrast blends
@@ -73,6 +76,7 @@ typedef enum lvd_blur_mode {
     LVD_BLUR_RELEASED =
         0,          /* what the reference code does: global 1: 0.0, global 2: 0.9, local 0.5 */
     LVD_BLUR_PAPER, /* what it meant: global 1: 1.0, global 2: 0.1, local 0.5 */
+    LVD_BLUR_NONE,  /* never */
 } lvd_blur_mode;
 
 typedef struct lvd_aug_config {
@@ -98,7 +102,7 @@ typedef struct lvd_aug_config {
  * local crops of 96, the released blur probabilities. */
 void lvd_aug_defaults(lvd_aug_config *c);
 
-/* Sets blur_p to the released (default) or the paper's probabilities. */
+/* Sets blur_p to the released (default) or the paper's probabilities, or to 0. */
 void lvd_aug_set_blur(lvd_aug_config *c, lvd_blur_mode mode);
 
 /* Fails on sizes < 1, a crop with blur possible but a side not above blur_kernel / 2 (reflect

@@ -443,6 +443,40 @@ static void test_gray_and_rates(void)
               "paper blur rates %.3f %.3f %.3f", paper[0], paper[1], paper[2]);
 }
 
+/* --blur none, --jitter 0, --solarize 0: no crop is blurred, jittered or solarized (a probability
+ * of 0 never applies, augment.h), and the sigma range is only checked, not used. */
+static void test_off(void)
+{
+    lvd_aug_config c;
+    lvd_aug_defaults(&c);
+    lvd_aug_set_blur(&c, LVD_BLUR_NONE);
+    c.jitter_p = 0.0f;
+    c.solarize_p = 0.0f;
+    c.global_size = 28;
+    c.local_size = 12;
+    c.n_local = 2;
+    CHECK(c.blur_p[0] == 0.0f && c.blur_p[1] == 0.0f && c.blur_p[2] == 0.0f);
+    lvd_error err;
+    lvd_augmenter *a;
+    CHECK(lvd_augmenter_new(&c, &a, &err) == 0);
+    lvd_image img = {28, 28, malloc(28 * 28 * 3)};
+    for (int i = 0; i < 28 * 28 * 3; i++)
+        img.rgb[i] = (uint8_t)(i * 7);
+    float gbuf[2][3 * 28 * 28], lbuf[2][3 * 12 * 12];
+    float *g[2] = {gbuf[0], gbuf[1]}, *l[2] = {lbuf[0], lbuf[1]};
+    lvd_crop_record rec[4];
+    int applied = 0;
+    for (int im = 0; im < 300; im++) {
+        lvd_rng r = lvd_rng_stream(9, 0, (uint64_t)im, 0);
+        CHECK(lvd_augment(a, &img, &r, g, l, rec, &err) == 0);
+        for (int k = 0; k < 4; k++)
+            applied += rec[k].blur_sigma > 0.0f || rec[k].jittered || rec[k].solarized;
+    }
+    CHECK_MSG(applied == 0, "%d crops blurred, jittered or solarized", applied);
+    lvd_augmenter_free(a);
+    free(img.rgb);
+}
+
 /* A crop of the whole image at its own size, no flip and no colour changes, is the image itself
  * normalized: ToTensor's / 255 then (x - mean) / std in float32. */
 static void test_normalize(void)
@@ -466,6 +500,7 @@ int main(void)
     test_blur();
     test_crops();
     test_gray_and_rates();
+    test_off();
     test_normalize();
     return check_finish();
 }

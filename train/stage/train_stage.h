@@ -136,7 +136,9 @@ typedef struct lvd_train_options {
     /* crops and masks */
     int global_size, local_size, local_crops; /* local_crops -1: the preset's */
     double global_scale[2], local_scale[2];
-    const char *blur; /* "released" or "paper" */
+    const char *blur;            /* "released", "paper" or "none" */
+    double blur_sigma[2];        /* Gaussian blur sigma range */
+    double jitter_p, solarize_p; /* ColorJitter and solarization probabilities */
     double mask_ratio[2], mask_probability;
     /* optimization */
     int batch;

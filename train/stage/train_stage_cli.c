@@ -17,6 +17,9 @@ void lvd_train_options_default(lvd_train_options *o)
         .global_scale = {0.32, 1.0},
         .local_scale = {0.05, 0.32},
         .blur = "released",
+        .blur_sigma = {0.1, 2.0},
+        .jitter_p = 0.8,
+        .solarize_p = 0.2,
         .mask_ratio = {0.1, 0.5},
         .mask_probability = 0.5,
         .lr = 0.004,
@@ -96,7 +99,7 @@ int lvd_train_check(void *ctx, lvd_error *err)
     static const char *const presets[] = {"tiny",   "vits14", "vitb14", "vitl14",
                                           "vitg14", "fmnist", NULL};
     static const char *const ffns[] = {"mlp", "swiglu", NULL};
-    static const char *const blurs[] = {"released", "paper", NULL};
+    static const char *const blurs[] = {"released", "paper", "none", NULL};
     static const char *const rules[] = {"sqrt", "none", NULL};
     static const char *const centerings[] = {"softmax", "sinkhorn", NULL};
     if (!o->db)
@@ -120,7 +123,9 @@ int lvd_train_check(void *ctx, lvd_error *err)
     if (o->ffn && !one_of(o->ffn, ffns))
         return lvd_fail(err, "--ffn: '%s' is not mlp or swiglu", o->ffn);
     if (!one_of(o->blur, blurs))
-        return lvd_fail(err, "--blur: '%s' is not released or paper", o->blur);
+        return lvd_fail(err, "--blur: '%s' is not released, paper or none", o->blur);
+    if (!(o->blur_sigma[0] > 0))
+        return lvd_fail(err, "--blur-sigma: the range must start above 0");
     if (!one_of(o->lr_scaling, rules))
         return lvd_fail(err, "--lr-scaling: '%s' is not sqrt or none", o->lr_scaling);
     if (!one_of(o->centering, centerings))
@@ -236,8 +241,13 @@ void lvd_train_option_table(lvd_train_options *o, int distill, lvd_kit_opt *opts
         LVD_OPT_FN("local-scale", "A,B", o->local_scale, lvd_train_pair_opt,
                    "local crop area share range", .lo = 0, .hi = 1, .def = "0.05,0.32"),
         LVD_OPT_STR("blur", "MODE", o->blur,
-                    "released (blur p 0, 0.9, 0.5: what the reference does) or\n"
-                    "paper (1, 0.1, 0.5)"),
+                    "released (blur p 0, 0.9, 0.5: what the reference does),\n"
+                    "paper (1, 0.1, 0.5) or none"),
+        LVD_OPT_FN("blur-sigma", "A,B", o->blur_sigma, lvd_train_pair_opt,
+                   "Gaussian blur sigma range (kernel 9)", .lo = 0, .hi = 100, .def = "0.1,2"),
+        LVD_OPT_NUM("jitter", "P", o->jitter_p, 0, 1, "ColorJitter probability", .zero = 1),
+        LVD_OPT_NUM("solarize", "P", o->solarize_p, 0, 1,
+                    "solarization probability (second global crop)", .zero = 1),
     };
     const lvd_kit_opt masks[] = {
         LVD_OPT_FN("mask-ratio", "A,B", o->mask_ratio, lvd_train_pair_opt,

@@ -198,7 +198,13 @@ int train_plan_resolve(const lvd_train_options *o, const lvd_vit_info *from, tra
     l->aug.global_scale[1] = (float)o->global_scale[1];
     l->aug.local_scale[0] = (float)o->local_scale[0];
     l->aug.local_scale[1] = (float)o->local_scale[1];
-    lvd_aug_set_blur(&l->aug, strcmp(o->blur, "paper") == 0 ? LVD_BLUR_PAPER : LVD_BLUR_RELEASED);
+    lvd_aug_set_blur(&l->aug, strcmp(o->blur, "paper") == 0  ? LVD_BLUR_PAPER
+                              : strcmp(o->blur, "none") == 0 ? LVD_BLUR_NONE
+                                                             : LVD_BLUR_RELEASED);
+    l->aug.blur_sigma[0] = (float)o->blur_sigma[0];
+    l->aug.blur_sigma[1] = (float)o->blur_sigma[1];
+    l->aug.jitter_p = (float)o->jitter_p;
+    l->aug.solarize_p = (float)o->solarize_p;
     l->mask.ratio_min = (float)o->mask_ratio[0];
     l->mask.ratio_max = (float)o->mask_ratio[1];
     /* Distillation: no masks (the iBOT loss covers every patch, train/distill.h) unless
@@ -272,6 +278,9 @@ cJSON *train_plan_json(const lvd_train_options *o, const train_plan *p)
     add_pair(c, "global_scale", o->global_scale[0], o->global_scale[1]);
     add_pair(c, "local_scale", o->local_scale[0], o->local_scale[1]);
     cJSON_AddStringToObject(c, "blur", o->blur);
+    add_pair(c, "blur_sigma", o->blur_sigma[0], o->blur_sigma[1]);
+    cJSON_AddNumberToObject(c, "jitter", o->jitter_p);
+    cJSON_AddNumberToObject(c, "solarize", o->solarize_p);
     add_pair(c, "mask_ratio", o->mask_ratio[0], o->mask_ratio[1]);
     cJSON_AddNumberToObject(c, "mask_probability", o->mask_probability);
     const lvd_ssl_config *s = &p->ssl;
