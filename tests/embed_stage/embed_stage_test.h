@@ -155,6 +155,18 @@ static inline char *test_scratch(char tmp[static 512], char db[static 1024], cha
     return dir;
 }
 
+/* The end of a test: the scratch folder tmp removed when every check passed, otherwise kept with
+ * the children's log (when log is not NULL) printed; tmp is freed. Returns check_finish(). */
+static inline int test_finish(char *tmp, const char *log)
+{
+    if (!check_failures)
+        check_rmtree(tmp);
+    else if (log)
+        test_print_file(log);
+    free(tmp);
+    return check_finish();
+}
+
 /* Makes folder dir with n photos prefix-I.jpg (test_make_photos) and runs fetch on it into the
  * manifest db as source, in shards of shard_size (NULL: lvd-fetch's default), stderr to log.
  * Returns lvd-fetch's exit status. */

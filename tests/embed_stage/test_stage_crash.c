@@ -115,10 +115,5 @@ int main(int argc, char **argv)
     CHECK(test_sql_int(e.db, "SELECT COUNT(*) FROM v_runs WHERE stage = 'embed' AND status NOT IN "
                              "('ok', 'interrupted')") == 0);
     free(clean);
-    if (!check_failures)
-        check_rmtree(tmp);
-    else
-        test_print_file(e.log);
-    free(tmp);
-    return check_finish();
+    return test_finish(tmp, e.log);
 }

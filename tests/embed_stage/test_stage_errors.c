@@ -123,8 +123,5 @@ int main(int argc, char **argv)
     embed_errors(&e);
     external_cannot_embed(&e);
     sha_mismatch(&e);
-    if (!check_failures)
-        check_rmtree(tmp);
-    free(tmp);
-    return check_finish();
+    return test_finish(tmp, NULL);
 }

@@ -150,8 +150,5 @@ int main(int argc, char **argv)
     happy_path(&e, url3);
     in_place(&e);
     errors(&e);
-    if (!check_failures)
-        check_rmtree(tmp);
-    free(tmp);
-    return check_finish();
+    return test_finish(tmp, NULL);
 }

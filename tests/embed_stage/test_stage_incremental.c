@@ -113,8 +113,5 @@ int main(int argc, char **argv)
                     "--features", "cls+patchmean", NULL) == 1);
     CHECK(test_file_has(e.log, "already has cls embeddings"));
     CHECK(count(&e, "SELECT COUNT(*) FROM v_runs WHERE status <> 'ok'") == 0);
-    if (!check_failures)
-        check_rmtree(tmp);
-    free(tmp);
-    return check_finish();
+    return test_finish(tmp, NULL);
 }

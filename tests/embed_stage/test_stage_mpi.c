@@ -241,10 +241,5 @@ int main(int argc, char **argv)
 
     free(one);
     free(one_text);
-    if (!check_failures)
-        check_rmtree(tmp);
-    else
-        test_print_file(e.log);
-    free(tmp);
-    return check_finish();
+    return test_finish(tmp, e.log);
 }

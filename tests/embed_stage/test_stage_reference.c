@@ -178,8 +178,5 @@ int main(int argc, char **argv)
                            "AND json_extract(counts, '$.embedded') = 4") == 3);
     lvd_tensors_close(cs);
     lvd_vit_free(vit);
-    if (!check_failures)
-        check_rmtree(tmp);
-    free(tmp);
-    return check_finish();
+    return test_finish(tmp, NULL);
 }

@@ -155,8 +155,5 @@ int main(int argc, char **argv)
     add_photos(&e, "a", 3);
     embed_settings(&e);
     import_checks(&e);
-    if (!check_failures)
-        check_rmtree(tmp);
-    free(tmp);
-    return check_finish();
+    return test_finish(tmp, NULL);
 }
