@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "bench/bench_child.h"
+#include "bench/bench_util.h"
 #include "curate/stages/embed_stage.h"
 #include "image/image.h"
 #include "kit/kit.h"
@@ -42,20 +43,6 @@ static void rate_best(rate *best, rate r)
 {
     best->wall = r.wall > best->wall ? r.wall : best->wall;
     best->cpu = r.cpu > best->cpu ? r.cpu : best->cpu;
-}
-
-static int read_file(const char *path, uint8_t **buf, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *buf = malloc(*len ? *len : 1);
-    int ok = *buf && fread(*buf, 1, *len, f) == *len;
-    fclose(f);
-    return ok ? 0 : -1;
 }
 
 /* The JPEG photos of the mate-backgrounds package (paths malloc'd), at most max. */
@@ -98,7 +85,7 @@ static int make_images(const char *dir, int count)
         lvd_error err;
         uint8_t *buf = NULL, *jpg = NULL;
         size_t len, jlen;
-        if (!img->rgb && (read_file(photos[i % n], &buf, &len) != 0 ||
+        if (!img->rgb && (!(buf = bench_read_all(photos[i % n], &len)) ||
                           lvd_image_decode(buf, len, NULL, img, &err) != 0))
             rc = -1;
         free(buf);
@@ -152,13 +139,12 @@ static double preprocess_all(const char *dir, float *x)
     for (int i = 0; i < N_IMAGES; i++) {
         char path[1024];
         snprintf(path, sizeof path, "%s/img-%03d.jpg", dir, i);
-        uint8_t *buf;
         size_t len;
+        uint8_t *buf = bench_read_all(path, &len);
         lvd_image img;
         lvd_error err;
         lvd_decode_opts opts = {.alpha = LVD_ALPHA_DROP};
-        if (read_file(path, &buf, &len) != 0 ||
-            lvd_image_decode(buf, len, &opts, &img, &err) != 0 ||
+        if (!buf || lvd_image_decode(buf, len, &opts, &img, &err) != 0 ||
             lvd_image_preprocess(&img, 256, 224, x + (size_t)i * 3 * 224 * 224, &err) != 0) {
             fprintf(stderr, "bench_embed: %s failed\n", path);
             exit(1);

@@ -64,8 +64,10 @@ static void sections(const lvd_dedup_state *s, section out[7])
     out[6] = (section){s->edge_sim, sizeof(float), (size_t)edges};
 }
 
-static int write_all(const lvd_dedup_state *s, FILE *f, const char *tmp, lvd_error *err)
+/* An index_write_fn of the state ctx. */
+static int write_all(const void *ctx, FILE *f, const char *tmp, lvd_error *err)
 {
+    const lvd_dedup_state *s = ctx;
     header h = {.version = STATE_VERSION,
                 .d = (uint32_t)s->d,
                 .nlist = s->nlist,
@@ -90,20 +92,7 @@ int lvd_dedup_state_save(const lvd_dedup_state *s, const char *path, lvd_error *
 {
     if (!s->edge_start || s->n < 1)
         return lvd_fail(err, "%s: no dedup state to save", path);
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-        return lvd_fail(err, "%s: path too long", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return lvd_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-    int rc = write_all(s, f, tmp, err);
-    if (fclose(f) && rc == 0)
-        rc = lvd_fail(err, "%s: close failed: %s", tmp, strerror(errno));
-    if (rc == 0 && rename(tmp, path))
-        rc = lvd_fail(err, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
-    if (rc)
-        unlink(tmp);
-    return rc;
+    return index_save_atomic(path, write_all, s, err);
 }
 
 /* The header's sizes, checked against each other and the file length. */

@@ -19,7 +19,7 @@ int lvd_index_write(const lvd_index *index, FILE *f, const char *tmp, lvd_error 
     return 0;
 }
 
-int lvd_index_save(const lvd_index *index, const char *path, lvd_error *err)
+int index_save_atomic(const char *path, index_write_fn fill, const void *ctx, lvd_error *err)
 {
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
@@ -27,7 +27,7 @@ int lvd_index_save(const lvd_index *index, const char *path, lvd_error *err)
     FILE *f = fopen(tmp, "wb");
     if (!f)
         return lvd_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-    int rc = lvd_index_write(index, f, tmp, err);
+    int rc = fill(ctx, f, tmp, err);
     if (fclose(f) && rc == 0)
         rc = lvd_fail(err, "%s: close failed: %s", tmp, strerror(errno));
     if (rc == 0 && rename(tmp, path))
@@ -35,6 +35,17 @@ int lvd_index_save(const lvd_index *index, const char *path, lvd_error *err)
     if (rc)
         unlink(tmp);
     return rc;
+}
+
+/* lvd_index_write as an index_write_fn. */
+static int write_index(const void *index, FILE *f, const char *tmp, lvd_error *err)
+{
+    return lvd_index_write(index, f, tmp, err);
+}
+
+int lvd_index_save(const lvd_index *index, const char *path, lvd_error *err)
+{
+    return index_save_atomic(path, write_index, index, err);
 }
 
 int lvd_index_load(lvd_index **out, const char *path, lvd_error *err)

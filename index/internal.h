@@ -42,6 +42,12 @@ void index_sort_members(index_member *m, size_t n);
 /* malloc that fails with a message naming what was being allocated. */
 void *index_alloc(size_t count, size_t size, const char *what, lvd_error *err);
 
+/* Writes path atomically (index_io.c): fill writes and fsyncs a fresh path.tmp.PID (named tmp in
+ * its messages), which is then closed and renamed over path; on any failure the temporary file is
+ * removed and err says what failed. */
+typedef int (*index_write_fn)(const void *ctx, FILE *f, const char *tmp, lvd_error *err);
+int index_save_atomic(const char *path, index_write_fn fill, const void *ctx, lvd_error *err);
+
 /* ---- Inverted-file partition helpers (dedup_ivf.c; used by decontam.c) ---- */
 
 /* The similarity of two rows as the partition code defines it: float products summed in double

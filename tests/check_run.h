@@ -71,6 +71,25 @@ static inline char *check_slurp(const char *path, size_t *len)
     return buf;
 }
 
+/* s with every occurrence of from replaced by to, malloc'd; s is freed (so calls chain). */
+static inline char *check_replace_all(char *s, const char *from, const char *to)
+{
+    size_t nf = strlen(from), nt = strlen(to), n = 0;
+    for (const char *p = s; (p = strstr(p, from)); p += nf)
+        n++;
+    char *out = malloc(strlen(s) + n * (nt > nf ? nt - nf : 0) + 1), *o = out;
+    const char *p = s;
+    for (const char *q; (q = strstr(p, from)); p = q + nf) {
+        memcpy(o, p, (size_t)(q - p));
+        o += q - p;
+        memcpy(o, to, nt);
+        o += nt;
+    }
+    strcpy(o, p);
+    free(s);
+    return out;
+}
+
 /* Where a child's output goes when it has a log (without one it inherits the test's). */
 typedef enum check_log {
     CHECK_LOG_APPEND, /* stderr appended to the log, stdout the test's */

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <signal.h>
 
+#include "tests/check_run.h"
 #include "tests/stages/stages_test.h"
 
 enum {
@@ -220,25 +221,6 @@ static void normalize_runs(char *s)
     *o = '\0';
 }
 
-/* s with every occurrence of from replaced by to (malloc'd; s is freed). */
-static char *replace_all(char *s, const char *from, const char *to)
-{
-    size_t nf = strlen(from), nt = strlen(to), n = 0;
-    for (const char *p = s; (p = strstr(p, from)); p += nf)
-        n++;
-    char *out = malloc(strlen(s) + n * (nt > nf ? nt - nf : 0) + 1), *o = out;
-    const char *p = s;
-    for (const char *q; (q = strstr(p, from)); p = q + nf) {
-        memcpy(o, p, (size_t)(q - p));
-        o += q - p;
-        memcpy(o, to, nt);
-        o += nt;
-    }
-    strcpy(o, p);
-    free(s);
-    return out;
-}
-
 static const char *const views[] = {
     "SELECT * FROM v_images ORDER BY id",
     "SELECT * FROM v_status ORDER BY source, status, error_class",
@@ -303,7 +285,7 @@ static uint64_t page_hash(const char *path, const char *dir)
     char *cut = strstr(t.s, "<h2>Last runs</h2>");
     if (cut)
         *cut = '\0';
-    char *s = replace_all(t.s, dir, "$RUN");
+    char *s = check_replace_all(t.s, dir, "$RUN");
     normalize_runs(s);
     uint64_t h = 1469598103934665603ull;
     for (const char *p = s; *p; p++)
@@ -357,7 +339,7 @@ static char *state(const char *dir, int *tmp)
     for (size_t i = 0; i < sizeof views / sizeof views[0]; i++) {
         append(&t, views[i]);
         append(&t, ":\n");
-        char *v = replace_all(st_dump(db, views[i]), dir, "$RUN");
+        char *v = check_replace_all(st_dump(db, views[i]), dir, "$RUN");
         normalize_runs(v);
         append(&t, v);
         free(v);
@@ -442,7 +424,7 @@ static int try_point(const step *s, const char *base, const char *work, const ki
               p->at, again, work);
     int tmp;
     char *got = state(work, &tmp);
-    got = replace_all(got, work, "$RUN");
+    got = check_replace_all(got, work, "$RUN");
     CHECK_MSG(
         strcmp(got, expected) == 0,
         "%s: after a kill at %s %s and a rerun the state differs:\n%s\n--- uninterrupted:\n%s",
@@ -513,7 +495,7 @@ static void stages(void)
         const char *env[] = {count_env, NULL};
         CHECK(run_step(s, ref, env) == 0);
         int tmp;
-        char *expected = replace_all(state(ref, &tmp), ref, "$RUN");
+        char *expected = check_replace_all(state(ref, &tmp), ref, "$RUN");
         CHECK(tmp == 0);
         kill_point p[16];
         int n = stage_points(counts, base_name(tool[s->tool]), p), killed = 0;
@@ -543,7 +525,7 @@ static void pipeline(void)
     int rc = run_pipeline(ref, env);
     CHECK_MSG(rc == 0, "lvd-run exited %d, see %s.log", rc, ref);
     int tmp;
-    char *expected = replace_all(state(ref, &tmp), ref, "$RUN");
+    char *expected = check_replace_all(state(ref, &tmp), ref, "$RUN");
     CHECK(tmp == 0);
     kill_point p[16];
     int n = 0;

@@ -143,6 +143,51 @@ static inline void test_make_photos(const char *dir, const char *prefix, int n)
     }
 }
 
+/* A test's scratch folder: a fresh $TMPDIR/lvd-stage-test-XXXXXX, returned (malloc'd, for
+ * check_rmtree) and copied into tmp, with its manifest tmp/m.db in db and the children's log
+ * tmp/log in log (the env structs' fields). */
+static inline char *test_scratch(char tmp[static 512], char db[static 1024], char log[static 1024])
+{
+    char *dir = check_tmpdir("lvd-stage-test");
+    snprintf(tmp, 512, "%s", dir);
+    snprintf(db, 1024, "%s/m.db", dir);
+    snprintf(log, 1024, "%s/log", dir);
+    return dir;
+}
+
+/* The end of a test: the scratch folder tmp removed when every check passed, otherwise kept with
+ * the children's log (when log is not NULL) printed; tmp is freed. Returns check_finish(). */
+static inline int test_finish(char *tmp, const char *log)
+{
+    if (!check_failures)
+        check_rmtree(tmp);
+    else if (log)
+        test_print_file(log);
+    free(tmp);
+    return check_finish();
+}
+
+/* Makes folder dir with n photos prefix-I.jpg (test_make_photos) and runs fetch on it into the
+ * manifest db as source, in shards of shard_size (NULL: lvd-fetch's default), stderr to log.
+ * Returns lvd-fetch's exit status. */
+static inline int test_fetch_photos(const char *fetch, const char *db, const char *log,
+                                    const char *dir, const char *prefix, int n, const char *source,
+                                    const char *shard_size)
+{
+    test_mkdir(dir);
+    test_make_photos(dir, prefix, n);
+    char *argv[10] = {(char *)fetch, "--db", (char *)db, "--source", (char *)source};
+    int k = 5;
+    if (shard_size) {
+        argv[k++] = "--shard-size";
+        argv[k++] = (char *)shard_size;
+    }
+    argv[k++] = "--no-progress";
+    argv[k++] = (char *)dir;
+    argv[k] = NULL;
+    return check_wait(check_spawn(CHECK_LOG_QUIET, argv, log));
+}
+
 /* Replaces the data of tar member `member` of shard by data (zeros when NULL), keeping its size
  * (the tar stays readable); the previous bytes are returned in *old (malloc'd) when old is not
  * NULL. Returns 0 when the member was found. */

@@ -115,22 +115,13 @@ static void sha_mismatch(env *e)
 int main(int argc, char **argv)
 {
     env e = {.tl = test_tools(argc, argv)};
-    char *tmp = check_tmpdir("lvd-stage-test");
+    char *tmp = test_scratch(e.tmp, e.db, e.log);
     char in[1024];
-    snprintf(e.tmp, sizeof e.tmp, "%s", tmp);
-    snprintf(e.db, sizeof e.db, "%s/m.db", tmp);
-    snprintf(e.log, sizeof e.log, "%s/log", tmp);
     snprintf(in, sizeof in, "%s/in", tmp);
-    test_mkdir(in);
-    test_make_photos(in, "p", 2);
-    CHECK(check_run(CHECK_LOG_QUIET, e.tl.fetch, e.log, "--db", e.db, "--source", "s",
-                    "--no-progress", in, NULL) == 0);
+    CHECK(test_fetch_photos(e.tl.fetch, e.db, e.log, in, "p", 2, "s", NULL) == 0);
     registry_errors(&e);
     embed_errors(&e);
     external_cannot_embed(&e);
     sha_mismatch(&e);
-    if (!check_failures)
-        check_rmtree(tmp);
-    free(tmp);
-    return check_finish();
+    return test_finish(tmp, NULL);
 }

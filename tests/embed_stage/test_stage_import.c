@@ -137,16 +137,10 @@ static void errors(env *e)
 int main(int argc, char **argv)
 {
     env e = {.tl = test_tools(argc, argv)};
-    char *tmp = check_tmpdir("lvd-stage-test");
+    char *tmp = test_scratch(e.tmp, e.db, e.log);
     char in[1024];
-    snprintf(e.tmp, sizeof e.tmp, "%s", tmp);
-    snprintf(e.db, sizeof e.db, "%s/m.db", tmp);
-    snprintf(e.log, sizeof e.log, "%s/log", tmp);
     snprintf(in, sizeof in, "%s/in", tmp);
-    test_mkdir(in);
-    test_make_photos(in, "p", N);
-    CHECK(check_run(CHECK_LOG_QUIET, e.tl.fetch, e.log, "--db", e.db, "--source", "s",
-                    "--no-progress", in, NULL) == 0);
+    CHECK(test_fetch_photos(e.tl.fetch, e.db, e.log, in, "p", N, "s", NULL) == 0);
     CHECK(test_sql_int(e.db, "SELECT COUNT(*) FROM images WHERE id BETWEEN 1 AND 5") == N);
     char url3[1200];
     snprintf(url3, sizeof url3, "file://%s/p-002.jpg", in);
@@ -156,8 +150,5 @@ int main(int argc, char **argv)
     happy_path(&e, url3);
     in_place(&e);
     errors(&e);
-    if (!check_failures)
-        check_rmtree(tmp);
-    free(tmp);
-    return check_finish();
+    return test_finish(tmp, NULL);
 }

@@ -14,10 +14,7 @@ static void add_photos(env *e, const char *source, const char *prefix, int n)
 {
     char in[1024];
     snprintf(in, sizeof in, "%s/%s", e->tmp, prefix);
-    test_mkdir(in);
-    test_make_photos(in, prefix, n);
-    CHECK(check_run(CHECK_LOG_QUIET, e->tl.fetch, e->log, "--db", e->db, "--source", source,
-                    "--shard-size", "20K", "--no-progress", in, NULL) == 0);
+    CHECK(test_fetch_photos(e->tl.fetch, e->db, e->log, in, prefix, n, source, "20K") == 0);
 }
 
 /* Runs lvd-embed on model rnd with the extra arguments (up to 4, NULL-terminated); returns the
@@ -79,10 +76,7 @@ static void check_failures_recorded(env *e)
 int main(int argc, char **argv)
 {
     env e = {.tl = test_tools(argc, argv)};
-    char *tmp = check_tmpdir("lvd-stage-test");
-    snprintf(e.tmp, sizeof e.tmp, "%s", tmp);
-    snprintf(e.db, sizeof e.db, "%s/m.db", tmp);
-    snprintf(e.log, sizeof e.log, "%s/log", tmp);
+    char *tmp = test_scratch(e.tmp, e.db, e.log);
     snprintf(e.dir, sizeof e.dir, "%s/embeddings/rnd", tmp);
     add_photos(&e, "s", "a", 6);
     CHECK(count(&e, "SELECT COUNT(DISTINCT shard) FROM v_images") >= 2);
@@ -119,8 +113,5 @@ int main(int argc, char **argv)
                     "--features", "cls+patchmean", NULL) == 1);
     CHECK(test_file_has(e.log, "already has cls embeddings"));
     CHECK(count(&e, "SELECT COUNT(*) FROM v_runs WHERE status <> 'ok'") == 0);
-    if (!check_failures)
-        check_rmtree(tmp);
-    free(tmp);
-    return check_finish();
+    return test_finish(tmp, NULL);
 }

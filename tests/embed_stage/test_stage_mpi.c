@@ -211,16 +211,10 @@ int main(int argc, char **argv)
         return 2;
     }
     env e = {.tl = test_tools(argc, argv), .mpirun = argv[4]};
-    char *tmp = check_tmpdir("lvd-stage-test");
+    char *tmp = test_scratch(e.tmp, e.db, e.log);
     char in[1024];
-    snprintf(e.tmp, sizeof e.tmp, "%s", tmp);
-    snprintf(e.db, sizeof e.db, "%s/m.db", tmp);
-    snprintf(e.log, sizeof e.log, "%s/log", tmp);
     snprintf(in, sizeof in, "%s/in", tmp);
-    test_mkdir(in);
-    test_make_photos(in, "p", N_PHOTOS);
-    CHECK(check_run(CHECK_LOG_QUIET, e.tl.fetch, e.log, "--db", e.db, "--source", "s",
-                    "--shard-size", "16K", "--no-progress", in, NULL) == 0);
+    CHECK(test_fetch_photos(e.tl.fetch, e.db, e.log, in, "p", N_PHOTOS, "s", "16K") == 0);
     CHECK(test_sql_int(e.db, "SELECT MAX(id) FROM images") == N_PHOTOS);
     CHECK(test_sql_int(e.db, "SELECT COUNT(DISTINCT shard) FROM v_images") >= 6);
     /* One image that does not decode, in the first shard (rank 0's). */
@@ -247,10 +241,5 @@ int main(int argc, char **argv)
 
     free(one);
     free(one_text);
-    if (!check_failures)
-        check_rmtree(tmp);
-    else
-        test_print_file(e.log);
-    free(tmp);
-    return check_finish();
+    return test_finish(tmp, e.log);
 }

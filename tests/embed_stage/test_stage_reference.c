@@ -12,27 +12,13 @@ static const char *const photos[] = {
     MATE "/abstract/Spring.png", /* RGBA: alpha is dropped, not composited */
 };
 
-static int read_file(const char *path, uint8_t **buf, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *buf = malloc(*len);
-    int ok = *buf && fread(*buf, 1, *len, f) == *len;
-    fclose(f);
-    return ok ? 0 : -1;
-}
-
 /* Features of the original file computed without the stage. */
 static int direct_features(lvd_vit *vit, const char *path, lvd_vit_pool pool, int normalize,
                            float *out)
 {
-    uint8_t *buf;
     size_t len;
-    if (read_file(path, &buf, &len) != 0)
+    uint8_t *buf = (uint8_t *)check_slurp(path, &len);
+    if (!buf)
         return -1;
     lvd_decode_opts opts = {.alpha = LVD_ALPHA_DROP};
     lvd_image img;
@@ -192,8 +178,5 @@ int main(int argc, char **argv)
                            "AND json_extract(counts, '$.embedded') = 4") == 3);
     lvd_tensors_close(cs);
     lvd_vit_free(vit);
-    if (!check_failures)
-        check_rmtree(tmp);
-    free(tmp);
-    return check_finish();
+    return test_finish(tmp, NULL);
 }

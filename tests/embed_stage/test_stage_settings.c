@@ -36,10 +36,7 @@ static void add_photos(env *e, const char *prefix, int n)
 {
     char in[1024];
     snprintf(in, sizeof in, "%s/%s", e->tmp, prefix);
-    test_mkdir(in);
-    test_make_photos(in, prefix, n);
-    CHECK(check_run(CHECK_LOG_QUIET, e->tl.fetch, e->log, "--db", e->db, "--source", "s",
-                    "--no-progress", in, NULL) == 0);
+    CHECK(test_fetch_photos(e->tl.fetch, e->db, e->log, in, prefix, n, "s", NULL) == 0);
 }
 
 static void embed_settings(env *e)
@@ -154,15 +151,9 @@ static void import_checks(env *e)
 int main(int argc, char **argv)
 {
     env e = {.tl = test_tools(argc, argv)};
-    char *tmp = check_tmpdir("lvd-stage-test");
-    snprintf(e.tmp, sizeof e.tmp, "%s", tmp);
-    snprintf(e.db, sizeof e.db, "%s/m.db", tmp);
-    snprintf(e.log, sizeof e.log, "%s/log", tmp);
+    char *tmp = test_scratch(e.tmp, e.db, e.log);
     add_photos(&e, "a", 3);
     embed_settings(&e);
     import_checks(&e);
-    if (!check_failures)
-        check_rmtree(tmp);
-    free(tmp);
-    return check_finish();
+    return test_finish(tmp, NULL);
 }

@@ -12,26 +12,12 @@
 #define CROP_W   120
 #define CROP_H   90
 
-static uint8_t *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc((size_t)n);
-    *len = fread(buf, 1, (size_t)n, f);
-    fclose(f);
-    return buf;
-}
-
 /* N_IMAGES distinct JPEG crops of a real photo in five class folders, an exact copy of one, a
  * truncated JPEG and a text file. */
 static void make_dataset(const char *dir)
 {
     size_t len;
-    uint8_t *data = read_all("/usr/share/backgrounds/mate/nature/Garden.jpg", &len);
+    uint8_t *data = (uint8_t *)check_slurp("/usr/share/backgrounds/mate/nature/Garden.jpg", &len);
     lvd_image photo = {0};
     lvd_error err;
     if (!data || lvd_image_decode(data, len, NULL, &photo, &err) != 0) {

@@ -1,5 +1,6 @@
 /* Helpers of the stages tests: running the tools, SQL checks, writing images and registering
- * embeddings the way the embed stage records them (models, embedding_files, embeddings). */
+ * embeddings the way the embed stage records them (models, embedding_files, embeddings), reading
+ * the report's pages, removing the test's folder. */
 #ifndef LVD_TESTS_STAGES_STAGES_TEST_H
 #define LVD_TESTS_STAGES_STAGES_TEST_H
 
@@ -17,7 +18,7 @@
 
 #include "image/image.h"
 #include "store/npy.h"
-#include "tests/check.h"
+#include "tests/check_run.h"
 
 /* Runs argv (NULL-terminated) with stdout sent to out_path (NULL: /dev/null); returns the exit
  * status, or -1 when it did not exit normally. */
@@ -239,6 +240,54 @@ static inline int st_item_find(const st_item *items, int n, const char *name)
             return i;
     fprintf(stderr, "no item %s\n", name);
     exit(1);
+}
+
+/* Writes every item's JPEG (40 x 36, seeded by its index) as dir/folder/name, making the folders,
+ * and its embedding (dim values, st_item_vector) as row i of rows. */
+static inline void st_write_items(const char *dir, const st_item *items, int n, int dim,
+                                  float *rows)
+{
+    for (int i = 0; i < n; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, items[i].folder);
+        st_mkdir(path);
+        snprintf(path, sizeof path, "%s/%s/%s", dir, items[i].folder, items[i].name);
+        CHECK(st_write_jpeg(path, 40, 36, (uint32_t)i) == 0);
+        st_item_vector(&items[i], dim, rows + (size_t)i * dim);
+    }
+}
+
+/* The page out/name (malloc'd); a missing page fails the test and reads as "", so that the checks
+ * on it fail too rather than crash. */
+static inline char *st_read_page(const char *out, const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", out, name);
+    char *html = check_slurp(path, NULL);
+    CHECK_MSG(html != NULL, "%s missing", path);
+    return html ? html : calloc(1, 1);
+}
+
+/* How many times what occurs in text (without overlaps). */
+static inline int st_count_of(const char *text, const char *what)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, what)); p += strlen(what))
+        n++;
+    return n;
+}
+
+/* The end of a test: its folder dir removed when every check passed and LVD_KEEP is unset (a
+ * failed removal fails the test), otherwise kept with a line saying where. */
+static inline void st_remove_or_keep(const char *dir)
+{
+    if (!check_failures && !getenv("LVD_KEEP")) {
+        char cmd[1100];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        CHECK(system(cmd) == 0);
+    } else {
+        fprintf(stderr, "files kept in %s\n", dir);
+    }
 }
 
 #endif

@@ -19,20 +19,6 @@ static const char *tool[T_COUNT];
 #define N_NEAR   8  /* and this many have a re-encoded near-duplicate */
 #define N_SEEDS  4
 
-static uint8_t *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc(n > 0 ? (size_t)n : 1);
-    *len = buf ? fread(buf, 1, (size_t)n, f) : 0;
-    fclose(f);
-    return buf;
-}
-
 /* Writes the pool folder (served by the test server) and the seed folder. */
 static void make_inputs(const char *dir)
 {
@@ -51,7 +37,7 @@ static void make_inputs(const char *dir)
     for (int i = 0; i < N_NEAR; i++) {
         snprintf(path, sizeof path, "%s/served/img%03d.jpg", dir, i);
         size_t len;
-        uint8_t *jpg = read_all(path, &len), *out = NULL;
+        uint8_t *jpg = (uint8_t *)check_slurp(path, &len), *out = NULL;
         lvd_image img = {0};
         lvd_error err;
         CHECK(jpg && lvd_image_decode(jpg, len, NULL, &img, &err) == 0 &&
@@ -117,25 +103,6 @@ static void pipeline(const char *run_dir, const char *list, const char *seeds)
     CHECK(run(tool[T_RETRIEVE], "--db", db, "--model", "r", "--per-seed", "3", NULL) == 0);
 }
 
-/* s with every occurrence of from replaced by to (malloc'd; s is freed). */
-static char *replace_all(char *s, const char *from, const char *to)
-{
-    size_t nf = strlen(from), nt = strlen(to), n = 0;
-    for (const char *p = s; (p = strstr(p, from)); p += nf)
-        n++;
-    char *out = malloc(strlen(s) + n * (nt > nf ? nt - nf : 0) + 1), *o = out;
-    const char *p = s;
-    for (const char *q; (q = strstr(p, from)); p = q + nf) {
-        memcpy(o, p, (size_t)(q - p));
-        o += q - p;
-        memcpy(o, to, nt);
-        o += nt;
-    }
-    strcpy(o, p);
-    free(s);
-    return out;
-}
-
 static const char *const views[] = {
     "SELECT * FROM v_images ORDER BY id",
     "SELECT * FROM v_status ORDER BY source, status, error_class",
@@ -156,7 +123,7 @@ static char *view(const char *run_dir, const char *sql)
     char db_path[600];
     snprintf(db_path, sizeof db_path, "%s/m.db", run_dir);
     sqlite3 *db = check_db_open(db_path);
-    char *text = replace_all(st_dump(db, sql), run_dir, "$RUN");
+    char *text = check_replace_all(st_dump(db, sql), run_dir, "$RUN");
     sqlite3_close(db);
     return text;
 }

@@ -20,25 +20,6 @@ enum { T_FETCH, T_INDEX, T_QUERY, T_DEDUP, T_RETRIEVE, T_EXPORT, T_STATUS, T_REP
 static const char *tool[T_COUNT];
 static char dir[256], db_path[320];
 
-/* Runs argv with stdout to /dev/null and stderr into err_path; returns the exit status. */
-static int run_logged(char *const argv[], const char *err_path)
-{
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int null = open("/dev/null", O_WRONLY);
-        if (fd >= 0)
-            dup2(fd, 2);
-        if (null >= 0)
-            dup2(null, 1);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return check_wait(pid);
-}
-
 static char *slurp(const char *path)
 {
     static char text[1 << 16];
@@ -148,12 +129,12 @@ static void test_export_lock(void)
     char *argv[] = {(char *)tool[T_EXPORT], "--db", db_path, "--out", out, NULL};
     int fd = open(out, O_RDONLY | O_DIRECTORY);
     CHECK(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0);
-    int rc = run_logged(argv, log);
+    int rc = check_wait(check_spawn(CHECK_LOG_QUIET, argv, log));
     CHECK_MSG(rc == 1, "an export into a folder another export holds exited %d", rc);
     CHECK_MSG(strstr(slurp(log), "another lvd-export is writing into this folder") != NULL, "%s",
               slurp(log));
     close(fd);
-    CHECK(run_logged(argv, log) == 0);
+    CHECK(check_wait(check_spawn(CHECK_LOG_QUIET, argv, log)) == 0);
 }
 
 /* 0 when the user namespace and bind mount work here. */
@@ -180,7 +161,7 @@ static int run_readonly(const char *ro, const char *log, ...)
         argv[n++] = a;
     va_end(ap);
     argv[n] = NULL;
-    return run_logged(argv, log);
+    return check_wait(check_spawn(CHECK_LOG_QUIET, argv, log));
 }
 
 /* Defect 11: read-only tools on a read-only filesystem. */
@@ -258,12 +239,6 @@ int main(int argc, char **argv)
         sqlite3_close(db);
         test_export_lock();
     }
-    if (!check_failures) {
-        char cmd[400];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        CHECK(system(cmd) == 0);
-    } else {
-        fprintf(stderr, "files kept in %s\n", dir);
-    }
+    st_remove_or_keep(dir);
     return check_finish();
 }

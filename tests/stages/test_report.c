@@ -95,14 +95,7 @@ static int fetch(const char *source, const char *role, const char *folder)
 static void build_manifest(void)
 {
     float rows[N_ITEMS * DIM];
-    for (int i = 0; i < N_ITEMS; i++) {
-        char path[512];
-        snprintf(path, sizeof path, "%s/%s", dir, items[i].folder);
-        st_mkdir(path);
-        snprintf(path, sizeof path, "%s/%s/%s", dir, items[i].folder, items[i].name);
-        CHECK(st_write_jpeg(path, 40, 36, (uint32_t)i) == 0);
-        make_vector(&items[i], rows + i * DIM);
-    }
+    st_write_items(dir, items, N_ITEMS, DIM, rows);
     CHECK(fetch("web", "pool", "pool") == 0);
     CHECK(fetch(SEED_SOURCE, "seed", "seed") == 0);
     CHECK(fetch("evalset", "eval", "eval") == 0);
@@ -146,23 +139,6 @@ static int report(const char *out, const char *extra1, const char *extra2)
     char *argv[] = {(char *)tool[T_REPORT], "--db",         db_path, "--out", (char *)out,
                     (char *)extra1,         (char *)extra2, NULL};
     return st_run(argv, NULL);
-}
-
-static char *read_page(const char *out, const char *name)
-{
-    char path[600];
-    snprintf(path, sizeof path, "%s/%s", out, name);
-    char *html = check_slurp(path, NULL);
-    CHECK_MSG(html != NULL, "%s missing", path);
-    return html ? html : calloc(1, 1);
-}
-
-static int count_of(const char *text, const char *what)
-{
-    int n = 0;
-    for (const char *p = text; (p = strstr(p, what)); p += strlen(what))
-        n++;
-    return n;
 }
 
 /* Checks that every href="..." and src="..." of html is a relative link to a file under out;
@@ -265,7 +241,7 @@ static char *section(const char *html, const char *head)
 /* Every knn row appears under its seed, the seed first, ranks in order. */
 static void check_neighbours(sqlite3 *db, const char *html)
 {
-    CHECK(count_of(html, "<section>") == 5);
+    CHECK(st_count_of(html, "<section>") == 5);
     sqlite3_stmt *st;
     CHECK(sqlite3_prepare_v2(db,
                              "SELECT seed_image_id, rank, image_id FROM v_curated WHERE method "
@@ -302,7 +278,7 @@ static void check_pages(sqlite3 *db)
     char *html[N_PAGES];
     int links = 0;
     for (int p = 0; p < N_PAGES; p++) {
-        html[p] = read_page(out_dir, pages[p]);
+        html[p] = st_read_page(out_dir, pages[p]);
         links += check_links(out_dir, pages[p], html[p]);
     }
     CHECK_MSG(links > 5 * N_PAGES, "%d links", links);
@@ -319,7 +295,7 @@ static void check_pages(sqlite3 *db)
     snprintf(head, sizeof head, "<h3>component %lld: 2 images</h3>", (long long)id_of("p2"));
     const char *b = strstr(html[1], head);
     CHECK_MSG(a && b && a < b, "duplicate components missing or out of order");
-    CHECK(count_of(html[1], "<section>") == 2 && count_of(html[1], "<img ") == 5);
+    CHECK(st_count_of(html[1], "<section>") == 2 && st_count_of(html[1], "<img ") == 5);
     /* decontaminated: r1 with its eval match E1 at 0.5, E1 shown first. */
     snprintf(head, sizeof head, "eval image %lld matches %lld at 0.5000", (long long)id_of("E1"),
              (long long)id_of("r1"));
@@ -328,16 +304,16 @@ static void check_pages(sqlite3 *db)
     a = strstr(html[2], head);
     snprintf(head, sizeof head, "<img src=\"thumbs/%lld.jpg\"", (long long)id_of("r1"));
     b = strstr(html[2], head);
-    CHECK(a && b && a < b && count_of(html[2], "<img ") == 2);
+    CHECK(a && b && a < b && st_count_of(html[2], "<img ") == 2);
     check_neighbours(db, html[3]);
     /* clusters: one section per (dataset, cluster), one tile per sample. */
     int clusters = (int)st_int(db, "SELECT COUNT(DISTINCT cluster) FROM v_curated WHERE method = "
                                    "'cluster'");
-    CHECK(clusters >= 1 && count_of(html[4], "<section>") == clusters);
-    CHECK(count_of(html[4], "<img ") ==
+    CHECK(clusters >= 1 && st_count_of(html[4], "<section>") == clusters);
+    CHECK(st_count_of(html[4], "<img ") ==
           st_int(db, "SELECT COUNT(*) FROM v_curated WHERE method = 'cluster'"));
     for (int p = 0; p < N_PAGES; p++) {
-        CHECK_MSG(count_of(html[p], "no preview") == 0, "%s: image without preview", pages[p]);
+        CHECK_MSG(st_count_of(html[p], "no preview") == 0, "%s: image without preview", pages[p]);
         free(html[p]);
     }
 }
@@ -347,10 +323,10 @@ static void check_rerun_and_bounds(void)
 {
     char *before[N_PAGES];
     for (int p = 0; p < N_PAGES; p++)
-        before[p] = read_page(out_dir, pages[p]);
+        before[p] = st_read_page(out_dir, pages[p]);
     CHECK(report(out_dir, NULL, NULL) == 0);
     for (int p = 0; p < N_PAGES; p++) {
-        char *after = read_page(out_dir, pages[p]);
+        char *after = st_read_page(out_dir, pages[p]);
         CHECK_MSG(strcmp(before[p], after) == 0, "%s differs on a rerun", pages[p]);
         free(after);
         free(before[p]);
@@ -360,10 +336,10 @@ static void check_rerun_and_bounds(void)
     char *argv[] = {(char *)tool[T_REPORT], "--db", db_path,   "--out", small, "--groups", "1",
                     "--per-group",          "2",    "--thumb", "64",    NULL};
     CHECK(st_run(argv, NULL) == 0);
-    char *dups = read_page(small, "duplicates.html");
-    char *nb = read_page(small, "neighbours.html");
-    CHECK(count_of(dups, "<section>") == 1 && count_of(dups, "<img ") == 2);
-    CHECK(count_of(nb, "<section>") == 1 && count_of(nb, "<img ") == 2);
+    char *dups = st_read_page(small, "duplicates.html");
+    char *nb = st_read_page(small, "neighbours.html");
+    CHECK(st_count_of(dups, "<section>") == 1 && st_count_of(dups, "<img ") == 2);
+    CHECK(st_count_of(nb, "<section>") == 1 && st_count_of(nb, "<img ") == 2);
     check_links(small, "duplicates.html", dups);
     char thumb[600];
     snprintf(thumb, sizeof thumb, "%s/thumbs/%lld.jpg", small, (long long)id_of("p1"));
@@ -381,12 +357,12 @@ static void check_unreadable(sqlite3 *db)
     char out[400];
     snprintf(out, sizeof out, "%s/unreadable", dir);
     CHECK(report(out, NULL, NULL) == 0);
-    char *dups = read_page(out, "duplicates.html");
+    char *dups = st_read_page(out, "duplicates.html");
     char tile[128];
     snprintf(tile, sizeof tile, "<div class=\"none\">no preview</div><figcaption>%lld ",
              (long long)id_of("p1d"));
-    CHECK(count_of(dups, "no preview") == 1 && strstr(dups, tile) != NULL);
-    CHECK(count_of(dups, "<img ") == 4);
+    CHECK(st_count_of(dups, "no preview") == 1 && strstr(dups, tile) != NULL);
+    CHECK(st_count_of(dups, "<img ") == 4);
     check_links(out, "duplicates.html", dups);
     char thumb[600];
     snprintf(thumb, sizeof thumb, "%s/thumbs/%lld.jpg", out, (long long)id_of("p1d"));
@@ -446,7 +422,7 @@ static void check_similarities(sqlite3 *db)
     char out[400];
     snprintf(out, sizeof out, "%s/sims", dir);
     CHECK(report(out, NULL, NULL) == 0);
-    char *html = read_page(out, "similarities.html");
+    char *html = st_read_page(out, "similarities.html");
     int64_t run = st_int(db, "SELECT run_id FROM dedup LIMIT 1");
     char line[160];
     snprintf(line, sizeof line, "<p>%d pairs of pool images linked by the dedup run: ", pairs);
@@ -483,10 +459,10 @@ static void check_similarities(sqlite3 *db)
     snprintf(moved, sizeof moved, "%s.off", state);
     CHECK(rename(state, moved) == 0);
     CHECK(report(out, NULL, NULL) == 0);
-    html = read_page(out, "similarities.html");
+    html = st_read_page(out, "similarities.html");
     CHECK(strstr(html, "The edges are not available: ") &&
           strstr(html, "<h2>Decontamination</h2>"));
-    CHECK(count_of(html, "<svg ") == 2);
+    CHECK(st_count_of(html, "<svg ") == 2);
     free(html);
     CHECK(rename(moved, state) == 0);
 }
@@ -616,7 +592,7 @@ static int screenshot_colours(const char *path)
  * 'demo-summary' run is recorded; then the last ok one is drawn as tables, escaped. */
 static void check_summary(sqlite3 *db)
 {
-    char *html = read_page(out_dir, "index.html");
+    char *html = st_read_page(out_dir, "index.html");
     CHECK(html && !strstr(html, "Demo summary"));
     free(html);
     CHECK(sqlite3_exec(
@@ -640,7 +616,7 @@ static void check_summary(sqlite3 *db)
     char out[400];
     snprintf(out, sizeof out, "%s/summary", dir);
     CHECK(report(out, NULL, NULL) == 0);
-    html = read_page(out, "index.html");
+    html = st_read_page(out, "index.html");
     char *at = html ? strstr(html, "<h2>Demo summary</h2>") : NULL;
     char *galleries = html ? strstr(html, "<h2>Galleries</h2>") : NULL;
     CHECK_MSG(at && galleries && at < galleries, "no summary before the galleries");
@@ -703,12 +679,12 @@ static void test_browser(const char *exe)
     snprintf(dom, sizeof dom, "%s/dom.html", dir);
     for (int p = 0; p < N_PAGES; p++) {
         CHECK_MSG(chromium(exe, pages[p], "--dump-dom", dom) == 0, "%s: chromium failed", pages[p]);
-        char *html = read_page(out_dir, pages[p]), *got = check_slurp(dom, NULL);
+        char *html = st_read_page(out_dir, pages[p]), *got = check_slurp(dom, NULL);
         CHECK_MSG(got && strstr(got, "<h1>") && strstr(got, "<nav>"), "%s: no DOM", pages[p]);
-        CHECK_MSG(got && count_of(got, "<img src=\"thumbs/") == count_of(html, "<img src=\""),
+        CHECK_MSG(got && st_count_of(got, "<img src=\"thumbs/") == st_count_of(html, "<img src=\""),
                   "%s: images missing from the DOM", pages[p]);
-        CHECK_MSG(got && count_of(got, "<svg ") == count_of(html, "<svg ") &&
-                      count_of(got, "<rect data-bin=") == count_of(html, "<rect data-bin="),
+        CHECK_MSG(got && st_count_of(got, "<svg ") == st_count_of(html, "<svg ") &&
+                      st_count_of(got, "<rect data-bin=") == st_count_of(html, "<rect data-bin="),
                   "%s: charts missing from the DOM", pages[p]);
         free(got);
         free(html);
@@ -766,12 +742,6 @@ int main(int argc, char **argv)
         check_summary(db);
     }
     sqlite3_close(db);
-    if (!check_failures && !getenv("LVD_KEEP")) {
-        char cmd[400];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        CHECK(system(cmd) == 0);
-    } else {
-        fprintf(stderr, "files kept in %s\n", dir);
-    }
+    st_remove_or_keep(dir);
     return check_finish();
 }

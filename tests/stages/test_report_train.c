@@ -113,21 +113,12 @@ static int report(const char *out)
     return st_run(argv, NULL);
 }
 
+/* The page name of the report in folder sub. */
 static char *page(const char *sub, const char *name)
 {
-    char path[600];
-    snprintf(path, sizeof path, "%s/%s/%s", dir, sub, name);
-    char *html = check_slurp(path, NULL);
-    CHECK_MSG(html != NULL, "%s missing", path);
-    return html ? html : calloc(1, 1);
-}
-
-static int count_of(const char *text, const char *what)
-{
-    int n = 0;
-    for (const char *p = text; (p = strstr(p, what)); p += strlen(what))
-        n++;
-    return n;
+    char out[600];
+    snprintf(out, sizeof out, "%s/%s", dir, sub);
+    return st_read_page(out, name);
 }
 
 /* The section of html whose heading starts with head, as a copy up to its </section>. */
@@ -156,7 +147,7 @@ static void check_first(void)
 {
     char *html = page("a", "training.html");
     CHECK(strstr(html, "<nav>") && strstr(html, "<h1>Training</h1>"));
-    CHECK(count_of(html, "<section>") == 2);
+    CHECK(st_count_of(html, "<section>") == 2);
     CHECK(!strstr(html, "a<b>&c") && !strstr(html, "tiny<m>"));
     char *t1 = section(html, "<h2>Training 1: train (last run interrupted)</h2>");
     char *t3 = section(html, "<h2>Training 3: distill (last run ok)</h2>");
@@ -201,7 +192,7 @@ static void check_first(void)
     expected(&g, 100, 1e-3, &ex, &ey);
     CHECK(n == 600 && fabs(px[99] - ex) <= 0.05 && fabs(py[99] - ey) <= 0.05);
     free(lr);
-    CHECK(count_of(t1, "no v_train_evals view") == 1);
+    CHECK(st_count_of(t1, "no v_train_evals view") == 1);
     /* The distillation: the long run reduced, keeping its spike; charts without values noted. */
     char *dl = chart(t3, "Losses");
     n = series_points(dl, "total", px, py, 4000, &runs);
@@ -378,12 +369,6 @@ int main(int argc, char **argv)
     check_rerun();
     check_settings();
     check_no_training_view();
-    if (!check_failures && !getenv("LVD_KEEP")) {
-        char cmd[400];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        CHECK(system(cmd) == 0);
-    } else {
-        fprintf(stderr, "files kept in %s\n", dir);
-    }
+    st_remove_or_keep(dir);
     return check_finish();
 }

@@ -61,11 +61,6 @@ static item items[] = {
 static int64_t item_id[N_ITEMS];
 static float item_v[N_ITEMS][DIM];
 
-static void make_vector(const item *it, float *out)
-{
-    st_item_vector(it, DIM, out);
-}
-
 static int find(const char *name)
 {
     return st_item_find(items, N_ITEMS, name);
@@ -92,18 +87,6 @@ static double dot(const float *a, const float *b)
 static int fetch(const char *source, const char *role, const char *folder)
 {
     return st_fetch(tool[T_FETCH], dir, db_path, source, role, folder, "--parallel", "4");
-}
-
-static void write_images(void)
-{
-    for (int i = 0; i < N_ITEMS; i++) {
-        char path[512];
-        snprintf(path, sizeof path, "%s/%s", dir, items[i].folder);
-        st_mkdir(path);
-        snprintf(path, sizeof path, "%s/%s/%s", dir, items[i].folder, items[i].name);
-        CHECK(st_write_jpeg(path, 40, 36, (uint32_t)i) == 0);
-        make_vector(&items[i], item_v[i]);
-    }
 }
 
 /* Records the embeddings of every item of the folders (one .npy file per call). */
@@ -461,14 +444,6 @@ static void test_export(sqlite3 *db)
     CHECK(knn_a1 == 2);
 }
 
-static int count_of(const char *text, const char *what)
-{
-    int n = 0;
-    for (const char *p = text; (p = strstr(p, what)); p += strlen(what))
-        n++;
-    return n;
-}
-
 /* Reads dir/report/name into html (NUL-terminated; empty when absent). */
 static void read_page(const char *name, char *html, size_t cap)
 {
@@ -494,11 +469,11 @@ static void test_report(void)
     static char dups[1 << 20], eval[1 << 20];
     read_page("duplicates.html", dups, sizeof dups);
     read_page("decontaminated.html", eval, sizeof eval);
-    CHECK(count_of(dups, "<section>") == 4);
-    CHECK(count_of(eval, "<section>") == 1);
-    CHECK(count_of(dups, "<img src=\"thumbs/") == 8);
-    CHECK(count_of(eval, "<img src=\"thumbs/") == 4);
-    CHECK(count_of(dups, "no preview") + count_of(eval, "no preview") == 0);
+    CHECK(st_count_of(dups, "<section>") == 4);
+    CHECK(st_count_of(eval, "<section>") == 1);
+    CHECK(st_count_of(dups, "<img src=\"thumbs/") == 8);
+    CHECK(st_count_of(eval, "<img src=\"thumbs/") == 4);
+    CHECK(st_count_of(dups, "no preview") + st_count_of(eval, "no preview") == 0);
     const char *order[] = {"a1", "a2", "b3", "c1", "b1"};
     const char *prev = dups;
     for (int i = 0; i < 5; i++) {
@@ -564,7 +539,7 @@ int main(int argc, char **argv)
     if (!mkdtemp(dir))
         return 1;
     snprintf(db_path, sizeof db_path, "%s/m.db", dir);
-    write_images();
+    st_write_items(dir, items, N_ITEMS, DIM, &item_v[0][0]);
     CHECK(fetch("web", "pool", "pool1") == 0);
     CHECK(fetch("seedset", "seed", "seed") == 0);
     CHECK(fetch("evalset", "eval", "eval") == 0);
@@ -588,12 +563,6 @@ int main(int argc, char **argv)
     test_seed_source(db);
     test_errors();
     sqlite3_close(db);
-    if (!check_failures && !getenv("LVD_KEEP")) {
-        char cmd[400];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        CHECK(system(cmd) == 0);
-    } else {
-        fprintf(stderr, "files kept in %s\n", dir);
-    }
+    st_remove_or_keep(dir);
     return check_finish();
 }

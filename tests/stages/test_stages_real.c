@@ -16,6 +16,7 @@
 #include <math.h>
 
 #include "store/tensors.h"
+#include "tests/check_run.h"
 #include "tests/stages/stages_test.h"
 
 #define PHOTOS     "/usr/share/backgrounds/mate/nature"
@@ -126,20 +127,6 @@ static void check_table(sqlite3 *db, int64_t n_pool)
     free(x);
 }
 
-static int read_file(const char *path, uint8_t **buf, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *buf = malloc(n > 0 ? (size_t)n : 1);
-    *len = *buf ? fread(*buf, 1, (size_t)n, f) : 0;
-    fclose(f);
-    return *buf && *len == (size_t)n ? 0 : -1;
-}
-
 static int write_file(const char *path, const uint8_t *buf, size_t len)
 {
     FILE *f = fopen(path, "wb");
@@ -154,9 +141,10 @@ static int plant(const char *name)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", PHOTOS, name);
-    uint8_t *buf, *out = NULL;
+    uint8_t *out = NULL;
     size_t len, out_len;
-    if (read_file(path, &buf, &len))
+    uint8_t *buf = (uint8_t *)check_slurp(path, &len);
+    if (!buf)
         return -1;
     lvd_decode_opts o;
     memset(&o, 0, sizeof o);
@@ -205,9 +193,9 @@ static int copy_photos(void)
         char src[512], dst[512];
         snprintf(src, sizeof src, "%s/%s", PHOTOS, e->d_name);
         snprintf(dst, sizeof dst, "%s/pool/%s", dir, e->d_name);
-        uint8_t *buf;
         size_t len;
-        if (read_file(src, &buf, &len) == 0 && write_file(dst, buf, len) == 0)
+        uint8_t *buf = (uint8_t *)check_slurp(src, &len);
+        if (buf && write_file(dst, buf, len) == 0)
             n++;
         free(buf);
     }
@@ -361,12 +349,8 @@ int main(int argc, char **argv)
                          "4",
                          NULL};
     CHECK(st_run(via_dedup, table) == 0);
-    char *text = NULL;
-    size_t text_len = 0;
-    CHECK(read_file(table, (uint8_t **)&text, &text_len) == 0);
-    text = realloc(text, text_len + 1);
-    text[text_len] = '\0';
-    CHECK(strstr(text, "precision") && strstr(text, "    0.99 ") && strstr(text, "color"));
+    char *text = check_slurp(table, NULL);
+    CHECK(text && strstr(text, "precision") && strstr(text, "    0.99 ") && strstr(text, "color"));
     free(text);
     CHECK(st_int(db, "SELECT json_extract(counts, '$.copies.n') %s", last) == N_KINDS * 4);
     double t = st_double(db, "SELECT json_extract(counts, '$.threshold') %s", last);

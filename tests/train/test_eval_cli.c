@@ -19,6 +19,7 @@
 #include "curate/stages/embeddings_vit.h"
 #include "embed/model_registry.h"
 #include "index/index.h"
+#include "tests/check_run.h"
 #include "tests/stages/stages_test.h"
 #include "train/eval/eval.h"
 #include "train/eval/eval_data.h"
@@ -301,20 +302,6 @@ static void test_knn_imported(sqlite3 *db)
 
 /* ---- The ViT path -------------------------------------------------------------------------- */
 
-static int read_bytes(const char *path, uint8_t **buf, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *buf = malloc(n > 0 ? (size_t)n : 1);
-    *len = *buf ? fread(*buf, 1, (size_t)n, f) : 0;
-    fclose(f);
-    return *buf && *len == (size_t)n ? 0 : -1;
-}
-
 /* eval_vit_features (blocks 4, mean patch, batch 4 over several shards) against a forward pass
  * of each decoded file; then the cls features against the embed stage's stored rows. */
 static void test_vit_features(sqlite3 *db)
@@ -354,8 +341,8 @@ static void test_vit_features(sqlite3 *db)
         size_t len = 0;
         lvd_image img;
         CHECK(sqlite3_step(st) == SQLITE_ROW &&
-              read_bytes((const char *)sqlite3_column_text(st, 0) + strlen("file://"), &buf,
-                         &len) == 0);
+              (buf = (uint8_t *)check_slurp(
+                   (const char *)sqlite3_column_text(st, 0) + strlen("file://"), &len)));
         sqlite3_finalize(st);
         CHECK(lvd_image_decode_rgb(buf, len, &img, &err) == 0);
         CHECK(lvd_image_preprocess(&img, 28, 28, chw, &err) == 0);

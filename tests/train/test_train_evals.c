@@ -72,19 +72,14 @@ static int train(const char *log, const char *fmt, ...)
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
+/* The first column of the query's first row; -1e30 when there is none. */
 static double sql_num(const char *fmt, ...)
 {
-    char sql[2048];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
+    sqlite3_stmt *st = tt_first_row(sq, fmt, ap);
     va_end(ap);
-    sqlite3_stmt *st;
-    double v = -1e30;
-    if (sqlite3_prepare_v2(sq, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_double(st, 0);
-    else
-        fprintf(stderr, "sql: %s: %s\n", sql, sqlite3_errmsg(sq));
+    double v = st ? sqlite3_column_double(st, 0) : -1e30;
     sqlite3_finalize(st);
     return v;
 }

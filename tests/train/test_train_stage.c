@@ -242,19 +242,14 @@ static long ckpt_step(const char *out)
 
 static sqlite3 *sq;
 
+/* The first column of the query's first row; -1 when there is none. */
 static int64_t sql_int(const char *fmt, ...)
 {
-    char sql[2048];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
+    sqlite3_stmt *st = tt_first_row(sq, fmt, ap);
     va_end(ap);
-    sqlite3_stmt *st;
-    int64_t v = -1;
-    if (sqlite3_prepare_v2(sq, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    else
-        fprintf(stderr, "sql: %s: %s\n", sql, sqlite3_errmsg(sq));
+    int64_t v = st ? sqlite3_column_int64(st, 0) : -1;
     sqlite3_finalize(st);
     return v;
 }

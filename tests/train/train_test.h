@@ -1,9 +1,12 @@
 /* Helpers of the tests that build a manifest with lvd-fetch from small grayscale PNGs (the loader,
  * lvd-train, lvd-distill, k-NN during training): the scratch folder, writing the images, running
- * lvd-fetch. They set the scene and check nothing: each exits the test with one line on failure. */
+ * lvd-fetch, one-value queries. They set the scene and check nothing: each exits the test with one
+ * line on failure. */
 #ifndef LVD_TESTS_TRAIN_TRAIN_TEST_H
 #define LVD_TESTS_TRAIN_TRAIN_TEST_H
 
+#include <sqlite3.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +75,20 @@ static inline void tt_fetch(const char *fetch_exe, const char *db, const char *s
         fprintf(stderr, "lvd-fetch failed: %s\n", cmd);
         exit(1);
     }
+}
+
+/* The query fmt formats (with ap) run on db, stepped to its first row for the caller to read and
+ * finalize; NULL, with the query and SQLite's message on stderr, when it fails or has no row. */
+static inline sqlite3_stmt *tt_first_row(sqlite3 *db, const char *fmt, va_list ap)
+{
+    char sql[2048];
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        return st;
+    fprintf(stderr, "sql: %s: %s\n", sql, sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    return NULL;
 }
 
 #endif

@@ -1,6 +1,5 @@
 /* lvd-distill: distillation of a frozen teacher into a smaller student on the manifest's images
  * (train/distill.h), run by the pretraining stage's loop (train/stage/train_stage.h). */
-#include "kit/kit.h"
 #include "train/stage/train_stage.h"
 
 static const char help[] =
@@ -32,18 +31,5 @@ static const char footer[] =
 
 int main(int argc, char **argv)
 {
-    lvd_train_options o;
-    lvd_train_options_default(&o);
-    o.distill = 1;
-    lvd_kit_opt opts[LVD_TRAIN_MAX_OPTS];
-    lvd_train_option_table(&o, 1, opts);
-    const lvd_kit_cmd cmd = {"lvd-distill",
-                             help,
-                             opts,
-                             lvd_train_run,
-                             &o,
-                             .db = LVD_KIT_WRITE,
-                             .check = lvd_train_check,
-                             .footer = footer};
-    return lvd_train_main(&cmd, argc, argv);
+    return lvd_train_command("lvd-distill", help, footer, 1, argc, argv);
 }

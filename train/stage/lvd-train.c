@@ -1,6 +1,5 @@
 /* lvd-train: DINOv2 self-supervised pretraining on the manifest's images
  * (train/stage/train_stage.h). */
-#include "kit/kit.h"
 #include "train/stage/train_stage.h"
 
 static const char help[] =
@@ -41,17 +40,5 @@ static const char footer[] =
 
 int main(int argc, char **argv)
 {
-    lvd_train_options o;
-    lvd_train_options_default(&o);
-    lvd_kit_opt opts[LVD_TRAIN_MAX_OPTS];
-    lvd_train_option_table(&o, 0, opts);
-    const lvd_kit_cmd cmd = {"lvd-train",
-                             help,
-                             opts,
-                             lvd_train_run,
-                             &o,
-                             .db = LVD_KIT_WRITE,
-                             .check = lvd_train_check,
-                             .footer = footer};
-    return lvd_train_main(&cmd, argc, argv);
+    return lvd_train_command("lvd-train", help, footer, 0, argc, argv);
 }

@@ -206,4 +206,10 @@ void lvd_train_option_table(lvd_train_options *o, int distill, lvd_kit_opt *opts
  * options are applied to cmd's table first. Returns the exit status. */
 int lvd_train_main(const lvd_kit_cmd *cmd, int argc, char **argv);
 
+/* The main of lvd-train (distill 0) and lvd-distill (distill 1), which differ only in these
+ * arguments: the defaults, that command's option table and lvd_train_main, with help and footer
+ * for --help. Returns the exit status. */
+int lvd_train_command(const char *name, const char *help, const char *footer, int distill, int argc,
+                      char **argv);
+
 #endif

@@ -1,5 +1,6 @@
-/* The command side of train/stage/train_stage.h: defaults, the option parsers, the check and
- * lvd_train_main (the --config INI file, read with curate/pipeline.h's loader). */
+/* The command side of train/stage/train_stage.h: defaults, the option parsers, the check,
+ * lvd_train_main (the --config INI file, read with curate/pipeline.h's loader) and
+ * lvd_train_command, the executables' main. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -445,4 +446,23 @@ int lvd_train_main(const lvd_kit_cmd *cmd, int argc, char **argv)
     int rc = lvd_kit_main(&c, argc, argv);
     lvd_pipeline_free(p); /* the options point into it until here */
     return rc;
+}
+
+int lvd_train_command(const char *name, const char *help, const char *footer, int distill, int argc,
+                      char **argv)
+{
+    lvd_train_options o;
+    lvd_train_options_default(&o);
+    o.distill = distill;
+    lvd_kit_opt opts[LVD_TRAIN_MAX_OPTS];
+    lvd_train_option_table(&o, distill, opts);
+    const lvd_kit_cmd cmd = {name,
+                             help,
+                             opts,
+                             lvd_train_run,
+                             &o,
+                             .db = LVD_KIT_WRITE,
+                             .check = lvd_train_check,
+                             .footer = footer};
+    return lvd_train_main(&cmd, argc, argv);
 }
