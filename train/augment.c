@@ -220,13 +220,13 @@ static int crop_resize(lvd_augmenter *a, const lvd_image *img, lvd_crop_box b, i
     return 0;
 }
 
-/* kind 0: global crop 1, 1: global crop 2, 2: a local crop. */
 /* RandomApply's test (applied unless p < u), except that p 0 never applies. */
 static int applies(float p, float u)
 {
     return p > 0.0f && !(p < u);
 }
 
+/* kind 0: global crop 1, 1: global crop 2, 2: a local crop. */
 static int one_crop(lvd_augmenter *a, const lvd_image *img, lvd_rng *r, int kind, float *chw,
                     lvd_crop_record *rec, lvd_error *err)
 {

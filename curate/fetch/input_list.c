@@ -392,9 +392,11 @@ static int open_list(const char *path, const volatile sig_atomic_t *stop, lvd_er
         if (n < 0 && errno != EINTR)
             rc = lvd_fail(err, "%s: cannot wait for data: %s", path, strerror(errno));
     }
-    int flags = rc == 0 ? fcntl(fd, F_GETFL) : 0;
-    if (rc == 0 && (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0))
-        rc = lvd_fail(err, "%s: cannot read: %s", path, strerror(errno));
+    if (rc == 0) {
+        int flags = fcntl(fd, F_GETFL);
+        if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0)
+            rc = lvd_fail(err, "%s: cannot read: %s", path, strerror(errno));
+    }
     if (rc != 0) {
         close(fd);
         return -1;
@@ -414,10 +416,10 @@ int lvd_inputs_read_list(const char *path, lvd_input_fn fn, void *ctx,
         lvd_fail(err, "%s: cannot open: out of memory", path);
         close(fd);
     }
-    if (r->gz)
+    if (r->gz) {
         rc = read_list(r, err);
-    if (r->gz)
         gzclose(r->gz);
+    }
     free(r->buf);
     free(r);
     return rc;
