@@ -4,15 +4,18 @@
  * loaded by lvd_vit_load and registered through --register and lvd-model add, the heads file);
  * runs stopped and resumed that must end bitwise equal to it (--stop-at with the first half's
  * options from an INI file, kill -9 after a checkpoint, SIGTERM, a kill during a checkpoint
- * write by a file-size limit); a checkpoint of other options refused; a diverging lr stopped
- * with the last checkpoint kept; the curated set as input; one-line errors on bad usage and a
- * missing source. Usage: test_train_stage LVD-TRAIN LVD-FETCH LVD-MODEL. */
+ * write by a file-size limit); a checkpoint of other options refused, one written before the
+ * plan recorded the colour options resumed; a diverging lr stopped with the last checkpoint
+ * kept; the curated set as input; one-line errors on bad usage and a missing source. Usage:
+ * test_train_stage LVD-TRAIN LVD-FETCH LVD-MODEL. */
 #include <fcntl.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+
+#include <cjson/cJSON.h>
 
 #include "embed/vit.h"
 #include "store/tensors.h"
@@ -240,6 +243,40 @@ static long ckpt_step(const char *out)
     return step;
 }
 
+/* Rewrites out's checkpoint as lvd-train wrote it before the plan recorded the blur sigmas, the
+ * jitter and the solarization probabilities: the same tensors, the plan without those keys. */
+static int strip_new_plan_keys(const char *out)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", out);
+    lvd_tensors *ts;
+    lvd_error err;
+    if (lvd_tensors_open(path, &ts, &err))
+        return -1;
+    cJSON *meta = cJSON_Parse(lvd_tensors_metadata(ts, "lvd_checkpoint"));
+    cJSON *config = cJSON_GetObjectItemCaseSensitive(meta, "config");
+    cJSON *plan = cJSON_GetObjectItemCaseSensitive(config, "plan");
+    cJSON *crops = cJSON_GetObjectItemCaseSensitive(plan, "crops");
+    int rc = -1;
+    if (cJSON_IsObject(crops) && cJSON_HasObjectItem(crops, "jitter")) {
+        cJSON_DeleteItemFromObjectCaseSensitive(crops, "blur_sigma");
+        cJSON_DeleteItemFromObjectCaseSensitive(crops, "jitter");
+        cJSON_DeleteItemFromObjectCaseSensitive(crops, "solarize");
+        size_t n = lvd_tensors_count(ts);
+        lvd_tensor *copy = malloc(n * sizeof *copy);
+        for (size_t i = 0; i < n; i++)
+            copy[i] = *lvd_tensors_at(ts, i);
+        char *json = cJSON_PrintUnformatted(meta);
+        const char *kv[2] = {"lvd_checkpoint", json};
+        rc = lvd_safetensors_write(path, copy, n, kv, 1, &err);
+        free(json);
+        free(copy);
+    }
+    cJSON_Delete(meta);
+    lvd_tensors_close(ts);
+    return rc;
+}
+
 static sqlite3 *sq;
 
 /* The first column of the query's first row; -1 when there is none. */
@@ -432,6 +469,11 @@ static void test_resume(void)
     CHECK(sql_int("SELECT COUNT(*) FROM v_train_steps WHERE out = '%s'", out_dir("resume")) == 6);
     CHECK(train(err, 0, "--source", "fm", "--out", out_dir("resume"), "--lr", "0.01", NULL) == 1);
     CHECK(one_line_with(err, "optim.lr_base is 0.004 in the checkpoint, 0.01 now"));
+    /* A checkpoint from before the plan recorded the colour options stands for their defaults. */
+    CHECK(strip_new_plan_keys(out_dir("resume")) == 0);
+    CHECK(train(err, 0, "--source", "fm", "--out", out_dir("resume"), "--jitter", "0.5", NULL) ==
+          1);
+    CHECK(one_line_with(err, "crops.jitter is 0.8 in the checkpoint, 0.5 now"));
     CHECK(train(NULL, 0, "--source", "fm", "--out", out_dir("resume"), "--resume", NULL) == 0);
     check_equal_to_straight("resume");
 }

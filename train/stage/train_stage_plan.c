@@ -318,6 +318,25 @@ cJSON *train_plan_json(const lvd_train_options *o, const train_plan *p)
     return j;
 }
 
+/* Keys the plan gained after checkpoints had been written, with the value every run before used:
+ * a checkpoint without one stands for that value, so it still resumes under the defaults. */
+static const struct {
+    const char *path, *json;
+} implied[] = {
+    {"crops.blur_sigma", "[0.1,2]"},
+    {"crops.jitter", "0.8"},
+    {"crops.solarize", "0.2"},
+};
+
+/* The value implied[] gives path (owned by the caller), or NULL. */
+static cJSON *implied_value(const char *path)
+{
+    for (size_t i = 0; i < sizeof implied / sizeof implied[0]; i++)
+        if (strcmp(implied[i].path, path) == 0)
+            return cJSON_Parse(implied[i].json);
+    return NULL;
+}
+
 /* "group.key" of the first difference between a and b, with both values, into err. */
 static int differ(const char *path, const cJSON *a, const cJSON *b, lvd_error *err)
 {
@@ -327,7 +346,11 @@ static int differ(const char *path, const cJSON *a, const cJSON *b, lvd_error *e
         {
             char sub[256];
             snprintf(sub, sizeof sub, "%s%s%s", path, *path ? "." : "", x->string);
-            if (differ(sub, cJSON_GetObjectItemCaseSensitive(a, x->string), x, err))
+            const cJSON *ax = cJSON_GetObjectItemCaseSensitive(a, x->string);
+            cJSON *old = ax ? NULL : implied_value(sub);
+            int rc = differ(sub, ax ? ax : old, x, err);
+            cJSON_Delete(old);
+            if (rc)
                 return -1;
         }
         cJSON_ArrayForEach(x, a)
