@@ -152,7 +152,7 @@ if [ -n "${LVD_MODEL:-}" ]; then
         "$lvd_model" add --db "$db" --name "$name" "$LVD_MODEL"
     fi
 else
-    say "first model: a small ViT (the fmnist recipe: patch 7, 28 px) trained on the pool, $LVD_DEMO_TRAIN_STEPS" \
+    say "first model: a small ViT (the fmnist recipe: patch 28, 28 px) trained on the pool, $LVD_DEMO_TRAIN_STEPS" \
         "steps or $LVD_DEMO_TRAIN_MINUTES min (LVD_DEMO_TRAIN_STEPS, LVD_DEMO_TRAIN_MINUTES)"
     pipeline demo-train.ini
     LVD_DEMO_MODEL=$(register demo-ssl train)

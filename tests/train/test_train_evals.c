@@ -225,10 +225,10 @@ static void test_preset(void)
     CHECK(sql_num(PLAN("arch.dim")) == 192);
     CHECK(sql_num(PLAN("arch.depth")) == 4);
     CHECK(sql_num(PLAN("arch.heads")) == 3);
-    CHECK(sql_num(PLAN("arch.patch")) == 7);
+    CHECK(sql_num(PLAN("arch.patch")) == 28);
     CHECK(fabs(sql_num(PLAN("arch.layerscale")) - 0.1) < 1e-7);
     CHECK(sql_num(PLAN("heads.prototypes")) == 1024);
-    CHECK(sql_num(PLAN("crops.local_size")) == 14);
+    CHECK(sql_num(PLAN("crops.local_size")) == 28);
     CHECK(sql_num(PLAN("crops.local_crops")) == 4);
     CHECK(sql_num(PLAN("optim.steps")) == 1000);
     CHECK(sql_num(PLAN("optim.epoch_length")) == 100);

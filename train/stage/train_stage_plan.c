@@ -34,7 +34,7 @@ static const preset presets[] = {
     {"vitl14", 1024, 24, 16, 14, LVD_VIT_MLP, 65536, 2048, 256, 224, 98, 8, 64, 0.3, &reference},
     {"vitg14", 1536, 40, 24, 14, LVD_VIT_SWIGLU, 131072, 2048, 384, 224, 98, 8, 64, 0.4,
      &reference},
-    {"fmnist", 192, 4, 3, 7, LVD_VIT_MLP, 1024, 512, 128, 28, 14, 4, 128, 0.0, &short_budget},
+    {"fmnist", 192, 4, 3, 28, LVD_VIT_MLP, 1024, 512, 128, 28, 28, 4, 128, 0.0, &short_budget},
 };
 
 static const preset *find_preset(const lvd_train_options *o, const lvd_vit_info *from)
