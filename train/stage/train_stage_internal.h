@@ -113,8 +113,8 @@ typedef struct train_ckpt_info {
 int train_ckpt_info_read(const char *path, train_ckpt_info *info, int *found, lvd_error *err);
 void train_ckpt_info_free(train_ckpt_info *info);
 
-/* 0 when a and b are equal; else -1 with err naming the first differing key and both values. A key
- * the plan gained later (train_stage_plan.c's implied[]) and ckpt lacks stands for its old value. */
+/* 0 when a and b are equal; else -1 with err naming the first differing key and both values. A
+ * key the plan gained later (train_stage_plan.c's implied[]) missing in ckpt is its old value. */
 int train_plan_compare(const cJSON *ckpt, const cJSON *now, lvd_error *err);
 
 /* Saves the trainer's state at step with plan and train_id into f->ckpt (atomically), after
