@@ -227,14 +227,22 @@ static int same_tensors(const char *a, const char *b)
     return same;
 }
 
+/* Folder out's checkpoint opened, its path in path (PATH_LEN); NULL when none or unreadable. */
+#define PATH_LEN 1024
+static lvd_tensors *open_ckpt(const char *out, char *path)
+{
+    snprintf(path, PATH_LEN, "%s/checkpoint.safetensors", out);
+    lvd_tensors *ts;
+    lvd_error err;
+    return lvd_tensors_open(path, &ts, &err) ? NULL : ts;
+}
+
 /* The step of the checkpoint in folder out (-1: none or unreadable). */
 static long ckpt_step(const char *out)
 {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/checkpoint.safetensors", out);
-    lvd_tensors *ts;
-    lvd_error err;
-    if (lvd_tensors_open(path, &ts, &err))
+    char path[PATH_LEN];
+    lvd_tensors *ts = open_ckpt(out, path);
+    if (!ts)
         return -1;
     const char *meta = lvd_tensors_metadata(ts, "lvd_checkpoint");
     const char *s = meta ? strstr(meta, "\"step\":") : NULL;
@@ -247,11 +255,9 @@ static long ckpt_step(const char *out)
  * jitter and the solarization probabilities: the same tensors, the plan without those keys. */
 static int strip_new_plan_keys(const char *out)
 {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/checkpoint.safetensors", out);
-    lvd_tensors *ts;
-    lvd_error err;
-    if (lvd_tensors_open(path, &ts, &err))
+    char path[PATH_LEN];
+    lvd_tensors *ts = open_ckpt(out, path);
+    if (!ts)
         return -1;
     cJSON *meta = cJSON_Parse(lvd_tensors_metadata(ts, "lvd_checkpoint"));
     cJSON *config = cJSON_GetObjectItemCaseSensitive(meta, "config");
@@ -268,6 +274,7 @@ static int strip_new_plan_keys(const char *out)
             copy[i] = *lvd_tensors_at(ts, i);
         char *json = cJSON_PrintUnformatted(meta);
         const char *kv[2] = {"lvd_checkpoint", json};
+        lvd_error err;
         rc = lvd_safetensors_write(path, copy, n, kv, 1, &err);
         free(json);
         free(copy);
